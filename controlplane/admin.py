@@ -1,0 +1,37 @@
+"""Read-only admin for tenants and API keys (never the key hash)."""
+
+from django.contrib import admin
+
+from controlplane.models import ApiKey, Tenant, WorkerPing
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Operators look; changes go through services, commands and the API."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Tenant)
+class TenantAdmin(ReadOnlyAdmin):
+    list_display = ["name", "id", "created_at"]
+    search_fields = ["name"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(ReadOnlyAdmin):
+    list_display = ["prefix", "tenant", "scope", "label", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["scope"]
+    fields = ["prefix", "tenant", "scope", "label", "created_at", "last_used_at", "revoked_at"]
+
+
+@admin.register(WorkerPing)
+class WorkerPingAdmin(ReadOnlyAdmin):
+    list_display = ["worker", "region", "nonce", "sent_at", "received_at"]
+    list_filter = ["region"]

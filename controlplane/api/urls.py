@@ -1,0 +1,11 @@
+from django.urls import include, path
+
+from controlplane.api import views
+
+urlpatterns = [
+    path("tenant", views.TenantView.as_view(), name="tenant"),
+    path("api-keys", views.ApiKeyListView.as_view(), name="api-keys"),
+    path("api-keys/<uuid:key_id>", views.ApiKeyDetailView.as_view(), name="api-key"),
+    path("", include("endpoints.api.urls")),
+    path("", include("transfers.api.urls")),
+]

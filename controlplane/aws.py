@@ -1,0 +1,84 @@
+"""The one place boto3 clients are built.
+
+Region, retries, timeouts and the endpoint are decided here, so the same code runs against
+the emulator and against AWS. The endpoint is never configured in code: boto3 reads
+``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_<SERVICE>`` from the environment when the client
+is created, exactly as it would for any other tool.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from django.conf import settings
+
+_lock = threading.Lock()
+_clients: dict[tuple, Any] = {}
+
+
+def client_config(
+    *,
+    connect_timeout: float | None = None,
+    read_timeout: float | None = None,
+    max_attempts: int | None = None,
+    max_pool_connections: int = 32,
+) -> Config:
+    """A botocore Config with Ferry's retry and timeout policy."""
+    return Config(
+        connect_timeout=connect_timeout or settings.FERRY_AWS_CONNECT_TIMEOUT,
+        read_timeout=read_timeout or settings.FERRY_AWS_READ_TIMEOUT,
+        retries={"mode": "adaptive", "max_attempts": max_attempts or settings.FERRY_AWS_MAX_ATTEMPTS},
+        max_pool_connections=max_pool_connections,
+        # Streaming checksums (boto3 >= 1.36) are refused by some S3-compatible servers;
+        # Ferry computes its own SHA-256 and sends checksums where they are required.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+
+
+def client(
+    service: str,
+    *,
+    region: str | None = None,
+    credentials: dict[str, str] | None = None,
+    config: Config | None = None,
+    cached: bool = True,
+) -> Any:
+    """Return a boto3 client for ``service`` in ``region`` (default: Ferry's AWS region).
+
+    ``credentials`` (``access_key_id``, ``secret_access_key``, optional ``session_token``)
+    build a client for a customer's own account; such clients are never cached, so a
+    rotated secret is never outlived by an old client.
+    """
+    region = region or settings.FERRY_AWS_REGION
+    if credentials is not None:
+        cached = False
+    # The endpoint is part of the key: tests point the environment at a fresh emulator.
+    key = (service, region, os.environ.get("AWS_ENDPOINT_URL"), repr(config))
+    if cached:
+        with _lock:
+            found = _clients.get(key)
+            if found is not None:
+                return found
+    kwargs: dict[str, Any] = {"region_name": region, "config": config or client_config()}
+    if credentials is not None:
+        kwargs.update(
+            aws_access_key_id=credentials["access_key_id"],
+            aws_secret_access_key=credentials["secret_access_key"],
+            aws_session_token=credentials.get("session_token"),
+        )
+    made = boto3.session.Session().client(service, **kwargs)
+    if cached:
+        with _lock:
+            _clients.setdefault(key, made)
+    return made
+
+
+def reset_clients() -> None:
+    """Forget cached clients (after the environment's endpoint changed)."""
+    with _lock:
+        _clients.clear()

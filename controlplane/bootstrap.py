@@ -1,0 +1,185 @@
+"""The AWS resources Ferry needs: created in the emulator, only checked on AWS.
+
+On AWS the infrastructure code in ``deploy/`` creates them; ``check`` reports what is
+missing so a misconfigured deployment fails loudly at start rather than at the first file.
+Every create is idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from botocore.exceptions import ClientError
+from django.conf import settings
+
+from controlplane import aws
+from controlplane.resources import dead_letter_queue, event_rule_name, queues, staging_bucket, tables
+
+# DynamoDB tables: name → key attribute. All use on-demand capacity.
+TABLE_KEYS = {"leases": "pk", "ledger": "pk", "config": "pk"}
+
+
+@dataclass
+class Report:
+    created: list[str] = field(default_factory=list)
+    present: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+def _exists(fn, *missing_codes: str) -> bool:
+    try:
+        fn()
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in missing_codes:
+            return False
+        raise
+    return True
+
+
+def bootstrap(*, create: bool) -> Report:
+    """Create (``create=True``) or check every resource; return what was found."""
+    report = Report()
+    _kms(report, create)
+    for region in settings.FERRY_REGIONS:
+        _queues(report, create, region)
+        _bucket(report, create, staging_bucket(region))
+        _event_rule(report, create, region)
+    for logical, name in tables().items():
+        _table(report, create, name, TABLE_KEYS[logical])
+    return report
+
+
+def _note(report: Report, create: bool, name: str, exists: bool, make) -> None:
+    if exists:
+        report.present.append(name)
+    elif create:
+        make()
+        report.created.append(name)
+    else:
+        report.missing.append(name)
+
+
+def _kms(report: Report, create: bool) -> None:
+    kms = aws.client("kms")
+    alias = settings.FERRY_KMS_KEY_ALIAS
+    exists = _exists(lambda: kms.describe_key(KeyId=alias), "NotFoundException")
+
+    def make() -> None:
+        key = kms.create_key(Description="Ferry: secrets and staging objects")
+        kms.create_alias(AliasName=alias, TargetKeyId=key["KeyMetadata"]["KeyId"])
+
+    _note(report, create, f"kms:{alias}", exists, make)
+
+
+def _queue_url(sqs, name: str) -> str | None:
+    try:
+        return sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}:
+            return None
+        raise
+
+
+def _queues(report: Report, create: bool, region: str) -> None:
+    sqs = aws.client("sqs")
+    for name in queues(region).all():
+        dlq = dead_letter_queue(name)
+        for qname, attributes in (
+            (dlq, {"MessageRetentionPeriod": str(14 * 24 * 3600)}),
+            (name, None),
+        ):
+            url = _queue_url(sqs, qname)
+
+            def make(qname=qname, attributes=attributes, dlq=dlq) -> None:
+                if attributes is None:
+                    dlq_url = _queue_url(sqs, dlq)
+                    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+                        "QueueArn"
+                    ]
+                    attributes = {
+                        "VisibilityTimeout": str(settings.FERRY_SQS_VISIBILITY_TIMEOUT),
+                        "MessageRetentionPeriod": str(4 * 24 * 3600),
+                        "RedrivePolicy": json.dumps(
+                            {
+                                "deadLetterTargetArn": dlq_arn,
+                                "maxReceiveCount": str(settings.FERRY_SQS_MAX_RECEIVE_COUNT),
+                            }
+                        ),
+                    }
+                sqs.create_queue(QueueName=qname, Attributes=attributes)
+
+            _note(report, create, f"sqs:{qname}", url is not None, make)
+
+
+def _bucket(report: Report, create: bool, bucket: str) -> None:
+    s3 = aws.client("s3")
+    exists = _exists(lambda: s3.head_bucket(Bucket=bucket), "404", "NoSuchBucket", "NotFound")
+
+    def make() -> None:
+        kwargs: dict = {"Bucket": bucket}
+        if settings.FERRY_AWS_REGION != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": settings.FERRY_AWS_REGION}
+        s3.create_bucket(**kwargs)
+        s3.put_bucket_encryption(
+            Bucket=bucket,
+            ServerSideEncryptionConfiguration={
+                "Rules": [
+                    {
+                        "ApplyServerSideEncryptionByDefault": {
+                            "SSEAlgorithm": "aws:kms",
+                            "KMSMasterKeyID": settings.FERRY_KMS_KEY_ALIAS,
+                        }
+                    }
+                ]
+            },
+        )
+        s3.put_public_access_block(
+            Bucket=bucket,
+            PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+        )
+
+    _note(report, create, f"s3:{bucket}", exists, make)
+
+
+def _table(report: Report, create: bool, name: str, key: str) -> None:
+    ddb = aws.client("dynamodb")
+    exists = _exists(lambda: ddb.describe_table(TableName=name), "ResourceNotFoundException")
+
+    def make() -> None:
+        ddb.create_table(
+            TableName=name,
+            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        ddb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+
+    _note(report, create, f"dynamodb:{name}", exists, make)
+
+
+def _event_rule(report: Report, create: bool, region: str) -> None:
+    """S3 "Object Created" events on the bus → this region's events queue."""
+    events = aws.client("events")
+    rule = event_rule_name(region)
+    bus = settings.FERRY_EVENT_BUS
+    exists = _exists(lambda: events.describe_rule(Name=rule, EventBusName=bus), "ResourceNotFoundException")
+
+    def make() -> None:
+        events.put_rule(
+            Name=rule,
+            EventBusName=bus,
+            EventPattern=json.dumps({"source": ["aws.s3"], "detail-type": ["Object Created"]}),
+            State="ENABLED",
+        )
+        sqs = aws.client("sqs")
+        url = _queue_url(sqs, queues(region).events)
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "ferry-events", "Arn": arn}])
+
+    _note(report, create, f"events:{rule}", exists, make)

@@ -1,0 +1,67 @@
+"""The Celery app: SQS broker, JSON only, late acks, queues named per region.
+
+Tasks are thin (ids in, a plain function called); retries are driven by the database and
+the region keeper, never by Celery (no autoretry, countdowns or ETAs: on SQS a delayed
+message stays invisible and comes back only when it outlives the visibility timeout).
+"""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
+
+app = Celery("ferry")
+
+
+def configure(app: Celery) -> None:
+    from django.conf import settings
+
+    from controlplane.resources import queues
+
+    q = queues()
+    app.conf.update(
+        broker_url=settings.CELERY_BROKER_URL,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            "region": settings.FERRY_AWS_REGION,
+            # Plain http towards the emulator; boto3 still picks the endpoint itself.
+            "is_secure": not os.environ.get("AWS_ENDPOINT_URL", "").startswith("http://"),
+            "visibility_timeout": settings.FERRY_SQS_VISIBILITY_TIMEOUT,
+            "wait_time_seconds": settings.FERRY_SQS_WAIT_TIME,
+            "polling_interval": settings.FERRY_SQS_POLLING_INTERVAL,
+        },
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        event_serializer="json",
+        result_backend=None,
+        task_ignore_result=True,
+        # A message is acknowledged only after its task finished; a killed worker's
+        # message goes back to the queue instead of being lost.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # One message at a time per process: a transfer may run for minutes.
+        worker_prefetch_multiplier=1,
+        # SQS has no broadcast: remote control and events would need fanout queues.
+        worker_enable_remote_control=False,
+        worker_send_task_events=False,
+        task_send_sent_event=False,
+        worker_hijack_root_logger=False,
+        task_default_queue=q.control,
+        task_queues=[Queue(q.transfers), Queue(q.control)],
+        task_routes={
+            "workers.tasks.run_transfer": {"queue": q.transfers},
+            "workers.tasks.run_batch": {"queue": q.transfers},
+        },
+        task_create_missing_queues=False,
+        timezone="UTC",
+        beat_schedule={},
+    )
+
+
+configure(app)
+app.autodiscover_tasks(["controlplane", "workers", "transfers", "endpoints"])

@@ -1,0 +1,27 @@
+"""Prometheus metrics shared by the API and the workers.
+
+Each process keeps its own registry; the API serves it at ``/metrics`` and worker
+processes serve theirs on ``FERRY_METRICS_PORT`` (see ``workers``).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+http_requests = Counter("ferry_http_requests_total", "API requests by method and status", ["method", "status"])
+readiness = Gauge("ferry_ready", "1 when the named dependency answered the last readiness check", ["check"])
+transfers_by_state = Gauge("ferry_transfers", "Transfers by state (sampled)", ["state"])
+transfer_transitions = Counter("ferry_transfer_transitions_total", "Transfer state changes", ["to_state"])
+bytes_moved = Counter("ferry_bytes_moved_total", "Bytes delivered to destinations", ["direction"])
+transfer_seconds = Histogram(
+    "ferry_transfer_duration_seconds",
+    "Time from claim to delivery",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+retries = Counter("ferry_transfer_retries_total", "Transfers scheduled for another attempt", ["code"])
+queue_lag = Histogram(
+    "ferry_queue_lag_seconds",
+    "Time from enqueue to a worker starting the task",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
+leases_held = Gauge("ferry_leases_held", "Partition leases held by this region", ["region"])

@@ -1,0 +1,71 @@
+"""Request-scoped middleware: request id and log context, request body limit."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from controlplane import logs
+from controlplane.errors import error_response
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def request_id_of(request: HttpRequest) -> str | None:
+    return getattr(request, "request_id", None)
+
+
+class RequestContextMiddleware:
+    """Give each request an id (or keep a sane incoming ``X-Request-ID``), bind it to the
+    log context, echo it in the response, and log one access line."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        incoming = request.headers.get("X-Request-ID", "")
+        request.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        logs.clear()
+        logs.bind(request_id=request.request_id, region=settings.FERRY_REGION)
+        started = time.monotonic()
+        response = self.get_response(request)
+        response["X-Request-ID"] = request.request_id
+        if not request.path.startswith(("/healthz", "/metrics", "/static/")):
+            import logging
+
+            logging.getLogger("ferry.access").info(
+                "%s %s %s",
+                request.method,
+                request.path,
+                response.status_code,
+                extra={"status": response.status_code, "ms": round((time.monotonic() - started) * 1000, 1)},
+            )
+        logs.clear()
+        return response
+
+
+class BodySizeLimitMiddleware:
+    """Refuse request bodies over FERRY_MAX_BODY_BYTES with 413 before anything reads them."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        limit = settings.FERRY_MAX_BODY_BYTES
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if request.path.startswith("/api/") and length > limit:
+            return error_response(
+                request,
+                status=413,
+                code="request_too_large",
+                message=f"Request bodies are limited to {limit} bytes.",
+            )
+        return self.get_response(request)

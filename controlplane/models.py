@@ -1,0 +1,62 @@
+"""Tenancy: a Tenant is a customer; an ApiKey lets it call the API."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+
+
+class Tenant(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=100, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ApiKey(models.Model):
+    """A tenant's API key. Only a hash is kept; the prefix lets people tell keys apart."""
+
+    class Scope(models.TextChoices):
+        READ = "read"
+        WRITE = "write"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
+    prefix = models.CharField(max_length=16, unique=True)
+    key_hash = models.CharField(max_length=64)
+    scope = models.CharField(max_length=8, choices=Scope.choices, default=Scope.WRITE)
+    label = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(scope__in=["read", "write"]), name="apikey_scope_valid")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.scope})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class WorkerPing(models.Model):
+    """A worker answered a ping task: proof that the queue → worker → database path works.
+
+    ``manage.py ping_workers`` and the readiness tests send one; the admin lists them.
+    """
+
+    nonce = models.CharField(max_length=64, unique=True)
+    worker = models.CharField(max_length=200)
+    region = models.CharField(max_length=32)
+    sent_at = models.DateTimeField()
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.worker} ({self.region})"

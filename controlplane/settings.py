@@ -1,0 +1,225 @@
+"""Ferry settings: every value comes from the environment through one ``environ.Env``.
+
+Profiles (``FERRY_PROFILE``):
+
+- ``production`` (default): DEBUG off, ``SECRET_KEY`` and ``DATABASE_URL`` required.
+- ``local``: what ``make run`` uses; SQLite file under ``.local/``, a fixed dev key.
+- ``test``: what ``make test`` uses; PostgreSQL, short timers.
+
+Nothing here knows whether AWS is real or emulated: boto3 reads ``AWS_ENDPOINT_URL``
+(and the per-service ``AWS_ENDPOINT_URL_<SERVICE>``) itself when a client is built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+
+FERRY_PROFILE = env.str("FERRY_PROFILE", default="production")
+if FERRY_PROFILE not in {"production", "local", "test"}:
+    raise environ.ImproperlyConfigured(f"FERRY_PROFILE must be production, local or test, not {FERRY_PROFILE!r}")
+_DEV = FERRY_PROFILE in {"local", "test"}
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+if _DEV:
+    SECRET_KEY = env.str("SECRET_KEY", default="ferry-local-development-key-not-for-production")
+else:
+    SECRET_KEY = env.str("SECRET_KEY")  # required: raises ImproperlyConfigured when unset
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"] if _DEV else [])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "controlplane",
+    "endpoints",
+    "transfers",
+    "workers",
+]
+
+MIDDLEWARE = [
+    "controlplane.middleware.RequestContextMiddleware",
+    "controlplane.middleware.BodySizeLimitMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "controlplane.urls"
+WSGI_APPLICATION = "controlplane.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+# --- database -------------------------------------------------------------------------
+
+LOCAL_DIR = Path(env.str("FERRY_LOCAL_DIR", default=str(BASE_DIR / ".local")))
+if FERRY_PROFILE == "local":
+    _default_db = f"sqlite:///{LOCAL_DIR / 'ferry.sqlite3'}"
+elif FERRY_PROFILE == "test":
+    _default_db = "postgresql://postgres@127.0.0.1:5432/postgres"
+else:
+    _default_db = None
+DATABASES = {"default": env.db_url("DATABASE_URL", default=_default_db) if _default_db else env.db_url("DATABASE_URL")}
+_db = DATABASES["default"]
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock at BEGIN so
+    # two writers queue on the busy timeout instead of failing mid-transaction. Every state
+    # change is a compare-and-set, so no row locks are needed.
+    _db.setdefault("OPTIONS", {}).update(
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+else:
+    _db.setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
+    _db.setdefault("CONN_HEALTH_CHECKS", True)
+    # Two checkouts on one machine must not share a test database.
+    _suffix = hashlib.sha256(str(BASE_DIR).encode()).hexdigest()[:8]
+    _db.setdefault("TEST", {}).setdefault("NAME", env.str("FERRY_TEST_DB_NAME", default=f"test_ferry_{_suffix}"))
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- i18n, static -----------------------------------------------------------------------
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
+# The admin is the only HTML; finders let the local stack serve it without collectstatic.
+WHITENOISE_USE_FINDERS = _DEV
+
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("FERRY_MAX_BODY_BYTES", default=64 * 1024)
+FERRY_MAX_BODY_BYTES = DATA_UPLOAD_MAX_MEMORY_SIZE
+
+SESSION_COOKIE_SECURE = not _DEV
+CSRF_COOKIE_SECURE = not _DEV
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- REST API -------------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["controlplane.tenancy.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["controlplane.tenancy.HasScopedApiKey"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "controlplane.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Ferry API",
+    "DESCRIPTION": "Managed file transfer between SFTP servers and S3 buckets.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+}
+
+# --- Ferry: regions and AWS -------------------------------------------------------------
+
+FERRY_REGION = env.str("FERRY_REGION", default="us-east-1")
+FERRY_REGIONS = env.list("FERRY_REGIONS", default=["us-east-1", "us-west-2"])
+# The region whose API (name) the shared tables and buckets are addressed in. On AWS the
+# lease and ledger tables are global tables; locally both regions use them on one emulator.
+FERRY_AWS_REGION = env.str("FERRY_AWS_REGION", default=FERRY_REGION)
+FERRY_RESOURCE_PREFIX = env.str("FERRY_RESOURCE_PREFIX", default="ferry")
+FERRY_AWS_CONNECT_TIMEOUT = env.float("FERRY_AWS_CONNECT_TIMEOUT", default=5.0)
+FERRY_AWS_READ_TIMEOUT = env.float("FERRY_AWS_READ_TIMEOUT", default=30.0)
+FERRY_AWS_MAX_ATTEMPTS = env.int("FERRY_AWS_MAX_ATTEMPTS", default=5)
+FERRY_READY_TIMEOUT = env.float("FERRY_READY_TIMEOUT", default=2.0)
+
+FERRY_KMS_KEY_ALIAS = env.str("FERRY_KMS_KEY_ALIAS", default="alias/ferry")
+FERRY_STAGING_BUCKET = env.str("FERRY_STAGING_BUCKET", default=f"{FERRY_RESOURCE_PREFIX}-staging-{FERRY_REGION}")
+FERRY_TABLE_LEASES = env.str("FERRY_TABLE_LEASES", default=f"{FERRY_RESOURCE_PREFIX}-leases")
+FERRY_TABLE_LEDGER = env.str("FERRY_TABLE_LEDGER", default=f"{FERRY_RESOURCE_PREFIX}-ledger")
+FERRY_TABLE_CONFIG = env.str("FERRY_TABLE_CONFIG", default=f"{FERRY_RESOURCE_PREFIX}-config")
+FERRY_EVENT_BUS = env.str("FERRY_EVENT_BUS", default="default")
+
+# SSRF guard: operators may allow ranges (the tests and the local stack allow loopback).
+FERRY_NETGUARD_ALLOW = env.list("FERRY_NETGUARD_ALLOW", default=[])
+FERRY_SFTP_ALLOWED_PORTS = env.list("FERRY_SFTP_ALLOWED_PORTS", default=[])
+
+# Timers (seconds). Tests shorten them.
+FERRY_CLAIM_TTL = env.float("FERRY_CLAIM_TTL", default=60.0)
+FERRY_HEARTBEAT_INTERVAL = env.float("FERRY_HEARTBEAT_INTERVAL", default=15.0)
+FERRY_LEASE_TTL = env.float("FERRY_LEASE_TTL", default=30.0)
+FERRY_LEASE_GRACE = env.float("FERRY_LEASE_GRACE", default=30.0)
+FERRY_KEEPER_INTERVAL = env.float("FERRY_KEEPER_INTERVAL", default=5.0)
+FERRY_SCHEDULER_INTERVAL = env.float("FERRY_SCHEDULER_INTERVAL", default=30.0)
+FERRY_PARTITIONS = env.int("FERRY_PARTITIONS", default=64)
+
+# --- Celery over SQS ------------------------------------------------------------------
+
+# With no host in the URL, kombu lets boto3 find the endpoint (AWS_ENDPOINT_URL_SQS or
+# AWS_ENDPOINT_URL in the emulator, the regional endpoint on AWS).
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="sqs://")
+# Seconds a received message stays invisible. The database claim (heartbeat, expiry), not
+# SQS, decides who runs a transfer and when a dead worker's transfer runs again, so this
+# only needs to outlast most transfers; a copy that outlives it is redelivered, finds the
+# claim live and exits. 15 minutes keeps such duplicates rare. Only applied when kombu
+# creates a queue; bootstrap_aws creates ours with the same value.
+FERRY_SQS_VISIBILITY_TIMEOUT = env.int("FERRY_SQS_VISIBILITY_TIMEOUT", default=900)
+FERRY_SQS_WAIT_TIME = env.int("FERRY_SQS_WAIT_TIME", default=10)
+FERRY_SQS_POLLING_INTERVAL = env.float("FERRY_SQS_POLLING_INTERVAL", default=0.2)
+FERRY_SQS_MAX_RECEIVE_COUNT = env.int("FERRY_SQS_MAX_RECEIVE_COUNT", default=10)
+
+# --- logging ----------------------------------------------------------------------------
+
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"context": {"()": "controlplane.logs.ContextFilter"}},
+    "formatters": {"json": {"()": "controlplane.logs.JsonFormatter"}},
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "filters": ["context"],
+        }
+    },
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        "botocore": {"level": "WARNING"},
+        "boto3": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+        "asyncssh": {"level": "WARNING"},
+    },
+}

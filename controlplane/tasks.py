@@ -1,0 +1,25 @@
+"""Control-plane tasks (the control queue of each region)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime
+
+from django.conf import settings
+
+from controlplane.celery import app
+from controlplane.models import WorkerPing
+
+
+@app.task(name="controlplane.tasks.ping")
+def ping(nonce: str, sent_at: str) -> None:
+    """Record that a worker of this region received ``nonce`` (idempotent on the nonce)."""
+    WorkerPing.objects.get_or_create(
+        nonce=nonce,
+        defaults={
+            "worker": f"{socket.gethostname()}:{os.getpid()}",
+            "region": settings.FERRY_REGION,
+            "sent_at": datetime.fromisoformat(sent_at),
+        },
+    )

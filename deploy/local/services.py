@@ -1,0 +1,321 @@
+"""Local services for ``make run``, the tests and the benchmarks.
+
+Each ``start_*`` function starts one real service on a free loopback port and returns a
+handle whose ``stop()`` ends it. Nothing here imports Django, so the benchmarks and the
+test harness can use it before settings exist.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+SSHD = "/usr/sbin/sshd"
+SFTP_USER = "ferrysftp"  # the system user that password logins use when we run as root
+
+# Credentials the emulator accepts; real AWS never sees them.
+EMULATOR_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+class ServiceError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(
+    port: int, *, host: str = "127.0.0.1", timeout: float = 20.0, proc: subprocess.Popen | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise ServiceError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise ServiceError(f"nothing listening on {host}:{port} after {timeout}s")
+
+
+@dataclass
+class Process:
+    """A child process in its own process group, stopped with its children."""
+
+    proc: subprocess.Popen
+    name: str
+    log_path: Path | None = None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=timeout)
+
+    def signal(self, sig: int) -> None:
+        os.killpg(self.proc.pid, sig)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+def spawn(
+    cmd: list[str],
+    *,
+    name: str,
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
+    cwd: Path | None = None,
+) -> Process:
+    """Start ``cmd`` in a new process group, output to ``log_path`` (or inherited)."""
+    out = open(log_path, "ab") if log_path else None  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        cmd,
+        env={**os.environ, **(env or {})},
+        cwd=str(cwd or ROOT),
+        stdout=out,
+        stderr=subprocess.STDOUT if out else None,
+        start_new_session=True,
+    )
+    if out:
+        out.close()
+    return Process(proc=proc, name=name, log_path=log_path)
+
+
+# --- the AWS emulator -------------------------------------------------------------------
+
+
+@dataclass
+class Moto:
+    process: Process
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        return {**EMULATOR_ENV, "AWS_ENDPOINT_URL": self.url}
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def start_moto(*, port: int | None = None, log_path: Path | None = None) -> Moto:
+    """The moto server (S3, SQS, DynamoDB, Secrets Manager, KMS, STS, EventBridge) over HTTP."""
+    port = port or free_port()
+    process = spawn(
+        [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        name="moto",
+        env={"MOTO_ALLOW_NONEXISTENT_REGION": "true", "MOTO_S3_DEFAULT_MAX_KEYS": "1000"},
+        log_path=log_path,
+    )
+    wait_for_port(port, proc=process.proc, timeout=30)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=2).read()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                process.stop()
+                raise ServiceError("moto server did not answer") from None
+            time.sleep(0.1)
+    return Moto(process=process, port=port)
+
+
+# --- OpenSSH's sshd ---------------------------------------------------------------------
+
+
+def fingerprint_of_public_key(line: str) -> str:
+    """``"ssh-ed25519 AAAA…"`` → ``"ssh-ed25519 SHA256:…"`` (OpenSSH's own format)."""
+    key_type, blob = line.split()[:2]
+    digest = hashlib.sha256(base64.b64decode(blob)).digest()
+    return f"{key_type} SHA256:{base64.b64encode(digest).decode().rstrip('=')}"
+
+
+@dataclass
+class Sshd:
+    process: Process | None
+    port: int
+    workdir: Path
+    host_key_pins: dict[str, str]  # key type → "type SHA256:…"
+    key_user: str  # logs in with client_key
+    client_key: Path
+    client_key_passphrase_path: Path  # the same user, key protected by a passphrase
+    client_key_passphrase: str
+    password_user: str | None  # logs in with password (only when we run as root)
+    password: str | None
+    data_dir: Path  # a folder both users can write
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    @property
+    def pin(self) -> str:
+        return self.host_key_pins["ssh-ed25519"]
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+
+
+def _keygen(path: Path, key_type: str = "ed25519", passphrase: str = "") -> str:
+    args = ["ssh-keygen", "-q", "-t", key_type, "-N", passphrase, "-C", "ferry-test", "-f", str(path)]
+    if key_type == "ecdsa":
+        args[4:4] = ["-b", "256"]
+    subprocess.run(args, check=True)
+    return Path(f"{path}.pub").read_text().strip()
+
+
+def _ensure_password_user(password: str) -> str:
+    """As root: a system user that logs in with a password (created once, password reset)."""
+    try:
+        pwd.getpwnam(SFTP_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", SFTP_USER], check=True)
+    subprocess.run(["chpasswd"], input=f"{SFTP_USER}:{password}\n".encode(), check=True)
+    return SFTP_USER
+
+
+def start_sshd(workdir: Path, *, port: int | None = None, extra_config: str = "") -> Sshd:
+    """OpenSSH's sshd on a loopback port with generated host and user keys.
+
+    The key user is whoever runs this; as root, a password user is added. ``data_dir`` is
+    writable by both.
+    """
+    if not Path(SSHD).exists():
+        raise ServiceError(f"{SSHD} is missing: install openssh-server (make test does as root)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    keys = workdir / "keys"
+    auth = workdir / "authorized"
+    for d in (keys, auth):
+        d.mkdir(exist_ok=True)
+    pins = {}
+    host_keys = []
+    for key_type, name in (("ed25519", "ssh-ed25519"), ("ecdsa", "ecdsa-sha2-nistp256")):
+        path = keys / f"host_{key_type}"
+        if not path.exists():
+            _keygen(path, key_type)
+        pins[name] = fingerprint_of_public_key(Path(f"{path}.pub").read_text())
+        host_keys.append(path)
+    client_key = keys / "client_ed25519"
+    if not client_key.exists():
+        _keygen(client_key)
+    passphrase = "correct horse battery"
+    client_key_pp = keys / "client_ed25519_pp"
+    if not client_key_pp.exists():
+        _keygen(client_key_pp, passphrase=passphrase)
+    me = pwd.getpwuid(os.getuid()).pw_name
+    authorized = Path(f"{client_key}.pub").read_text() + Path(f"{client_key_pp}.pub").read_text()
+    password_user = password = None
+    data_dir = workdir / "data"
+    data_dir.mkdir(exist_ok=True)
+    if os.getuid() == 0:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        password = secrets.token_urlsafe(12)
+        password_user = _ensure_password_user(password)
+        (auth / password_user).write_text(authorized)
+        entry = pwd.getpwnam(password_user)
+        os.chown(data_dir, entry.pw_uid, entry.pw_gid)
+        data_dir.chmod(0o777)
+        # sshd runs as root and reads these; the password user needs to traverse to data/.
+        for parent in [workdir, *workdir.parents]:
+            if parent == Path("/"):
+                break
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                parent.chmod(mode | 0o001)
+    (auth / me).write_text(authorized)
+    config = workdir / "sshd_config"
+    config.write_text(
+        "\n".join(
+            [
+                f"Port {port}",
+                "ListenAddress 127.0.0.1",
+                *[f"HostKey {p}" for p in host_keys],
+                f"PidFile {workdir / 'sshd.pid'}",
+                f"AuthorizedKeysFile {auth}/%u",
+                "StrictModes no",
+                "UsePAM no",
+                "PermitRootLogin prohibit-password",
+                "PasswordAuthentication yes",
+                "KbdInteractiveAuthentication no",
+                "PubkeyAuthentication yes",
+                "AuthenticationMethods any",
+                "MaxStartups 100:30:200",
+                "MaxSessions 100",
+                "LogLevel ERROR",
+                "Subsystem sftp internal-sftp",
+                extra_config,
+                "",
+            ]
+        )
+    )
+    process = spawn([SSHD, "-D", "-e", "-f", str(config)], name="sshd", log_path=workdir / "sshd.log")
+    wait_for_port(port, proc=process.proc)
+    return Sshd(
+        process=process,
+        port=port,
+        workdir=workdir,
+        host_key_pins=pins,
+        key_user=me,
+        client_key=client_key,
+        client_key_passphrase_path=client_key_pp,
+        client_key_passphrase=passphrase,
+        password_user=password_user,
+        password=password,
+        data_dir=data_dir,
+    )
+
+
+def start_asyncssh_sftp(workdir: Path, *, port: int | None = None, username: str, password: str) -> Process:
+    """A password SFTP server for the local stack when OpenSSH's sshd can't be used."""
+    port = port or free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    process = spawn(
+        [sys.executable, "-m", "deploy.local.asyncssh_server", str(workdir), str(port), username],
+        name="sftp",
+        env={"FERRY_DEMO_SFTP_PASSWORD": password},
+        log_path=workdir.parent / "sftp.log",
+    )
+    wait_for_port(port, proc=process.proc)
+    return process
+
+
+def which(name: str) -> str | None:
+    return shutil.which(name) or (str(VENV_BIN / name) if (VENV_BIN / name).exists() else None)

@@ -1,0 +1,206 @@
+"""Session fixtures: real services on free loopback ports.
+
+- ``moto``: the moto server over HTTP (S3, SQS, DynamoDB, Secrets Manager, KMS, STS,
+  EventBridge), bootstrapped with Ferry's resources; AWS_ENDPOINT_URL points at it.
+- ``sshd``: OpenSSH's sshd with generated host and user keys.
+- PostgreSQL: the machine's server (DATABASE_URL); pytest-django makes the test database.
+- ``celery_worker``: a real Celery worker process consuming SQS on the moto server and
+  using the test database; tests that need it commit (``transaction=True``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+
+from deploy.local import services
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def wait_until(
+    predicate: Callable[[], object], *, timeout: float = 20.0, interval: float = 0.1, message: str = "condition"
+) -> object:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def logs_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def moto(logs_dir) -> Iterator[services.Moto]:
+    from controlplane import aws
+    from controlplane.bootstrap import bootstrap
+
+    server = services.start_moto(log_path=logs_dir / "moto.log")
+    os.environ.update(server.env())
+    aws.reset_clients()
+    bootstrap(create=True)
+    yield server
+    server.stop()
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    aws.reset_clients()
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory) -> Iterator[services.Sshd]:
+    # Not under /tmp when root: a password user must be able to traverse to data/.
+    server = services.start_sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+def database_url() -> str:
+    db = settings.DATABASES["default"]
+    user = quote(db.get("USER") or "")
+    password = f":{quote(db['PASSWORD'])}" if db.get("PASSWORD") else ""
+    host = db.get("HOST") or "127.0.0.1"
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgresql://{user}{password}@{host}{port}/{db['NAME']}"
+
+
+class Worker:
+    """A Celery worker process of one region; ``stop``/``start`` for fault tests."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, queues: list[str], concurrency: int = 2) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.queues = queues
+        self.concurrency = concurrency
+        self.process: services.Process | None = None
+
+    def start(self, timeout: float = 60.0) -> None:
+        name = f"w{uuid.uuid4().hex[:6]}@%h"
+        self.log_path.write_text("")
+        self.process = services.spawn(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "controlplane.celery",
+                "worker",
+                "-Q",
+                ",".join(self.queues),
+                "-c",
+                str(self.concurrency),
+                "-n",
+                name,
+                "--without-mingle",
+                "--without-gossip",
+                "--without-heartbeat",
+                "-l",
+                "INFO",
+            ],
+            name="celery-worker",
+            env=self.env,
+            log_path=self.log_path,
+        )
+        deadline = time.monotonic() + timeout
+        while "ready." not in self.log_path.read_text(errors="replace"):
+            if self.process.proc.poll() is not None or time.monotonic() > deadline:
+                output = self.log_path.read_text(errors="replace")[-3000:]
+                self.stop()
+                pytest.fail(f"celery worker did not start:\n{output}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+
+@pytest.fixture(scope="session")
+def worker_env(moto, django_db_setup) -> dict[str, str]:
+    return {
+        **moto.env(),
+        "FERRY_PROFILE": "test",
+        "DATABASE_URL": database_url(),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@pytest.fixture(scope="session")
+def celery_worker(worker_env, logs_dir) -> Iterator[Worker]:
+    from controlplane.resources import queues
+
+    q = queues()
+    worker = Worker(worker_env, logs_dir / "celery-worker.log", [q.transfers, q.control])
+    worker.start()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def purge_queues(moto) -> Callable[[], None]:
+    """Empty this region's queues; called before a worker test so nothing leaks in."""
+    from controlplane import aws
+    from controlplane.resources import queues
+
+    def purge() -> None:
+        sqs = aws.client("sqs")
+        for name in queues().all():
+            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+            sqs.purge_queue(QueueUrl=url)
+
+    purge()
+    return purge
+
+
+# --- tenants and API clients ------------------------------------------------------------
+
+
+@pytest.fixture
+def make_tenant(db) -> Callable:
+    from controlplane import tenancy
+
+    def make(name: str | None = None, scope: str = "write"):
+        tenant = tenancy.create_tenant(name=name or f"tenant-{uuid.uuid4().hex[:8]}")
+        issued = tenancy.issue_api_key(tenant=tenant, scope=scope)
+        return tenant, issued.plaintext
+
+    return make
+
+
+@pytest.fixture
+def api(make_tenant):
+    """An API client authenticated as a fresh tenant with a write key."""
+    from rest_framework.test import APIClient
+
+    tenant, key = make_tenant()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    client.tenant = tenant
+    client.key = key
+    return client
+
+
+def run_manage(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``manage.py`` in a child process (as an operator would)."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), *args],
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=120,
+    )

@@ -1,0 +1,61 @@
+"""Health, readiness, metrics, schema: no key needed."""
+
+import os
+
+import pytest
+from django.test import Client
+
+from controlplane import aws
+from deploy.local import services
+
+pytestmark = pytest.mark.django_db
+
+
+def test_healthz_needs_no_key():
+    response = Client().get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readyz_ok_when_everything_answers(moto):
+    response = Client().get("/readyz")
+    assert response.status_code == 200, response.content
+    assert {name for name, r in response.json()["checks"].items() if r["ok"]} == {"database", "sqs", "dynamodb"}
+
+
+def test_readyz_503_names_what_failed_when_its_emulator_stops(moto, logs_dir):
+    from controlplane.bootstrap import bootstrap
+
+    own = services.start_moto(log_path=logs_dir / "moto-readyz.log")
+    os.environ["AWS_ENDPOINT_URL"] = own.url
+    aws.reset_clients()
+    try:
+        bootstrap(create=True)
+        assert Client().get("/readyz").status_code == 200
+        own.stop()
+        response = Client().get("/readyz")
+        assert response.status_code == 503
+        body = response.json()
+        assert body["checks"]["database"]["ok"] is True
+        assert body["checks"]["sqs"]["ok"] is False
+        assert body["checks"]["dynamodb"]["ok"] is False
+        assert set(body["error"]["fields"]) == {"sqs", "dynamodb"}
+        assert "sqs" in body["error"]["message"]
+    finally:
+        own.stop()
+        os.environ["AWS_ENDPOINT_URL"] = moto.url
+        aws.reset_clients()
+
+
+def test_metrics_are_prometheus_text():
+    response = Client().get("/metrics")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain")
+    assert b"ferry_transfer_transitions_total" in response.content
+
+
+def test_openapi_schema_and_docs_are_served():
+    schema = Client().get("/api/schema/")
+    assert schema.status_code == 200
+    assert b"/api/v1/api-keys" in schema.content
+    assert Client().get("/api/docs/").status_code == 200

@@ -1,0 +1,39 @@
+"""Loaded with ``-p`` before Django reads its settings: the test profile's environment.
+
+Timers are shortened to seconds, loopback is allowed through the SSRF guard explicitly,
+and nothing points at real AWS: the session fixtures set AWS_ENDPOINT_URL to a moto server
+of their own before any client is built.
+"""
+
+import os
+
+_DEFAULTS = {
+    "FERRY_PROFILE": "test",
+    "DJANGO_SETTINGS_MODULE": "controlplane.settings",
+    "FERRY_REGION": "us-east-1",
+    "FERRY_NETGUARD_ALLOW": "127.0.0.0/8,::1/128",
+    "FERRY_CLAIM_TTL": "6",
+    "FERRY_HEARTBEAT_INTERVAL": "1",
+    "FERRY_LEASE_TTL": "4",
+    "FERRY_LEASE_GRACE": "2",
+    "FERRY_KEEPER_INTERVAL": "0.5",
+    "FERRY_SCHEDULER_INTERVAL": "1",
+    "FERRY_SQS_WAIT_TIME": "1",
+    "FERRY_SQS_POLLING_INTERVAL": "0.1",
+    "FERRY_AWS_MAX_ATTEMPTS": "3",
+    "FERRY_READY_TIMEOUT": "1",
+    "LOG_LEVEL": "INFO",
+}
+for _key, _value in _DEFAULTS.items():
+    os.environ.setdefault(_key, _value)
+# Never let a developer's real credentials or endpoint leak into a test run.
+for _key in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+    os.environ.pop(_key, None)
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+)
