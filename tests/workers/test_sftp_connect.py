@@ -1,0 +1,82 @@
+"""workers.engine.sftp_connect against OpenSSH's sshd: errors carry their kind."""
+
+import asyncio
+
+import pytest
+
+from deploy.local.services import free_port
+from workers.engine.sftp_connect import connect
+from workers.engine.spec import SftpSpec
+from workers.errors import AuthenticationFailed, HostKeyMismatch, TransientError
+
+
+def spec_for(sshd, **overrides) -> SftpSpec:
+    values = dict(
+        endpoint_id="e1",
+        version=1,
+        host=sshd.host,
+        port=sshd.port,
+        username=sshd.key_user,
+        host_keys=(sshd.pin,),
+        private_key=sshd.client_key.read_text(),
+    )
+    values.update(overrides)
+    return SftpSpec(**values)
+
+
+def _login(spec):
+    async def main():
+        conn = await connect(spec, timeout=5)
+        conn.close()
+        await conn.wait_closed()
+
+    asyncio.run(main())
+
+
+def test_key_login(sshd):
+    _login(spec_for(sshd))
+
+
+def test_passphrase_key_login(sshd):
+    _login(
+        spec_for(sshd, private_key=sshd.client_key_passphrase_path.read_text(), passphrase=sshd.client_key_passphrase)
+    )
+
+
+def test_password_login(sshd):
+    if sshd.password_user is None:
+        pytest.fail("password logins need the test run as root (a system user with a password)")
+    _login(spec_for(sshd, username=sshd.password_user, private_key=None, password=sshd.password))
+
+
+def test_wrong_password_is_permanent(sshd):
+    if sshd.password_user is None:
+        pytest.fail("password logins need the test run as root")
+    with pytest.raises(AuthenticationFailed) as err:
+        _login(spec_for(sshd, username=sshd.password_user, private_key=None, password="wrong-password"))
+    assert not err.value.transient
+    assert "wrong-password" not in str(err.value)
+
+
+def test_wrong_pin_is_permanent_and_names_the_fingerprint_seen(sshd):
+    with pytest.raises(HostKeyMismatch) as err:
+        _login(spec_for(sshd, host_keys=("ssh-ed25519 SHA256:" + "B" * 43,)))
+    assert sshd.pin in str(err.value)
+    assert not err.value.transient
+
+
+def test_closed_port_is_transient():
+    with pytest.raises(TransientError) as err:
+        _login(
+            SftpSpec(
+                endpoint_id="e",
+                version=1,
+                host="127.0.0.1",
+                port=free_port(),
+                username="x",
+                host_keys=("ssh-ed25519 SHA256:" + "A" * 43,),
+                password="x",
+            )
+        )
+    assert err.value.transient
+    assert err.value.code == "connection_refused"

@@ -1,0 +1,52 @@
+"""What the engine needs to know about an endpoint: plain data, no Django.
+
+The control plane builds these from an Endpoint row, its secret (resolved from Secrets
+Manager) and the address the SSRF guard checked; the engine only reads them. Secrets are
+excluded from ``repr`` so a spec can never print one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SftpSpec:
+    endpoint_id: str
+    version: int
+    host: str
+    port: int
+    username: str
+    host_keys: tuple[str, ...]
+    root: str = "/"
+    max_connections: int = 4
+    password: str | None = field(default=None, repr=False)
+    private_key: str | None = field(default=None, repr=False)
+    passphrase: str | None = field(default=None, repr=False)
+    # The IP address the SSRF guard resolved and allowed; connections go there, not to a
+    # fresh resolution of ``host`` (which could have changed since the check).
+    connect_address: str | None = None
+
+    @property
+    def pool_key(self) -> tuple[str, int]:
+        return (self.endpoint_id, self.version)
+
+
+@dataclass(frozen=True)
+class S3Spec:
+    endpoint_id: str
+    version: int
+    bucket: str
+    prefix: str = ""
+    region: str | None = None
+    role_arn: str | None = None
+    external_id: str | None = field(default=None, repr=False)
+    sse: str | None = None  # "AES256" | "aws:kms" | None
+    kms_key_id: str | None = None
+    access_key_id: str | None = field(default=None, repr=False)
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+
+    @property
+    def pool_key(self) -> tuple[str, int]:
+        return (self.endpoint_id, self.version)
