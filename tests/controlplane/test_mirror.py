@@ -224,3 +224,21 @@ def test_mirror_check_command_exits_non_zero_on_drift(config_table, moto):
     drifted = run_manage("mirror", "check", env=env, check=False)
     assert drifted.returncode == 1
     assert f"DRIFT {pk}: document differs in: created_at, name" in drifted.stdout
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.worker
+def test_periodic_sweep_task_drains_on_a_real_worker(celery_worker, purge_queues):
+    from controlplane.tasks import mirror_drain
+    from tests.conftest import wait_until
+
+    object_id = str(uuid.uuid4())
+    # Written straight to the outbox (no after-commit drain): only the sweep can copy it.
+    row = MirrorOutbox.objects.create(kind="tenant", object_id=object_id, version=1, document={"id": object_id})
+    mirror_drain.delay()
+    wait_until(
+        lambda: MirrorOutbox.objects.filter(id=row.id, drained_at__isnull=False).exists(),
+        timeout=30,
+        message="the sweep to drain the row",
+    )
+    assert document(f"tenant#{object_id}") == {"id": object_id}

@@ -87,7 +87,10 @@ def fake_routes(db):
     with connection.schema_editor() as editor:
         editor.create_model(FakeRoute)
     yield FakeRoute
-    # The test's transaction rollback drops the table (PostgreSQL DDL is transactional).
+    # The test's transaction rollback drops the table (PostgreSQL DDL is transactional);
+    # the model, and the reverse accessors it put on Endpoint, go too.
+    for name in ("routes_as_source", "routes_as_destination"):
+        delattr(Endpoint, name)
     del apps.all_models["endpoints"]["fakeroute"]
     apps.clear_cache()
 
