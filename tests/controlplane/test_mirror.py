@@ -154,6 +154,15 @@ def test_sweep_copies_what_the_commit_hook_missed_and_check_reports_drift(api, c
         stray: "in the mirror but not in the database",
     }
 
+    # Repair rewrites each from the database (the stray one becomes a tombstone).
+    capsys.readouterr()
+    call_command("mirror", "repair")
+    assert "3 of 3 drifted items rewritten" in capsys.readouterr().out
+    assert mirror.check().drift == []
+    assert document(pk)["config"]["bucket"] == created["config"]["bucket"]
+    assert int(item(pk)["version"]["N"]) == 1
+    assert item(stray)["deleted"]["BOOL"] is True
+
 
 @pytest.mark.django_db
 def test_restore_into_an_empty_database_reproduces_tenants_and_endpoints(
