@@ -19,7 +19,7 @@ from datetime import datetime
 FIELDS = frozenset({"name", "stem", "ext", "date", "transfer_id"})
 DEFAULT_DATE_FORMAT = "%Y-%m-%d"
 MAX_NAME = 255
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 _formatter = string.Formatter()
 
 
@@ -35,7 +35,7 @@ def check_remote_path(path: str) -> str:
     """
     if not path or not path.strip():
         raise UnsafeName("The path is empty.")
-    if _CONTROL.search(path):
+    if CONTROL_CHARS.search(path):
         raise UnsafeName("The path contains control characters.")
     parts = [p for p in path.split("/") if p not in ("", ".")]
     if ".." in parts:
@@ -49,7 +49,7 @@ def check_remote_name(name: str) -> str:
         raise UnsafeName(f"{name!r} is not a file name.")
     if "/" in name or "\\" in name:
         raise UnsafeName("A file name cannot contain '/' or '\\'.")
-    if _CONTROL.search(name):
+    if CONTROL_CHARS.search(name):
         raise UnsafeName("The file name contains control characters.")
     if len(name.encode()) > MAX_NAME:
         raise UnsafeName(f"The file name is longer than {MAX_NAME} bytes.")
@@ -66,7 +66,7 @@ def check_template(template: str) -> str:
     """Validate a name template without rendering it for a real file."""
     if not template:
         raise UnsafeName("The name template is empty.")
-    if "/" in template or "\\" in template or _CONTROL.search(template):
+    if "/" in template or "\\" in template or CONTROL_CHARS.search(template):
         raise UnsafeName("The name template makes one file name: no '/', '\\' or control characters.")
     try:
         parsed = list(_formatter.parse(template))
