@@ -15,7 +15,7 @@ from controlplane import tenancy
 from controlplane.errors import Conflict, FerryError, ValidationFailed
 from controlplane.logs import bind
 from controlplane.pagination import CursorPage
-from transfers import selectors, services
+from transfers import naming, selectors, services
 from transfers.api import serializers as s
 from transfers.states import State
 
@@ -130,7 +130,10 @@ def _filters(request: Request) -> dict:
             errors["since"] = ["Use an ISO 8601 time with its offset, such as 2026-01-31T00:00:00Z."]
         out["since"] = since
     if params.get("path_prefix"):
-        out["path_prefix"] = params["path_prefix"]
+        prefix = params["path_prefix"]
+        if len(prefix) > 1024 or naming.CONTROL_CHARS.search(prefix):
+            errors["path_prefix"] = ["A path prefix of at most 1024 characters, without control characters."]
+        out["path_prefix"] = prefix
     if errors:
         raise ValidationFailed("The request is not valid.", fields=errors)
     return out
