@@ -6,9 +6,10 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Count, Prefetch, QuerySet
 
 from controlplane.errors import NotFound
+from controlplane.metrics import transfers_by_state
 from controlplane.models import Tenant
 from transfers.models import Route, Transfer, TransferEvent
 from transfers.states import State
@@ -63,3 +64,20 @@ def transfer_get(*, tenant: Tenant, transfer_id: uuid.UUID | str, timeline: bool
     if transfer is None:
         raise NotFound("Not found.")
     return transfer
+
+
+def state_counts() -> dict[str, int]:
+    """Transfers per state, all tenants (operators' view; for the sampled metrics gauge)."""
+    counts = dict.fromkeys(State.values, 0)
+    for state, count in Transfer.objects.order_by().values_list("state").annotate(n=Count("id")):
+        counts[state] = count
+    return counts
+
+
+def sample_state_metrics() -> dict[str, int]:
+    """Set ``ferry_transfers{state=…}`` from the database. One GROUP BY over the table:
+    call it from a periodic tick (the region keeper), not on every ``/metrics`` scrape."""
+    counts = state_counts()
+    for state, count in counts.items():
+        transfers_by_state.labels(state=state).set(count)
+    return counts

@@ -325,3 +325,14 @@ def test_another_tenants_routes_and_transfers_are_404(api, make_tenant, make_rou
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {other_key}")
     assert client.get(f"{V1}/transfers/{their_transfer.id}").status_code == 200
+
+
+def test_state_metrics_are_sampled_from_the_database(route):
+    from controlplane.metrics import transfers_by_state
+    from transfers import selectors
+
+    make_many(route, 3)
+    make_many(route, 2, prefix="d", state=State.DEAD)
+    counts = selectors.sample_state_metrics()
+    assert counts["pending"] == 3 and counts["dead"] == 2 and counts["succeeded"] == 0
+    assert transfers_by_state.labels(state="dead")._value.get() == 2
