@@ -183,6 +183,11 @@ FERRY_LEASE_GRACE = env.float("FERRY_LEASE_GRACE", default=30.0)
 FERRY_KEEPER_INTERVAL = env.float("FERRY_KEEPER_INTERVAL", default=5.0)
 FERRY_SCHEDULER_INTERVAL = env.float("FERRY_SCHEDULER_INTERVAL", default=30.0)
 FERRY_PARTITIONS = env.int("FERRY_PARTITIONS", default=64)
+# Retries of failed transfers: exponential backoff with full jitter (transfers/backoff.py).
+FERRY_RETRY_BASE_SECONDS = env.float("FERRY_RETRY_BASE_SECONDS", default=10.0)
+FERRY_RETRY_CAP_SECONDS = env.float("FERRY_RETRY_CAP_SECONDS", default=900.0)
+# How long an ad-hoc transfer's Idempotency-Key is remembered.
+FERRY_IDEMPOTENCY_TTL = env.float("FERRY_IDEMPOTENCY_TTL", default=24 * 3600.0)
 
 # --- Celery over SQS ------------------------------------------------------------------
 
