@@ -612,11 +612,9 @@ def observe_files(
 
 
 def _s3_relative(endpoint: Endpoint, key: str) -> str | None:
-    prefix = (endpoint.config or {}).get("prefix") or ""
-    if not key.startswith(prefix):
-        return None
-    rest = key[len(prefix) :]
-    return "/" + rest.lstrip("/") if rest else None
+    from workers.engine.locations import s3_relative_path
+
+    return s3_relative_path((endpoint.config or {}).get("prefix") or "", key)
 
 
 def create_from_s3_event(
