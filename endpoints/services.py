@@ -243,7 +243,10 @@ def delete_endpoint(*, endpoint: Endpoint) -> None:
             locked.delete()
             mirror.record(kind=MIRROR_KIND, object_id=str(endpoint.id), version=version, document=None)
     except (ProtectedError, RestrictedError):
-        raise in_use from None
+        # A relation the check above does not know (e.g. transfers that name the endpoint).
+        raise Conflict(
+            "Routes or transfers still refer to this endpoint; it cannot be deleted.", code="endpoint_in_use"
+        ) from None
     if endpoint.secret_arn:
         try:
             secrets.schedule_deletion(arn=endpoint.secret_arn)
