@@ -201,6 +201,31 @@ def _keygen(path: Path, key_type: str = "ed25519", passphrase: str = "") -> str:
     return Path(f"{path}.pub").read_text().strip()
 
 
+# One password per machine for SFTP_USER: test sessions of several checkouts run at once
+# and share the system user, so a fresh password per session locks the others out.
+PASSWORD_FILE = Path(os.environ.get("FERRY_SFTP_PASSWORD_FILE", "/var/lib/ferry-test/sftp-password"))
+
+
+def _machine_password() -> str:
+    PASSWORD_FILE.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(PASSWORD_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        deadline = time.monotonic() + 5
+        while True:  # another session may have created it and not written it yet
+            value = PASSWORD_FILE.read_text().strip()
+            if value or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        if value:
+            return value
+        raise ServiceError(f"{PASSWORD_FILE} is empty") from None
+    value = secrets.token_urlsafe(12)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value)
+    return value
+
+
 def _ensure_password_user(password: str) -> str:
     """As root: a system user that logs in with a password (created once, password reset)."""
     try:
@@ -247,7 +272,7 @@ def start_sshd(workdir: Path, *, port: int | None = None, extra_config: str = ""
     data_dir.mkdir(exist_ok=True)
     if os.getuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-        password = secrets.token_urlsafe(12)
+        password = _machine_password()
         password_user = _ensure_password_user(password)
         (auth / password_user).write_text(authorized)
         entry = pwd.getpwnam(password_user)
