@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -82,7 +83,7 @@ def _record(endpoint: Endpoint) -> None:
     )
 
 
-def mirror_documents():
+def mirror_documents() -> Iterator[tuple[str, int, dict[str, Any]]]:
     """Every endpoint's mirror document (for ``mirror check``)."""
     for endpoint in Endpoint.objects.order_by("id").iterator():
         yield str(endpoint.id), endpoint.version, document_of(endpoint)
