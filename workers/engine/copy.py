@@ -123,7 +123,12 @@ class _Ctx:
 async def _call(hook: Callable[[], Any] | None) -> None:
     if hook is None:
         return
-    result = hook()
+    if asyncio.iscoroutinefunction(hook):
+        await hook()
+        return
+    # A plain function blocks (the transfer service's hook writes to the database and the
+    # ledger): run it on the thread pool, never on the loop every transfer shares.
+    result = await runtime.in_thread(hook)
     if asyncio.iscoroutine(result):
         await result
 
