@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import logging
 import math
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -295,7 +296,7 @@ class S3Upload:
                 if not page.get("IsTruncated"):
                     break
                 marker = page["NextPartNumberMarker"]
-            usable = {n: p for n, p in parts.items() if p.get("Size") == self.part_size and p.get("ChecksumSHA256")}
+            usable = {n: p for n, p in parts.items() if p.get("Size") == self.part_size and _provable(p)}
             if usable:
                 self.upload_id = upload["UploadId"]
                 self._existing = usable
@@ -310,7 +311,7 @@ class S3Upload:
         try:
             checksum = await runtime.in_thread(b64sha256, body) if self.checksums else None
             existing = self._existing.get(number)
-            if existing is not None and existing.get("ChecksumSHA256") == checksum:
+            if existing is not None and await runtime.in_thread(_same_bytes, existing, body, checksum):
                 # The interrupted attempt already uploaded these very bytes.
                 self._parts[number] = {"PartNumber": number, "ETag": existing["ETag"], "ChecksumSHA256": checksum}
                 self.reused_parts += 1
@@ -393,6 +394,22 @@ class S3Upload:
         return UploadResult(
             size=total, sha256=sha, outcome="delivered", upload_id=upload_id, reused_parts=self.reused_parts
         )
+
+
+_MD5_ETAG = re.compile(r'^"?[0-9a-f]{32}"?$')
+
+
+def _provable(part: dict) -> bool:
+    """A completed part can be compared with our bytes: by its SHA-256 (AWS reports it in
+    ListParts when the upload was created with ChecksumAlgorithm SHA256), else by an ETag
+    that is the part's MD5 (plain and SSE-S3 uploads; the moto server reports no checksums)."""
+    return bool(part.get("ChecksumSHA256") or _MD5_ETAG.match(part.get("ETag", "")))
+
+
+def _same_bytes(part: dict, body: bytes, checksum: str | None) -> bool:
+    if part.get("ChecksumSHA256"):
+        return part["ChecksumSHA256"] == (checksum or b64sha256(body))
+    return part.get("ETag", "").strip('"') == hashlib.md5(body, usedforsecurity=False).hexdigest()
 
 
 def raise_classified(exc: BaseException, context: str) -> None:
