@@ -62,6 +62,14 @@ def sse_args(spec: S3Spec) -> dict[str, str]:
     return args
 
 
+def transfer_id_of(head: dict) -> str | None:
+    """The transfer id in an object's metadata (some servers change the key's case)."""
+    for name, value in (head.get("Metadata") or {}).items():
+        if name.lower() == META_TRANSFER:
+            return value
+    return None
+
+
 def error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
@@ -80,7 +88,11 @@ async def head(client: Any, bucket: str, key: str) -> dict | None:
         raise
 
 
-async def sha256_tag(client: Any, bucket: str, key: str) -> str | None:
+async def sha256_tag(client: Any, spec: S3Spec, key: str) -> str | None:
+    """The SHA-256 Ferry tagged the object with, if any."""
+    if not spec.object_tags:
+        return None
+    bucket = spec.bucket
     try:
         tags = await runtime.in_thread(client.get_object_tagging, Bucket=bucket, Key=key)
     except ClientError as exc:
@@ -93,13 +105,24 @@ async def sha256_tag(client: Any, bucket: str, key: str) -> str | None:
     return None
 
 
-async def put_sha256_tag(client: Any, bucket: str, key: str, sha256: str) -> None:
-    await runtime.in_thread(
-        client.put_object_tagging,
-        Bucket=bucket,
-        Key=key,
-        Tagging={"TagSet": [{"Key": TAG_SHA256, "Value": sha256}]},
-    )
+async def put_sha256_tag(client: Any, spec: S3Spec, key: str, sha256: str) -> bool:
+    """Tag the object with its SHA-256. A server without object tagging (some S3-compatible
+    ones answer 501) is tolerated: the hash is still returned with the result."""
+    if not spec.object_tags:
+        return False
+    try:
+        await runtime.in_thread(
+            client.put_object_tagging,
+            Bucket=spec.bucket,
+            Key=key,
+            Tagging={"TagSet": [{"Key": TAG_SHA256, "Value": sha256}]},
+        )
+    except ClientError as exc:
+        if status_of(exc) == 501 or error_code(exc) in ("NotImplemented", "NotSupported"):
+            log.warning("the S3 server does not support object tags", extra={"key": key})
+            return False
+        raise
+    return True
 
 
 async def read_stream(
@@ -342,7 +365,8 @@ class S3Upload:
         sha = self._hash.hexdigest()
         args = self._base_args()
         args["Body"] = body
-        args["Tagging"] = f"{TAG_SHA256}={sha}"
+        if self.spec.object_tags:
+            args["Tagging"] = f"{TAG_SHA256}={sha}"
         if self.checksums:
             args["ChecksumSHA256"] = await runtime.in_thread(b64sha256, body)
         if self.if_none_match:
@@ -390,7 +414,7 @@ class S3Upload:
         if self.reused_parts:
             log.info("resumed upload completed", extra={"key": self.key, "reused_parts": self.reused_parts})
         # A multipart object's metadata is fixed before the hash is known: the hash is a tag.
-        await put_sha256_tag(self.client, self.bucket, self.key, sha)
+        await put_sha256_tag(self.client, self.spec, self.key, sha)
         return UploadResult(
             size=total, sha256=sha, outcome="delivered", upload_id=upload_id, reused_parts=self.reused_parts
         )
