@@ -195,7 +195,7 @@ async def _open_source(ctx: _Ctx, source: Location, options: CopyOptions) -> Asy
     def s3_chunks() -> AsyncIterator[bytes]:
         return s3io.read_stream(client, source.spec.bucket, source.key, etag=etag)
 
-    sha = await s3io.sha256_tag(client, source.spec, source.key)
+    sha = await s3io.sha256_tag(client, source.spec.bucket, source.key) if source.spec.object_tags else None
     yield _Source(size=int(head["ContentLength"]), chunks=s3_chunks, sha256=sha, etag=etag)
 
 
@@ -228,11 +228,12 @@ async def _settle_s3_conflict(
     client: Any, dest: S3Location, head: dict, transfer_id: str, options: CopyOptions
 ) -> CopyResult | None:
     if _meta_transfer(head) == transfer_id:
-        sha = await s3io.sha256_tag(client, dest.spec, dest.key)
+        sha = await s3io.sha256_tag(client, dest.spec.bucket, dest.key) if dest.spec.object_tags else None
         if sha is None:
             # Crashed between CompleteMultipartUpload and tagging: hash it and finish the job.
             sha, _ = await _hash_s3(client, dest.spec.bucket, dest.key)
-            await s3io.put_sha256_tag(client, dest.spec, dest.key, sha)
+            if dest.spec.object_tags:
+                await s3io.put_sha256_tag(client, dest.spec.bucket, dest.key, sha)
         size = int(head["ContentLength"])
         return CopyResult(sha256=sha, size=size, destination=dest.key, outcome="already_delivered")
     if options.on_conflict == "overwrite":
@@ -554,7 +555,7 @@ async def astage(
     client = s3client.client(staging.spec)
     head = await s3io.head(client, staging.spec.bucket, staging.key)
     if head is not None and _meta_transfer(head) == transfer_id:
-        sha = await s3io.sha256_tag(client, staging.spec, staging.key)
+        sha = await s3io.sha256_tag(client, staging.spec.bucket, staging.key) if staging.spec.object_tags else None
         if sha:
             size = int(head["ContentLength"])
             log.info("reusing staged copy", extra={"staging": str(staging), "transfer_id": transfer_id})

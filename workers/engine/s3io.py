@@ -88,11 +88,9 @@ async def head(client: Any, bucket: str, key: str) -> dict | None:
         raise
 
 
-async def sha256_tag(client: Any, spec: S3Spec, key: str) -> str | None:
-    """The SHA-256 Ferry tagged the object with, if any."""
-    if not spec.object_tags:
-        return None
-    bucket = spec.bucket
+async def sha256_tag(client: Any, bucket: str, key: str) -> str | None:
+    """The SHA-256 Ferry tagged the object with, if any (callers skip this when the spec
+    says the server has no object tags)."""
     try:
         tags = await runtime.in_thread(client.get_object_tagging, Bucket=bucket, Key=key)
     except ClientError as exc:
@@ -105,15 +103,14 @@ async def sha256_tag(client: Any, spec: S3Spec, key: str) -> str | None:
     return None
 
 
-async def put_sha256_tag(client: Any, spec: S3Spec, key: str, sha256: str) -> bool:
+async def put_sha256_tag(client: Any, bucket: str, key: str, sha256: str) -> bool:
     """Tag the object with its SHA-256. A server without object tagging (some S3-compatible
-    ones answer 501) is tolerated: the hash is still returned with the result."""
-    if not spec.object_tags:
-        return False
+    ones answer 501) is tolerated: the hash is still returned with the result. Callers skip
+    this when the spec says the server has no object tags."""
     try:
         await runtime.in_thread(
             client.put_object_tagging,
-            Bucket=spec.bucket,
+            Bucket=bucket,
             Key=key,
             Tagging={"TagSet": [{"Key": TAG_SHA256, "Value": sha256}]},
         )
@@ -414,7 +411,8 @@ class S3Upload:
         if self.reused_parts:
             log.info("resumed upload completed", extra={"key": self.key, "reused_parts": self.reused_parts})
         # A multipart object's metadata is fixed before the hash is known: the hash is a tag.
-        await put_sha256_tag(self.client, self.spec, self.key, sha)
+        if self.spec.object_tags:
+            await put_sha256_tag(self.client, self.bucket, self.key, sha)
         return UploadResult(
             size=total, sha256=sha, outcome="delivered", upload_id=upload_id, reused_parts=self.reused_parts
         )
