@@ -269,6 +269,8 @@ async def _check_s3_delivery(client: Any, dest: S3Location, transfer_id: str, sh
     if verify == "reread":
         got, n = await _hash_s3(client, dest.spec.bucket, dest.key)
         if got != sha or n != size:
+            # Ours (checked above) and wrong: remove it so a retry can deliver.
+            await runtime.in_thread(client.delete_object, Bucket=dest.spec.bucket, Key=dest.key)
             raise ChecksumMismatch(f"s3://{dest.spec.bucket}/{dest.key} reads back with another SHA-256.")
 
 
@@ -386,65 +388,86 @@ async def _to_sftp(
     before_commit: Callable[[], Any] | None,
 ) -> CopyResult:
     part = sftpio.part_path(dest.path, transfer_id)
-    part_written = False
-    async with ctx.sftp(dest.spec) as session:
-        sftp = session.sftp
-        try:
-            async with _open_source(ctx, source, options) as src:
-                existing = await sftpio.stat_or_none(sftp, dest.path)
-                if existing is not None:
-                    settled = await _settle_sftp_precheck(sftp, dest, existing, src, options)
-                    if settled is not None:
-                        await sftpio.remove_quietly(sftp, part)  # a stale one from a crashed attempt
-                        return settled
-                h = hashlib.sha256()
-                written = 0
-                part_written = True
-                async with sftp.open(part, "wb", block_size=sftpio.write_size(sftp), max_requests=1) as f:
-                    writer = sftpio.SftpWriter(
-                        f, block=sftpio.write_size(sftp), in_flight=options.sftp_requests_in_flight
-                    )
-                    try:
-                        async for chunk in _counted(src.chunks(), src.size, str(source)):
-                            h.update(chunk)
-                            await writer.write(chunk)
-                            written += len(chunk)
-                            progress(written)
-                        await writer.flush()
-                    except BaseException:
-                        await writer.abort()
-                        raise
-            sha = h.hexdigest()
-            if src.sha256 and src.sha256 != sha:
-                raise ChecksumMismatch(f"{source} does not match the SHA-256 recorded when it was staged.")
-            attrs = await sftp.stat(part)
-            if attrs.size != written:
-                raise SizeMismatch(f"{part} holds {attrs.size} bytes, {written} written.")
-            await _call(before_commit)
-            outcome = await _rename_into_place(sftp, part, dest, sha, written, options)
-            part_written = False  # renamed into place, or removed by _rename_into_place
-            progress.finish(written)
-            if outcome == "delivered" and options.verify == "reread":
-                got, n = await sftpio.hash_remote(sftp, dest.path, in_flight=options.sftp_requests_in_flight)
-                if got != sha or n != written:
-                    raise ChecksumMismatch(f"{dest.path} reads back with another SHA-256.")
-            return CopyResult(sha256=sha, size=written, destination=dest.path, outcome=outcome)
-        except BaseException:
-            if part_written and not session.closed:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(sftpio.remove_quietly(sftp, part), 10)
-                    part_written = False
-            raise
-        finally:
-            if part_written:
-                # The session died mid-write: remove the .part over a fresh connection.
-                await _remove_part_fresh(dest, part)
+    leftover = False  # a .part that still has to be removed
+    try:
+        async with ctx.sftp(dest.spec) as session:
+            sftp = session.sftp
+            try:
+                return await _write_and_rename(
+                    sftp, source, dest, part, ctx=ctx, options=options, progress=progress, before_commit=before_commit
+                )
+            except BaseException:
+                leftover = True
+                if not session.closed:
+                    with contextlib.suppress(Exception):
+                        leftover = not await asyncio.wait_for(sftpio.remove_quietly(sftp, part), 10)
+                raise
+    finally:
+        if leftover:
+            # The connection died mid-write: remove the .part over a fresh one (after the
+            # dead lease is released, so a max_connections of 1 cannot deadlock).
+            await _remove_part_fresh(dest, part)
+
+
+async def _write_and_rename(
+    sftp: asyncssh.SFTPClient,
+    source: Location,
+    dest: SftpLocation,
+    part: str,
+    *,
+    ctx: _Ctx,
+    options: CopyOptions,
+    progress: _Progress,
+    before_commit: Callable[[], Any] | None,
+) -> CopyResult:
+    async with _open_source(ctx, source, options) as src:
+        existing = await sftpio.stat_or_none(sftp, dest.path)
+        if existing is not None:
+            settled = await _settle_sftp_precheck(sftp, dest, existing, src, options)
+            if settled is not None:
+                await sftpio.remove_quietly(sftp, part)  # a stale one from a crashed attempt
+                return settled
+        h = hashlib.sha256()
+        written = 0
+        async with sftp.open(part, "wb", block_size=sftpio.write_size(sftp), max_requests=1) as f:
+            writer = sftpio.SftpWriter(f, block=sftpio.write_size(sftp), in_flight=options.sftp_requests_in_flight)
+            try:
+                async for chunk in _counted(src.chunks(), src.size, str(source)):
+                    h.update(chunk)
+                    await writer.write(chunk)
+                    written += len(chunk)
+                    progress(written)
+                await writer.flush()
+            except BaseException:
+                await writer.abort()
+                raise
+    sha = h.hexdigest()
+    if src.sha256 and src.sha256 != sha:
+        raise ChecksumMismatch(f"{source} does not match the SHA-256 recorded when it was staged.")
+    attrs = await sftp.stat(part)
+    if attrs.size != written:
+        raise SizeMismatch(f"{part} holds {attrs.size} bytes, {written} written.")
+    await _call(before_commit)
+    outcome = await _rename_into_place(sftp, part, dest, sha, written, options)
+    progress.finish(written)
+    if outcome == "delivered" and options.verify == "reread":
+        got, n = await sftpio.hash_remote(sftp, dest.path, in_flight=options.sftp_requests_in_flight)
+        if got != sha or n != written:
+            # We renamed it there a moment ago: take the bad copy away so a retry can deliver.
+            await sftpio.remove_quietly(sftp, dest.path)
+            raise ChecksumMismatch(f"{dest.path} reads back with another SHA-256.")
+    return CopyResult(sha256=sha, size=written, destination=dest.path, outcome=outcome)
 
 
 async def _remove_part_fresh(dest: SftpLocation, part: str) -> None:
-    with contextlib.suppress(Exception):
+    async def remove() -> None:
         async with get_pool().session(dest.spec) as fresh:
-            await asyncio.wait_for(sftpio.remove_quietly(fresh.sftp, part), 10)
+            await sftpio.remove_quietly(fresh.sftp, part)
+
+    # Bounded: inside a batch the pool may be full; a .part left then is removed by the
+    # retry, which writes the same name.
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(remove(), 20)
 
 
 async def _settle_sftp_precheck(

@@ -42,7 +42,10 @@ class CutAfter:
             self.killed = kill_sshd_sessions(self.sshd)
 
 
-def test_cut_while_writing_to_sftp_leaves_nothing_and_the_retry_delivers_once(sshd, sftp_spec, s3spec, folder):
+@pytest.mark.parametrize("max_connections", [1, 4])
+def test_cut_while_writing_to_sftp_leaves_nothing_and_the_retry_delivers_once(max_connections, sshd, s3spec, folder):
+    # One connection allowed: the cleanup's fresh connection must not wait on the dead one.
+    sftp_spec = make_sftp_spec(sshd, max_connections=max_connections)
     data = payload(48 * MIB, seed=21)
     s3().put_object(Bucket=s3spec.bucket, Key="big.bin", Body=data)
     src, dest = s3_loc(s3spec, "big.bin"), sftp_loc(sftp_spec, folder / "big.bin")
