@@ -33,6 +33,7 @@ from typing import Any
 import asyncssh
 
 from workers.engine import runtime, s3client, s3io, sftpio
+from workers.engine.hashing import StreamHasher
 from workers.engine.locations import Location, S3Location, SftpLocation
 from workers.engine.pool import SftpSession, get_pool
 from workers.engine.spec import S3Spec
@@ -427,21 +428,22 @@ async def _write_and_rename(
             if settled is not None:
                 await sftpio.remove_quietly(sftp, part)  # a stale one from a crashed attempt
                 return settled
-        h = hashlib.sha256()
+        h = StreamHasher()
         written = 0
         async with sftp.open(part, "wb", block_size=sftpio.write_size(sftp), max_requests=1) as f:
             writer = sftpio.SftpWriter(f, block=sftpio.write_size(sftp), in_flight=options.sftp_requests_in_flight)
             try:
                 async for chunk in _counted(src.chunks(), src.size, str(source)):
-                    h.update(chunk)
+                    await h.update(chunk)
                     await writer.write(chunk)
                     written += len(chunk)
                     progress(written)
                 await writer.flush()
             except BaseException:
                 await writer.abort()
+                await h.aclose()
                 raise
-    sha = h.hexdigest()
+    sha = await h.hexdigest()
     if src.sha256 and src.sha256 != sha:
         raise ChecksumMismatch(f"{source} does not match the SHA-256 recorded when it was staged.")
     attrs = await sftp.stat(part)

@@ -27,6 +27,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from workers.engine import runtime
+from workers.engine.hashing import StreamHasher
 from workers.engine.spec import S3Spec
 from workers.errors import TransferError, classify
 
@@ -193,7 +194,7 @@ class S3Upload:
     checksums: bool = True
     before_commit: Any = None
     progress: Any = None
-    _hash: Any = field(default_factory=hashlib.sha256)
+    _hash: StreamHasher = field(default_factory=StreamHasher)
     _parts: dict[int, dict] = field(default_factory=dict)
     _existing: dict[int, dict] = field(default_factory=dict)
     _tasks: set = field(default_factory=set)
@@ -221,7 +222,7 @@ class S3Upload:
         part_number = 0
         try:
             async for chunk in chunks:
-                self._hash.update(chunk)
+                await self._hash.update(chunk)
                 view = memoryview(chunk)
                 while view:
                     take = min(len(view), self.part_size - pending_len)
@@ -258,6 +259,7 @@ class S3Upload:
             self._raise_failed()
             return await self._complete(total, part_number)
         except BaseException:
+            await self._hash.aclose()
             await self._cancel_parts()
             if self.upload_id is not None:
                 await self.abort()
@@ -359,7 +361,7 @@ class S3Upload:
             sem.release()
 
     async def _put_single(self, body: bytes) -> UploadResult:
-        sha = self._hash.hexdigest()
+        sha = await self._hash.hexdigest()
         args = self._base_args()
         args["Body"] = body
         if self.spec.object_tags:
@@ -384,7 +386,7 @@ class S3Upload:
             await result
 
     async def _complete(self, total: int, count: int) -> UploadResult:
-        sha = self._hash.hexdigest()
+        sha = await self._hash.hexdigest()
         if self.size_hint is not None and total != self.size_hint:
             from workers.errors import SizeMismatch
 
