@@ -14,7 +14,7 @@ from django.db.models import Q
 from controlplane.models import Tenant
 from endpoints.models import Endpoint
 from transfers.options import DEFAULTS as OPTION_DEFAULTS
-from transfers.states import ACTIVE, DISPATCHABLE, State
+from transfers.states import DISPATCHABLE, HELD, State
 
 
 def _default_options() -> dict:
@@ -184,7 +184,7 @@ class Transfer(models.Model):
             # The region keeper's sweep for claims whose worker died (expired claim expiry).
             models.Index(
                 fields=["claim_expires_at"],
-                condition=Q(state__in=sorted(ACTIVE)),
+                condition=Q(state__in=sorted(HELD)),
                 name="transfer_claim_expiry",
             ),
             # Source actions still to run or retry after a success.
