@@ -159,7 +159,12 @@ def restore_document(document: dict[str, Any]) -> Route:
         partition=document["partition"],
         version=document["version"],
     )
-    Route.objects.filter(pk=route.pk).update(created_at=document["created_at"], updated_at=document["updated_at"])
+    # next_run_at is not mirrored (it changes every run): restored schedules start afresh.
+    Route.objects.filter(pk=route.pk).update(
+        created_at=document["created_at"],
+        updated_at=document["updated_at"],
+        next_run_at=_next_run(document, timezone.now()),
+    )
     route.refresh_from_db()
     return route
 
