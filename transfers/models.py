@@ -174,6 +174,13 @@ class Transfer(models.Model):
             models.Index(fields=["tenant", "-created_at", "-id"], name="transfer_tenant_created"),
             models.Index(fields=["tenant", "state", "-created_at"], name="transfer_tenant_state"),
             models.Index(fields=["tenant", "route", "-created_at"], name="transfer_tenant_route"),
+            # ?path_prefix=: a LIKE 'prefix%' range scan. varchar_pattern_ops makes it usable
+            # whatever the database collation (PostgreSQL; other backends ignore opclasses).
+            models.Index(
+                fields=["tenant", "source_path"],
+                name="transfer_tenant_path",
+                opclasses=["uuid_ops", "varchar_pattern_ops"],
+            ),
             # The region keeper's dispatch (workers): pending and due failed transfers of the
             # partitions it holds. Partial, so it stays as small as the backlog.
             models.Index(

@@ -336,3 +336,21 @@ def test_state_metrics_are_sampled_from_the_database(route):
     counts = selectors.sample_state_metrics()
     assert counts["pending"] == 3 and counts["dead"] == 2 and counts["succeeded"] == 0
     assert transfers_by_state.labels(state="dead")._value.get() == 2
+
+
+def test_fast_rendering_matches_drf_field_by_field(api, route, make_transfer):
+    from transfers import selectors
+    from transfers.api.serializers import TransferDetailOut, TransferOut
+
+    transfer = make_transfer(route=route, source_size=100, bytes_total=100)
+    token = states.claim(transfer.id, worker="w1", ttl=30, to=State.DELIVERING, frm=[State.PENDING])
+    states.heartbeat(transfer.id, claim_token=token, ttl=30, bytes_done=40)
+    from workers.errors import TransientError
+
+    services.record_failure(transfer.id, token, TransientError("reset", code="network"), now=timezone.now())
+    adhoc = make_transfer(route=route, source_path="/out/ä b.csv", state=State.SUCCEEDED)
+    for row in (transfer, adhoc):
+        loaded = selectors.transfer_get(tenant=api.tenant, transfer_id=row.id, timeline=True)
+        for serializer in (TransferOut(), TransferDetailOut()):
+            assert serializer.to_representation(loaded) == serializer.generic_representation(loaded)
+        assert set(TransferDetailOut().to_representation(loaded)) == set(TransferDetailOut().fields)
