@@ -743,7 +743,9 @@ def create_adhoc_transfer(
                 route=None,
                 source_endpoint=source,
                 source_path=src,
-                source_version="",
+                # Each ad-hoc request is its own delivery (its key guards against repeats);
+                # a later request for the same file, with a new key, delivers again.
+                source_version=f"adhoc:{transfer_id}",
                 destination_endpoint=destination,
                 destination_path=dst,
                 options=opts,

@@ -262,6 +262,7 @@ def test_adhoc_idempotency(tenant, make_endpoint):
     }
     first, created = services.create_adhoc_transfer(tenant, **body, idempotency_key="k1")
     assert created and first.destination_path == "/in/a.csv" and first.route_id is None
+    assert first.source_version == f"adhoc:{first.id}"
     again, created = services.create_adhoc_transfer(tenant, **body, idempotency_key="k1")
     assert not created and again.id == first.id
     with pytest.raises(Conflict) as exc:
