@@ -354,3 +354,26 @@ def test_fast_rendering_matches_drf_field_by_field(api, route, make_transfer):
         for serializer in (TransferOut(), TransferDetailOut()):
             assert serializer.to_representation(loaded) == serializer.generic_representation(loaded)
         assert set(TransferDetailOut().to_representation(loaded)) == set(TransferDetailOut().fields)
+
+
+def test_an_endpoint_a_route_uses_cannot_be_deleted(api, endpoints):
+    src, dst = endpoints
+    route = post(api, "/routes", route_body(src, dst)).json()
+    response = api.delete(f"{V1}/endpoints/{src.id}")
+    assert response.status_code == 409 and response.json()["error"]["code"] == "endpoint_in_use"
+    assert api.delete(f"{V1}/routes/{route['id']}").status_code == 204
+    assert api.delete(f"{V1}/endpoints/{src.id}").status_code == 204
+
+
+def test_an_endpoint_with_transfer_history_is_kept_with_a_409_not_a_500(api, endpoints):
+    src, dst = endpoints
+    made = post(
+        api,
+        "/transfers",
+        {"source": {"endpoint": str(src.id), "path": "/a"}, "destination": {"endpoint": str(dst.id), "path": "/b"}},
+        HTTP_IDEMPOTENCY_KEY="h1",
+    ).json()
+    post(api, f"/transfers/{made['id']}/cancel")
+    response = api.delete(f"{V1}/endpoints/{src.id}")
+    assert response.status_code == 409
+    assert api.get(f"{V1}/transfers/{made['id']}").json()["source"]["endpoint"] == str(src.id)
