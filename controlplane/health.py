@@ -100,4 +100,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
+    from transfers.selectors import sample_state_metrics
+
+    sample_state_metrics()  # transfers by state: one grouped count, fresh at every scrape
     return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)

@@ -151,16 +151,17 @@ def _item(row: MirrorOutbox) -> dict[str, Any]:
     return item
 
 
-def _put(ddb: Any, row: MirrorOutbox) -> bool:
+def _put(ddb: Any, row: MirrorOutbox, *, condition: str = "attribute_not_exists(pk) OR #v < :v") -> bool:
     """Write one row; False when the mirror already holds this version or a newer one."""
-    try:
-        ddb.put_item(
-            TableName=table_name(),
-            Item=_item(row),
-            ConditionExpression="attribute_not_exists(pk) OR #v < :v",
+    kwargs: dict[str, Any] = {"TableName": table_name(), "Item": _item(row)}
+    if condition:
+        kwargs.update(
+            ConditionExpression=condition,
             ExpressionAttributeNames={"#v": "version"},
             ExpressionAttributeValues={":v": {"N": str(row.version)}},
         )
+    try:
+        ddb.put_item(**kwargs)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
             return False
@@ -324,6 +325,47 @@ def check() -> CheckReport:
         elif not item.deleted:
             report.drift.append(Drift(pk, "in the mirror but not in the database"))
     return report
+
+
+# --- repair ---------------------------------------------------------------------------
+
+
+def repair(report: CheckReport | None = None) -> list[Drift]:
+    """Rewrite every drifted item from the database (the system of record); return what
+    was rewritten.
+
+    A missing item or a changed document at the same version is written under the
+    condition ``version <= database version`` (a concurrent newer write wins). An item
+    whose version is *higher* than the database's can only come from outside Ferry and is
+    overwritten unconditionally. A live item with no database object becomes a tombstone
+    one version above it.
+    """
+    report = report or check()
+    if not report.drift:
+        return []
+    documents: dict[str, tuple[str, str, int, dict]] = {}
+    for kind in kinds():
+        for object_id, version, document in kind.documents():
+            documents[pk_of(kind.name, object_id)] = (kind.name, object_id, version, document)
+    mirrored = dict(scan())
+    ddb = aws.client("dynamodb")
+    repaired = []
+    for drift in report.drift:
+        item = mirrored.get(drift.pk)
+        if drift.pk in documents:
+            kind, object_id, version, document = documents[drift.pk]
+            row = MirrorOutbox(kind=kind, object_id=object_id, version=version, document=document)
+            # Unreadable, or a version Ferry never wrote: only an outside edit does that.
+            newer_outside = drift.pk in mirrored and (item is None or item.version > version)
+            condition = "" if newer_outside else "attribute_not_exists(pk) OR #v <= :v"
+        else:
+            kind, _, object_id = drift.pk.partition("#")
+            version = (item.version if item else 0) + 1
+            row = MirrorOutbox(kind=kind, object_id=object_id, version=version, document=None)
+            condition = "attribute_not_exists(pk) OR #v < :v"
+        if _put(ddb, row, condition=condition):
+            repaired.append(drift)
+    return repaired
 
 
 # --- restore --------------------------------------------------------------------------

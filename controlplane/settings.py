@@ -183,6 +183,12 @@ FERRY_LEASE_GRACE = env.float("FERRY_LEASE_GRACE", default=30.0)
 FERRY_KEEPER_INTERVAL = env.float("FERRY_KEEPER_INTERVAL", default=5.0)
 FERRY_SCHEDULER_INTERVAL = env.float("FERRY_SCHEDULER_INTERVAL", default=30.0)
 FERRY_PARTITIONS = env.int("FERRY_PARTITIONS", default=64)
+# A transfer sent to a queue is not sent again by the keeper's sweep for this long.
+FERRY_REDISPATCH_AFTER = env.float("FERRY_REDISPATCH_AFTER", default=60.0)
+# A silent region's partitions are taken over after lease + grace unless this is off.
+FERRY_AUTO_TAKEOVER = env.bool("FERRY_AUTO_TAKEOVER", default=True)
+# Workers, keepers and consumers serve their Prometheus metrics here (0: off).
+FERRY_METRICS_PORT = env.int("FERRY_METRICS_PORT", default=0)
 # Retries of failed transfers: exponential backoff with full jitter (transfers/backoff.py).
 FERRY_RETRY_BASE_SECONDS = env.float("FERRY_RETRY_BASE_SECONDS", default=10.0)
 FERRY_RETRY_CAP_SECONDS = env.float("FERRY_RETRY_CAP_SECONDS", default=900.0)

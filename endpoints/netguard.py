@@ -108,6 +108,9 @@ def _allowed_by(ip: IPAddress, allow: Sequence[IPNetwork]) -> bool:
 
 def is_forbidden(ip: IPAddress) -> bool:
     """True when ``ip`` (or the IPv4 address it embeds) is not a public unicast address."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        # ::ffff:a.b.c.d reaches a.b.c.d: judge it as that address.
+        return is_forbidden(ip.ipv4_mapped)
     if any(ip.version == net.version and ip in net for net in _BLOCKED):
         return True
     if not ip.is_global or ip.is_multicast or ip.is_reserved or ip.is_unspecified:
@@ -130,7 +133,9 @@ def check_address(address: str, *, allow: Sequence[IPNetwork] = ()) -> IPAddress
     if _allowed_by(ip, allow) or (inner is not None and _allowed_by(inner, allow)):
         return ip
     if is_forbidden(ip):
-        raise Refused(f"{ip} is a loopback, private, link-local or reserved address; Ferry does not connect there.")
+        raise Refused(
+            f"{address} is a loopback, private, link-local or reserved address; Ferry does not connect there."
+        )
     return ip
 
 

@@ -157,10 +157,21 @@ def purge_queues(moto) -> Callable[[], None]:
     from controlplane.resources import queues
 
     def purge() -> None:
+        # Not PurgeQueue: SQS (and moto) allow one per queue per minute.
         sqs = aws.client("sqs")
-        for name in queues().all():
-            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-            sqs.purge_queue(QueueUrl=url)
+        for region in settings.FERRY_REGIONS:
+            for name in queues(region).all():
+                url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+                while True:
+                    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
+                        "Messages", []
+                    )
+                    if not messages:
+                        break
+                    sqs.delete_message_batch(
+                        QueueUrl=url,
+                        Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+                    )
 
     purge()
     return purge

@@ -327,7 +327,30 @@ def create_route(*, tenant: Tenant, **spec: Any) -> Route:
     except IntegrityError:
         raise _name_taken() from None
     log.info("route created", extra={"route": str(route.id), "trigger": route.trigger_type})
+    _wire_bucket_events(route)
     return route
+
+
+def _wire_bucket_events(route: Route) -> None:
+    """An event route needs its source bucket to send S3 events to EventBridge: turned on
+    (merged into the bucket's notification configuration) after the route is committed.
+    Best effort: a bucket Ferry may not configure is set up by its owner (docs)."""
+    if route.trigger_type != Route.Trigger.EVENT:
+        return
+
+    def wire() -> None:
+        from workers.triggers import enable_bucket_events
+
+        try:
+            enable_bucket_events(route.source_endpoint)
+        except Exception:
+            log.warning(
+                "could not turn on EventBridge notifications for the source bucket",
+                extra={"route": str(route.id)},
+                exc_info=True,
+            )
+
+    transaction.on_commit(wire)
 
 
 def update_route(*, route: Route, expected_version: int | None = None, **changes: Any) -> Route:
@@ -370,6 +393,7 @@ def update_route(*, route: Route, expected_version: int | None = None, **changes
     except IntegrityError:
         raise _name_taken() from None
     log.info("route changed", extra={"route": str(locked.id), "version": locked.version})
+    _wire_bucket_events(locked)
     return locked
 
 
@@ -617,11 +641,9 @@ def observe_files(
 
 
 def _s3_relative(endpoint: Endpoint, key: str) -> str | None:
-    prefix = (endpoint.config or {}).get("prefix") or ""
-    if not key.startswith(prefix):
-        return None
-    rest = key[len(prefix) :]
-    return "/" + rest.lstrip("/") if rest else None
+    from workers.engine.locations import s3_relative_path
+
+    return s3_relative_path((endpoint.config or {}).get("prefix") or "", key)
 
 
 def create_from_s3_event(

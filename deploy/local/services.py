@@ -201,14 +201,34 @@ def _keygen(path: Path, key_type: str = "ed25519", passphrase: str = "") -> str:
     return Path(f"{path}.pub").read_text().strip()
 
 
-def _ensure_password_user(password: str) -> str:
-    """As root: a system user that logs in with a password (created once, password reset)."""
+PASSWORD_FILE = Path("/var/lib/ferry-local/sftp-password")
+
+
+def _ensure_password_user() -> tuple[str, str]:
+    """As root: a system user that logs in with a password. The random password is made
+    once per machine and kept root-only, so concurrent test runs and ``make run`` agree on
+    it instead of resetting it under each other."""
     try:
         pwd.getpwnam(SFTP_USER)
     except KeyError:
         subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", SFTP_USER], check=True)
+    PASSWORD_FILE.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(PASSWORD_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        password = PASSWORD_FILE.read_text().strip()
+    else:
+        password = secrets.token_urlsafe(12)
+        with os.fdopen(fd, "w") as f:
+            f.write(password)
+        subprocess.run(["chpasswd"], input=f"{SFTP_USER}:{password}\n".encode(), check=True)
+        return SFTP_USER, password
+    if not password:
+        PASSWORD_FILE.unlink()
+        return _ensure_password_user()
+    # Set it again: harmless when equal, and repairs a user whose password was changed.
     subprocess.run(["chpasswd"], input=f"{SFTP_USER}:{password}\n".encode(), check=True)
-    return SFTP_USER
+    return SFTP_USER, password
 
 
 def start_sshd(workdir: Path, *, port: int | None = None, extra_config: str = "") -> Sshd:
@@ -247,8 +267,7 @@ def start_sshd(workdir: Path, *, port: int | None = None, extra_config: str = ""
     data_dir.mkdir(exist_ok=True)
     if os.getuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-        password = secrets.token_urlsafe(12)
-        password_user = _ensure_password_user(password)
+        password_user, password = _ensure_password_user()
         (auth / password_user).write_text(authorized)
         entry = pwd.getpwnam(password_user)
         os.chown(data_dir, entry.pw_uid, entry.pw_gid)

@@ -11,12 +11,13 @@ class Command(BaseCommand):
     help = (
         "check: compare the database with the DynamoDB config mirror (exit 1 on drift). "
         "drain: copy pending outbox rows now. "
+        "repair: rewrite drifted mirror items from the database. "
         "restore: rebuild tenants and endpoints into an EMPTY database from the mirror and "
         "issue a new API key per tenant (printed once)."
     )
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("action", choices=["check", "drain", "restore"])
+        parser.add_argument("action", choices=["check", "drain", "repair", "restore"])
 
     def handle(self, *args, action: str, **options) -> None:
         getattr(self, f"_{action}")()
@@ -36,6 +37,15 @@ class Command(BaseCommand):
         self.stdout.write(f"written {result.written}, superseded {result.superseded}, failed {result.failed}")
         if result.failed:
             raise CommandError("some outbox rows could not be written; see the log")
+
+    def _repair(self) -> None:
+        report = mirror.check()
+        repaired = mirror.repair(report)
+        for drift in repaired:
+            self.stdout.write(f"REPAIRED {drift}")
+        self.stdout.write(f"{len(repaired)} of {len(report.drift)} drifted items rewritten")
+        if len(repaired) != len(report.drift):
+            raise CommandError("some items changed meanwhile; run `mirror check` again")
 
     def _restore(self) -> None:
         try:
