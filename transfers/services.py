@@ -42,6 +42,7 @@ from transfers import options as route_options
 from transfers.models import FileObservation, Route, Transfer, TransferEvent
 from transfers.partitions import partition_of
 from transfers.states import REDRIVABLE, TRANSITIONS, State, transition
+from workers.engine.listing import PART_RE
 
 log = logging.getLogger(__name__)
 
@@ -449,7 +450,9 @@ def _in_route(route: Route, path: str) -> bool:
             return False
     elif folder != route.source_path:
         return False
-    return fnmatch.fnmatchcase(name, route.pattern)
+    # Ferry's own in-flight uploads (".NAME.<transfer id>.part") are never a source file,
+    # even when one route's destination folder is another route's source.
+    return not PART_RE.match(name) and fnmatch.fnmatchcase(name, route.pattern)
 
 
 def _version_of(file: RemoteFileLike) -> str:
