@@ -14,7 +14,7 @@ from django.db.models import Q
 from controlplane.models import Tenant
 from endpoints.models import Endpoint
 from transfers.options import DEFAULTS as OPTION_DEFAULTS
-from transfers.states import ACTIVE, DISPATCHABLE, State
+from transfers.states import DISPATCHABLE, HELD, State
 
 
 def _default_options() -> dict:
@@ -174,6 +174,13 @@ class Transfer(models.Model):
             models.Index(fields=["tenant", "-created_at", "-id"], name="transfer_tenant_created"),
             models.Index(fields=["tenant", "state", "-created_at"], name="transfer_tenant_state"),
             models.Index(fields=["tenant", "route", "-created_at"], name="transfer_tenant_route"),
+            # ?path_prefix=: a LIKE 'prefix%' range scan. varchar_pattern_ops makes it usable
+            # whatever the database collation (PostgreSQL; other backends ignore opclasses).
+            models.Index(
+                fields=["tenant", "source_path"],
+                name="transfer_tenant_path",
+                opclasses=["uuid_ops", "varchar_pattern_ops"],
+            ),
             # The region keeper's dispatch (workers): pending and due failed transfers of the
             # partitions it holds. Partial, so it stays as small as the backlog.
             models.Index(
@@ -184,7 +191,7 @@ class Transfer(models.Model):
             # The region keeper's sweep for claims whose worker died (expired claim expiry).
             models.Index(
                 fields=["claim_expires_at"],
-                condition=Q(state__in=sorted(ACTIVE)),
+                condition=Q(state__in=sorted(HELD)),
                 name="transfer_claim_expiry",
             ),
             # Source actions still to run or retry after a success.

@@ -42,6 +42,7 @@ from transfers import options as route_options
 from transfers.models import FileObservation, Route, Transfer, TransferEvent
 from transfers.partitions import partition_of
 from transfers.states import REDRIVABLE, TRANSITIONS, State, transition
+from workers.engine.listing import PART_RE
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,12 @@ def restore_document(document: dict[str, Any]) -> Route:
         partition=document["partition"],
         version=document["version"],
     )
-    Route.objects.filter(pk=route.pk).update(created_at=document["created_at"], updated_at=document["updated_at"])
+    # next_run_at is not mirrored (it changes every run): restored schedules start afresh.
+    Route.objects.filter(pk=route.pk).update(
+        created_at=document["created_at"],
+        updated_at=document["updated_at"],
+        next_run_at=_next_run(document, timezone.now()),
+    )
     route.refresh_from_db()
     return route
 
@@ -444,7 +450,9 @@ def _in_route(route: Route, path: str) -> bool:
             return False
     elif folder != route.source_path:
         return False
-    return fnmatch.fnmatchcase(name, route.pattern)
+    # Ferry's own in-flight uploads (".NAME.<transfer id>.part") are never a source file,
+    # even when one route's destination folder is another route's source.
+    return not PART_RE.match(name) and fnmatch.fnmatchcase(name, route.pattern)
 
 
 def _version_of(file: RemoteFileLike) -> str:
@@ -760,7 +768,9 @@ def create_adhoc_transfer(
                 route=None,
                 source_endpoint=source,
                 source_path=src,
-                source_version="",
+                # Each ad-hoc request is its own delivery (its key guards against repeats);
+                # a later request for the same file, with a new key, delivers again.
+                source_version=f"adhoc:{transfer_id}",
                 destination_endpoint=destination,
                 destination_path=dst,
                 options=opts,

@@ -50,6 +50,10 @@ class State(models.TextChoices):
 
 # A worker holds a live claim (heartbeat, expiry) while the transfer is in one of these.
 ACTIVE: frozenset[State] = frozenset({State.STAGING, State.DELIVERING})
+# A worker holds the claim in these: the active ones, and ``staged`` between its staging
+# copy and its delivery. Heartbeats extend claims here; the keeper's sweep for claims whose
+# worker died looks here.
+HELD: frozenset[State] = ACTIVE | {State.STAGED}
 # No worker will move these again on its own. ``dead`` waits for a person: re-drive or cancel.
 TERMINAL: frozenset[State] = frozenset({State.SUCCEEDED, State.DEAD, State.SKIPPED, State.CANCELLED})
 # Finished for good: nothing, not even a re-drive, moves these.
@@ -237,12 +241,14 @@ def claim(transfer_id, *, worker: str, ttl: float, to: State, frm: Iterable[Stat
 
 
 def heartbeat(transfer_id, *, claim_token: int, ttl: float, bytes_done: int | None = None) -> bool:
-    """Extend a live claim (and record progress). False: the claim is lost, stop working."""
+    """Extend a claim (and record progress) while the transfer is held (staging, staged,
+    delivering) under ``claim_token``. False: the claim is lost (re-claimed, cancelled),
+    stop working."""
     from transfers.models import Transfer
 
     now = timezone.now()
     fields: dict = {"claim_expires_at": now + timedelta(seconds=ttl), "heartbeat_at": now}
     if bytes_done is not None:
         fields["bytes_done"] = bytes_done
-    updated = Transfer.objects.filter(id=transfer_id, claim_token=claim_token, state__in=list(ACTIVE)).update(**fields)
+    updated = Transfer.objects.filter(id=transfer_id, claim_token=claim_token, state__in=list(HELD)).update(**fields)
     return updated == 1

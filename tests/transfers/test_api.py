@@ -336,3 +336,44 @@ def test_state_metrics_are_sampled_from_the_database(route):
     counts = selectors.sample_state_metrics()
     assert counts["pending"] == 3 and counts["dead"] == 2 and counts["succeeded"] == 0
     assert transfers_by_state.labels(state="dead")._value.get() == 2
+
+
+def test_fast_rendering_matches_drf_field_by_field(api, route, make_transfer):
+    from transfers import selectors
+    from transfers.api.serializers import TransferDetailOut, TransferOut
+
+    transfer = make_transfer(route=route, source_size=100, bytes_total=100)
+    token = states.claim(transfer.id, worker="w1", ttl=30, to=State.DELIVERING, frm=[State.PENDING])
+    states.heartbeat(transfer.id, claim_token=token, ttl=30, bytes_done=40)
+    from workers.errors import TransientError
+
+    services.record_failure(transfer.id, token, TransientError("reset", code="network"), now=timezone.now())
+    adhoc = make_transfer(route=route, source_path="/out/ä b.csv", state=State.SUCCEEDED)
+    for row in (transfer, adhoc):
+        loaded = selectors.transfer_get(tenant=api.tenant, transfer_id=row.id, timeline=True)
+        for serializer in (TransferOut(), TransferDetailOut()):
+            assert serializer.to_representation(loaded) == serializer.generic_representation(loaded)
+        assert set(TransferDetailOut().to_representation(loaded)) == set(TransferDetailOut().fields)
+
+
+def test_an_endpoint_a_route_uses_cannot_be_deleted(api, endpoints):
+    src, dst = endpoints
+    route = post(api, "/routes", route_body(src, dst)).json()
+    response = api.delete(f"{V1}/endpoints/{src.id}")
+    assert response.status_code == 409 and response.json()["error"]["code"] == "endpoint_in_use"
+    assert api.delete(f"{V1}/routes/{route['id']}").status_code == 204
+    assert api.delete(f"{V1}/endpoints/{src.id}").status_code == 204
+
+
+def test_an_endpoint_with_transfer_history_is_kept_with_a_409_not_a_500(api, endpoints):
+    src, dst = endpoints
+    made = post(
+        api,
+        "/transfers",
+        {"source": {"endpoint": str(src.id), "path": "/a"}, "destination": {"endpoint": str(dst.id), "path": "/b"}},
+        HTTP_IDEMPOTENCY_KEY="h1",
+    ).json()
+    post(api, f"/transfers/{made['id']}/cancel")
+    response = api.delete(f"{V1}/endpoints/{src.id}")
+    assert response.status_code == 409
+    assert api.get(f"{V1}/transfers/{made['id']}").json()["source"]["endpoint"] == str(src.id)

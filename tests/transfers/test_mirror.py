@@ -71,3 +71,12 @@ def test_a_route_restores_from_its_document(make_route, make_tenant):
     restored = services.restore_document(document)
     assert services.document_of(restored) == document
     assert "route" in [k.name for k in mirror.kinds()]
+
+
+@pytest.mark.django_db
+def test_a_restored_schedule_route_gets_its_next_run(make_route, make_tenant):
+    tenant, _ = make_tenant()
+    route = make_route(tenant, trigger_type="schedule", cron="*/5 * * * *")
+    document = services.document_of(route)
+    Route.objects.filter(id=route.id).delete()
+    assert services.restore_document(document).next_run_at is not None

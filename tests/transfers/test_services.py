@@ -189,6 +189,7 @@ def test_pattern_folder_min_age_and_forgotten_files(poll_route):
         RemoteFile("/out/sub/deep.csv", 1, t - 500),
         RemoteFile("/elsewhere/x.csv", 1, t - 500),
         RemoteFile("/out/../etc/passwd.csv", 1, t - 500),
+        RemoteFile(f"/out/.x.csv.{uuid.uuid4()}.part", 1, t - 500),
     ]
     services.observe_files(poll_route, files, now=now)
     created = services.observe_files(poll_route, files, now=now)
@@ -262,6 +263,7 @@ def test_adhoc_idempotency(tenant, make_endpoint):
     }
     first, created = services.create_adhoc_transfer(tenant, **body, idempotency_key="k1")
     assert created and first.destination_path == "/in/a.csv" and first.route_id is None
+    assert first.source_version == f"adhoc:{first.id}"
     again, created = services.create_adhoc_transfer(tenant, **body, idempotency_key="k1")
     assert not created and again.id == first.id
     with pytest.raises(Conflict) as exc:
@@ -373,3 +375,13 @@ def test_success_skipped_staged_and_source_action(make_transfer):
     other, token = claimed(make_transfer)
     assert services.record_skipped(other.id, token, reason="already delivered (ledger)")
     assert Transfer.objects.get(id=other.id).state == State.SKIPPED
+
+
+def test_ferry_part_files_are_never_taken(tenant, make_endpoint):
+    src, dst = make_endpoint(tenant, "sftp"), make_endpoint(tenant, "sftp")
+    route = services.create_route(tenant=tenant, **route_spec(src, dst, pattern="*", options={"stable_polls": False}))
+    now = timezone.now()
+    t = now.timestamp() - 10
+    part = f"/out/.a.csv.{uuid.uuid4()}.part"
+    created = services.observe_files(route, [RemoteFile(part, 3, t), RemoteFile("/out/.hidden", 3, t)], now=now)
+    assert [c.source_path for c in created] == ["/out/.hidden"]

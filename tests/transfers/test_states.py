@@ -131,3 +131,15 @@ def test_heartbeat_extends_only_active_claims(make_transfer):
     assert Transfer.objects.get(id=transfer.id).claim_expires_at > old_expiry
     assert states.transition(transfer.id, to=State.CANCELLED, frm=[State.STAGING])
     assert not states.heartbeat(transfer.id, claim_token=token, ttl=60)
+
+
+def test_heartbeat_keeps_the_claim_between_staging_and_delivery(make_transfer):
+    transfer = make_transfer()
+    token = states.claim(transfer.id, worker="w1", ttl=30, to=State.STAGING, frm=[State.PENDING])
+    assert states.transition(transfer.id, to=State.STAGED, frm=[State.STAGING], claim_token=token)
+    assert states.heartbeat(transfer.id, claim_token=token, ttl=30)
+    # A worker that died after staging: once its claim expires another takes the delivery.
+    Transfer.objects.filter(id=transfer.id).update(claim_expires_at=timezone.now() - timedelta(seconds=1))
+    again = states.claim(transfer.id, worker="w2", ttl=30, to=State.DELIVERING, frm=[State.STAGED])
+    assert again == token + 1
+    assert not states.heartbeat(transfer.id, claim_token=token, ttl=30)
