@@ -78,6 +78,10 @@ def database_url() -> str:
     return f"postgresql://{user}{password}@{host}{port}/{db['NAME']}"
 
 
+# Session-wide processes (the single-region keeper and worker) that fault tests suspend.
+SESSION_PROCESSES: list = []
+
+
 class Worker:
     """A Celery worker process of one region; ``stop``/``start`` for fault tests."""
 
@@ -148,7 +152,9 @@ def celery_worker(worker_env, logs_dir) -> Iterator[Worker]:
     q = queues()
     worker = Worker(worker_env, logs_dir / "celery-worker.log", [q.transfers, q.control])
     worker.start()
+    SESSION_PROCESSES.append(worker)
     yield worker
+    SESSION_PROCESSES.remove(worker)
     worker.stop()
 
 
@@ -174,17 +180,39 @@ class KeeperProcess:
 @pytest.fixture(scope="session")
 def keeper(worker_env, logs_dir) -> Iterator[KeeperProcess]:
     """This region's keeper, holding every partition (the single-region stack)."""
-    from workers import context
 
     process = KeeperProcess(worker_env, logs_dir / "keeper.log")
     process.start()
+    _wait_for_single_region()
+    SESSION_PROCESSES.append(process)
+    yield process
+    SESSION_PROCESSES.remove(process)
+    process.stop()
+
+
+def _wait_for_single_region() -> None:
+    from workers import context
+
     wait_until(
         lambda: len(context.held_partitions()) == settings.FERRY_PARTITIONS,
         timeout=30,
         message="the keeper to hold every partition",
     )
-    yield process
-    process.stop()
+
+
+@pytest.fixture
+def suspend_single_region():
+    """Stop the session's single-region keeper and worker (if running) for a test that
+    runs regions of its own; start them again afterwards. A stopped keeper releases its
+    leases at once."""
+    suspended = [p for p in SESSION_PROCESSES if p.process is not None]
+    for process in suspended:
+        process.stop()
+    yield
+    for process in suspended:
+        process.start()
+    if any(isinstance(p, KeeperProcess) for p in suspended):
+        _wait_for_single_region()
 
 
 @pytest.fixture

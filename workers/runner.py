@@ -170,14 +170,21 @@ def run_transfer(transfer_id: str) -> str:
             return _execute(transfer, fence, heartbeat)
 
 
-def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat) -> str:
-    token = fence.claim_token
-    key = delivery_key(
+def delivery_key_of(transfer: Transfer) -> str:
+    """The ledger key of a transfer's delivery. Its destination path is the one it was
+    created with; only a success records another (``on_conflict: rename``), after which
+    nothing retries it."""
+    return delivery_key(
         tenant_id=str(transfer.tenant_id),
         destination_endpoint_id=str(transfer.destination_endpoint_id),
         destination_path=transfer.destination_path,
         source_identity=f"{transfer.source_endpoint_id}:{transfer.source_path}@{transfer.source_version}",
     )
+
+
+def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat) -> str:
+    token = fence.claim_token
+    key = delivery_key_of(transfer)
     ledger = context.ledger()
     try:
         outcome = ledger.claim(key, transfer_id=str(transfer.id), fence=fence)

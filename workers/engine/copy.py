@@ -61,6 +61,7 @@ class CopyOptions:
     part_size: int | None = None  # None → max(8 MiB, ceil(size / 9000))
     parts_in_flight: int = 4
     sftp_requests_in_flight: int = 16
+    part_tag: str = ""  # distinguishes one claim's temporary SFTP file from another's
 
     def __post_init__(self) -> None:
         if self.on_conflict not in CONFLICT_POLICIES:
@@ -393,7 +394,7 @@ async def _to_sftp(
     progress: _Progress,
     before_commit: Callable[[], Any] | None,
 ) -> CopyResult:
-    part = sftpio.part_path(dest.path, transfer_id)
+    part = sftpio.part_path(dest.path, transfer_id, options.part_tag)
     leftover = False  # a .part that still has to be removed
     try:
         async with ctx.sftp(dest.spec) as session:

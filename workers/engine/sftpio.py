@@ -135,10 +135,14 @@ async def remove_quietly(sftp: asyncssh.SFTPClient, path: str) -> bool:
         return exc.code in (asyncssh.FX_NO_SUCH_FILE, asyncssh.FX_NO_SUCH_PATH)
 
 
-def part_path(path: str, transfer_id: str) -> str:
-    """``/dir/NAME`` → ``/dir/.NAME.<transfer id>.part`` (same folder, so the rename is atomic)."""
+def part_path(path: str, transfer_id: str, tag: str = "") -> str:
+    """``/dir/NAME`` → ``/dir/.NAME.<transfer id>[.<tag>].part`` (same folder, so the rename
+    is atomic). The tag (the transfer service passes its claim token) gives each claim its
+    own temporary file: a paused worker that wakes up writes only to its own file, never
+    into another claim's upload or the delivered file."""
     folder, name = posixpath.split(path)
-    return posixpath.join(folder, f".{name}.{transfer_id}.part")
+    suffix = f".{tag}" if tag else ""
+    return posixpath.join(folder, f".{name}.{transfer_id}{suffix}.part")
 
 
 async def hash_remote(sftp: asyncssh.SFTPClient, path: str, *, in_flight: int = 16) -> tuple[str, int]:
