@@ -155,9 +155,10 @@ SPECTACULAR_SETTINGS = {
 
 FERRY_REGION = env.str("FERRY_REGION", default="us-east-1")
 FERRY_REGIONS = env.list("FERRY_REGIONS", default=["us-east-1", "us-west-2"])
-# The region whose API (name) the shared tables and buckets are addressed in. On AWS the
-# lease and ledger tables are global tables; locally both regions use them on one emulator.
-FERRY_AWS_REGION = env.str("FERRY_AWS_REGION", default=FERRY_REGION)
+# The AWS region this process's clients talk to. On AWS that is its own region (the lease,
+# ledger and config tables are global tables with a replica there); locally both simulated
+# regions share one emulator, whose resources all live under us-east-1.
+FERRY_AWS_REGION = env.str("FERRY_AWS_REGION", default="us-east-1" if _DEV else FERRY_REGION)
 FERRY_RESOURCE_PREFIX = env.str("FERRY_RESOURCE_PREFIX", default="ferry")
 FERRY_AWS_CONNECT_TIMEOUT = env.float("FERRY_AWS_CONNECT_TIMEOUT", default=5.0)
 FERRY_AWS_READ_TIMEOUT = env.float("FERRY_AWS_READ_TIMEOUT", default=30.0)

@@ -27,6 +27,11 @@ from deploy.local import services
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_sessionfinish(session, exitstatus) -> None:
+    # Whatever a failed fixture left running (a worker, a keeper, a server) ends with the run.
+    services.stop_all_spawned()
+
+
 def wait_until(
     predicate: Callable[[], object], *, timeout: float = 20.0, interval: float = 0.1, message: str = "condition"
 ) -> object:

@@ -22,6 +22,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
+from kombu import Queue
 
 from controlplane.resources import queues
 from transfers.models import Transfer
@@ -35,7 +36,9 @@ def send(transfer_ids: Iterable[str], *, region: str) -> int:
     """Enqueue ``run_transfer`` for each id on ``region``'s transfer queue."""
     from workers.tasks import run_transfer
 
-    queue = queues(region).transfers
+    # A Queue object, not a name: this process's task_queues list only its own region's
+    # queues (what its worker consumes), and dispatch may target the other region.
+    queue = Queue(queues(region).transfers)
     count = 0
     for transfer_id in transfer_ids:
         run_transfer.apply_async(args=[str(transfer_id)], kwargs={"enqueued_at": time.time()}, queue=queue)

@@ -8,6 +8,7 @@ test harness can use it before settings exist.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import pwd
@@ -90,6 +91,19 @@ class Process:
         return self.proc.pid
 
 
+# Every process this interpreter started, so a test session can make sure none outlives it.
+SPAWNED: list[Process] = []
+
+
+def stop_all_spawned() -> None:
+    """Stop whatever :func:`spawn` started and is still running (a safety net)."""
+    for process in reversed(SPAWNED):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.proc.pid, signal.SIGCONT)
+        process.stop(timeout=5)
+    SPAWNED.clear()
+
+
 def spawn(
     cmd: list[str],
     *,
@@ -110,7 +124,9 @@ def spawn(
     )
     if out:
         out.close()
-    return Process(proc=proc, name=name, log_path=log_path)
+    process = Process(proc=proc, name=name, log_path=log_path)
+    SPAWNED.append(process)
+    return process
 
 
 # --- the AWS emulator -------------------------------------------------------------------

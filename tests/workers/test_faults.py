@@ -99,15 +99,19 @@ def regions(worker_env, logs_dir, purge_queues, suspend_single_region):
                 for i in range(2)
             ],
         )
-    for region in procs.values():
-        region.start()
-    for name in REGIONS:
-        wait_until(lambda name=name: region_holds(name, home_partitions(name)), timeout=30, message=f"{name}'s leases")
-    yield procs
-    for region in procs.values():
-        region.stop()
-    for name in REGIONS:
-        table.set_state(name, RegionState.ACTIVE)
+    try:
+        for region in procs.values():
+            region.start()
+        for name in REGIONS:
+            wait_until(
+                lambda name=name: region_holds(name, home_partitions(name)), timeout=30, message=f"{name}'s leases"
+            )
+        yield procs
+    finally:
+        for region in procs.values():
+            region.stop()
+        for name in REGIONS:
+            table.set_state(name, RegionState.ACTIVE)
 
 
 # --- endpoints, routes and checks -----------------------------------------------------------
