@@ -170,3 +170,23 @@ def test_a_copy_past_its_timeout_is_cancelled_and_cleans_up(sftp_spec, s3spec, f
     assert written and written[-1] < 32 * MIB  # it was mid-write, with a .part on the server
     # The cancelled copy removes its .part on the engine loop.
     wait_until(lambda: visible(folder) == [], timeout=15, message="the .part to be removed")
+
+
+def test_sftp_to_sftp_cut_during_delivery_retries_from_staging(sshd, sftp_spec, s3spec, folder, caplog):
+    import logging
+
+    data = payload(24 * MIB, seed=61)
+    (folder / "src.bin").write_bytes(data)
+    staging = s3_loc(s3spec, "staging/cut-3")
+    src, dest = sftp_loc(sftp_spec, folder / "src.bin"), sftp_loc(sftp_spec, folder / "dst.bin")
+    cut = CutAfter(sshd, 4 * MIB)  # progress of a staged copy follows the delivery step
+    with pytest.raises(TransientError):
+        copy(src, dest, transfer_id="cut-3", staging=staging, progress=cut)
+    assert cut.killed
+    assert visible(folder) == ["src.bin"]
+    caplog.set_level(logging.INFO, logger="ferry.engine")
+    result = copy(src, dest, transfer_id="cut-3", staging=staging)
+    assert (result.outcome, result.sha256) == ("delivered", sha(data))
+    assert any(r.message == "reusing staged copy" for r in caplog.records)
+    assert (folder / "dst.bin").read_bytes() == data
+    assert visible(folder) == ["dst.bin", "src.bin"]
