@@ -44,6 +44,7 @@ from workers.errors import (
     SizeMismatch,
     SourceMissing,
     TransferError,
+    TransientError,
     classify,
 )
 
@@ -717,19 +718,25 @@ def copy(
     ``before_commit`` runs after the bytes are written to the temporary name / multipart
     upload and before the rename / CompleteMultipartUpload; if it raises, the temporary file
     or upload is removed and its exception propagates unchanged.
+
+    ``timeout`` (seconds) bounds the whole copy: past it the copy is cancelled (its cleanup
+    still runs on the engine loop) and a TransientError with code ``timeout`` is raised.
     """
-    return runtime.run(
-        acopy(
-            source,
-            destination,
-            transfer_id=transfer_id,
-            options=options,
-            staging=staging,
-            progress=progress,
-            before_commit=before_commit,
-        ),
-        timeout=timeout,
-    )
+    try:
+        return runtime.run(
+            acopy(
+                source,
+                destination,
+                transfer_id=transfer_id,
+                options=options,
+                staging=staging,
+                progress=progress,
+                before_commit=before_commit,
+            ),
+            timeout=timeout,
+        )
+    except TimeoutError as exc:
+        raise TransientError(f"The copy did not finish within {timeout} s.", code="timeout") from exc
 
 
 def stage(

@@ -20,6 +20,15 @@ DEFAULT_REQUEST = 255 * 1024  # what OpenSSH allows when the server tells us not
 MAX_REQUEST = 4 * 1024 * 1024
 
 
+WINDOW = 4 * 1024 * 1024
+
+
+def requests_in_flight(block: int, asked: int) -> int:
+    """Servers without the limits extension get 16 KiB requests: keep about the same bytes in
+    flight with more of them (as asyncssh does), at most 128, never fewer than asked."""
+    return max(1, asked, min(128, WINDOW // block))
+
+
 def read_size(sftp: asyncssh.SFTPClient) -> int:
     limit = sftp.limits.max_read_len or DEFAULT_REQUEST
     return max(16 * 1024, min(limit, MAX_REQUEST))
@@ -41,6 +50,7 @@ async def read_stream(
     EOF error); bytes found beyond ``size`` are still yielded, so a grown file is noticed.
     """
     block = read_size(sftp)
+    in_flight = requests_in_flight(block, in_flight)
     if size is None:
         size = (await sftp.stat(path)).size or 0
     async with sftp.open(path, "rb", block_size=block, max_requests=1) as f:
@@ -75,7 +85,7 @@ class SftpWriter:
     def __init__(self, f: asyncssh.SFTPClientFile, *, block: int, in_flight: int) -> None:
         self._f = f
         self._block = block
-        self._sem = asyncio.Semaphore(max(1, in_flight))
+        self._sem = asyncio.Semaphore(requests_in_flight(block, in_flight))
         self._tasks: set[asyncio.Task] = set()
         self._error: BaseException | None = None
         self.offset = 0
