@@ -23,6 +23,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -37,6 +38,7 @@ from controlplane.resources import tables
 log = logging.getLogger(__name__)
 
 DRAIN_BATCH = 500
+KEEP_DRAINED = timedelta(days=7)
 
 
 class MirrorError(Exception):
@@ -212,6 +214,12 @@ def drain_all(*, max_batches: int = 100) -> DrainResult:
         if batch.failed or batch.done < DRAIN_BATCH:
             break
     return total
+
+
+def prune(*, older_than: timedelta = KEEP_DRAINED) -> int:
+    """Delete rows drained more than ``older_than`` ago (kept a while for operators to read)."""
+    deleted, _ = MirrorOutbox.objects.filter(drained_at__lt=timezone.now() - older_than).delete()
+    return deleted
 
 
 def pending() -> int:

@@ -31,4 +31,5 @@ def mirror_drain() -> dict:
     from controlplane import mirror
 
     result = mirror.drain_all()
-    return {"written": result.written, "superseded": result.superseded, "failed": result.failed}
+    pruned = mirror.prune()
+    return {"written": result.written, "superseded": result.superseded, "failed": result.failed, "pruned": pruned}

@@ -8,6 +8,7 @@ fails; every step reports ``name``, ``ok``, ``detail`` (customer-safe: never a s
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Callable, Coroutine
@@ -27,6 +28,7 @@ from workers.engine.spec import S3Spec, SftpSpec
 from workers.errors import AuthenticationFailed, HostKeyMismatch, TransferError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 10.0
 SCAN_TIMEOUT = 8.0
@@ -247,6 +249,8 @@ def check_s3(endpoint: Endpoint) -> _Steps:
 def connection_test(endpoint: Endpoint) -> dict[str, Any]:
     """``{"ok", "checks": [...]}`` for the API."""
     steps = check_sftp(endpoint) if endpoint.kind == Endpoint.Kind.SFTP else check_s3(endpoint)
+    failed = next((c.name for c in steps.checks if not c.ok), None)
+    log.info("connection test", extra={"endpoint": str(endpoint.id), "ok": steps.ok, "failed_check": failed})
     return {"ok": steps.ok, "checks": [c.as_dict() for c in steps.checks]}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -82,7 +83,7 @@ def _record(endpoint: Endpoint) -> None:
     )
 
 
-def mirror_documents():
+def mirror_documents() -> Iterator[tuple[str, int, dict[str, Any]]]:
     """Every endpoint's mirror document (for ``mirror check``)."""
     for endpoint in Endpoint.objects.order_by("id").iterator():
         yield str(endpoint.id), endpoint.version, document_of(endpoint)
@@ -243,7 +244,10 @@ def delete_endpoint(*, endpoint: Endpoint) -> None:
             locked.delete()
             mirror.record(kind=MIRROR_KIND, object_id=str(endpoint.id), version=version, document=None)
     except (ProtectedError, RestrictedError):
-        raise in_use from None
+        # A relation the check above does not know (e.g. transfers that name the endpoint).
+        raise Conflict(
+            "Routes or transfers still refer to this endpoint; it cannot be deleted.", code="endpoint_in_use"
+        ) from None
     if endpoint.secret_arn:
         try:
             secrets.schedule_deletion(arn=endpoint.secret_arn)

@@ -136,6 +136,8 @@ def worker_env(moto, django_db_setup) -> dict[str, str]:
         "FERRY_PROFILE": "test",
         "DATABASE_URL": database_url(),
         "PYTHONUNBUFFERED": "1",
+        # The single-region stack: this region is home to every partition.
+        "FERRY_REGIONS": settings.FERRY_REGION,
     }
 
 
@@ -148,6 +150,57 @@ def celery_worker(worker_env, logs_dir) -> Iterator[Worker]:
     worker.start()
     yield worker
     worker.stop()
+
+
+class KeeperProcess:
+    """``manage.py run_keeper`` of one region in a child process."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.process: services.Process | None = None
+
+    def start(self) -> None:
+        self.process = services.spawn(
+            [sys.executable, str(ROOT / "manage.py"), "run_keeper"], name="keeper", env=self.env, log_path=self.log_path
+        )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+
+@pytest.fixture(scope="session")
+def keeper(worker_env, logs_dir) -> Iterator[KeeperProcess]:
+    """This region's keeper, holding every partition (the single-region stack)."""
+    from workers import context
+
+    process = KeeperProcess(worker_env, logs_dir / "keeper.log")
+    process.start()
+    wait_until(
+        lambda: len(context.held_partitions()) == settings.FERRY_PARTITIONS,
+        timeout=30,
+        message="the keeper to hold every partition",
+    )
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def stack(keeper, celery_worker, purge_queues):
+    """A keeper and a worker of this region, queues empty: transfers run end to end."""
+    return {"keeper": keeper, "worker": celery_worker}
+
+
+@pytest.fixture
+def bucket(moto) -> str:
+    """A fresh bucket in the emulator."""
+    from controlplane import aws
+
+    name = f"ferry-test-{uuid.uuid4().hex[:12]}"
+    aws.client("s3").create_bucket(Bucket=name)
+    return name
 
 
 @pytest.fixture

@@ -74,10 +74,13 @@ def enable_bucket_events(endpoint: Endpoint) -> bool:
     bucket = endpoint.config["bucket"]
     current = client.get_bucket_notification_configuration(Bucket=bucket)
     current.pop("ResponseMetadata", None)
-    if "EventBridgeConfiguration" in current:
-        return False
+    was_on = "EventBridgeConfiguration" in current
+    # Put even when it looks on: some S3 implementations (the emulator) never report it,
+    # and putting the same merged configuration again changes nothing.
     current["EventBridgeConfiguration"] = {}
     client.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=current)
+    if was_on:
+        return False
     log.info("EventBridge notifications enabled", extra={"bucket": bucket, "endpoint": str(endpoint.id)})
     return True
 

@@ -3,8 +3,9 @@
 Starts the moto server (S3, SQS, DynamoDB, Secrets Manager, KMS, STS, EventBridge), a local
 SFTP server (OpenSSH's sshd as root, otherwise asyncssh's), migrates a fresh SQLite database
 (or the PostgreSQL in DATABASE_URL), bootstraps the AWS resources, seeds a demo tenant and
-admin, then runs the API and admin (gunicorn), and per simulated region a Celery worker and
-beat. Writes what to use to ``.local/stack.env``.
+admin, then runs the API and admin (gunicorn), and per simulated region a Celery worker,
+celery beat, the region keeper and the S3 event consumer. Writes what to use to
+``.local/stack.env``.
 
 Ports (env): FERRY_API_PORT (8800), FERRY_MOTO_PORT (8801), FERRY_SFTP_PORT (8822).
 """
@@ -120,51 +121,22 @@ def main() -> None:
                 log_path=logs / "api.log",
             )
         )
+        celery = [PY, "-m", "celery", "-A", "controlplane.celery"]
         for region in regions:
             region_env = {**env, "FERRY_REGION": region}
-            running.append(
-                services.spawn(
-                    [
-                        PY,
-                        "-m",
-                        "celery",
-                        "-A",
-                        "controlplane.celery",
-                        "worker",
-                        "-c",
-                        "2",
-                        "-n",
-                        f"worker-{region}@%h",
-                        "--without-mingle",
-                        "--without-gossip",
-                        "--without-heartbeat",
-                        "-l",
-                        "INFO",
-                    ],
-                    name=f"worker-{region}",
-                    env=region_env,
-                    log_path=logs / f"worker-{region}.log",
+            processes = {
+                "worker": [*celery, "worker", "-c", "2", "-n", f"worker-{region}@%h", "-l", "INFO",
+                           "--without-mingle", "--without-gossip", "--without-heartbeat"],
+                "beat": [*celery, "beat", "-l", "INFO", "--schedule", str(LOCAL / f"beat-{region}")],
+                "keeper": [PY, str(ROOT / "manage.py"), "run_keeper"],
+                "events": [PY, str(ROOT / "manage.py"), "consume_events"],
+            }  # fmt: skip
+            for name, command in processes.items():
+                running.append(
+                    services.spawn(
+                        command, name=f"{name}-{region}", env=region_env, log_path=logs / f"{name}-{region}.log"
+                    )
                 )
-            )
-            running.append(
-                services.spawn(
-                    [
-                        PY,
-                        "-m",
-                        "celery",
-                        "-A",
-                        "controlplane.celery",
-                        "beat",
-                        "-l",
-                        "INFO",
-                        "--schedule",
-                        str(LOCAL / f"beat-{region}"),
-                    ],
-                    name=f"beat-{region}",
-                    env=region_env,
-                    log_path=logs / f"beat-{region}.log",
-                )
-            )
         _wait_http(f"{api_url}/healthz")
 
         values = {

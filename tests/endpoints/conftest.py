@@ -63,13 +63,6 @@ def s3_body(bucket: str, *, name: str | None = None, credentials: dict | None = 
 
 
 @pytest.fixture
-def bucket(moto) -> str:
-    name = f"ferry-test-{uuid.uuid4().hex[:12]}"
-    aws.client("s3").create_bucket(Bucket=name)
-    return name
-
-
-@pytest.fixture
 def secret_names(moto) -> Callable[[], set[str]]:
     """Names of the Secrets Manager secrets that exist (deleted ones excluded)."""
 

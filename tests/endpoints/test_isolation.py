@@ -69,8 +69,11 @@ def test_list_paginates_filters_and_pins_its_query_count(api, moto, django_asser
 
 @pytest.fixture
 def fake_routes(db):
-    """A stand-in for the transfers app's Route (PROTECT foreign keys with its related
-    names), created for one test and removed again."""
+    """A minimal route model (PROTECT foreign keys with the transfers app's related names),
+    created for one test and removed again. When the real Route exists its reverse
+    accessors are put back afterwards."""
+    accessors = ("routes_as_source", "routes_as_destination")
+    saved = {name: Endpoint.__dict__.get(name) for name in accessors}
 
     class FakeRoute(models.Model):
         source_endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="routes_as_source")
@@ -88,9 +91,12 @@ def fake_routes(db):
         editor.create_model(FakeRoute)
     yield FakeRoute
     # The test's transaction rollback drops the table (PostgreSQL DDL is transactional);
-    # the model, and the reverse accessors it put on Endpoint, go too.
-    for name in ("routes_as_source", "routes_as_destination"):
-        delattr(Endpoint, name)
+    # the model goes from the registry and Endpoint gets its own accessors back.
+    for name, descriptor in saved.items():
+        if descriptor is None:
+            delattr(Endpoint, name)
+        else:
+            setattr(Endpoint, name, descriptor)
     del apps.all_models["endpoints"]["fakeroute"]
     apps.clear_cache()
 

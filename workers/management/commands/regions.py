@@ -1,12 +1,10 @@
 """``manage.py regions status|drain R|failover --from R1 --to R2|restore R``."""
 
-import time
-
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from workers import context
-from workers.regions import RegionState, desired_owner, home_region
+from workers.regions import RegionState
 
 
 class Command(BaseCommand):
@@ -47,35 +45,18 @@ class Command(BaseCommand):
         self._status()
 
     def _status(self) -> None:
-        regions = list(settings.FERRY_REGIONS)
-        states = context.region_table().all(regions)
-        leases = context.lease_table().all()
-        now = time.time()
-        silence = settings.FERRY_LEASE_TTL + settings.FERRY_LEASE_GRACE
-        self.stdout.write("\nregion       state        moved_to     last seen   partitions held")
-        for name in regions:
-            region = states.get(name)
-            held = sum(1 for lease in leases.values() if lease.owner_region == name and lease.live(now))
-            seen = f"{now - region.last_seen:6.1f}s ago" if region and region.last_seen else "never"
-            self.stdout.write(
-                f"{name:<12} {(region.state if region else 'active'):<12} {(region.moved_to if region else ''):<12} "
-                f"{seen:<11} {held}"
-            )
+        from workers.admin import lease_rows
+
+        regions, partitions = lease_rows()
+        self.stdout.write("\nregion       state        moved_to     last seen    partitions held")
+        for r in regions:
+            seen = f"{r['last_seen']}s ago" if r["last_seen"] is not None else "never"
+            self.stdout.write(f"{r['name']:<12} {r['state']:<12} {r['moved_to'] or '-':<12} {seen:<12} {r['held']}")
         self.stdout.write("\npartition  home         owner        fence  expires in  should be")
-        for partition in range(settings.FERRY_PARTITIONS):
-            lease = leases.get(partition)
-            want = desired_owner(
-                partition,
-                regions=regions,
-                states=states,
-                now=now,
-                silence=silence,
-                auto_takeover=settings.FERRY_AUTO_TAKEOVER,
+        for p in partitions:
+            expires = f"{p['expires_in']}s" if p["expires_in"] is not None else "-"
+            fence = p["fence"] if p["fence"] is not None else "-"
+            self.stdout.write(
+                f"{p['partition']:<10} {p['home']:<12} {p['owner'] or '-':<12} {fence!s:<6} {expires:<11} "
+                f"{p['should_be'] or '-'}"
             )
-            if lease is None:
-                owner, fence, expires = "-", "-", "-"
-            else:
-                owner = lease.owner_region if lease.live(now) else f"({lease.owner_region or 'released'})"
-                fence, expires = str(lease.fence), f"{lease.expires_at - now:8.1f}s" if lease.live(now) else "expired"
-            home = home_region(partition, regions)
-            self.stdout.write(f"{partition:<10} {home:<12} {owner:<12} {fence:<6} {expires:<11} {want or '-'}")
