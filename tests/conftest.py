@@ -62,7 +62,7 @@ def moto(logs_dir) -> Iterator[services.Moto]:
     bootstrap(create=True)
     yield server
     server.stop()
-    os.environ.pop("AWS_ENDPOINT_URL", None)
+    os.environ["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9"  # a closed port, never real AWS
     aws.reset_clients()
 
 
