@@ -206,21 +206,6 @@ def _wait_for_single_region() -> None:
 
 
 @pytest.fixture
-def suspend_single_region():
-    """Stop the session's single-region keeper and worker (if running) for a test that
-    runs regions of its own; start them again afterwards. A stopped keeper releases its
-    leases at once."""
-    suspended = [p for p in SESSION_PROCESSES if p.process is not None]
-    for process in suspended:
-        process.stop()
-    yield
-    for process in suspended:
-        process.start()
-    if any(isinstance(p, KeeperProcess) for p in suspended):
-        _wait_for_single_region()
-
-
-@pytest.fixture
 def stack(keeper, celery_worker, purge_queues):
     """A keeper and a worker of this region, queues empty: transfers run end to end."""
     return {"keeper": keeper, "worker": celery_worker}

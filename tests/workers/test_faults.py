@@ -51,6 +51,15 @@ class RegionProcs:
         for worker in self.workers:
             worker.start()
 
+    def heal(self) -> None:
+        """Resume what is paused, start what is not running."""
+        for proc in (self.keeper, *self.workers):
+            if proc.process is not None and proc.process.proc.poll() is None:
+                proc.process.signal(signal.SIGCONT)
+            else:
+                proc.process = None
+                proc.start()
+
     def stop(self) -> None:
         for proc in (self.keeper, *self.workers):
             if proc.process is not None:
@@ -81,37 +90,51 @@ def region_holds(region: str, partitions: set[int]) -> bool:
     return partitions <= set(context.held_partitions(region=region))
 
 
-@pytest.fixture
-def regions(worker_env, logs_dir, purge_queues, suspend_single_region):
-    table = context.region_table()
-    for name in REGIONS:
-        table.forget(name)
+@pytest.fixture(scope="module")
+def region_processes(worker_env, logs_dir, django_db_blocker):
+    """Both regions' keeper and two workers each, started once for the module."""
+    from tests.conftest import SESSION_PROCESSES, _wait_for_single_region
+
+    # The session's single-region keeper and worker would fight these: stop them meanwhile.
+    suspended = [p for p in SESSION_PROCESSES if p.process is not None]
+    for process in suspended:
+        process.stop()
     procs: dict[str, RegionProcs] = {}
     for name in REGIONS:
         env = {**worker_env, "FERRY_REGION": name, "FERRY_REGIONS": ",".join(REGIONS)}
         q = queues(name)
-        tag = f"{name}-{uuid.uuid4().hex[:4]}"
         procs[name] = RegionProcs(
             name=name,
-            keeper=KeeperProcess(env, logs_dir / f"keeper-{tag}.log"),
+            keeper=KeeperProcess(env, logs_dir / f"keeper-{name}.log"),
             workers=[
-                Worker(env, logs_dir / f"worker-{tag}-{i}.log", [q.transfers, q.control], concurrency=2)
+                Worker(env, logs_dir / f"worker-{name}-{i}.log", [q.transfers, q.control], concurrency=2)
                 for i in range(2)
             ],
         )
     try:
-        for region in procs.values():
-            region.start()
-        for name in REGIONS:
-            wait_until(
-                lambda name=name: region_holds(name, home_partitions(name)), timeout=30, message=f"{name}'s leases"
-            )
         yield procs
     finally:
         for region in procs.values():
             region.stop()
-        for name in REGIONS:
-            table.set_state(name, RegionState.ACTIVE)
+        for process in suspended:
+            process.start()
+        if suspended:
+            with django_db_blocker.unblock():
+                _wait_for_single_region()
+
+
+@pytest.fixture
+def regions(region_processes, purge_queues):
+    """Both regions running, active and holding their home partitions; whatever a test
+    killed or paused is brought back for the next one."""
+    table = context.region_table()
+    for name in REGIONS:
+        table.set_state(name, RegionState.ACTIVE)
+    for region in region_processes.values():
+        region.heal()
+    for name in REGIONS:
+        wait_until(lambda name=name: region_holds(name, home_partitions(name)), timeout=40, message=f"{name}'s leases")
+    return region_processes
 
 
 # --- endpoints, routes and checks -----------------------------------------------------------
