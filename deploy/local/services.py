@@ -29,10 +29,11 @@ SSHD = "/usr/sbin/sshd"
 SFTP_USER = "ferrysftp"  # the system user that password logins use when we run as root
 
 # Credentials the emulator accepts; real AWS never sees them.
+# They look like real keys so that they pass endpoint validation in demos.
 EMULATOR_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
+    "AWS_ACCESS_KEY_ID": "AKIAFERRYEMULATOR000",
+    "AWS_SECRET_ACCESS_KEY": "FerryEmulatorSecretKeyNotARealSecret0000",
+    "AWS_SESSION_TOKEN": "ferry-emulator",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 
@@ -95,12 +96,27 @@ class Process:
 SPAWNED: list[Process] = []
 
 
-def stop_all_spawned() -> None:
-    """Stop whatever :func:`spawn` started and is still running (a safety net)."""
-    for process in reversed(SPAWNED):
+def stop_together(processes: list[Process], timeout: float = 10.0) -> None:
+    """SIGTERM every process group at once (paused ones resumed first), then wait for them
+    together and SIGKILL what is still running at the deadline."""
+    running = [p for p in processes if p.proc.poll() is None]
+    for process in running:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.proc.pid, signal.SIGCONT)
-        process.stop(timeout=5)
+            os.killpg(process.proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in running:
+        try:
+            process.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.proc.pid, signal.SIGKILL)
+            process.proc.wait(timeout=10)
+
+
+def stop_all_spawned() -> None:
+    """Stop whatever :func:`spawn` started and is still running (a safety net)."""
+    stop_together(list(reversed(SPAWNED)))
     SPAWNED.clear()
 
 

@@ -71,8 +71,7 @@ def main() -> None:
     running: list[services.Process] = []
 
     def stop_all(*_args) -> None:
-        for process in reversed(running):
-            process.stop(timeout=5)
+        services.stop_together(list(reversed(running)))
 
     # Ctrl-C even when started from a shell that ignores SIGINT in the background.
     signal.signal(signal.SIGINT, signal.default_int_handler)
