@@ -186,6 +186,11 @@ FERRY_SCHEDULER_INTERVAL = env.float("FERRY_SCHEDULER_INTERVAL", default=30.0)
 FERRY_PARTITIONS = env.int("FERRY_PARTITIONS", default=64)
 # A transfer sent to a queue is not sent again by the keeper's sweep for this long.
 FERRY_REDISPATCH_AFTER = env.float("FERRY_REDISPATCH_AFTER", default=60.0)
+# Small files of one route travel together: at most FERRY_BATCH_SIZE per task, each at
+# most FERRY_BATCH_MAX_BYTES, FERRY_BATCH_CONCURRENCY in flight over one connection.
+FERRY_BATCH_SIZE = env.int("FERRY_BATCH_SIZE", default=32)
+FERRY_BATCH_MAX_BYTES = env.int("FERRY_BATCH_MAX_BYTES", default=1024 * 1024)
+FERRY_BATCH_CONCURRENCY = env.int("FERRY_BATCH_CONCURRENCY", default=8)
 # A silent region's partitions are taken over after lease + grace unless this is off.
 FERRY_AUTO_TAKEOVER = env.bool("FERRY_AUTO_TAKEOVER", default=True)
 # Workers, keepers and consumers serve their Prometheus metrics here (0: off).

@@ -46,6 +46,32 @@ def send(transfer_ids: Iterable[str], *, region: str) -> int:
     return count
 
 
+def send_batched(transfer_ids: Iterable[str], *, region: str) -> int:
+    """Enqueue transfers; small files of one route go together as ``run_batch`` tasks."""
+    from workers.tasks import run_batch
+
+    ids = [str(i) for i in transfer_ids]
+    rows = Transfer.objects.filter(id__in=ids).values_list("id", "route_id", "bytes_total")
+    singles: list[str] = []
+    groups: dict[str, list[str]] = {}
+    for transfer_id, route_id, size in rows:
+        if route_id is not None and size is not None and size <= settings.FERRY_BATCH_MAX_BYTES:
+            groups.setdefault(str(route_id), []).append(str(transfer_id))
+        else:
+            singles.append(str(transfer_id))
+    queue = Queue(queues(region).transfers)
+    count = 0
+    for members in groups.values():
+        if len(members) == 1:
+            singles.extend(members)
+            continue
+        for start in range(0, len(members), settings.FERRY_BATCH_SIZE):
+            chunk = members[start : start + settings.FERRY_BATCH_SIZE]
+            run_batch.apply_async(args=[chunk], kwargs={"enqueued_at": time.time()}, queue=queue)
+            count += len(chunk)
+    return count + send(singles, region=region)
+
+
 def dispatch_transfers(ids: list[str]) -> None:
     """Enqueue new or re-driven transfers to the region holding each one's partition.
 
@@ -64,7 +90,7 @@ def dispatch_transfers(ids: list[str]) -> None:
             if owners[partition]:
                 by_region.setdefault(owners[partition], []).append(str(transfer_id))
         for region, region_ids in by_region.items():
-            send(region_ids, region=region)
+            send_batched(region_ids, region=region)
     except Exception:
         log.warning("immediate dispatch failed; the keeper will dispatch", exc_info=True)
 
@@ -108,6 +134,6 @@ class Dispatcher:
         for transfer_id in fresh:
             self.sent[transfer_id] = monotonic
         if fresh:
-            send(fresh, region=self.region)
+            send_batched(fresh, region=self.region)
             log.info("dispatched", extra={"count": len(fresh)})
         return len(fresh)

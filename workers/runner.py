@@ -26,6 +26,7 @@ import os
 import posixpath
 import socket
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -44,7 +45,8 @@ from workers import context
 from workers.engine import copy as engine
 from workers.engine import listing
 from workers.engine.locations import Location, S3Location, SftpLocation, location_of
-from workers.engine.spec import S3Spec
+from workers.engine.sftpio import part_path
+from workers.engine.spec import S3Spec, SftpSpec
 from workers.errors import DestinationExists, TransferError
 from workers.ledger import ClaimOutcome, DeliveryInProgress, Fence, FenceLost, delivery_key
 
@@ -75,13 +77,14 @@ def needs_staging(transfer: Transfer) -> bool:
     return both_sftp or bool((transfer.options or {}).get("always_stage"))
 
 
-def copy_options(transfer: Transfer, *, on_conflict: str | None = None) -> engine.CopyOptions:
+def copy_options(transfer: Transfer, *, claim_token: int = 0) -> engine.CopyOptions:
     options = transfer.options or {}
-    policy = on_conflict or options.get("on_conflict", "fail")
+    policy = options.get("on_conflict", "fail")
     return engine.CopyOptions(
         on_conflict="fail" if policy == "rename" else policy,
         verify=options.get("verify", "size"),
         always_stage=bool(options.get("always_stage")),
+        part_tag=str(claim_token) if claim_token else "",
     )
 
 
@@ -140,7 +143,26 @@ def _plan(transfer: Transfer) -> _Plan:
     return _Plan(State.DELIVERING, [State.PENDING, State.FAILED, State.STAGED, State.DELIVERING])
 
 
-def run_transfer(transfer_id: str) -> str:
+def run_batch(transfer_ids: list[str]) -> dict[str, str]:
+    """Run many small transfers of one route together: a few at a time on threads, all
+    over one pinned connection per SFTP endpoint. Each keeps its own claim, ledger entry
+    and outcome."""
+    results: dict[str, str] = {}
+    with engine.SharedSessions() as shared:
+
+        def one(transfer_id: str) -> str:
+            try:
+                return run_transfer(transfer_id, shared=shared)
+            finally:
+                connection.close()
+
+        with ThreadPoolExecutor(max_workers=settings.FERRY_BATCH_CONCURRENCY) as pool:
+            for transfer_id, outcome in zip(transfer_ids, pool.map(one, transfer_ids), strict=True):
+                results[transfer_id] = outcome
+    return results
+
+
+def run_transfer(transfer_id: str, *, shared: engine.SharedSessions | None = None) -> str:
     """Run one transfer to an outcome; returns a short word for logs and tests.
 
     Never raises for a transfer's own failure: failures are recorded on the transfer."""
@@ -151,6 +173,7 @@ def run_transfer(transfer_id: str) -> str:
     if transfer.state in states.TERMINAL:
         return "finished"
     with logs.bound(
+        region=settings.FERRY_REGION,
         tenant=str(transfer.tenant_id),
         route=str(transfer.route_id) if transfer.route_id else None,
         transfer=str(transfer.id),
@@ -167,7 +190,7 @@ def run_transfer(transfer_id: str) -> str:
         transfer.refresh_from_db()
         fence = Fence(settings.FERRY_REGION, transfer.partition, lease.fence, token)
         with logs.bound(attempt=transfer.attempt), _Heartbeat(str(transfer.id), token) as heartbeat:
-            return _execute(transfer, fence, heartbeat)
+            return _execute(transfer, fence, heartbeat, shared)
 
 
 def delivery_key_of(transfer: Transfer) -> str:
@@ -182,7 +205,7 @@ def delivery_key_of(transfer: Transfer) -> str:
     )
 
 
-def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat) -> str:
+def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat, shared: engine.SharedSessions | None) -> str:
     token = fence.claim_token
     key = delivery_key_of(transfer)
     ledger = context.ledger()
@@ -213,8 +236,9 @@ def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat) -> str:
                 source,
                 staging,
                 transfer_id=str(transfer.id),
-                options=copy_options(transfer),
+                options=copy_options(transfer, claim_token=token),
                 progress=heartbeat.progress,
+                shared=shared,
             )
             if transfer.state == State.STAGING:
                 transfer_services.record_staged(
@@ -228,7 +252,7 @@ def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat) -> str:
                 raise FenceLost("The claim on this transfer was lost (cancelled or taken by another worker).")
             ledger.begin_commit(key, transfer_id=str(transfer.id), fence=fence)
 
-        result, final_path = _deliver(transfer, source, destination_spec, heartbeat, before_commit)
+        result, final_path = _deliver(transfer, source, destination_spec, heartbeat, before_commit, token, shared)
         if result.outcome == "skipped":
             ledger.forget(key, transfer_id=str(transfer.id))
             transfer_services.record_skipped(transfer.id, token, reason="destination exists (on_conflict: skip)")
@@ -248,6 +272,7 @@ def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat) -> str:
         )
         if staging is not None:
             _remove_staging(staging)
+        _remove_older_parts(destination_spec, final_path, transfer, token)
         _after_delivery(transfer)
         return "succeeded"
     except FenceLost as exc:
@@ -265,7 +290,7 @@ def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat) -> str:
         return str(state)
 
 
-def _deliver(transfer, source: Location, destination_spec, heartbeat: _Heartbeat, before_commit):
+def _deliver(transfer, source: Location, destination_spec, heartbeat: _Heartbeat, before_commit, token: int, shared):
     """Copy to the destination; with ``on_conflict: rename`` try ``name-1``, ``name-2`` …"""
     policy = (transfer.options or {}).get("on_conflict", "fail")
     path = transfer.destination_path
@@ -277,15 +302,29 @@ def _deliver(transfer, source: Location, destination_spec, heartbeat: _Heartbeat
                 source,
                 destination,
                 transfer_id=str(transfer.id),
-                options=copy_options(transfer),
+                options=copy_options(transfer, claim_token=token),
                 progress=heartbeat.progress,
                 before_commit=before_commit,
+                shared=shared,
             )
             return result, candidate
         except DestinationExists:
             if policy != "rename" or n == RENAME_ATTEMPTS:
                 raise
     raise AssertionError("unreachable")
+
+
+def _remove_older_parts(destination_spec, final_path: str, transfer: Transfer, token: int) -> None:
+    """Remove temporary files that earlier claims of this transfer may have left (a worker
+    killed mid-upload): each claim writes its own ``.NAME.<id>.<claim token>.part``."""
+    if not isinstance(destination_spec, SftpSpec) or token <= 1:
+        return
+    final = location_of(destination_spec, final_path)
+    for older in range(max(1, token - 10), token):
+        try:
+            listing.delete(SftpLocation(destination_spec, part_path(final.path, str(transfer.id), str(older))))
+        except TransferError:
+            log.warning("an older temporary file was not removed", extra={"claim_token": older})
 
 
 def _to_delivering(transfer: Transfer, token: int) -> None:

@@ -19,6 +19,16 @@ def run_transfer(transfer_id: str, enqueued_at: float | None = None) -> str:
     return run(transfer_id)
 
 
+@app.task(name="workers.tasks.run_batch")
+def run_batch(transfer_ids: list[str], enqueued_at: float | None = None) -> dict[str, str]:
+    """Run small transfers of one route together over one connection (workers.runner)."""
+    from workers.runner import run_batch as run
+
+    if enqueued_at:
+        queue_lag.observe(max(0.0, time.time() - enqueued_at))
+    return run(transfer_ids)
+
+
 @app.task(name="workers.tasks.scheduler_tick")
 def scheduler_tick() -> int:
     """Poll the due schedule routes of the partitions this region holds."""

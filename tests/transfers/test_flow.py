@@ -318,3 +318,26 @@ def test_after_delivery_delete_and_move(api, sshd, bucket, stack, action):
     if action == "move":
         assert (src / "archive" / "a.csv").read_bytes() == b"1,2,3\n"
     assert done.source_action_error == ""
+
+
+def test_small_files_of_a_route_travel_as_one_batch(api, sshd, bucket, stack):
+    src = folder(sshd, f"out-{uuid.uuid4().hex[:6]}")
+    files = {f"s{i:02d}.txt": os.urandom(4096) for i in range(24)}
+    for name, data in files.items():
+        (src / name).write_bytes(data)
+    source = sftp_endpoint(api, sshd)
+    destination = s3_endpoint(api, bucket)
+    route = create(api, "/api/v1/routes", route_body(source, f"/{src.name}", destination, "/small"))
+    log = stack["worker"].log_path
+    before = log.read_text(errors="replace").count("workers.tasks.run_batch[")
+    created = run_route(api, route["id"], force=True)
+    assert len(created) == 24
+    for item in created:
+        wait_state(item["id"], State.SUCCEEDED)
+    s3 = aws.client("s3")
+    for name, data in files.items():
+        assert s3.get_object(Bucket=bucket, Key=f"incoming/small/{name}")["Body"].read() == data
+    # They went out as a batch task (one connection, several in flight), not 24 tasks.
+    assert log.read_text(errors="replace").count("workers.tasks.run_batch[") > before
+    claimers = set(Transfer.objects.filter(route_id=route["id"]).values_list("claimed_by", flat=True))
+    assert len(claimers) <= 2

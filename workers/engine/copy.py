@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -712,6 +713,7 @@ def copy(
     progress: Callable[[int], None] | None = None,
     before_commit: Callable[[], None] | None = None,
     timeout: float | None = None,
+    shared: SharedSessions | None = None,
 ) -> CopyResult:
     """Copy one file (see the module docstring). Raises TransientError / PermanentError only.
 
@@ -732,6 +734,7 @@ def copy(
                 staging=staging,
                 progress=progress,
                 before_commit=before_commit,
+                ctx=shared.pinned(source, destination) if shared else None,
             ),
             timeout=timeout,
         )
@@ -746,9 +749,47 @@ def stage(
     transfer_id: str,
     options: CopyOptions = CopyOptions(),
     progress: Callable[[int], None] | None = None,
+    shared: SharedSessions | None = None,
 ) -> CopyResult:
     """Step one of a staged copy: source → staging object (reused when already complete)."""
-    return runtime.run(_wrap(astage(source, staging, transfer_id=transfer_id, options=options, progress=progress)))
+    ctx = shared.pinned(source) if shared else None
+    return runtime.run(
+        _wrap(astage(source, staging, transfer_id=transfer_id, options=options, progress=progress, ctx=ctx))
+    )
+
+
+class SharedSessions:
+    """Pins one pooled SFTP connection per endpoint for a batch of copies run from several
+    threads: many small files of one route then travel over one connection, several in
+    flight (SFTP multiplexes requests on one channel). Use as a context manager; the
+    connections go back to the pool at the end."""
+
+    def __init__(self) -> None:
+        self._ctx = _Ctx()
+        self._stack = contextlib.AsyncExitStack()
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> SharedSessions:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        runtime.run(self._stack.aclose())
+
+    def pinned(self, *locations: Location) -> _Ctx:
+        """The batch's context, with a connection pinned for each SFTP location's endpoint."""
+        with self._lock:
+            for location in locations:
+                if isinstance(location, SftpLocation) and location.spec.pool_key not in self._ctx.shared:
+                    runtime.run(self._pin(location.spec))
+        return self._ctx
+
+    async def _pin(self, spec: Any) -> None:
+        try:
+            self._ctx.shared[spec.pool_key] = await self._stack.enter_async_context(get_pool().session(spec))
+        except TransferError:
+            raise
+        except Exception as exc:
+            raise classify(exc, context=f"opening SFTP to {spec.host}:{spec.port}") from exc
 
 
 def deliver(

@@ -156,7 +156,7 @@ def test_a_copy_past_its_timeout_is_cancelled_and_cleans_up(sftp_spec, s3spec, f
 
     def slow_down(done: int) -> None:
         written.append(done)
-        time.sleep(0.2)  # on the engine loop: the copy crawls past its deadline
+        time.sleep(1.0)  # on the engine loop: 32 MiB report progress 4+ times, so 4+ s > 2 s
 
     with pytest.raises(TransientError) as err:
         copy(
