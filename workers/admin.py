@@ -8,6 +8,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.template.response import TemplateResponse
 
+from controlplane.admin import ReadOnlyAdmin
 from workers import context
 from workers.models import PartitionLease
 from workers.regions import desired_owner, home_region
@@ -57,18 +58,9 @@ def lease_rows(now: float | None = None) -> tuple[list[dict], list[dict]]:
 
 
 @admin.register(PartitionLease)
-class PartitionLeaseAdmin(admin.ModelAdmin):
+class PartitionLeaseAdmin(ReadOnlyAdmin):
     """One page: region states and every partition's lease. Steering is done with
     ``manage.py regions`` (see docs/runbooks/)."""
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def changelist_view(self, request, extra_context=None):
         try:
