@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -18,6 +18,18 @@ from controlplane.models import ApiKey
 class TenantView(APIView):
     """Who am I: the tenant the key belongs to, and the key's scope."""
 
+    @extend_schema(
+        responses=inline_serializer(
+            "Tenant",
+            {
+                "id": serializers.UUIDField(),
+                "name": serializers.CharField(),
+                "key": inline_serializer(
+                    "TenantKey", {"prefix": serializers.CharField(), "scope": serializers.CharField()}
+                ),
+            },
+        )
+    )
     def get(self, request: Request) -> Response:
         tenant = tenancy.tenant_of(request)
         return Response(
@@ -46,6 +58,7 @@ class ApiKeyListView(APIView):
 
 
 class ApiKeyDetailView(APIView):
+    @extend_schema(request=None, responses={204: None})
     def delete(self, request: Request, key_id) -> Response:
         key = get_object_or_404(ApiKey, pk=key_id, tenant=tenancy.tenant_of(request), revoked_at__isnull=True)
         ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())

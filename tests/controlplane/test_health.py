@@ -74,3 +74,14 @@ def test_metrics_show_leases_held_per_region(moto):
         assert float(line.split()[-1]) >= 1
     finally:
         leases.release(7_000_001, owner="metrics-test", fence=fence)
+
+
+def test_openapi_schema_is_valid_and_complete(tmp_path):
+    from django.core.management import call_command
+
+    target = tmp_path / "schema.yaml"
+    call_command("spectacular", "--fail-on-warn", "--validate", "--file", str(target))
+    text = target.read_text()
+    for path in ("/api/v1/endpoints", "/api/v1/routes", "/api/v1/transfers", "/api/v1/tenant"):
+        assert f"{path}:" in text
+    assert "scheme: bearer" in text
