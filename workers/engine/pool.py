@@ -1,0 +1,214 @@
+"""The per-process SFTP connection pool.
+
+Keyed by ``spec.pool_key`` (endpoint id + config version: a changed endpoint or rotated
+credential gets fresh connections, old ones drain and close idle). At most
+``spec.max_connections`` connections per key are open at any moment (the customer's server
+sets that limit, and OpenSSH's MaxStartups/MaxSessions refuse more); a caller past the
+limit waits for one to be released. Idle connections close after ``idle_timeout`` seconds;
+a connection found closed, or released after a connection-level error, is discarded and a
+new one is opened on the next request.
+
+The pool lives on the engine loop (``runtime``): all its methods run there. Synchronous
+callers go through ``runtime.run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import asyncssh
+
+from workers.engine import sftp_connect
+from workers.engine.spec import SftpSpec
+from workers.errors import TransferError, classify
+
+
+@dataclass(eq=False)
+class SftpSession:
+    """One SSH connection with its SFTP channel. Several requests may share it at once."""
+
+    key: tuple
+    conn: asyncssh.SSHClientConnection
+    sftp: asyncssh.SFTPClient
+    last_used: float = field(default_factory=time.monotonic)
+    broken: bool = False
+
+    @property
+    def closed(self) -> bool:
+        return self.broken or self.conn.is_closed()
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.sftp.exit()
+        with contextlib.suppress(Exception):
+            self.conn.close()
+            await asyncio.wait_for(self.conn.wait_closed(), 5)
+
+
+@dataclass
+class _Slot:
+    idle: list[SftpSession] = field(default_factory=list)
+    open: int = 0
+    peak: int = 0
+    opened_total: int = 0
+    cond: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+
+class ConnectionPool:
+    def __init__(self, *, idle_timeout: float = 60.0, connect_timeout: float = 15.0) -> None:
+        self.idle_timeout = idle_timeout
+        self.connect_timeout = connect_timeout
+        self._slots: dict[tuple, _Slot] = {}
+        self._reaper: asyncio.Task | None = None
+
+    # --- observability (tests, metrics) ---------------------------------------------------
+
+    def open_count(self, key: tuple | None = None) -> int:
+        """Connections open now, for one key or all."""
+        if key is not None:
+            return self._slots[key].open if key in self._slots else 0
+        return sum(s.open for s in self._slots.values())
+
+    def peak_count(self, key: tuple) -> int:
+        """The most connections ever open at once for ``key``."""
+        return self._slots[key].peak if key in self._slots else 0
+
+    def opened_total(self, key: tuple) -> int:
+        return self._slots[key].opened_total if key in self._slots else 0
+
+    # --- use ------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def session(self, spec: SftpSpec) -> AsyncIterator[SftpSession]:
+        """Lease a connection for ``spec`` (exclusive until the block ends).
+
+        A connection-level failure inside the block (lost connection, timeout) marks it
+        broken so it is closed rather than handed to the next caller; SFTP status errors
+        (no such file, permission denied) leave it usable.
+        """
+        session = await self.acquire(spec)
+        try:
+            yield session
+        except BaseException as exc:
+            if not isinstance(exc, asyncssh.SFTPError) and not (
+                isinstance(exc, TransferError) and exc.code in _SESSION_SAFE_CODES
+            ):
+                session.broken = True
+            raise
+        finally:
+            await self.release(session)
+
+    async def acquire(self, spec: SftpSpec) -> SftpSession:
+        key = spec.pool_key
+        slot = self._slots.setdefault(key, _Slot())
+        self._start_reaper()
+        async with slot.cond:
+            while True:
+                while slot.idle:
+                    session = slot.idle.pop()
+                    if session.closed:
+                        await self._discard(slot, session)
+                        continue
+                    session.last_used = time.monotonic()
+                    return session
+                if slot.open < max(1, spec.max_connections):
+                    slot.open += 1
+                    slot.peak = max(slot.peak, slot.open)
+                    break
+                await slot.cond.wait()
+        try:
+            conn = await sftp_connect.connect(spec, timeout=self.connect_timeout)
+            try:
+                sftp = await conn.start_sftp_client()
+            except BaseException:
+                conn.close()
+                raise
+        except BaseException as exc:
+            async with slot.cond:
+                slot.open -= 1
+                slot.cond.notify()
+            if isinstance(exc, Exception):
+                raise classify(exc, context=f"opening SFTP to {spec.host}:{spec.port}") from exc
+            raise
+        slot.opened_total += 1
+        return SftpSession(key=key, conn=conn, sftp=sftp)
+
+    async def release(self, session: SftpSession) -> None:
+        slot = self._slots[session.key]
+        if session.closed:
+            await self._discard(slot, session, notify=True)
+            return
+        session.last_used = time.monotonic()
+        async with slot.cond:
+            slot.idle.append(session)
+            slot.cond.notify()
+
+    async def _discard(self, slot: _Slot, session: SftpSession, notify: bool = False) -> None:
+        await session.close()
+        if notify:
+            async with slot.cond:
+                slot.open -= 1
+                slot.cond.notify()
+        else:  # caller holds the condition's lock
+            slot.open -= 1
+
+    async def close_idle(self, older_than: float | None = None) -> int:
+        """Close idle connections unused for ``older_than`` seconds (default: idle_timeout)."""
+        limit = self.idle_timeout if older_than is None else older_than
+        now = time.monotonic()
+        closed = 0
+        for slot in list(self._slots.values()):
+            async with slot.cond:
+                keep = []
+                for session in slot.idle:
+                    if session.closed or now - session.last_used >= limit:
+                        await session.close()
+                        slot.open -= 1
+                        closed += 1
+                    else:
+                        keep.append(session)
+                slot.idle = keep
+                slot.cond.notify_all()
+        return closed
+
+    async def close_all(self) -> None:
+        await self.close_idle(older_than=0)
+
+    def _start_reaper(self) -> None:
+        if self._reaper is None or self._reaper.done():
+            self._reaper = asyncio.get_running_loop().create_task(self._reap())
+
+    async def _reap(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.5, self.idle_timeout / 2))
+            await self.close_idle()
+
+
+# TransferError codes raised inside a session that say nothing about the connection itself.
+_SESSION_SAFE_CODES = {
+    "source_missing",
+    "permission_denied",
+    "destination_exists",
+    "checksum_mismatch",
+    "size_mismatch",
+}
+
+_pool: ConnectionPool | None = None
+
+
+def get_pool() -> ConnectionPool:
+    """The process-wide pool (used from the engine loop)."""
+    global _pool
+    if _pool is None:
+        _pool = ConnectionPool()
+    return _pool
+
+
+def reset_pool(pool: ConnectionPool | None = None) -> None:
+    """Replace the process-wide pool (tests). Close the old one first with ``close_all``."""
+    global _pool
+    _pool = pool

@@ -1,0 +1,87 @@
+"""One asyncio event loop per process, on its own thread, for synchronous callers.
+
+Celery tasks are synchronous; the engine is asyncio (asyncssh). Every entry point submits
+its coroutine here with ``run()``, so all SFTP connections of the process live on one loop
+and the connection pool can share them between tasks. boto3 calls are blocking: the engine
+runs them on ``executor()`` (a bounded thread pool), never on the loop itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
+_executor: ThreadPoolExecutor | None = None
+_pid: int | None = None
+
+
+def loop() -> asyncio.AbstractEventLoop:
+    """The process's engine loop, started on first use (and again after a fork)."""
+    global _loop, _thread, _pid
+    with _lock:
+        if _loop is None or _pid != os.getpid() or (_thread is not None and not _thread.is_alive()):
+            ready = threading.Event()
+            new_loop = asyncio.new_event_loop()
+
+            def serve() -> None:
+                asyncio.set_event_loop(new_loop)
+                new_loop.call_soon(ready.set)
+                new_loop.run_forever()
+
+            _thread = threading.Thread(target=serve, name="ferry-engine-loop", daemon=True)
+            _thread.start()
+            ready.wait()
+            _loop = new_loop
+            _pid = os.getpid()
+        return _loop
+
+
+def executor() -> ThreadPoolExecutor:
+    """Threads for blocking boto3 calls (part uploads, GET body reads, hashing big parts)."""
+    global _executor
+    with _lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="ferry-engine-io")
+        return _executor
+
+
+async def in_thread(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a blocking call on the engine's thread pool and await it."""
+    if kwargs:
+        return await asyncio.get_running_loop().run_in_executor(executor(), lambda: fn(*args, **kwargs))
+    return await asyncio.get_running_loop().run_in_executor(executor(), fn, *args)
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    """Run ``coro`` on the engine loop and wait for its result (from any non-loop thread).
+
+    On timeout the coroutine is cancelled (so its cleanup runs) and TimeoutError raised.
+    """
+    engine_loop = loop()
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is engine_loop:
+        coro.close()
+        raise RuntimeError("runtime.run() called from the engine loop itself; await the coroutine instead")
+    future = asyncio.run_coroutine_threadsafe(coro, engine_loop)
+    try:
+        return future.result(timeout)
+    except TimeoutError:
+        future.cancel()
+        raise
+    except BaseException:
+        # KeyboardInterrupt / task revocation in the caller: don't leave the work running.
+        if not future.done():
+            future.cancel()
+        raise

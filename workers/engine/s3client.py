@@ -1,0 +1,118 @@
+"""boto3 S3 clients built from an S3Spec, without Django.
+
+``controlplane.aws.client()`` is the Django-side factory; the engine must run in a bare
+process (the benchmarks), so it builds its own clients here with the same policy:
+adaptive retries, ``request_checksum_calculation="when_required"`` (boto3 >= 1.36 otherwise
+sends streaming checksums that some S3-compatible servers refuse; Ferry sends its own
+SHA-256 per part), and the endpoint left to boto3, which reads ``AWS_ENDPOINT_URL`` /
+``AWS_ENDPOINT_URL_S3`` from the environment by itself.
+
+Credentials: the spec's access keys when it has them, else the process's default chain
+(the worker's task role); with ``role_arn`` those are used to assume the customer's role
+through STS with the external id, refreshed before the session expires.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.credentials import RefreshableCredentials
+from botocore.session import get_session
+
+from workers.engine.spec import S3Spec
+
+_lock = threading.Lock()
+_clients: dict[tuple, Any] = {}
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def client_config(*, max_pool_connections: int = 64) -> Config:
+    """Ferry's retry and timeout policy for S3 data transfers."""
+    return Config(
+        connect_timeout=_env_float("FERRY_AWS_CONNECT_TIMEOUT", 10),
+        read_timeout=_env_float("FERRY_AWS_READ_TIMEOUT", 60),
+        retries={"mode": "adaptive", "max_attempts": int(_env_float("FERRY_AWS_MAX_ATTEMPTS", 5))},
+        max_pool_connections=max_pool_connections,
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+        s3={"addressing_style": os.environ.get("FERRY_S3_ADDRESSING_STYLE", "auto")},
+    )
+
+
+def _base_session(spec: S3Spec) -> boto3.session.Session:
+    if spec.access_key_id and spec.secret_access_key:
+        return boto3.session.Session(
+            aws_access_key_id=spec.access_key_id,
+            aws_secret_access_key=spec.secret_access_key,
+            aws_session_token=spec.session_token,
+            region_name=spec.region,
+        )
+    return boto3.session.Session(region_name=spec.region)
+
+
+def _assumed_session(spec: S3Spec) -> boto3.session.Session:
+    """A session whose credentials come from STS AssumeRole (with the external id) and refresh
+    themselves before they expire."""
+    base = _base_session(spec)
+    sts = base.client("sts", region_name=spec.region or os.environ.get("AWS_DEFAULT_REGION"), config=client_config())
+
+    def fetch() -> dict[str, str]:
+        kwargs: dict[str, Any] = {
+            "RoleArn": spec.role_arn,
+            "RoleSessionName": f"ferry-{spec.endpoint_id}"[:48] + f"-{uuid.uuid4().hex[:8]}",
+            "DurationSeconds": 3600,
+        }
+        if spec.external_id:
+            kwargs["ExternalId"] = spec.external_id
+        creds = sts.assume_role(**kwargs)["Credentials"]
+        expiry = creds["Expiration"]
+        if not isinstance(expiry, datetime):  # pragma: no cover - botocore parses it
+            expiry = datetime.now(UTC) + timedelta(hours=1)
+        return {
+            "access_key": creds["AccessKeyId"],
+            "secret_key": creds["SecretAccessKey"],
+            "token": creds["SessionToken"],
+            "expiry_time": expiry.isoformat(),
+        }
+
+    refreshable = RefreshableCredentials.create_from_metadata(
+        metadata=fetch(), refresh_using=fetch, method="sts-assume-role"
+    )
+    botocore_session = get_session()
+    botocore_session._credentials = refreshable  # the documented way boto3 users wire this in
+    return boto3.session.Session(botocore_session=botocore_session, region_name=spec.region)
+
+
+def client(spec: S3Spec) -> Any:
+    """A (cached, thread-safe) S3 client for ``spec``.
+
+    Cached per endpoint and config version (a rotated secret bumps the version) and per
+    ``AWS_ENDPOINT_URL`` (tests point the environment at a fresh emulator).
+    """
+    key = (spec.pool_key, spec.role_arn, os.environ.get("AWS_ENDPOINT_URL"), os.environ.get("AWS_ENDPOINT_URL_S3"))
+    with _lock:
+        found = _clients.get(key)
+        if found is not None:
+            return found
+        session = _assumed_session(spec) if spec.role_arn else _base_session(spec)
+        made = session.client("s3", region_name=spec.region, config=client_config())
+        _clients[key] = made
+        return made
+
+
+def reset_clients() -> None:
+    """Forget cached clients (after the environment's endpoint changed)."""
+    with _lock:
+        _clients.clear()

@@ -1,0 +1,158 @@
+"""Streaming reads and writes over an asyncssh SFTP session.
+
+Reads: requests of the server's maximum read length (OpenSSH: 255 KiB, from the
+``limits@openssh.com`` extension), ``in_flight`` of them outstanding at once, yielded in
+order. Writes: the same, with the maximum write length. Memory per stream is therefore
+at most ``in_flight * request size`` (16 * 255 KiB = about 4 MiB), whatever the file size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import posixpath
+from collections import deque
+from collections.abc import AsyncIterator
+
+import asyncssh
+
+DEFAULT_REQUEST = 255 * 1024  # what OpenSSH allows when the server tells us nothing
+MAX_REQUEST = 4 * 1024 * 1024
+
+
+def read_size(sftp: asyncssh.SFTPClient) -> int:
+    limit = sftp.limits.max_read_len or DEFAULT_REQUEST
+    return max(16 * 1024, min(limit, MAX_REQUEST))
+
+
+def write_size(sftp: asyncssh.SFTPClient) -> int:
+    limit = sftp.limits.max_write_len or DEFAULT_REQUEST
+    return max(16 * 1024, min(limit, MAX_REQUEST))
+
+
+async def read_stream(
+    sftp: asyncssh.SFTPClient, path: str, *, start: int = 0, in_flight: int = 16
+) -> AsyncIterator[bytes]:
+    """Yield the file's bytes from ``start`` to its end, in order, several reads in flight.
+
+    The end is where the server says EOF (not a size looked up beforehand), so the caller
+    checks the count against the size it expected.
+    """
+    block = read_size(sftp)
+    async with sftp.open(path, "rb", block_size=block, max_requests=1) as f:
+        pending: deque[tuple[int, asyncio.Task]] = deque()
+        offset = start
+        eof = False
+        try:
+            while True:
+                while not eof and len(pending) < max(1, in_flight):
+                    pending.append((offset, asyncio.ensure_future(f.read(block, offset))))
+                    offset += block
+                if not pending:
+                    return
+                _, task = pending.popleft()
+                data = await task
+                if len(data) < block:
+                    # A short read means EOF here (asyncssh re-asks for the rest of a short
+                    # answer itself): nothing after it can hold data.
+                    eof = True
+                    for _, later in pending:
+                        later.cancel()
+                    for _, later in pending:
+                        with contextlib.suppress(BaseException):
+                            await later
+                    pending.clear()
+                if data:
+                    yield data
+                if eof and not pending:
+                    return
+        finally:
+            for _, task in pending:
+                task.cancel()
+            for _, task in pending:
+                with contextlib.suppress(BaseException):
+                    await task
+
+
+class SftpWriter:
+    """Writes a stream to one open remote file, ``in_flight`` write requests outstanding."""
+
+    def __init__(self, f: asyncssh.SFTPClientFile, *, block: int, in_flight: int) -> None:
+        self._f = f
+        self._block = block
+        self._sem = asyncio.Semaphore(max(1, in_flight))
+        self._tasks: set[asyncio.Task] = set()
+        self._error: BaseException | None = None
+        self.offset = 0
+
+    async def write(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        for i in range(0, len(view), self._block):
+            if self._error is not None:
+                raise self._error
+            piece = bytes(view[i : i + self._block])
+            await self._sem.acquire()
+            task = asyncio.ensure_future(self._write_one(piece, self.offset))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            self.offset += len(piece)
+
+    async def _write_one(self, piece: bytes, offset: int) -> None:
+        try:
+            await self._f.write(piece, offset)
+        except BaseException as exc:
+            if self._error is None:
+                self._error = exc
+            raise
+        finally:
+            self._sem.release()
+
+    async def flush(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self._error is not None:
+            raise self._error
+
+    async def abort(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+async def stat_or_none(sftp: asyncssh.SFTPClient, path: str) -> asyncssh.SFTPAttrs | None:
+    try:
+        return await sftp.stat(path)
+    except asyncssh.SFTPNoSuchFile:
+        return None
+    except asyncssh.SFTPError as exc:
+        if exc.code in (asyncssh.FX_NO_SUCH_FILE, asyncssh.FX_NO_SUCH_PATH):
+            return None
+        raise
+
+
+async def remove_quietly(sftp: asyncssh.SFTPClient, path: str) -> bool:
+    """Remove ``path`` if it exists; True if it is gone now."""
+    try:
+        await sftp.remove(path)
+        return True
+    except asyncssh.SFTPError as exc:
+        return exc.code in (asyncssh.FX_NO_SUCH_FILE, asyncssh.FX_NO_SUCH_PATH)
+
+
+def part_path(path: str, transfer_id: str) -> str:
+    """``/dir/NAME`` → ``/dir/.NAME.<transfer id>.part`` (same folder, so the rename is atomic)."""
+    folder, name = posixpath.split(path)
+    return posixpath.join(folder, f".{name}.{transfer_id}.part")
+
+
+async def hash_remote(sftp: asyncssh.SFTPClient, path: str, *, in_flight: int = 16) -> tuple[str, int]:
+    """SHA-256 (hex) and size of a remote file, read back in a stream."""
+    import hashlib
+
+    h = hashlib.sha256()
+    n = 0
+    async for chunk in read_stream(sftp, path, in_flight=in_flight):
+        h.update(chunk)
+        n += len(chunk)
+    return h.hexdigest(), n
