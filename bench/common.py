@@ -7,6 +7,7 @@ peak RSS can be read on its own (``os.wait4`` returns the child's rusage).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -30,6 +31,7 @@ BUCKET = "ferry-bench"
 MB = 1_000_000
 MiB = 1 << 20
 SINK_S3 = "rclone serve s3 (disk-backed, loopback)"
+RESULT_MARK = "BENCH-RESULT "
 SINK_LOCAL = "local file (page cache)"
 
 
@@ -56,8 +58,8 @@ class Sizes:
             throughput=256 * MiB,
             read=256 * MiB,
             library=64 * MiB,
-            small_count=200,
-            memory=(64 * MiB, 512 * MiB),
+            small_count=100,
+            memory=(64 * MiB, 256 * MiB),
             quick=True,
         )
 
@@ -93,9 +95,7 @@ class Figure:
 
     @property
     def ratio(self) -> float | None:
-        if self.ferry is None or not self.peer:
-            return None
-        return round(self.ferry / self.peer, 3)
+        return ratio(self.ferry, self.peer)
 
     def as_json(self, date: str) -> dict[str, object]:
         return {
@@ -126,6 +126,10 @@ def spread(values: list[float]) -> float | None:
     return round((max(values) - min(values)) / statistics.median(values), 3)
 
 
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
+
+
 def mbps(size: int, seconds: float) -> float:
     return round(size / seconds / MB, 2)
 
@@ -137,8 +141,11 @@ class ChildRun:
     stdout: str
 
     def json(self) -> dict:
-        # The last line a child prints is its JSON report.
-        return json.loads(self.stdout.strip().splitlines()[-1])
+        # The child's report is the last line marked as such (libraries may log after it).
+        lines = [line for line in self.stdout.splitlines() if line.startswith(RESULT_MARK)]
+        if not lines:
+            raise RuntimeError(f"no result from the child: {self.stdout[-1000:]}")
+        return json.loads(lines[-1][len(RESULT_MARK) :])
 
 
 def run_child(cmd: list[str], *, env: dict[str, str] | None = None, timeout: float = 1800) -> ChildRun:
@@ -235,6 +242,17 @@ class Env:
     def source_file(self, size: int) -> Path:
         return write_random_file(self.data_dir / "src" / f"random-{size}", size)
 
+    def sha256_of(self, path: Path) -> str:
+        """The SHA-256 of a local file (cached: sources are hashed once a session)."""
+        cache = self.__dict__.setdefault("_sha", {})
+        if path not in cache:
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                while block := f.read(8 * MiB):
+                    digest.update(block)
+            cache[path] = digest.hexdigest()
+        return cache[path]
+
     def s3_object_path(self, key: str) -> Path:
         """Where ``rclone serve s3`` keeps an object on disk."""
         assert self.s3
@@ -302,6 +320,7 @@ class Env:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         env.update(self.s3.env())
         env["PYTHONPATH"] = str(ROOT)
+        env["FERRY_S3_ADDRESSING_STYLE"] = "path"
         return run_child([sys.executable, "-m", "bench.ferry_child", json.dumps(request)], env=env)
 
     def sftp_spec_json(self) -> dict:

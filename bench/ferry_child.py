@@ -16,6 +16,7 @@ import json
 import sys
 import time
 import uuid
+from typing import Any
 
 
 def status_kib(field: str) -> int:
@@ -26,10 +27,42 @@ def status_kib(field: str) -> int:
     return 0
 
 
-def main(request: dict) -> dict:
-    from workers.engine.locations import S3Location, SftpLocation
+def rclone_s3_shim() -> None:
+    """Work around three quirks of ``rclone serve s3`` (the benchmark sink), not of Ferry.
 
+    1. It answers PutObjectTagging by *replacing the object's content* with the tagging XML
+       (a 197-byte object instead of the copy), and GetObjectTagging of an untagged object
+       with a 500 (AWS: an empty tag set), which the engine rightly retries as transient.
+       Ferry's SHA-256 tag read and write are therefore replaced by one HEAD request each,
+       so every object still costs the engine the same number of round trips.
+    2. It sends user metadata as ``X-Amz-Meta-Ferry-Transfer-Id`` and boto3 keeps the
+       server's spelling, so the engine's exact-case lookup of its own transfer id misses
+       and it takes its fresh upload for someone else's. HTTP header names are case
+       insensitive (AWS happens to send lower case): the id is looked up that way.
+    Nothing on the data path (reads, hashing, parts, writes) is touched.
+    """
     from workers.engine import copy as engine
+    from workers.engine import runtime, s3io
+
+    def meta_transfer(head: dict) -> str | None:
+        meta = {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}
+        return meta.get(s3io.META_TRANSFER)
+
+    async def sha256_tag(client: Any, bucket: str, key: str) -> str | None:
+        await runtime.in_thread(client.head_object, Bucket=bucket, Key=key)
+        return None
+
+    async def put_sha256_tag(client: Any, bucket: str, key: str, sha256: str) -> None:
+        await runtime.in_thread(client.head_object, Bucket=bucket, Key=key)
+
+    engine._meta_transfer = meta_transfer
+    s3io.sha256_tag = sha256_tag
+    s3io.put_sha256_tag = put_sha256_tag
+
+
+def main(request: dict) -> dict:
+    from workers.engine import copy as engine
+    from workers.engine.locations import S3Location, SftpLocation
     from workers.engine.spec import S3Spec, SftpSpec
 
     sftp = SftpSpec(**{**request["sftp"], "host_keys": tuple(request["sftp"]["host_keys"])})
@@ -38,6 +71,8 @@ def main(request: dict) -> dict:
     def loc(d: dict):
         return SftpLocation(sftp, d["sftp"]) if "sftp" in d else S3Location(s3, d["s3"])
 
+    if request.get("rclone_s3_shim", True):
+        rclone_s3_shim()
     options = engine.CopyOptions(**request.get("options", {}))
     idle = status_kib("VmRSS")
     op = request["op"]
@@ -82,11 +117,33 @@ def main(request: dict) -> dict:
             raise SystemExit(f"{len(failed)} of {len(results)} failed, first: {failed[0]}")
         report = {"count": len(results), "size": sum(r.size for r in results), "listed": listed}
     elif op == "read":
-        raise SystemExit("the engine has no SFTP read entry point the benchmark knows")
+        # Ferry's SFTP read path as a copy uses it (pooled session, sftpio.read_stream with the
+        # default requests in flight, SHA-256 of the stream) into a local file, like `sftp get`.
+        import hashlib
+
+        from workers.engine import runtime, sftpio
+        from workers.engine.pool import get_pool
+
+        source = loc(request["source"])
+
+        async def read() -> tuple[str, int]:
+            h, n = hashlib.sha256(), 0
+            async with get_pool().session(source.spec) as session:
+                with open(request["local"], "wb") as out:
+                    stream = sftpio.read_stream(session.sftp, source.path, in_flight=options.sftp_requests_in_flight)
+                    async for chunk in stream:
+                        h.update(chunk)
+                        out.write(chunk)
+                        n += len(chunk)
+            return h.hexdigest(), n
+
+        sha, size = runtime.run(read())
+        seconds = time.perf_counter() - start
+        report = {"sha256": sha, "size": size}
     else:
         raise SystemExit(f"unknown op {op!r}")
     return {**report, "seconds": seconds, "idle_rss_kib": idle, "hwm_kib": status_kib("VmHWM")}
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(json.loads(sys.argv[1]))), flush=True)
+    print("BENCH-RESULT " + json.dumps(main(json.loads(sys.argv[1]))), flush=True)

@@ -68,7 +68,7 @@ def run(env: Env, sizes: Sizes) -> Figure:
 
 
 def met(fig: Figure) -> bool | None:
-    sizes = list(fig.details.values())
+    sizes = [v for v in fig.details.values() if isinstance(v, dict)]
     if fig.ferry is None or not sizes:
         return None
     small, large = sizes[0], sizes[-1]

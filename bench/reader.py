@@ -70,4 +70,4 @@ if __name__ == "__main__":
     request = json.loads(sys.argv[1])
     start = time.perf_counter()
     size = {"asyncssh": read_asyncssh, "paramiko": read_paramiko}[request["lib"]](request)
-    print(json.dumps({"seconds": time.perf_counter() - start, "size": size}), flush=True)
+    print("BENCH-RESULT " + json.dumps({"seconds": time.perf_counter() - start, "size": size}), flush=True)

@@ -68,7 +68,11 @@ def run(
                 traceback.print_exc()
                 figure = failed_figure(name, exc)
             figure.details["wall_seconds"] = round(time.monotonic() - started, 1)
-            verdicts[name] = BENCHMARKS[name].met(figure) if figure.ferry is not None else None
+            try:
+                verdicts[name] = BENCHMARKS[name].met(figure) if figure.ferry is not None else None
+            except Exception:  # a verdict that can't be judged is n/a, not a lost run
+                traceback.print_exc()
+                verdicts[name] = None
             figure.details["goal_met"] = verdicts[name]
             figures.append(figure)
             print(

@@ -29,6 +29,7 @@ def run(env: Env, sizes: Sizes) -> Figure:
         )
         if child:
             assert (dest / name).stat().st_size == size
+            assert child.json()["sha256"] == env.sha256_of(env.source_file(size))
             runs["ferry"].append(mbps(size, child.json()["seconds"]))
         shutil.rmtree(dest)
     return Figure(

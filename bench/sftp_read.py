@@ -22,7 +22,7 @@ def run(env: Env, sizes: Sizes) -> Figure:
         local = out / "ferry"
         child = ferry.try_ferry(env, ferry.request(env, "read", source=ferry.sftp_loc(src), local=str(local)), errors)
         if child:
-            assert local.stat().st_size == size
+            assert local.stat().st_size == size and child.json()["sha256"] == env.sha256_of(src)
             runs["ferry"].append(mbps(size, child.json()["seconds"]))
         local.unlink(missing_ok=True)
     return Figure(
