@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ from workers.errors import (
     TransferError,
     classify,
 )
+
+log = logging.getLogger("ferry.engine")
 
 CONFLICT_POLICIES = ("fail", "overwrite", "skip")
 VERIFY_MODES = ("size", "reread")
@@ -123,6 +126,35 @@ async def _call(hook: Callable[[], Any] | None) -> None:
     result = hook()
     if asyncio.iscoroutine(result):
         await result
+
+
+class _HookFailed(Exception):
+    """Carries an exception raised by the caller's ``before_commit`` through the engine's
+    error sorting, so it reaches the caller unchanged."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(str(original))
+        self.original = original
+
+
+def _guard(hook: Callable[[], Any] | None) -> Callable[[], Any] | None:
+    if hook is None:
+        return None
+
+    async def guarded() -> None:
+        try:
+            await _call(hook)
+        except Exception as exc:
+            raise _HookFailed(exc) from exc
+
+    return guarded
+
+
+def _unwrap(exc: _HookFailed) -> BaseException:
+    original: BaseException = exc
+    while isinstance(original, _HookFailed):
+        original = original.original
+    return original
 
 
 def _meta_transfer(head: dict) -> str | None:
@@ -310,6 +342,7 @@ async def _server_side_copy(
     if options.on_conflict != "overwrite":
         args["IfNoneMatch"] = "*"
     await _call(before_commit)
+    log.info("server-side copy", extra={"source": str(source), "destination": str(dest)})
     try:
         await runtime.in_thread(client.copy_object, **args)
     except Exception as exc:
@@ -512,6 +545,7 @@ async def astage(
         sha = await s3io.sha256_tag(client, staging.spec.bucket, staging.key)
         if sha:
             size = int(head["ContentLength"])
+            log.info("reusing staged copy", extra={"staging": str(staging), "transfer_id": transfer_id})
             return CopyResult(
                 sha256=sha, size=size, destination=staging.key, outcome="already_delivered", staged=staging
             )
@@ -540,8 +574,32 @@ async def adeliver(
     ctx: _Ctx | None = None,
 ) -> CopyResult:
     """Deliver a staged object to its destination (reads staging only, never the source)."""
+    try:
+        return await _deliver(
+            staging,
+            destination,
+            transfer_id=transfer_id,
+            options=options,
+            progress=progress,
+            before_commit=_guard(before_commit),
+            ctx=ctx or _Ctx(),
+        )
+    except _HookFailed as exc:
+        raise _unwrap(exc) from None
+
+
+async def _deliver(
+    staging: S3Location,
+    destination: Location,
+    *,
+    transfer_id: str,
+    options: CopyOptions,
+    progress: Callable[[int], None] | None,
+    before_commit: Callable[[], Any] | None,
+    ctx: _Ctx,
+) -> CopyResult:
     result = await _direct(
-        ctx or _Ctx(),
+        ctx,
         staging,
         destination,
         transfer_id=transfer_id,
@@ -573,13 +631,13 @@ async def acopy(
             if staging is None:
                 raise PermanentError("SFTP to SFTP needs a staging location.", code="staging_required")
             await astage(source, staging, transfer_id=transfer_id, options=options, ctx=ctx)
-            return await adeliver(
+            return await _deliver(
                 staging,
                 destination,
                 transfer_id=transfer_id,
                 options=options,
                 progress=progress,
-                before_commit=before_commit,
+                before_commit=_guard(before_commit),
                 ctx=ctx,
             )
         return await _direct(
@@ -589,8 +647,10 @@ async def acopy(
             transfer_id=transfer_id,
             options=options,
             progress=_Progress(progress),
-            before_commit=before_commit,
+            before_commit=_guard(before_commit),
         )
+    except _HookFailed as exc:
+        raise _unwrap(exc) from None
     except TransferError:
         raise
     except Exception as exc:

@@ -55,6 +55,7 @@ class _Slot:
     open: int = 0
     peak: int = 0
     opened_total: int = 0
+    live: set[SftpSession] = field(default_factory=set)
     cond: asyncio.Condition = field(default_factory=asyncio.Condition)
 
 
@@ -78,7 +79,12 @@ class ConnectionPool:
         return self._slots[key].peak if key in self._slots else 0
 
     def opened_total(self, key: tuple) -> int:
+        """How many connections were ever opened for ``key`` (a replaced one counts twice)."""
         return self._slots[key].opened_total if key in self._slots else 0
+
+    def sessions(self, key: tuple) -> list[SftpSession]:
+        """Every open session of ``key``, leased or idle (fault-injection tests)."""
+        return list(self._slots[key].live) if key in self._slots else []
 
     # --- use ------------------------------------------------------------------------------
 
@@ -94,9 +100,7 @@ class ConnectionPool:
         try:
             yield session
         except BaseException as exc:
-            if not isinstance(exc, asyncssh.SFTPError) and not (
-                isinstance(exc, TransferError) and exc.code in _SESSION_SAFE_CODES
-            ):
+            if _breaks_session(exc):
                 session.broken = True
             raise
         finally:
@@ -135,7 +139,9 @@ class ConnectionPool:
                 raise classify(exc, context=f"opening SFTP to {spec.host}:{spec.port}") from exc
             raise
         slot.opened_total += 1
-        return SftpSession(key=key, conn=conn, sftp=sftp)
+        session = SftpSession(key=key, conn=conn, sftp=sftp)
+        slot.live.add(session)
+        return session
 
     async def release(self, session: SftpSession) -> None:
         slot = self._slots[session.key]
@@ -148,6 +154,7 @@ class ConnectionPool:
             slot.cond.notify()
 
     async def _discard(self, slot: _Slot, session: SftpSession, notify: bool = False) -> None:
+        slot.live.discard(session)
         await session.close()
         if notify:
             async with slot.cond:
@@ -166,6 +173,7 @@ class ConnectionPool:
                 keep = []
                 for session in slot.idle:
                     if session.closed or now - session.last_used >= limit:
+                        slot.live.discard(session)
                         await session.close()
                         slot.open -= 1
                         closed += 1
@@ -196,6 +204,17 @@ _SESSION_SAFE_CODES = {
     "checksum_mismatch",
     "size_mismatch",
 }
+
+
+def _breaks_session(exc: BaseException) -> bool:
+    """Whether an error inside a lease leaves the connection in doubt (closed, or requests
+    still outstanding after a timeout or cancellation)."""
+    if isinstance(exc, asyncssh.SFTPError):
+        return exc.code in (asyncssh.FX_CONNECTION_LOST, asyncssh.FX_NO_CONNECTION)
+    if isinstance(exc, TransferError):
+        return exc.code not in _SESSION_SAFE_CODES and exc.transient
+    return isinstance(exc, asyncssh.Error | OSError | TimeoutError | asyncio.CancelledError)
+
 
 _pool: ConnectionPool | None = None
 

@@ -17,6 +17,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import logging
 import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from botocore.exceptions import ClientError
 from workers.engine import runtime
 from workers.engine.spec import S3Spec
 from workers.errors import TransferError, classify
+
+log = logging.getLogger("ferry.engine")
 
 MIB = 1024 * 1024
 CHUNK = 1 * MIB
@@ -296,6 +299,10 @@ class S3Upload:
             if usable:
                 self.upload_id = upload["UploadId"]
                 self._existing = usable
+                log.info(
+                    "resuming multipart upload",
+                    extra={"key": self.key, "upload_id": self.upload_id, "parts_done": len(usable)},
+                )
                 return True
         return False
 
@@ -379,6 +386,8 @@ class S3Upload:
                 return UploadResult(size=total, sha256=sha, outcome="precondition_failed")
             raise
         upload_id, self.upload_id = self.upload_id, None
+        if self.reused_parts:
+            log.info("resumed upload completed", extra={"key": self.key, "reused_parts": self.reused_parts})
         # A multipart object's metadata is fixed before the hash is known: the hash is a tag.
         await put_sha256_tag(self.client, self.bucket, self.key, sha)
         return UploadResult(

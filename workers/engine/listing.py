@@ -1,0 +1,161 @@
+"""Listing, deleting and moving remote files (the scheduler's polls, after-delivery actions)."""
+
+from __future__ import annotations
+
+import fnmatch
+import posixpath
+import re
+import stat
+from dataclasses import dataclass
+from typing import Any
+
+import asyncssh
+
+from workers.engine import runtime, s3client, s3io, sftpio
+from workers.engine.locations import Location, S3Location, SftpLocation
+from workers.engine.pool import get_pool
+from workers.errors import DestinationExists, TransferError, classify
+
+# In-flight deliveries (``.NAME.<transfer id>.part``) are never files to pick up.
+PART_RE = re.compile(r"^\..+\.[^.]+\.part$")
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    path: str  # absolute SFTP path, or full S3 key
+    size: int
+    mtime: float
+    version: str  # SFTP: f"{size}:{int(mtime)}"; S3: VersionId or ETag
+
+
+def _wanted(name: str, pattern: str) -> bool:
+    return not PART_RE.match(name) and fnmatch.fnmatchcase(name, pattern)
+
+
+async def alist_files(location: Location, *, pattern: str = "*", recursive: bool = False) -> list[RemoteFile]:
+    if isinstance(location, SftpLocation):
+        return await _list_sftp(location, pattern, recursive)
+    return await _list_s3(location, pattern, recursive)
+
+
+async def _list_sftp(location: SftpLocation, pattern: str, recursive: bool) -> list[RemoteFile]:
+    found: list[RemoteFile] = []
+    async with get_pool().session(location.spec) as session:
+        folders = [location.path]
+        while folders:
+            folder = folders.pop()
+            async for entry in session.sftp.scandir(folder):
+                name = entry.filename
+                if name in (".", ".."):
+                    continue
+                attrs = entry.attrs
+                full = posixpath.join(folder, name)
+                mode = attrs.permissions or 0
+                if stat.S_ISDIR(mode) or attrs.type == asyncssh.FILEXFER_TYPE_DIRECTORY:
+                    if recursive:
+                        folders.append(full)
+                    continue
+                if not (stat.S_ISREG(mode) or attrs.type == asyncssh.FILEXFER_TYPE_REGULAR):
+                    continue
+                if _wanted(name, pattern):
+                    size = attrs.size or 0
+                    mtime = float(attrs.mtime or 0)
+                    found.append(RemoteFile(path=full, size=size, mtime=mtime, version=f"{size}:{int(mtime)}"))
+    return sorted(found, key=lambda f: f.path)
+
+
+async def _list_s3(location: S3Location, pattern: str, recursive: bool) -> list[RemoteFile]:
+    client = s3client.client(location.spec)
+    prefix = location.key
+    if prefix and not prefix.endswith("/"):
+        prefix += "/"
+
+    def collect() -> list[RemoteFile]:
+        kwargs: dict[str, Any] = {"Bucket": location.spec.bucket, "Prefix": prefix}
+        if not recursive:
+            kwargs["Delimiter"] = "/"
+        files = []
+        for page in client.get_paginator("list_objects_v2").paginate(**kwargs):
+            for obj in page.get("Contents", []):
+                key = obj["Key"]
+                if key.endswith("/"):
+                    continue  # a folder marker
+                if _wanted(posixpath.basename(key), pattern):
+                    files.append(
+                        RemoteFile(
+                            path=key,
+                            size=int(obj["Size"]),
+                            mtime=obj["LastModified"].timestamp(),
+                            version=obj.get("VersionId") or obj["ETag"].strip('"'),
+                        )
+                    )
+        return files
+
+    return sorted(await runtime.in_thread(collect), key=lambda f: f.path)
+
+
+async def adelete(location: Location) -> None:
+    """Delete the file; a file already gone is not an error (the action is retried)."""
+    if isinstance(location, SftpLocation):
+        async with get_pool().session(location.spec) as session:
+            await sftpio.remove_quietly(session.sftp, location.path)
+        return
+    client = s3client.client(location.spec)
+    await runtime.in_thread(client.delete_object, Bucket=location.spec.bucket, Key=location.key)
+
+
+async def amove(location: Location, new_path: str) -> None:
+    """Move the file to ``new_path`` (SFTP path or S3 key), creating folders on SFTP. Refuses
+    to replace an existing file (DestinationExists). Idempotent: a move already done passes."""
+    if isinstance(location, SftpLocation):
+        async with get_pool().session(location.spec) as session:
+            sftp = session.sftp
+            gone = await sftpio.stat_or_none(sftp, location.path) is None
+            if gone and await sftpio.stat_or_none(sftp, new_path) is not None:
+                return  # done by an earlier attempt
+            await sftp.makedirs(posixpath.dirname(new_path) or "/", exist_ok=True)
+            try:
+                await sftp.rename(location.path, new_path)
+            except asyncssh.SFTPError as exc:
+                if await sftpio.stat_or_none(sftp, new_path) is not None:
+                    raise DestinationExists(f"{new_path} already exists.") from exc
+                raise
+        return
+    client = s3client.client(location.spec)
+    bucket = location.spec.bucket
+    source = await s3io.head(client, bucket, location.key)
+    target = await s3io.head(client, bucket, new_path)
+    if target is not None:
+        if source is None:
+            return  # done by an earlier attempt
+        if (source["ContentLength"], source["ETag"]) != (target["ContentLength"], target["ETag"]):
+            raise DestinationExists(f"s3://{bucket}/{new_path} already exists.")
+        # An earlier attempt copied but did not delete: finish it.
+        await runtime.in_thread(client.delete_object, Bucket=bucket, Key=location.key)
+        return
+    extra = {"MetadataDirective": "COPY", **s3io.sse_args(location.spec)}
+    # The managed copy does a multipart server-side copy above 5 GiB.
+    await runtime.in_thread(client.copy, {"Bucket": bucket, "Key": location.key}, bucket, new_path, ExtraArgs=extra)
+    await runtime.in_thread(client.delete_object, Bucket=bucket, Key=location.key)
+
+
+async def _classified(coro: Any, context: str) -> Any:
+    try:
+        return await coro
+    except TransferError:
+        raise
+    except Exception as exc:
+        raise classify(exc, context=context) from exc
+
+
+def list_files(location: Location, *, pattern: str = "*", recursive: bool = False) -> list[RemoteFile]:
+    """Files under ``location`` (an SFTP folder or an S3 prefix) whose name matches ``pattern``."""
+    return runtime.run(_classified(alist_files(location, pattern=pattern, recursive=recursive), f"listing {location}"))
+
+
+def delete(location: Location) -> None:
+    runtime.run(_classified(adelete(location), f"deleting {location}"))
+
+
+def move(location: Location, new_path: str) -> None:
+    runtime.run(_classified(amove(location, new_path), f"moving {location}"))
