@@ -139,6 +139,7 @@ class ChildRun:
     seconds: float  # wall time of the child process
     maxrss_kib: int  # its peak RSS (ru_maxrss, KiB on Linux)
     stdout: str
+    cpu_seconds: float = 0.0  # user + system CPU time of the child
 
     def json(self) -> dict:
         # The child's report is the last line marked as such (libraries may log after it).
@@ -170,7 +171,9 @@ def run_child(cmd: list[str], *, env: dict[str, str] | None = None, timeout: flo
     out_path.unlink()
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[0]} {' '.join(cmd[1:3])} exited {proc.returncode}: {text[-2000:]}")
-    return ChildRun(seconds=seconds, maxrss_kib=usage.ru_maxrss, stdout=text)
+    return ChildRun(
+        seconds=seconds, maxrss_kib=usage.ru_maxrss, stdout=text, cpu_seconds=usage.ru_utime + usage.ru_stime
+    )
 
 
 def write_random_file(path: Path, size: int) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import shutil
 import sys
@@ -89,6 +90,19 @@ def run(
     return figures
 
 
+def render(out: Path) -> None:
+    """Rewrite BENCHMARKS.md from benchmarks.json (after editing bench/analysis.md), without
+    measuring again."""
+    payload = json.loads((out / "benchmarks.json").read_text())
+    keys = ("name", "ferry", "peer", "unit", "sink", "peer_name", "better", "goal", "note", "runs", "details")
+    figures = [Figure(**{k: b[k] for k in keys}) for b in payload["benchmarks"]]
+    verdicts = {f.name: f.details.get("goal_met") for f in figures}  # type: ignore[misc]
+    meta = {k: v for k, v in payload.items() if k not in ("benchmarks", "date")}
+    if ANALYSIS_FILE.exists() and meta.get("mode") == "full":
+        meta["analysis"] = ANALYSIS_FILE.read_text()
+    report.write_markdown(out / "BENCHMARKS.md", figures, verdicts, payload["date"], meta)  # type: ignore[arg-type]
+
+
 def cleanup(work: Path) -> None:
     """Remove the generated data (GiB of it); keys and logs are small and stay."""
     for sub in ("sshd/data", "s3", "local"):
@@ -102,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="where to write BENCHMARKS.md and benchmarks.json")
     parser.add_argument("--runs", type=int, help="runs per figure (at least 3 for published figures)")
     parser.add_argument("--keep-data", action="store_true", help="keep the generated files for the next run")
+    parser.add_argument("--render", action="store_true", help="only rewrite BENCHMARKS.md from benchmarks.json")
     args = parser.parse_args(argv)
     sizes = Sizes.quick_sizes() if args.quick else Sizes.full()
     if args.runs:
@@ -111,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown benchmarks: {', '.join(sorted(unknown))}")
     out = args.out or (WORK / "quick" if args.quick else ROOT / "docs")
+    if args.render:
+        render(out)
+        return 0
     command = "BENCH_QUICK=1 make bench" if args.quick else "make bench"
     free = shutil.disk_usage(ROOT).free
     need = 2 * (max(sizes.memory) + sizes.throughput)

@@ -16,12 +16,14 @@ def run(env: Env, sizes: Sizes) -> Figure:
     s3 = env.s3_client()
     runs: dict[str, list[float]] = {"ferry": [], "rclone": [], "boto3_ceiling": [], "rclone_no_hashcheck": []}
     errors: list[str] = []
+    cpu: dict[str, list[float]] = {"ferry": [], "rclone": []}
     # Interleaved rounds, so a noisy minute on the shared machine hits every tool alike.
     for _ in range(sizes.runs):
         prefix = f"rclone-{uuid.uuid4().hex[:8]}"
         r = env.rclone("copy", f"sftp:{src}", f"s3:{BUCKET}/{prefix}/")
         assert s3.head_object(Bucket=BUCKET, Key=f"{prefix}/{src.name}")["ContentLength"] == size
         runs["rclone"].append(mbps(size, r.seconds))
+        cpu["rclone"].append(r.cpu_seconds)
         env.remove_prefix(prefix)
 
         # For context: rclone's default also runs md5sum of the source over SSH (this sshd
@@ -41,6 +43,7 @@ def run(env: Env, sizes: Sizes) -> Figure:
             assert child.json()["size"] == size and child.json()["sha256"] == env.sha256_of(src)
             assert env.s3_object_path(f"{prefix}/{src.name}").stat().st_size == size
             runs["ferry"].append(mbps(size, child.json()["seconds"]))
+            cpu["ferry"].append(child.cpu_seconds)
         env.remove_prefix(prefix)
 
         prefix = f"boto3-{uuid.uuid4().hex[:8]}"
@@ -67,6 +70,7 @@ def run(env: Env, sizes: Sizes) -> Figure:
             "rclone_fraction_of_ceiling": ratio(median(runs["rclone"]), ceiling),
             "rclone_no_hashcheck_mbps": median(runs["rclone_no_hashcheck"]),
             "ratio_vs_rclone_no_hashcheck": ratio(ferry_mbps, median(runs["rclone_no_hashcheck"])),
+            "cpu_seconds": {k: median(v) for k, v in cpu.items()},  # of each tool's own process
         },
     )
 

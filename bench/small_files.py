@@ -31,11 +31,13 @@ def run(env: Env, sizes: Sizes) -> Figure:
     s3 = env.s3_client()
     runs: dict[str, list[float]] = {"ferry": [], "rclone": [], "rclone_no_hashcheck": []}
     errors: list[str] = []
+    cpu: dict[str, list[float]] = {"ferry": [], "rclone": [], "rclone_no_hashcheck": []}
     for _ in range(sizes.runs):
         prefix = f"rclone-small-{uuid.uuid4().hex[:8]}"
         r = env.rclone("copy", f"sftp:{folder}", f"s3:{BUCKET}/{prefix}/")
         assert s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/")["KeyCount"] == count
         runs["rclone"].append(round(count / r.seconds, 1))
+        cpu["rclone"].append(r.cpu_seconds)
         env.remove_prefix(prefix)
 
         # For context: by default rclone runs md5sum over an SSH exec channel per file (this
@@ -43,6 +45,7 @@ def run(env: Env, sizes: Sizes) -> Figure:
         prefix = f"rclone-nohash-{uuid.uuid4().hex[:8]}"
         r = env.rclone("copy", "--sftp-disable-hashcheck", f"sftp:{folder}", f"s3:{BUCKET}/{prefix}/")
         runs["rclone_no_hashcheck"].append(round(count / r.seconds, 1))
+        cpu["rclone_no_hashcheck"].append(r.cpu_seconds)
         env.remove_prefix(prefix)
 
         prefix = f"ferry-small-{uuid.uuid4().hex[:8]}"
@@ -60,6 +63,7 @@ def run(env: Env, sizes: Sizes) -> Figure:
             assert child.json()["count"] == count
             assert s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/")["KeyCount"] == count
             runs["ferry"].append(round(count / child.json()["seconds"], 1))
+            cpu["ferry"].append(child.cpu_seconds)
             if child.json().get("listed") is False and "listing" not in " ".join(errors):
                 errors.append("Ferry's listing was not available: its figure times copy_many alone.")
         env.remove_prefix(prefix)
@@ -78,6 +82,8 @@ def run(env: Env, sizes: Sizes) -> Figure:
             "file_bytes": sizes.small_size,
             "rclone_no_hashcheck_files_per_s": median(runs["rclone_no_hashcheck"]),
             "ratio_vs_rclone_no_hashcheck": ratio(median(runs["ferry"]), median(runs["rclone_no_hashcheck"])),
+            # CPU of each tool's own process (Ferry's includes ~1 s of interpreter start and imports).
+            "cpu_ms_per_file": {k: round(1000 * median(v) / count, 1) if v else None for k, v in cpu.items()},
         },
     )
 
