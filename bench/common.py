@@ -92,6 +92,7 @@ class Figure:
     note: str = ""
     runs: dict[str, list[float]] = field(default_factory=dict)  # every run, per tool
     details: dict[str, object] = field(default_factory=dict)
+    date: str | None = None  # when it was measured (set by the runner)
 
     @property
     def ratio(self) -> float | None:
@@ -105,7 +106,7 @@ class Figure:
             "unit": self.unit,
             "ratio": self.ratio,
             "sink": self.sink,
-            "date": date,
+            "date": self.date or date,
             "peer_name": self.peer_name,
             "better": self.better,
             "goal": self.goal,
@@ -324,7 +325,12 @@ class Env:
         env.update(self.s3.env())
         env["PYTHONPATH"] = str(ROOT)
         env["FERRY_S3_ADDRESSING_STYLE"] = "path"
-        return run_child([sys.executable, "-m", "bench.ferry_child", json.dumps(request)], env=env)
+        request_file = self.work / f"request-{uuid.uuid4().hex}.json"
+        request_file.write_text(json.dumps(request))
+        try:
+            return run_child([sys.executable, "-m", "bench.ferry_child", f"@{request_file}"], env=env)
+        finally:
+            request_file.unlink()
 
     def sftp_spec_json(self) -> dict:
         assert self.sshd

@@ -93,7 +93,8 @@ def write_markdown(
         "",
         f"- CPU: {m['cpu']}, {m['cores']} cores; memory {m['memory_gib']} GiB; kernel {m['kernel']}",
         "- The machine is shared with other engineers' work (2 cores): load average "
-        f"{meta['load_before']} before the run, {meta['load_after']} after. Each figure's spread,"
+        f"{meta['load_before']} before the run, {meta['load_after']} after (each figure's own in its"
+        " details). Each figure's spread,"
         " (max - min) / median over its runs, is given to show the noise.",
         f"- Python {v['python']}, asyncssh {v['asyncssh']}, boto3 {v['boto3']}, paramiko {v['paramiko']},"
         f" moto {v['moto']}",
@@ -125,6 +126,8 @@ def write_markdown(
     for f in figures:
         lines.append(f"### `{f.name}`")
         lines.append("")
+        if f.date:
+            lines.append(f"- measured: {f.date}")
         for tool, values in f.runs.items():
             lines.append(f"- {tool}: runs {', '.join(_fmt(x) for x in values) or '—'} {f.unit}")
         for key, value in f.details.items():

@@ -45,10 +45,44 @@ def failed_figure(name: str, exc: BaseException) -> Figure:
     )
 
 
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+FIGURE_KEYS = (
+    "name",
+    "ferry",
+    "peer",
+    "unit",
+    "sink",
+    "peer_name",
+    "better",
+    "goal",
+    "note",
+    "runs",
+    "details",
+    "date",
+)
+
+
+def load_figures(path: Path) -> tuple[dict, list[Figure]]:
+    payload = json.loads(path.read_text())
+    figures = [Figure(**{k: b[k] for k in FIGURE_KEYS if k in b}) for b in payload["benchmarks"]]
+    return payload, figures
+
+
 def run(
-    sizes: Sizes, names: list[str], out: Path, *, work: Path = WORK, command: str = "python -m bench.run"
+    sizes: Sizes,
+    names: list[str],
+    out: Path,
+    *,
+    work: Path = WORK,
+    command: str = "python -m bench.run",
+    merge: bool = False,
 ) -> list[Figure]:
-    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Measure ``names`` and write both outputs to ``out``. With ``merge``, figures of other
+    benchmarks already in ``out/benchmarks.json`` (same mode) are kept, each with its own date."""
+    date = now()
     meta: dict[str, object] = {
         "mode": "quick" if sizes.quick else "full",
         "runs": sizes.runs,
@@ -62,6 +96,7 @@ def run(
     with Env(work) as env:
         for name in names:
             started = time.monotonic()
+            load_before = report.load()
             print(f"[bench] {name} …", flush=True)
             try:
                 figure = BENCHMARKS[name].run(env, sizes)
@@ -69,6 +104,8 @@ def run(
                 traceback.print_exc()
                 figure = failed_figure(name, exc)
             figure.details["wall_seconds"] = round(time.monotonic() - started, 1)
+            figure.details["load_average"] = f"{load_before} before, {report.load()} after"
+            figure.date = now()
             try:
                 verdicts[name] = BENCHMARKS[name].met(figure) if figure.ferry is not None else None
             except Exception:  # a verdict that can't be judged is n/a, not a lost run
@@ -85,6 +122,16 @@ def run(
     if ANALYSIS_FILE.exists() and not sizes.quick:
         meta["analysis"] = ANALYSIS_FILE.read_text()
     out.mkdir(parents=True, exist_ok=True)
+    previous = out / "benchmarks.json"
+    if merge and previous.exists():
+        payload, kept = load_figures(previous)
+        if payload.get("mode") == meta["mode"]:
+            fresh = {f.name: f for f in figures}
+            old_names = [f.name for f in kept]
+            figures = [fresh.get(f.name, f) for f in kept] + [f for f in figures if f.name not in old_names]
+            figures.sort(key=lambda f: list(BENCHMARKS).index(f.name) if f.name in BENCHMARKS else 99)
+            verdicts = {f.name: verdicts.get(f.name, f.details.get("goal_met")) for f in figures}  # type: ignore[misc]
+            meta["load_before"] = f"{payload.get('load_before')} / {meta['load_before']}"
     report.write_json(out / "benchmarks.json", figures, date, {k: v for k, v in meta.items() if k != "analysis"})
     report.write_markdown(out / "BENCHMARKS.md", figures, verdicts, date, meta)
     return figures
@@ -93,9 +140,7 @@ def run(
 def render(out: Path) -> None:
     """Rewrite BENCHMARKS.md from benchmarks.json (after editing bench/analysis.md), without
     measuring again."""
-    payload = json.loads((out / "benchmarks.json").read_text())
-    keys = ("name", "ferry", "peer", "unit", "sink", "peer_name", "better", "goal", "note", "runs", "details")
-    figures = [Figure(**{k: b[k] for k in keys}) for b in payload["benchmarks"]]
+    payload, figures = load_figures(out / "benchmarks.json")
     verdicts = {f.name: f.details.get("goal_met") for f in figures}  # type: ignore[misc]
     meta = {k: v for k, v in payload.items() if k not in ("benchmarks", "date")}
     if ANALYSIS_FILE.exists() and meta.get("mode") == "full":
@@ -116,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="where to write BENCHMARKS.md and benchmarks.json")
     parser.add_argument("--runs", type=int, help="runs per figure (at least 3 for published figures)")
     parser.add_argument("--keep-data", action="store_true", help="keep the generated files for the next run")
+    parser.add_argument("--merge", action="store_true", help="keep other benchmarks' figures already in --out")
     parser.add_argument("--render", action="store_true", help="only rewrite BENCHMARKS.md from benchmarks.json")
     args = parser.parse_args(argv)
     sizes = Sizes.quick_sizes() if args.quick else Sizes.full()
@@ -136,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[bench] only {free >> 30} GiB free; the benchmarks need about {need >> 30} GiB", file=sys.stderr)
         return 1
     try:
-        figures = run(sizes, names, out, command=command)
+        figures = run(sizes, names, out, command=command, merge=args.merge)
     finally:
         if not args.keep_data:
             cleanup(WORK)

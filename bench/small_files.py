@@ -61,7 +61,9 @@ def run(env: Env, sizes: Sizes) -> Figure:
         child = ferry.try_ferry(env, req, errors)
         if child:
             assert child.json()["count"] == count
-            assert s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/")["KeyCount"] == count
+            listing = s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/")
+            assert listing["KeyCount"] == count
+            assert all(o["Size"] == sizes.small_size for o in listing["Contents"])
             runs["ferry"].append(round(count / child.json()["seconds"], 1))
             cpu["ferry"].append(child.cpu_seconds)
             if child.json().get("listed") is False and "listing" not in " ".join(errors):
