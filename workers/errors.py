@@ -11,6 +11,9 @@ import asyncio
 import errno
 import socket
 
+import asyncssh
+import botocore.exceptions as bce
+
 
 class TransferError(Exception):
     """Base class: ``code`` names the failure, ``str()`` is customer-safe."""
@@ -88,7 +91,7 @@ _S3_TRANSIENT = {
     "ExpiredToken",  # an assumed role's session ran out: a fresh client fixes it
     "NoSuchUpload",  # an upload aborted under us (lifecycle, a concurrent cleanup): start over
 }
-_S3_PERMANENT = {
+_S3_PERMANENT: dict[str, type[TransferError] | tuple[type[TransferError], str]] = {
     "NoSuchKey": SourceMissing,
     "404": SourceMissing,
     "NotFound": SourceMissing,
@@ -138,43 +141,32 @@ def classify(exc: BaseException, *, context: str = "") -> TransferError:
 def _classify(exc: BaseException) -> TransferError:
     if isinstance(exc, TransferError):
         return exc
-    try:
-        import asyncssh
-    except ImportError:  # pragma: no cover - asyncssh is a runtime dependency
-        asyncssh = None
-    try:
-        import botocore.exceptions as bce
-    except ImportError:  # pragma: no cover - botocore is a runtime dependency
-        bce = None
+    if isinstance(exc, asyncssh.SFTPError):
+        return _classify_sftp(exc)
+    if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+        return HostKeyMismatch("The server's host key is not pinned for this endpoint.")
+    if isinstance(exc, asyncssh.PermissionDenied):
+        return AuthenticationFailed("The server refused the login.")
+    if isinstance(exc, asyncssh.ChannelOpenError):
+        # Usually MaxSessions reached or the server going away: try again later.
+        return TransientError(f"The server refused a new channel: {exc.reason}", code="channel_refused")
+    if isinstance(exc, asyncssh.ConnectionLost | asyncssh.DisconnectError):
+        return TransientError(f"The SSH connection was lost: {type(exc).__name__}.", code="connection_lost")
 
-    if asyncssh is not None:
-        if isinstance(exc, asyncssh.SFTPError):
-            return _classify_sftp(exc, asyncssh)
-        if isinstance(exc, asyncssh.HostKeyNotVerifiable):
-            return HostKeyMismatch("The server's host key is not pinned for this endpoint.")
-        if isinstance(exc, asyncssh.PermissionDenied):
-            return AuthenticationFailed("The server refused the login.")
-        if isinstance(exc, asyncssh.ChannelOpenError):
-            # Usually MaxSessions reached or the server going away: try again later.
-            return TransientError(f"The server refused a new channel: {exc.reason}", code="channel_refused")
-        if isinstance(exc, asyncssh.ConnectionLost | asyncssh.DisconnectError):
-            return TransientError(f"The SSH connection was lost: {type(exc).__name__}.", code="connection_lost")
-
-    if bce is not None:
-        if isinstance(exc, bce.ClientError):
-            return _classify_s3(exc)
-        if isinstance(exc, bce.NoCredentialsError | bce.PartialCredentialsError):
-            return AuthenticationFailed("No usable AWS credentials for this endpoint.")
-        if isinstance(
-            exc,
-            bce.EndpointConnectionError
-            | bce.ConnectionClosedError
-            | bce.ReadTimeoutError
-            | bce.ConnectTimeoutError
-            | bce.ResponseStreamingError
-            | bce.HTTPClientError,
-        ):
-            return TransientError(f"S3 connection problem: {type(exc).__name__}.", code="connection_failed")
+    if isinstance(exc, bce.ClientError):
+        return _classify_s3(exc)
+    if isinstance(exc, bce.NoCredentialsError | bce.PartialCredentialsError):
+        return AuthenticationFailed("No usable AWS credentials for this endpoint.")
+    if isinstance(
+        exc,
+        bce.EndpointConnectionError
+        | bce.ConnectionClosedError
+        | bce.ReadTimeoutError
+        | bce.ConnectTimeoutError
+        | bce.ResponseStreamingError
+        | bce.HTTPClientError,
+    ):
+        return TransientError(f"S3 connection problem: {type(exc).__name__}.", code="connection_failed")
 
     if isinstance(exc, TimeoutError | asyncio.TimeoutError | socket.timeout):
         return TransientError("The operation timed out.", code="timeout")
@@ -193,7 +185,7 @@ def _classify(exc: BaseException) -> TransferError:
     return TransientError(f"Unexpected error: {type(exc).__name__}.", code="unexpected")
 
 
-def _classify_sftp(exc, asyncssh) -> TransferError:
+def _classify_sftp(exc: asyncssh.SFTPError) -> TransferError:
     code = exc.code
     reason = exc.reason or "SFTP error"
     if code in (asyncssh.FX_NO_SUCH_FILE, asyncssh.FX_NO_SUCH_PATH):
@@ -213,7 +205,7 @@ def _classify_sftp(exc, asyncssh) -> TransferError:
     return TransientError(f"SFTP failure ({reason}).", code="sftp_failure")
 
 
-def _classify_s3(exc) -> TransferError:
+def _classify_s3(exc: bce.ClientError) -> TransferError:
     error = exc.response.get("Error", {}) or {}
     code = str(error.get("Code", ""))
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
@@ -230,8 +222,7 @@ def _classify_s3(exc) -> TransferError:
             return PermanentError(message, code="s3_refused")
         return TransientError(message, code="s3_error")
     if isinstance(found, tuple):
-        cls, err_code = found
-        return cls(message, code=err_code)
+        return found[0](message, code=found[1])
     return found(message)
 
 

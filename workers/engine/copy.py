@@ -33,6 +33,7 @@ from typing import Any
 import asyncssh
 
 from workers.engine import runtime, s3client, s3io, sftpio
+from workers.engine.hashing import StreamHasher
 from workers.engine.locations import Location, S3Location, SftpLocation
 from workers.engine.pool import SftpSession, get_pool
 from workers.engine.spec import S3Spec
@@ -158,7 +159,7 @@ def _unwrap(exc: _HookFailed) -> BaseException:
 
 
 def _meta_transfer(head: dict) -> str | None:
-    return (head.get("Metadata") or {}).get(s3io.META_TRANSFER)
+    return s3io.transfer_id_of(head)
 
 
 @dataclass
@@ -180,7 +181,9 @@ async def _open_source(ctx: _Ctx, source: Location, options: CopyOptions) -> Asy
                 raise PermanentError(f"{source.path} is a folder, not a file.", code="not_a_file")
 
             def sftp_chunks() -> AsyncIterator[bytes]:
-                return sftpio.read_stream(session.sftp, source.path, in_flight=options.sftp_requests_in_flight)
+                return sftpio.read_stream(
+                    session.sftp, source.path, in_flight=options.sftp_requests_in_flight, size=attrs.size
+                )
 
             yield _Source(size=attrs.size or 0, chunks=sftp_chunks)
         return
@@ -193,7 +196,7 @@ async def _open_source(ctx: _Ctx, source: Location, options: CopyOptions) -> Asy
     def s3_chunks() -> AsyncIterator[bytes]:
         return s3io.read_stream(client, source.spec.bucket, source.key, etag=etag)
 
-    sha = await s3io.sha256_tag(client, source.spec.bucket, source.key)
+    sha = await s3io.sha256_tag(client, source.spec.bucket, source.key) if source.spec.object_tags else None
     yield _Source(size=int(head["ContentLength"]), chunks=s3_chunks, sha256=sha, etag=etag)
 
 
@@ -226,11 +229,12 @@ async def _settle_s3_conflict(
     client: Any, dest: S3Location, head: dict, transfer_id: str, options: CopyOptions
 ) -> CopyResult | None:
     if _meta_transfer(head) == transfer_id:
-        sha = await s3io.sha256_tag(client, dest.spec.bucket, dest.key)
+        sha = await s3io.sha256_tag(client, dest.spec.bucket, dest.key) if dest.spec.object_tags else None
         if sha is None:
             # Crashed between CompleteMultipartUpload and tagging: hash it and finish the job.
             sha, _ = await _hash_s3(client, dest.spec.bucket, dest.key)
-            await s3io.put_sha256_tag(client, dest.spec.bucket, dest.key, sha)
+            if dest.spec.object_tags:
+                await s3io.put_sha256_tag(client, dest.spec.bucket, dest.key, sha)
         size = int(head["ContentLength"])
         return CopyResult(sha256=sha, size=size, destination=dest.key, outcome="already_delivered")
     if options.on_conflict == "overwrite":
@@ -253,7 +257,12 @@ async def _check_s3_delivery(client: Any, dest: S3Location, transfer_id: str, sh
     head = await s3io.head(client, dest.spec.bucket, dest.key)
     if head is None:
         raise SizeMismatch(f"s3://{dest.spec.bucket}/{dest.key} is missing right after it was written.", code="lost")
-    if _meta_transfer(head) != transfer_id:
+    owner = _meta_transfer(head)
+    if owner is None:
+        # Some S3-compatible servers drop user metadata (rclone serve s3 on multipart
+        # uploads): ownership cannot be proven here, the size check below still runs.
+        log.warning("destination object carries no transfer id metadata", extra={"key": dest.key})
+    elif owner != transfer_id:
         # A server that ignores If-None-Match let someone else's write win the race.
         raise DestinationExists(f"s3://{dest.spec.bucket}/{dest.key} was replaced by another writer.")
     if int(head["ContentLength"]) != size:
@@ -261,6 +270,8 @@ async def _check_s3_delivery(client: Any, dest: S3Location, transfer_id: str, sh
     if verify == "reread":
         got, n = await _hash_s3(client, dest.spec.bucket, dest.key)
         if got != sha or n != size:
+            # Ours (checked above) and wrong: remove it so a retry can deliver.
+            await runtime.in_thread(client.delete_object, Bucket=dest.spec.bucket, Key=dest.key)
             raise ChecksumMismatch(f"s3://{dest.spec.bucket}/{dest.key} reads back with another SHA-256.")
 
 
@@ -280,7 +291,12 @@ async def _to_s3(
     if settled is not None:
         return settled
     async with _open_source(ctx, source, options) as src:
-        server_side = isinstance(source, S3Location) and src.sha256 and _same_account(source.spec, dest.spec)
+        server_side = (
+            isinstance(source, S3Location)
+            and src.sha256
+            and dest.spec.object_tags
+            and _same_account(source.spec, dest.spec)
+        )
         if server_side and src.size <= s3io.SINGLE_COPY_LIMIT:
             assert isinstance(source, S3Location)
             return await _server_side_copy(
@@ -373,65 +389,87 @@ async def _to_sftp(
     before_commit: Callable[[], Any] | None,
 ) -> CopyResult:
     part = sftpio.part_path(dest.path, transfer_id)
-    part_written = False
-    async with ctx.sftp(dest.spec) as session:
-        sftp = session.sftp
-        try:
-            async with _open_source(ctx, source, options) as src:
-                existing = await sftpio.stat_or_none(sftp, dest.path)
-                if existing is not None:
-                    settled = await _settle_sftp_precheck(sftp, dest, existing, src, options)
-                    if settled is not None:
-                        await sftpio.remove_quietly(sftp, part)  # a stale one from a crashed attempt
-                        return settled
-                h = hashlib.sha256()
-                written = 0
-                part_written = True
-                async with sftp.open(part, "wb", block_size=sftpio.write_size(sftp), max_requests=1) as f:
-                    writer = sftpio.SftpWriter(
-                        f, block=sftpio.write_size(sftp), in_flight=options.sftp_requests_in_flight
-                    )
-                    try:
-                        async for chunk in _counted(src.chunks(), src.size, str(source)):
-                            h.update(chunk)
-                            await writer.write(chunk)
-                            written += len(chunk)
-                            progress(written)
-                        await writer.flush()
-                    except BaseException:
-                        await writer.abort()
-                        raise
-            sha = h.hexdigest()
-            if src.sha256 and src.sha256 != sha:
-                raise ChecksumMismatch(f"{source} does not match the SHA-256 recorded when it was staged.")
-            attrs = await sftp.stat(part)
-            if attrs.size != written:
-                raise SizeMismatch(f"{part} holds {attrs.size} bytes, {written} written.")
-            await _call(before_commit)
-            outcome = await _rename_into_place(sftp, part, dest, sha, written, options)
-            part_written = False  # renamed into place, or removed by _rename_into_place
-            progress.finish(written)
-            if outcome == "delivered" and options.verify == "reread":
-                got, n = await sftpio.hash_remote(sftp, dest.path, in_flight=options.sftp_requests_in_flight)
-                if got != sha or n != written:
-                    raise ChecksumMismatch(f"{dest.path} reads back with another SHA-256.")
-            return CopyResult(sha256=sha, size=written, destination=dest.path, outcome=outcome)
-        except BaseException:
-            if part_written and not session.closed:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(sftpio.remove_quietly(sftp, part), 10)
-                    part_written = False
-            raise
-        finally:
-            if part_written:
-                # The session died mid-write: remove the .part over a fresh connection.
-                await _remove_part_fresh(dest, part)
+    leftover = False  # a .part that still has to be removed
+    try:
+        async with ctx.sftp(dest.spec) as session:
+            sftp = session.sftp
+            try:
+                return await _write_and_rename(
+                    sftp, source, dest, part, ctx=ctx, options=options, progress=progress, before_commit=before_commit
+                )
+            except BaseException:
+                leftover = True
+                if not session.closed:
+                    with contextlib.suppress(Exception):
+                        leftover = not await asyncio.wait_for(sftpio.remove_quietly(sftp, part), 10)
+                raise
+    finally:
+        if leftover:
+            # The connection died mid-write: remove the .part over a fresh one (after the
+            # dead lease is released, so a max_connections of 1 cannot deadlock).
+            await _remove_part_fresh(dest, part)
+
+
+async def _write_and_rename(
+    sftp: asyncssh.SFTPClient,
+    source: Location,
+    dest: SftpLocation,
+    part: str,
+    *,
+    ctx: _Ctx,
+    options: CopyOptions,
+    progress: _Progress,
+    before_commit: Callable[[], Any] | None,
+) -> CopyResult:
+    async with _open_source(ctx, source, options) as src:
+        existing = await sftpio.stat_or_none(sftp, dest.path)
+        if existing is not None:
+            settled = await _settle_sftp_precheck(sftp, dest, existing, src, options)
+            if settled is not None:
+                await sftpio.remove_quietly(sftp, part)  # a stale one from a crashed attempt
+                return settled
+        h = StreamHasher()
+        written = 0
+        async with sftp.open(part, "wb", block_size=sftpio.write_size(sftp), max_requests=1) as f:
+            writer = sftpio.SftpWriter(f, block=sftpio.write_size(sftp), in_flight=options.sftp_requests_in_flight)
+            try:
+                async for chunk in _counted(src.chunks(), src.size, str(source)):
+                    await h.update(chunk)
+                    await writer.write(chunk)
+                    written += len(chunk)
+                    progress(written)
+                await writer.flush()
+            except BaseException:
+                await writer.abort()
+                await h.aclose()
+                raise
+    sha = await h.hexdigest()
+    if src.sha256 and src.sha256 != sha:
+        raise ChecksumMismatch(f"{source} does not match the SHA-256 recorded when it was staged.")
+    attrs = await sftp.stat(part)
+    if attrs.size != written:
+        raise SizeMismatch(f"{part} holds {attrs.size} bytes, {written} written.")
+    await _call(before_commit)
+    outcome = await _rename_into_place(sftp, part, dest, sha, written, options)
+    progress.finish(written)
+    if outcome == "delivered" and options.verify == "reread":
+        got, n = await sftpio.hash_remote(sftp, dest.path, in_flight=options.sftp_requests_in_flight)
+        if got != sha or n != written:
+            # We renamed it there a moment ago: take the bad copy away so a retry can deliver.
+            await sftpio.remove_quietly(sftp, dest.path)
+            raise ChecksumMismatch(f"{dest.path} reads back with another SHA-256.")
+    return CopyResult(sha256=sha, size=written, destination=dest.path, outcome=outcome)
 
 
 async def _remove_part_fresh(dest: SftpLocation, part: str) -> None:
-    with contextlib.suppress(Exception):
+    async def remove() -> None:
         async with get_pool().session(dest.spec) as fresh:
-            await asyncio.wait_for(sftpio.remove_quietly(fresh.sftp, part), 10)
+            await sftpio.remove_quietly(fresh.sftp, part)
+
+    # Bounded: inside a batch the pool may be full; a .part left then is removed by the
+    # retry, which writes the same name.
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(remove(), 20)
 
 
 async def _settle_sftp_precheck(
@@ -542,7 +580,7 @@ async def astage(
     client = s3client.client(staging.spec)
     head = await s3io.head(client, staging.spec.bucket, staging.key)
     if head is not None and _meta_transfer(head) == transfer_id:
-        sha = await s3io.sha256_tag(client, staging.spec.bucket, staging.key)
+        sha = await s3io.sha256_tag(client, staging.spec.bucket, staging.key) if staging.spec.object_tags else None
         if sha:
             size = int(head["ContentLength"])
             log.info("reusing staged copy", extra={"staging": str(staging), "transfer_id": transfer_id})

@@ -66,7 +66,7 @@ class PinningClient(asyncssh.SSHClient):
         self._pins = {parse_pin(p) for p in pins}
         self.seen: str | None = None
 
-    def validate_host_public_key(self, host: str, addr: tuple, port: int, key: asyncssh.SSHKey) -> bool:
+    def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
         self.seen = pin_of(key)
         return (key_type_of(key), key.get_fingerprint("sha256")) in self._pins
 

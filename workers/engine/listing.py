@@ -45,7 +45,7 @@ async def _list_sftp(location: SftpLocation, pattern: str, recursive: bool) -> l
         while folders:
             folder = folders.pop()
             async for entry in session.sftp.scandir(folder):
-                name = entry.filename
+                name = entry.filename if isinstance(entry.filename, str) else entry.filename.decode()
                 if name in (".", ".."):
                     continue
                 attrs = entry.attrs

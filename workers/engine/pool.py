@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -217,6 +218,14 @@ def _breaks_session(exc: BaseException) -> bool:
 
 
 _pool: ConnectionPool | None = None
+
+
+def _forget_after_fork() -> None:
+    global _pool
+    _pool = None  # the parent's connections belong to the parent's loop
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def get_pool() -> ConnectionPool:

@@ -45,6 +45,16 @@ def loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
+def _forget_after_fork() -> None:
+    # A forked child (Celery prefork) has no loop thread and must not share the parent's
+    # sockets: it starts its own loop, threads and pool on first use.
+    global _loop, _thread, _executor, _pid
+    _loop = _thread = _executor = _pid = None
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 def executor() -> ThreadPoolExecutor:
     """Threads for blocking boto3 calls (part uploads, GET body reads, hashing big parts)."""
     global _executor

@@ -112,6 +112,9 @@ def client(spec: S3Spec) -> Any:
         return made
 
 
+os.register_at_fork(after_in_child=lambda: _clients.clear())  # no HTTP pools shared across a fork
+
+
 def reset_clients() -> None:
     """Forget cached clients (after the environment's endpoint changed)."""
     with _lock:

@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import logging
 import math
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from workers.engine import runtime
+from workers.engine.hashing import StreamHasher
 from workers.engine.spec import S3Spec
 from workers.errors import TransferError, classify
 
@@ -61,6 +63,14 @@ def sse_args(spec: S3Spec) -> dict[str, str]:
     return args
 
 
+def transfer_id_of(head: dict) -> str | None:
+    """The transfer id in an object's metadata (some servers change the key's case)."""
+    for name, value in (head.get("Metadata") or {}).items():
+        if name.lower() == META_TRANSFER:
+            return value
+    return None
+
+
 def error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
@@ -80,6 +90,8 @@ async def head(client: Any, bucket: str, key: str) -> dict | None:
 
 
 async def sha256_tag(client: Any, bucket: str, key: str) -> str | None:
+    """The SHA-256 Ferry tagged the object with, if any (callers skip this when the spec
+    says the server has no object tags)."""
     try:
         tags = await runtime.in_thread(client.get_object_tagging, Bucket=bucket, Key=key)
     except ClientError as exc:
@@ -92,13 +104,23 @@ async def sha256_tag(client: Any, bucket: str, key: str) -> str | None:
     return None
 
 
-async def put_sha256_tag(client: Any, bucket: str, key: str, sha256: str) -> None:
-    await runtime.in_thread(
-        client.put_object_tagging,
-        Bucket=bucket,
-        Key=key,
-        Tagging={"TagSet": [{"Key": TAG_SHA256, "Value": sha256}]},
-    )
+async def put_sha256_tag(client: Any, bucket: str, key: str, sha256: str) -> bool:
+    """Tag the object with its SHA-256. A server without object tagging (some S3-compatible
+    ones answer 501) is tolerated: the hash is still returned with the result. Callers skip
+    this when the spec says the server has no object tags."""
+    try:
+        await runtime.in_thread(
+            client.put_object_tagging,
+            Bucket=bucket,
+            Key=key,
+            Tagging={"TagSet": [{"Key": TAG_SHA256, "Value": sha256}]},
+        )
+    except ClientError as exc:
+        if status_of(exc) == 501 or error_code(exc) in ("NotImplemented", "NotSupported"):
+            log.warning("the S3 server does not support object tags", extra={"key": key})
+            return False
+        raise
+    return True
 
 
 async def read_stream(
@@ -172,7 +194,7 @@ class S3Upload:
     checksums: bool = True
     before_commit: Any = None
     progress: Any = None
-    _hash: Any = field(default_factory=hashlib.sha256)
+    _hash: StreamHasher = field(default_factory=StreamHasher)
     _parts: dict[int, dict] = field(default_factory=dict)
     _existing: dict[int, dict] = field(default_factory=dict)
     _tasks: set = field(default_factory=set)
@@ -200,7 +222,7 @@ class S3Upload:
         part_number = 0
         try:
             async for chunk in chunks:
-                self._hash.update(chunk)
+                await self._hash.update(chunk)
                 view = memoryview(chunk)
                 while view:
                     take = min(len(view), self.part_size - pending_len)
@@ -237,6 +259,7 @@ class S3Upload:
             self._raise_failed()
             return await self._complete(total, part_number)
         except BaseException:
+            await self._hash.aclose()
             await self._cancel_parts()
             if self.upload_id is not None:
                 await self.abort()
@@ -295,7 +318,7 @@ class S3Upload:
                 if not page.get("IsTruncated"):
                     break
                 marker = page["NextPartNumberMarker"]
-            usable = {n: p for n, p in parts.items() if p.get("Size") == self.part_size and p.get("ChecksumSHA256")}
+            usable = {n: p for n, p in parts.items() if p.get("Size") == self.part_size and _provable(p)}
             if usable:
                 self.upload_id = upload["UploadId"]
                 self._existing = usable
@@ -310,7 +333,7 @@ class S3Upload:
         try:
             checksum = await runtime.in_thread(b64sha256, body) if self.checksums else None
             existing = self._existing.get(number)
-            if existing is not None and existing.get("ChecksumSHA256") == checksum:
+            if existing is not None and await runtime.in_thread(_same_bytes, existing, body, checksum):
                 # The interrupted attempt already uploaded these very bytes.
                 self._parts[number] = {"PartNumber": number, "ETag": existing["ETag"], "ChecksumSHA256": checksum}
                 self.reused_parts += 1
@@ -338,10 +361,11 @@ class S3Upload:
             sem.release()
 
     async def _put_single(self, body: bytes) -> UploadResult:
-        sha = self._hash.hexdigest()
+        sha = await self._hash.hexdigest()
         args = self._base_args()
         args["Body"] = body
-        args["Tagging"] = f"{TAG_SHA256}={sha}"
+        if self.spec.object_tags:
+            args["Tagging"] = f"{TAG_SHA256}={sha}"
         if self.checksums:
             args["ChecksumSHA256"] = await runtime.in_thread(b64sha256, body)
         if self.if_none_match:
@@ -362,7 +386,7 @@ class S3Upload:
             await result
 
     async def _complete(self, total: int, count: int) -> UploadResult:
-        sha = self._hash.hexdigest()
+        sha = await self._hash.hexdigest()
         if self.size_hint is not None and total != self.size_hint:
             from workers.errors import SizeMismatch
 
@@ -389,10 +413,27 @@ class S3Upload:
         if self.reused_parts:
             log.info("resumed upload completed", extra={"key": self.key, "reused_parts": self.reused_parts})
         # A multipart object's metadata is fixed before the hash is known: the hash is a tag.
-        await put_sha256_tag(self.client, self.bucket, self.key, sha)
+        if self.spec.object_tags:
+            await put_sha256_tag(self.client, self.bucket, self.key, sha)
         return UploadResult(
             size=total, sha256=sha, outcome="delivered", upload_id=upload_id, reused_parts=self.reused_parts
         )
+
+
+_MD5_ETAG = re.compile(r'^"?[0-9a-f]{32}"?$')
+
+
+def _provable(part: dict) -> bool:
+    """A completed part can be compared with our bytes: by its SHA-256 (AWS reports it in
+    ListParts when the upload was created with ChecksumAlgorithm SHA256), else by an ETag
+    that is the part's MD5 (plain and SSE-S3 uploads; the moto server reports no checksums)."""
+    return bool(part.get("ChecksumSHA256") or _MD5_ETAG.match(part.get("ETag", "")))
+
+
+def _same_bytes(part: dict, body: bytes, checksum: str | None) -> bool:
+    if part.get("ChecksumSHA256"):
+        return part["ChecksumSHA256"] == (checksum or b64sha256(body))
+    return part.get("ETag", "").strip('"') == hashlib.md5(body, usedforsecurity=False).hexdigest()
 
 
 def raise_classified(exc: BaseException, context: str) -> None:

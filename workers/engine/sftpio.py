@@ -31,45 +31,40 @@ def write_size(sftp: asyncssh.SFTPClient) -> int:
 
 
 async def read_stream(
-    sftp: asyncssh.SFTPClient, path: str, *, start: int = 0, in_flight: int = 16
+    sftp: asyncssh.SFTPClient, path: str, *, start: int = 0, in_flight: int = 16, size: int | None = None
 ) -> AsyncIterator[bytes]:
     """Yield the file's bytes from ``start`` to its end, in order, several reads in flight.
 
-    The end is where the server says EOF (not a size looked up beforehand), so the caller
-    checks the count against the size it expected.
+    The end is where the server says EOF, so the caller checks the count against the size it
+    expected. With ``size`` (from a stat), no read is sent past it except one that confirms
+    the end (a read past EOF that is later cancelled leaves asyncssh logging an unretrieved
+    EOF error); bytes found beyond ``size`` are still yielded, so a grown file is noticed.
     """
     block = read_size(sftp)
+    if size is None:
+        size = (await sftp.stat(path)).size or 0
     async with sftp.open(path, "rb", block_size=block, max_requests=1) as f:
-        pending: deque[tuple[int, asyncio.Task]] = deque()
         offset = start
-        eof = False
+        pending: deque[asyncio.Task] = deque()
         try:
-            while True:
-                while not eof and len(pending) < max(1, in_flight):
-                    pending.append((offset, asyncio.ensure_future(f.read(block, offset))))
-                    offset += block
-                if not pending:
-                    return
-                _, task = pending.popleft()
-                data = await task
-                if len(data) < block:
-                    # A short read means EOF here (asyncssh re-asks for the rest of a short
-                    # answer itself): nothing after it can hold data.
-                    eof = True
-                    for _, later in pending:
-                        later.cancel()
-                    for _, later in pending:
-                        with contextlib.suppress(BaseException):
-                            await later
-                    pending.clear()
+            while offset < size or pending:
+                while offset < size and len(pending) < max(1, in_flight):
+                    length = min(block, size - offset)
+                    pending.append(asyncio.ensure_future(f.read(length, offset)))
+                    offset += length
+                data = await pending.popleft()
                 if data:
                     yield data
-                if eof and not pending:
+            while True:  # confirm EOF; follow a file that grew (the caller's count notices)
+                data = await f.read(block, offset)
+                if not data:
                     return
+                offset += len(data)
+                yield data
         finally:
-            for _, task in pending:
+            for task in pending:
                 task.cancel()
-            for _, task in pending:
+            for task in pending:
                 with contextlib.suppress(BaseException):
                     await task
 

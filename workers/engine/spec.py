@@ -46,6 +46,11 @@ class S3Spec:
     access_key_id: str | None = field(default=None, repr=False)
     secret_access_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
+    # Object tagging works on AWS and the moto server. Some S3-compatible servers lack it,
+    # and rclone's ``serve s3`` even stores a PutObjectTagging body AS the object: with False
+    # the engine never sends or reads object tags (the SHA-256 is still returned, and a
+    # staging object without its tag is not reused).
+    object_tags: bool = True
 
     @property
     def pool_key(self) -> tuple[str, int]:

@@ -1,0 +1,64 @@
+"""S3 clients from a spec: assume-role through STS with an external id, SSE applied, and the
+tag-less mode for S3-compatible servers without object tagging."""
+
+from __future__ import annotations
+
+import uuid
+
+from tests.workers.engine.conftest import MIB, payload, s3, s3_loc, sftp_loc, sha
+from workers.engine import s3client
+from workers.engine.copy import copy, stage
+from workers.engine.spec import S3Spec
+
+
+def test_assume_role_with_external_id(bucket, sftp_spec, folder):
+    spec = S3Spec(
+        endpoint_id=f"role-{uuid.uuid4().hex[:6]}",
+        version=1,
+        bucket=bucket,
+        region="us-east-1",
+        role_arn="arn:aws:iam::123456789012:role/ferry-customer",
+        external_id="ext-123",
+    )
+    client = s3client.client(spec)
+    creds = client._request_signer._credentials.get_frozen_credentials()
+    assert creds.access_key != "testing"  # STS-issued, not the process's own
+    (folder / "a").write_bytes(b"via role")
+    copy(sftp_loc(sftp_spec, folder / "a"), s3_loc(spec, "a"), transfer_id="role-1")
+    assert s3().get_object(Bucket=bucket, Key="a")["Body"].read() == b"via role"
+
+
+def test_clients_are_cached_per_endpoint_version(bucket):
+    a = S3Spec(endpoint_id="cache", version=1, bucket=bucket, region="us-east-1")
+    b = S3Spec(endpoint_id="cache", version=2, bucket=bucket, region="us-east-1")
+    assert s3client.client(a) is s3client.client(a)
+    assert s3client.client(a) is not s3client.client(b)
+    assert s3client.client(a).meta.config.retries["mode"] == "adaptive"
+    assert s3client.client(a).meta.config.request_checksum_calculation == "when_required"
+
+
+def test_sse_of_the_spec_is_applied(bucket, sftp_spec, folder):
+    spec = S3Spec(endpoint_id="sse", version=1, bucket=bucket, region="us-east-1", sse="AES256")
+    (folder / "small").write_bytes(b"x" * 10)
+    (folder / "big").write_bytes(payload(9 * MIB))
+    copy(sftp_loc(sftp_spec, folder / "small"), s3_loc(spec, "small"), transfer_id="sse-1")
+    copy(sftp_loc(sftp_spec, folder / "big"), s3_loc(spec, "big"), transfer_id="sse-2")
+    assert s3().head_object(Bucket=bucket, Key="small")["ServerSideEncryption"] == "AES256"
+    assert s3().head_object(Bucket=bucket, Key="big")["ServerSideEncryption"] == "AES256"
+
+
+def test_without_object_tags_nothing_is_tagged_and_staging_is_hashed_back(bucket, sftp_spec, folder):
+    spec = S3Spec(endpoint_id="notags", version=1, bucket=bucket, region="us-east-1", object_tags=False)
+    data = payload(9 * MIB, seed=5)
+    (folder / "a").write_bytes(data)
+    result = copy(sftp_loc(sftp_spec, folder / "a"), s3_loc(spec, "a"), transfer_id="nt-1")
+    assert result.sha256 == sha(data)
+    assert s3().get_object_tagging(Bucket=bucket, Key="a")["TagSet"] == []
+    again = copy(sftp_loc(sftp_spec, folder / "a"), s3_loc(spec, "a"), transfer_id="nt-1")
+    assert (again.outcome, again.sha256) == ("already_delivered", sha(data))  # hashed back
+    first = stage(sftp_loc(sftp_spec, folder / "a"), s3_loc(spec, "st"), transfer_id="nt-2")
+    (folder / "a").unlink()
+    # An S3 object only exists once complete: ours without a tag is hashed back, not restaged.
+    second = stage(sftp_loc(sftp_spec, folder / "a"), s3_loc(spec, "st"), transfer_id="nt-2")
+    assert first.outcome == "delivered"
+    assert (second.outcome, second.sha256) == ("already_delivered", sha(data))
