@@ -354,6 +354,9 @@ class Env:
             "region": "us-east-1",
             "access_key_id": self.s3.access_key,
             "secret_access_key": self.s3.secret_key,
+            # rclone serve s3 stores a PutObjectTagging body as the object and 500s on
+            # GetObjectTagging of an untagged one: the engine's switch for servers without tags.
+            "object_tags": False,
         }
 
 

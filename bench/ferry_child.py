@@ -16,7 +16,6 @@ import json
 import sys
 import time
 import uuid
-from typing import Any
 
 
 def status_kib(field: str) -> int:
@@ -25,39 +24,6 @@ def status_kib(field: str) -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
-
-
-def rclone_s3_shim() -> None:
-    """Work around three quirks of ``rclone serve s3`` (the benchmark sink), not of Ferry.
-
-    1. It answers PutObjectTagging by *replacing the object's content* with the tagging XML
-       (a 197-byte object instead of the copy), and GetObjectTagging of an untagged object
-       with a 500 (AWS: an empty tag set), which the engine rightly retries as transient.
-       Ferry's SHA-256 tag read and write are therefore replaced by one HEAD request each,
-       so every object still costs the engine the same number of round trips.
-    2. It sends user metadata as ``X-Amz-Meta-Ferry-Transfer-Id`` and boto3 keeps the
-       server's spelling, so the engine's exact-case lookup of its own transfer id misses
-       and it takes its fresh upload for someone else's. HTTP header names are case
-       insensitive (AWS happens to send lower case): the id is looked up that way.
-    Nothing on the data path (reads, hashing, parts, writes) is touched.
-    """
-    from workers.engine import copy as engine
-    from workers.engine import runtime, s3io
-
-    def meta_transfer(head: dict) -> str | None:
-        meta = {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}
-        return meta.get(s3io.META_TRANSFER)
-
-    async def sha256_tag(client: Any, bucket: str, key: str) -> str | None:
-        await runtime.in_thread(client.head_object, Bucket=bucket, Key=key)
-        return None
-
-    async def put_sha256_tag(client: Any, bucket: str, key: str, sha256: str) -> None:
-        await runtime.in_thread(client.head_object, Bucket=bucket, Key=key)
-
-    engine._meta_transfer = meta_transfer
-    s3io.sha256_tag = sha256_tag
-    s3io.put_sha256_tag = put_sha256_tag
 
 
 def main(request: dict) -> dict:
@@ -71,8 +37,6 @@ def main(request: dict) -> dict:
     def loc(d: dict):
         return SftpLocation(sftp, d["sftp"]) if "sftp" in d else S3Location(s3, d["s3"])
 
-    if request.get("rclone_s3_shim", True):
-        rclone_s3_shim()
     options = engine.CopyOptions(**request.get("options", {}))
     idle = status_kib("VmRSS")
     op = request["op"]
