@@ -70,7 +70,7 @@ def _fmt(value: object) -> str:
     if value is None:
         return "null"
     if isinstance(value, float):
-        return f"{value:,.2f}".rstrip("0").rstrip(".") if value < 100 else f"{value:,.0f}"
+        return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
     return str(value)
 
 
@@ -105,6 +105,12 @@ def write_markdown(
         " `rclone serve s3` over a local folder (disk-backed; the moto server keeps objects in memory and"
         " tops out near 100 MB/s). MB = 10^6 bytes. Ferry's timings are of the engine call in a fresh worker"
         " process (connections included, the pool starts cold); rclone's and OpenSSH's are of their whole process.",
+        "",
+        "Run: `make bench` (= `.venv/bin/python -m bench.run`, about 25 minutes here with 1 GiB and 2 GiB files;"
+        " writes these two files), `BENCH_QUICK=1 make bench` (the same benchmarks, smaller, under five"
+        " minutes; writes to `bench/.work/quick/`), `--only NAME[,NAME] --merge` to re-measure some and keep"
+        " the rest, `--render` to rewrite this page from the JSON. The harness is proven by"
+        " `tests/bench/test_bench_smoke.py` (tiny inputs, no timing asserted).",
         "",
         "## Results",
         "",
