@@ -55,8 +55,8 @@ class Sizes:
     @classmethod
     def quick_sizes(cls) -> Sizes:
         return cls(
-            throughput=256 * MiB,
-            read=256 * MiB,
+            throughput=128 * MiB,
+            read=128 * MiB,
             library=64 * MiB,
             small_count=100,
             memory=(64 * MiB, 256 * MiB),
