@@ -78,3 +78,5 @@ def configure(app: Celery) -> None:
 
 configure(app)
 app.autodiscover_tasks(["controlplane", "workers", "transfers", "endpoints"])
+
+from workers import worker_metrics  # noqa: E402, F401 - connects the worker metrics server

@@ -155,7 +155,16 @@ def celery_worker(worker_env, logs_dir) -> Iterator[Worker]:
     from controlplane.resources import queues
 
     q = queues()
-    worker = Worker(worker_env, logs_dir / "celery-worker.log", [q.transfers, q.control])
+    # This worker serves its metrics (multiprocess mode), so tests can scrape them.
+    metrics_port = services.free_port()
+    (logs_dir / "worker-metrics").mkdir()
+    env = {
+        **worker_env,
+        "FERRY_METRICS_PORT": str(metrics_port),
+        "PROMETHEUS_MULTIPROC_DIR": str(logs_dir / "worker-metrics"),
+    }
+    worker = Worker(env, logs_dir / "celery-worker.log", [q.transfers, q.control])
+    worker.metrics_port = metrics_port
     worker.start()
     SESSION_PROCESSES.append(worker)
     yield worker

@@ -121,7 +121,9 @@ def main() -> None:
             )
         )
         celery = [PY, "-m", "celery", "-A", "controlplane.celery"]
-        for region in regions:
+        metrics_base = _port("FERRY_METRICS_BASE_PORT", 9100)
+        metrics_ports: dict[str, int] = {}
+        for index, region in enumerate(regions):
             region_env = {**env, "FERRY_REGION": region}
             processes = {
                 "worker": [*celery, "worker", "-c", "2", "-n", f"worker-{region}@%h", "-l", "INFO",
@@ -130,10 +132,19 @@ def main() -> None:
                 "keeper": [PY, str(ROOT / "manage.py"), "run_keeper"],
                 "events": [PY, str(ROOT / "manage.py"), "consume_events"],
             }  # fmt: skip
-            for name, command in processes.items():
+            for offset, (name, command) in enumerate(processes.items(), start=1):
+                port = metrics_base + 10 * index + offset
+                metrics_ports[f"{name}-{region}"] = port
+                process_env = {**region_env, "FERRY_METRICS_PORT": str(port)}
+                if name == "worker":
+                    # The pool's children count; the worker's parent serves their sum.
+                    folder = LOCAL / "metrics" / region
+                    shutil.rmtree(folder, ignore_errors=True)
+                    folder.mkdir(parents=True)
+                    process_env["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
                 running.append(
                     services.spawn(
-                        command, name=f"{name}-{region}", env=region_env, log_path=logs / f"{name}-{region}.log"
+                        command, name=f"{name}-{region}", env=process_env, log_path=logs / f"{name}-{region}.log"
                     )
                 )
         _wait_http(f"{api_url}/healthz")
@@ -160,6 +171,10 @@ def main() -> None:
         stack_env.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items()))
         stack_env.chmod(0o600)
         print(_banner(values, logs, regions, sftp["server"]), flush=True)
+        print(
+            "  metrics    " + ", ".join(f"{name} :{port}" for name, port in metrics_ports.items()) + "\n",
+            flush=True,
+        )
         while True:
             for process in running:
                 if process.proc.poll() is not None:

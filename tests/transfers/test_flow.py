@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -114,6 +115,14 @@ def test_scheduled_sftp_file_arrives_in_s3_with_the_same_sha256(api, sshd, bucke
     body = aws.client("s3").get_object(Bucket=bucket, Key="incoming/daily/report 1.csv")["Body"].read()
     assert body == data
     assert done.sha256 == sha(data)
+    # The worker's metrics count the bytes its pool children moved.
+    scraped = urllib.request.urlopen(f"http://127.0.0.1:{stack['worker'].metrics_port}/metrics", timeout=5).read()
+    moved = [
+        float(row.split()[-1])
+        for row in scraped.decode().splitlines()
+        if row.startswith('ferry_bytes_moved_total{direction="sftp-s3"}')
+    ]
+    assert moved and moved[0] >= len(data)
     tags = aws.client("s3").get_object_tagging(Bucket=bucket, Key="incoming/daily/report 1.csv")["TagSet"]
     assert {"Key": "ferry-sha256", "Value": sha(data)} in tags or sha(data) in json.dumps(tags)
     # A third poll of the same, unchanged file makes no second transfer.
