@@ -116,7 +116,9 @@ class Keeper:
             elif partition not in self.held and want and me.state == RegionState.ACTIVE:
                 self._acquire(partition, leases.get(partition), states, now, report)
         report.held = self.usable_partitions()
-        if report.held and me.state != RegionState.FAILED_OVER:
+        # A draining region only lets its in-flight transfers finish: new work waits for
+        # the region that takes the partition over, so the handover is not put off.
+        if report.held and me.state == RegionState.ACTIVE:
             report.dispatched = self.dispatch(report.held)
         return report
 

@@ -102,8 +102,10 @@ def test_drain_waits_for_live_claims_then_hands_over(table):
     east.tick()
     west.tick()
     RegionTable(aws.client("dynamodb"), table).set_state("us-east-1", RegionState.DRAINING)
+    sent_before = len(east.dispatched)
     report = east.tick()
     assert report.released == [2]  # partition 0 still has a live claim
+    assert len(east.dispatched) == sent_before  # a draining region starts nothing new
     assert west.tick().held == [1, 2, 3]
     busy.clear()
     assert east.tick().released == [0]
