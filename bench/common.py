@@ -152,6 +152,7 @@ class ChildRun:
 
 def run_child(cmd: list[str], *, env: dict[str, str] | None = None, timeout: float = 1800) -> ChildRun:
     """Run ``cmd`` to completion and return its wall time and its own peak RSS."""
+    WORK.mkdir(parents=True, exist_ok=True)
     out_path = WORK / f"child-{uuid.uuid4().hex}.out"
     with open(out_path, "wb") as out:
         start = time.perf_counter()
