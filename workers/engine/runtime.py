@@ -9,6 +9,7 @@ runs them on ``executor()`` (a bounded thread pool), never on the loop itself.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import threading
 from collections.abc import Coroutine
@@ -65,10 +66,18 @@ def executor() -> ThreadPoolExecutor:
 
 
 async def in_thread(fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run a blocking call on the engine's thread pool and await it."""
-    if kwargs:
-        return await asyncio.get_running_loop().run_in_executor(executor(), lambda: fn(*args, **kwargs))
-    return await asyncio.get_running_loop().run_in_executor(executor(), fn, *args)
+    """Run a blocking call on the engine's thread pool and await it (with the caller's
+    context variables, so log lines there keep their transfer context)."""
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(executor(), lambda: context.run(fn, *args, **kwargs))
+
+
+async def _in_context(coro: Coroutine[Any, Any, T], context: contextvars.Context) -> T:
+    # The task runs in the loop thread's context; carry the caller's variables over (the
+    # log context: tenant, route, transfer, region, partition, attempt).
+    for var, value in context.items():
+        var.set(value)
+    return await coro
 
 
 def run(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
@@ -84,7 +93,7 @@ def run(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
     if running is engine_loop:
         coro.close()
         raise RuntimeError("runtime.run() called from the engine loop itself; await the coroutine instead")
-    future = asyncio.run_coroutine_threadsafe(coro, engine_loop)
+    future = asyncio.run_coroutine_threadsafe(_in_context(coro, contextvars.copy_context()), engine_loop)
     try:
         return future.result(timeout)
     except TimeoutError:
