@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from controlplane.models import ApiKey, Tenant, WorkerPing
+from controlplane.models import ApiKey, MirrorOutbox, Tenant, WorkerPing
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -35,3 +35,12 @@ class ApiKeyAdmin(ReadOnlyAdmin):
 class WorkerPingAdmin(ReadOnlyAdmin):
     list_display = ["worker", "region", "nonce", "sent_at", "received_at"]
     list_filter = ["region"]
+
+
+@admin.register(MirrorOutbox)
+class MirrorOutboxAdmin(ReadOnlyAdmin):
+    """Configuration changes on their way to the DynamoDB mirror (documents hold no secrets)."""
+
+    list_display = ["id", "kind", "object_id", "version", "created_at", "drained_at", "attempts", "last_error"]
+    list_filter = ["kind"]
+    search_fields = ["object_id"]

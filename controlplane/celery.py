@@ -59,7 +59,20 @@ def configure(app: Celery) -> None:
         },
         task_create_missing_queues=False,
         timezone="UTC",
-        beat_schedule={},
+        beat_schedule={
+            # Polls the due schedule routes of the partitions this region holds.
+            "scheduler-tick": {
+                "task": "workers.tasks.scheduler_tick",
+                "schedule": settings.FERRY_SCHEDULER_INTERVAL,
+                "options": {"queue": q.control, "expires": settings.FERRY_SCHEDULER_INTERVAL * 2},
+            },
+            # The config outbox's periodic sweep (after-commit drains catch almost everything).
+            "mirror-sweep": {
+                "task": "controlplane.tasks.mirror_drain",
+                "schedule": 60.0,
+                "options": {"queue": q.control, "expires": 120},
+            },
+        },
     )
 
 

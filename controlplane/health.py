@@ -100,4 +100,23 @@ def readyz(request: HttpRequest) -> JsonResponse:
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
+    from transfers.selectors import sample_state_metrics
+
+    sample_state_metrics()  # transfers by state: one grouped count, fresh at every scrape
+    _sample_leases()
     return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+
+def _sample_leases() -> None:
+    """Partition leases held per region, read from the lease table (one scan). A scrape
+    must not fail because DynamoDB is slow: the gauge keeps its last value then."""
+    from workers.leases import LeaseTable
+
+    try:
+        now = time.time()
+        leases = LeaseTable(_fast_client("dynamodb"), tables()["leases"]).all()
+    except Exception:
+        return
+    for region in settings.FERRY_REGIONS:
+        held = sum(1 for lease in leases.values() if lease.owner_region == region and lease.live(now))
+        metrics.leases_held.labels(region=region).set(held)

@@ -60,3 +60,32 @@ class WorkerPing(models.Model):
 
     def __str__(self) -> str:
         return f"{self.worker} ({self.region})"
+
+
+class MirrorOutbox(models.Model):
+    """A configuration change waiting to be copied to the DynamoDB config table.
+
+    Written in the same transaction as the change it describes (see ``controlplane.mirror``),
+    so the mirror can lag but never miss a committed change. ``document`` is the whole
+    object as the mirror stores it; ``None`` means the object was deleted (a tombstone that
+    keeps its version, so a late older write cannot bring the object back).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    kind = models.CharField(max_length=32)
+    object_id = models.CharField(max_length=64)
+    version = models.BigIntegerField()
+    document = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    drained_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        indexes = [
+            # The drain's work queue: undrained rows in commit order. Stays small.
+            models.Index(fields=["id"], condition=models.Q(drained_at__isnull=True), name="mirror_outbox_pending"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.object_id} v{self.version}"

@@ -155,9 +155,10 @@ SPECTACULAR_SETTINGS = {
 
 FERRY_REGION = env.str("FERRY_REGION", default="us-east-1")
 FERRY_REGIONS = env.list("FERRY_REGIONS", default=["us-east-1", "us-west-2"])
-# The region whose API (name) the shared tables and buckets are addressed in. On AWS the
-# lease and ledger tables are global tables; locally both regions use them on one emulator.
-FERRY_AWS_REGION = env.str("FERRY_AWS_REGION", default=FERRY_REGION)
+# The AWS region this process's clients talk to. On AWS that is its own region (the lease,
+# ledger and config tables are global tables with a replica there); locally both simulated
+# regions share one emulator, whose resources all live under us-east-1.
+FERRY_AWS_REGION = env.str("FERRY_AWS_REGION", default="us-east-1" if _DEV else FERRY_REGION)
 FERRY_RESOURCE_PREFIX = env.str("FERRY_RESOURCE_PREFIX", default="ferry")
 FERRY_AWS_CONNECT_TIMEOUT = env.float("FERRY_AWS_CONNECT_TIMEOUT", default=5.0)
 FERRY_AWS_READ_TIMEOUT = env.float("FERRY_AWS_READ_TIMEOUT", default=30.0)
@@ -183,6 +184,22 @@ FERRY_LEASE_GRACE = env.float("FERRY_LEASE_GRACE", default=30.0)
 FERRY_KEEPER_INTERVAL = env.float("FERRY_KEEPER_INTERVAL", default=5.0)
 FERRY_SCHEDULER_INTERVAL = env.float("FERRY_SCHEDULER_INTERVAL", default=30.0)
 FERRY_PARTITIONS = env.int("FERRY_PARTITIONS", default=64)
+# A transfer sent to a queue is not sent again by the keeper's sweep for this long.
+FERRY_REDISPATCH_AFTER = env.float("FERRY_REDISPATCH_AFTER", default=60.0)
+# Small files of one route travel together: at most FERRY_BATCH_SIZE per task, each at
+# most FERRY_BATCH_MAX_BYTES, FERRY_BATCH_CONCURRENCY in flight over one connection.
+FERRY_BATCH_SIZE = env.int("FERRY_BATCH_SIZE", default=32)
+FERRY_BATCH_MAX_BYTES = env.int("FERRY_BATCH_MAX_BYTES", default=1024 * 1024)
+FERRY_BATCH_CONCURRENCY = env.int("FERRY_BATCH_CONCURRENCY", default=8)
+# A silent region's partitions are taken over after lease + grace unless this is off.
+FERRY_AUTO_TAKEOVER = env.bool("FERRY_AUTO_TAKEOVER", default=True)
+# Workers, keepers and consumers serve their Prometheus metrics here (0: off).
+FERRY_METRICS_PORT = env.int("FERRY_METRICS_PORT", default=0)
+# Retries of failed transfers: exponential backoff with full jitter (transfers/backoff.py).
+FERRY_RETRY_BASE_SECONDS = env.float("FERRY_RETRY_BASE_SECONDS", default=10.0)
+FERRY_RETRY_CAP_SECONDS = env.float("FERRY_RETRY_CAP_SECONDS", default=900.0)
+# How long an ad-hoc transfer's Idempotency-Key is remembered.
+FERRY_IDEMPOTENCY_TTL = env.float("FERRY_IDEMPOTENCY_TTL", default=24 * 3600.0)
 
 # --- Celery over SQS ------------------------------------------------------------------
 

@@ -23,3 +23,13 @@ def ping(nonce: str, sent_at: str) -> None:
             "sent_at": datetime.fromisoformat(sent_at),
         },
     )
+
+
+@app.task(name="controlplane.tasks.mirror_drain")
+def mirror_drain() -> dict:
+    """The periodic sweep of the config outbox (after-commit drains catch almost everything)."""
+    from controlplane import mirror
+
+    result = mirror.drain_all()
+    pruned = mirror.prune()
+    return {"written": result.written, "superseded": result.superseded, "failed": result.failed, "pruned": pruned}

@@ -35,9 +35,13 @@ def _hash(key: str) -> str:
 
 
 def create_tenant(*, name: str) -> Tenant:
-    """Create a tenant; names are unique (IntegrityError when taken)."""
+    """Create a tenant; names are unique (IntegrityError when taken). Mirrored (see mirror.py)."""
+    from controlplane import mirror
+
     with transaction.atomic():
-        return Tenant.objects.create(name=name)
+        tenant = Tenant.objects.create(name=name)
+        mirror.record_tenant(tenant)
+        return tenant
 
 
 def issue_api_key(*, tenant: Tenant, scope: str = ApiKey.Scope.WRITE, label: str = "") -> IssuedKey:

@@ -27,6 +27,11 @@ from deploy.local import services
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def pytest_sessionfinish(session, exitstatus) -> None:
+    # Whatever a failed fixture left running (a worker, a keeper, a server) ends with the run.
+    services.stop_all_spawned()
+
+
 def wait_until(
     predicate: Callable[[], object], *, timeout: float = 20.0, interval: float = 0.1, message: str = "condition"
 ) -> object:
@@ -57,7 +62,7 @@ def moto(logs_dir) -> Iterator[services.Moto]:
     bootstrap(create=True)
     yield server
     server.stop()
-    os.environ.pop("AWS_ENDPOINT_URL", None)
+    os.environ["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9"  # a closed port, never real AWS
     aws.reset_clients()
 
 
@@ -76,6 +81,10 @@ def database_url() -> str:
     host = db.get("HOST") or "127.0.0.1"
     port = f":{db['PORT']}" if db.get("PORT") else ""
     return f"postgresql://{user}{password}@{host}{port}/{db['NAME']}"
+
+
+# Session-wide processes (the single-region keeper and worker) that fault tests suspend.
+SESSION_PROCESSES: list = []
 
 
 class Worker:
@@ -136,6 +145,8 @@ def worker_env(moto, django_db_setup) -> dict[str, str]:
         "FERRY_PROFILE": "test",
         "DATABASE_URL": database_url(),
         "PYTHONUNBUFFERED": "1",
+        # The single-region stack: this region is home to every partition.
+        "FERRY_REGIONS": settings.FERRY_REGION,
     }
 
 
@@ -146,8 +157,68 @@ def celery_worker(worker_env, logs_dir) -> Iterator[Worker]:
     q = queues()
     worker = Worker(worker_env, logs_dir / "celery-worker.log", [q.transfers, q.control])
     worker.start()
+    SESSION_PROCESSES.append(worker)
     yield worker
+    SESSION_PROCESSES.remove(worker)
     worker.stop()
+
+
+class KeeperProcess:
+    """``manage.py run_keeper`` of one region in a child process."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = env
+        self.log_path = log_path
+        self.process: services.Process | None = None
+
+    def start(self) -> None:
+        self.process = services.spawn(
+            [sys.executable, str(ROOT / "manage.py"), "run_keeper"], name="keeper", env=self.env, log_path=self.log_path
+        )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+
+@pytest.fixture(scope="session")
+def keeper(worker_env, logs_dir) -> Iterator[KeeperProcess]:
+    """This region's keeper, holding every partition (the single-region stack)."""
+
+    process = KeeperProcess(worker_env, logs_dir / "keeper.log")
+    process.start()
+    _wait_for_single_region()
+    SESSION_PROCESSES.append(process)
+    yield process
+    SESSION_PROCESSES.remove(process)
+    process.stop()
+
+
+def _wait_for_single_region() -> None:
+    from workers import context
+
+    wait_until(
+        lambda: len(context.held_partitions()) == settings.FERRY_PARTITIONS,
+        timeout=30,
+        message="the keeper to hold every partition",
+    )
+
+
+@pytest.fixture
+def stack(keeper, celery_worker, purge_queues):
+    """A keeper and a worker of this region, queues empty: transfers run end to end."""
+    return {"keeper": keeper, "worker": celery_worker}
+
+
+@pytest.fixture
+def bucket(moto) -> str:
+    """A fresh bucket in the emulator."""
+    from controlplane import aws
+
+    name = f"ferry-test-{uuid.uuid4().hex[:12]}"
+    aws.client("s3").create_bucket(Bucket=name)
+    return name
 
 
 @pytest.fixture
@@ -157,10 +228,21 @@ def purge_queues(moto) -> Callable[[], None]:
     from controlplane.resources import queues
 
     def purge() -> None:
+        # Not PurgeQueue: SQS (and moto) allow one per queue per minute.
         sqs = aws.client("sqs")
-        for name in queues().all():
-            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-            sqs.purge_queue(QueueUrl=url)
+        for region in settings.FERRY_REGIONS:
+            for name in queues(region).all():
+                url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+                while True:
+                    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
+                        "Messages", []
+                    )
+                    if not messages:
+                        break
+                    sqs.delete_message_batch(
+                        QueueUrl=url,
+                        Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+                    )
 
     purge()
     return purge

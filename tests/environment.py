@@ -18,7 +18,11 @@ _DEFAULTS = {
     "FERRY_LEASE_GRACE": "2",
     "FERRY_KEEPER_INTERVAL": "0.5",
     "FERRY_SCHEDULER_INTERVAL": "1",
+    "FERRY_REDISPATCH_AFTER": "3",
+    "FERRY_PARTITIONS": "8",
     "FERRY_SQS_WAIT_TIME": "1",
+    "FERRY_RETRY_BASE_SECONDS": "0.5",
+    "FERRY_RETRY_CAP_SECONDS": "2",
     "FERRY_SQS_POLLING_INTERVAL": "0.1",
     "FERRY_AWS_MAX_ATTEMPTS": "3",
     "FERRY_READY_TIMEOUT": "1",
@@ -26,9 +30,11 @@ _DEFAULTS = {
 }
 for _key, _value in _DEFAULTS.items():
     os.environ.setdefault(_key, _value)
-# Never let a developer's real credentials or endpoint leak into a test run.
-for _key in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
-    os.environ.pop(_key, None)
+# Never let a developer's real credentials or endpoint leak into a test run: until the
+# moto fixture points AWS_ENDPOINT_URL at its server, AWS calls go to a closed port and
+# fail at once instead of reaching real AWS.
+os.environ.pop("AWS_PROFILE", None)
+os.environ["AWS_ENDPOINT_URL"] = "http://127.0.0.1:9"
 os.environ.update(
     {
         "AWS_ACCESS_KEY_ID": "testing",

@@ -8,6 +8,7 @@ test harness can use it before settings exist.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 import pwd
@@ -28,10 +29,11 @@ SSHD = "/usr/sbin/sshd"
 SFTP_USER = "ferrysftp"  # the system user that password logins use when we run as root
 
 # Credentials the emulator accepts; real AWS never sees them.
+# They look like real keys so that they pass endpoint validation in demos.
 EMULATOR_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
+    "AWS_ACCESS_KEY_ID": "AKIAFERRYEMULATOR000",
+    "AWS_SECRET_ACCESS_KEY": "FerryEmulatorSecretKeyNotARealSecret0000",
+    "AWS_SESSION_TOKEN": "ferry-emulator",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 
@@ -90,6 +92,34 @@ class Process:
         return self.proc.pid
 
 
+# Every process this interpreter started, so a test session can make sure none outlives it.
+SPAWNED: list[Process] = []
+
+
+def stop_together(processes: list[Process], timeout: float = 10.0) -> None:
+    """SIGTERM every process group at once (paused ones resumed first), then wait for them
+    together and SIGKILL what is still running at the deadline."""
+    running = [p for p in processes if p.proc.poll() is None]
+    for process in running:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.proc.pid, signal.SIGCONT)
+            os.killpg(process.proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in running:
+        try:
+            process.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.proc.pid, signal.SIGKILL)
+            process.proc.wait(timeout=10)
+
+
+def stop_all_spawned() -> None:
+    """Stop whatever :func:`spawn` started and is still running (a safety net)."""
+    stop_together(list(reversed(SPAWNED)))
+    SPAWNED.clear()
+
+
 def spawn(
     cmd: list[str],
     *,
@@ -110,7 +140,9 @@ def spawn(
     )
     if out:
         out.close()
-    return Process(proc=proc, name=name, log_path=log_path)
+    process = Process(proc=proc, name=name, log_path=log_path)
+    SPAWNED.append(process)
+    return process
 
 
 # --- the AWS emulator -------------------------------------------------------------------
@@ -201,14 +233,34 @@ def _keygen(path: Path, key_type: str = "ed25519", passphrase: str = "") -> str:
     return Path(f"{path}.pub").read_text().strip()
 
 
-def _ensure_password_user(password: str) -> str:
-    """As root: a system user that logs in with a password (created once, password reset)."""
+PASSWORD_FILE = Path("/var/lib/ferry-local/sftp-password")
+
+
+def _ensure_password_user() -> tuple[str, str]:
+    """As root: a system user that logs in with a password. The random password is made
+    once per machine and kept root-only, so concurrent test runs and ``make run`` agree on
+    it instead of resetting it under each other."""
     try:
         pwd.getpwnam(SFTP_USER)
     except KeyError:
         subprocess.run(["useradd", "--create-home", "--shell", "/bin/sh", SFTP_USER], check=True)
+    PASSWORD_FILE.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(PASSWORD_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        password = PASSWORD_FILE.read_text().strip()
+    else:
+        password = secrets.token_urlsafe(12)
+        with os.fdopen(fd, "w") as f:
+            f.write(password)
+        subprocess.run(["chpasswd"], input=f"{SFTP_USER}:{password}\n".encode(), check=True)
+        return SFTP_USER, password
+    if not password:
+        PASSWORD_FILE.unlink()
+        return _ensure_password_user()
+    # Set it again: harmless when equal, and repairs a user whose password was changed.
     subprocess.run(["chpasswd"], input=f"{SFTP_USER}:{password}\n".encode(), check=True)
-    return SFTP_USER
+    return SFTP_USER, password
 
 
 def start_sshd(workdir: Path, *, port: int | None = None, extra_config: str = "") -> Sshd:
@@ -247,8 +299,7 @@ def start_sshd(workdir: Path, *, port: int | None = None, extra_config: str = ""
     data_dir.mkdir(exist_ok=True)
     if os.getuid() == 0:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-        password = secrets.token_urlsafe(12)
-        password_user = _ensure_password_user(password)
+        password_user, password = _ensure_password_user()
         (auth / password_user).write_text(authorized)
         entry = pwd.getpwnam(password_user)
         os.chown(data_dir, entry.pw_uid, entry.pw_gid)

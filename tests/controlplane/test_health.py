@@ -59,3 +59,18 @@ def test_openapi_schema_and_docs_are_served():
     assert schema.status_code == 200
     assert b"/api/v1/api-keys" in schema.content
     assert Client().get("/api/docs/").status_code == 200
+
+
+def test_metrics_show_leases_held_per_region(moto):
+    from workers import context
+
+    leases = context.lease_table()
+    import time
+
+    fence = leases.acquire(7_000_001, region="us-west-2", owner="metrics-test", ttl=60, now=time.time())
+    try:
+        body = Client().get("/metrics").content.decode()
+        line = next(row for row in body.splitlines() if row.startswith('ferry_leases_held{region="us-west-2"}'))
+        assert float(line.split()[-1]) >= 1
+    finally:
+        leases.release(7_000_001, owner="metrics-test", fence=fence)

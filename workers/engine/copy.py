@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ from workers.errors import (
     SizeMismatch,
     SourceMissing,
     TransferError,
+    TransientError,
     classify,
 )
 
@@ -61,6 +63,7 @@ class CopyOptions:
     part_size: int | None = None  # None → max(8 MiB, ceil(size / 9000))
     parts_in_flight: int = 4
     sftp_requests_in_flight: int = 16
+    part_tag: str = ""  # distinguishes one claim's temporary SFTP file from another's
 
     def __post_init__(self) -> None:
         if self.on_conflict not in CONFLICT_POLICIES:
@@ -124,7 +127,12 @@ class _Ctx:
 async def _call(hook: Callable[[], Any] | None) -> None:
     if hook is None:
         return
-    result = hook()
+    if asyncio.iscoroutinefunction(hook):
+        await hook()
+        return
+    # A plain function blocks (the transfer service's hook writes to the database and the
+    # ledger): run it on the thread pool, never on the loop every transfer shares.
+    result = await runtime.in_thread(hook)
     if asyncio.iscoroutine(result):
         await result
 
@@ -388,7 +396,7 @@ async def _to_sftp(
     progress: _Progress,
     before_commit: Callable[[], Any] | None,
 ) -> CopyResult:
-    part = sftpio.part_path(dest.path, transfer_id)
+    part = sftpio.part_path(dest.path, transfer_id, options.part_tag)
     leftover = False  # a .part that still has to be removed
     try:
         async with ctx.sftp(dest.spec) as session:
@@ -705,25 +713,33 @@ def copy(
     progress: Callable[[int], None] | None = None,
     before_commit: Callable[[], None] | None = None,
     timeout: float | None = None,
+    shared: SharedSessions | None = None,
 ) -> CopyResult:
     """Copy one file (see the module docstring). Raises TransientError / PermanentError only.
 
     ``before_commit`` runs after the bytes are written to the temporary name / multipart
     upload and before the rename / CompleteMultipartUpload; if it raises, the temporary file
     or upload is removed and its exception propagates unchanged.
+
+    ``timeout`` (seconds) bounds the whole copy: past it the copy is cancelled (its cleanup
+    still runs on the engine loop) and a TransientError with code ``timeout`` is raised.
     """
-    return runtime.run(
-        acopy(
-            source,
-            destination,
-            transfer_id=transfer_id,
-            options=options,
-            staging=staging,
-            progress=progress,
-            before_commit=before_commit,
-        ),
-        timeout=timeout,
-    )
+    try:
+        return runtime.run(
+            acopy(
+                source,
+                destination,
+                transfer_id=transfer_id,
+                options=options,
+                staging=staging,
+                progress=progress,
+                before_commit=before_commit,
+                ctx=shared.pinned(source, destination) if shared else None,
+            ),
+            timeout=timeout,
+        )
+    except TimeoutError as exc:
+        raise TransientError(f"The copy did not finish within {timeout} s.", code="timeout") from exc
 
 
 def stage(
@@ -733,9 +749,47 @@ def stage(
     transfer_id: str,
     options: CopyOptions = CopyOptions(),
     progress: Callable[[int], None] | None = None,
+    shared: SharedSessions | None = None,
 ) -> CopyResult:
     """Step one of a staged copy: source → staging object (reused when already complete)."""
-    return runtime.run(_wrap(astage(source, staging, transfer_id=transfer_id, options=options, progress=progress)))
+    ctx = shared.pinned(source) if shared else None
+    return runtime.run(
+        _wrap(astage(source, staging, transfer_id=transfer_id, options=options, progress=progress, ctx=ctx))
+    )
+
+
+class SharedSessions:
+    """Pins one pooled SFTP connection per endpoint for a batch of copies run from several
+    threads: many small files of one route then travel over one connection, several in
+    flight (SFTP multiplexes requests on one channel). Use as a context manager; the
+    connections go back to the pool at the end."""
+
+    def __init__(self) -> None:
+        self._ctx = _Ctx()
+        self._stack = contextlib.AsyncExitStack()
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> SharedSessions:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        runtime.run(self._stack.aclose())
+
+    def pinned(self, *locations: Location) -> _Ctx:
+        """The batch's context, with a connection pinned for each SFTP location's endpoint."""
+        with self._lock:
+            for location in locations:
+                if isinstance(location, SftpLocation) and location.spec.pool_key not in self._ctx.shared:
+                    runtime.run(self._pin(location.spec))
+        return self._ctx
+
+    async def _pin(self, spec: Any) -> None:
+        try:
+            self._ctx.shared[spec.pool_key] = await self._stack.enter_async_context(get_pool().session(spec))
+        except TransferError:
+            raise
+        except Exception as exc:
+            raise classify(exc, context=f"opening SFTP to {spec.host}:{spec.port}") from exc
 
 
 def deliver(

@@ -39,3 +39,38 @@ class S3Location:
 
 
 Location = SftpLocation | S3Location
+
+
+def _folder(prefix: str) -> str:
+    """An S3 endpoint prefix names a folder: ``in`` and ``in/`` both mean ``in/``."""
+    return prefix if not prefix or prefix.endswith("/") else prefix + "/"
+
+
+def location_of(spec: SftpSpec | S3Spec, path: str) -> Location:
+    """Where a route path (``/outbound/a.csv``, relative to the endpoint) lives: under the
+    SFTP root, or under the S3 prefix."""
+    relative = path.lstrip("/")
+    if isinstance(spec, SftpSpec):
+        return SftpLocation(spec, posixpath.join(spec.root, relative) if relative else spec.root)
+    return S3Location(spec, _folder(spec.prefix) + relative)
+
+
+def s3_relative_path(prefix: str, key: str) -> str | None:
+    """The route path of ``key`` under an S3 endpoint's ``prefix`` (inverse of location_of),
+    or None when the key lies outside it."""
+    folder = _folder(prefix)
+    if not key.startswith(folder) or key == folder:
+        return None
+    return "/" + key[len(folder) :]
+
+
+def relative_path(spec: SftpSpec | S3Spec, remote: str) -> str | None:
+    """The route path of a listed SFTP path or S3 key (inverse of :func:`location_of`)."""
+    if isinstance(spec, S3Spec):
+        return s3_relative_path(spec.prefix, remote)
+    root = spec.root.rstrip("/") or "/"
+    if root == "/":
+        return remote if remote.startswith("/") else None
+    if not remote.startswith(root + "/"):
+        return None
+    return remote[len(root) :]

@@ -152,6 +152,7 @@ async def read_stream(
                     attempts += 1
                     if attempts > retries or not classify(exc).transient:
                         raise
+                    log.info("resuming GET", extra={"key": key, "offset": offset, "error": type(exc).__name__})
                     break  # reconnect with a Range from where we are
                 if not data:
                     return

@@ -20,6 +20,15 @@ DEFAULT_REQUEST = 255 * 1024  # what OpenSSH allows when the server tells us not
 MAX_REQUEST = 4 * 1024 * 1024
 
 
+WINDOW = 4 * 1024 * 1024
+
+
+def requests_in_flight(block: int, asked: int) -> int:
+    """Servers without the limits extension get 16 KiB requests: keep about the same bytes in
+    flight with more of them (as asyncssh does), at most 128, never fewer than asked."""
+    return max(1, asked, min(128, WINDOW // block))
+
+
 def read_size(sftp: asyncssh.SFTPClient) -> int:
     limit = sftp.limits.max_read_len or DEFAULT_REQUEST
     return max(16 * 1024, min(limit, MAX_REQUEST))
@@ -41,6 +50,7 @@ async def read_stream(
     EOF error); bytes found beyond ``size`` are still yielded, so a grown file is noticed.
     """
     block = read_size(sftp)
+    in_flight = requests_in_flight(block, in_flight)
     if size is None:
         size = (await sftp.stat(path)).size or 0
     async with sftp.open(path, "rb", block_size=block, max_requests=1) as f:
@@ -75,7 +85,7 @@ class SftpWriter:
     def __init__(self, f: asyncssh.SFTPClientFile, *, block: int, in_flight: int) -> None:
         self._f = f
         self._block = block
-        self._sem = asyncio.Semaphore(max(1, in_flight))
+        self._sem = asyncio.Semaphore(requests_in_flight(block, in_flight))
         self._tasks: set[asyncio.Task] = set()
         self._error: BaseException | None = None
         self.offset = 0
@@ -135,10 +145,14 @@ async def remove_quietly(sftp: asyncssh.SFTPClient, path: str) -> bool:
         return exc.code in (asyncssh.FX_NO_SUCH_FILE, asyncssh.FX_NO_SUCH_PATH)
 
 
-def part_path(path: str, transfer_id: str) -> str:
-    """``/dir/NAME`` → ``/dir/.NAME.<transfer id>.part`` (same folder, so the rename is atomic)."""
+def part_path(path: str, transfer_id: str, tag: str = "") -> str:
+    """``/dir/NAME`` → ``/dir/.NAME.<transfer id>[.<tag>].part`` (same folder, so the rename
+    is atomic). The tag (the transfer service passes its claim token) gives each claim its
+    own temporary file: a paused worker that wakes up writes only to its own file, never
+    into another claim's upload or the delivered file."""
     folder, name = posixpath.split(path)
-    return posixpath.join(folder, f".{name}.{transfer_id}.part")
+    suffix = f".{tag}" if tag else ""
+    return posixpath.join(folder, f".{name}.{transfer_id}{suffix}.part")
 
 
 async def hash_remote(sftp: asyncssh.SFTPClient, path: str, *, in_flight: int = 16) -> tuple[str, int]:

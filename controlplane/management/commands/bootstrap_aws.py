@@ -26,5 +26,10 @@ class Command(BaseCommand):
             self.stdout.write(f"present  {name}")
         for name in report.missing:
             self.stdout.write(f"MISSING  {name}")
+        if do_create:
+            from workers.triggers import enable_all_bucket_events
+
+            for bucket in enable_all_bucket_events():
+                self.stdout.write(f"wired    s3:{bucket} → EventBridge")
         if report.missing:
             raise CommandError(f"{len(report.missing)} resource(s) missing; the infrastructure code creates them")

@@ -10,6 +10,7 @@ import socket
 import struct
 import subprocess
 import threading
+import time
 
 import pytest
 
@@ -145,3 +146,47 @@ def test_s3_permission_problems_are_permanent(sftp_spec, folder, moto):
     with pytest.raises(PermanentError) as err:
         copy(sftp_loc(sftp_spec, folder / "a"), s3_loc(spec, "a"), transfer_id="perm-1")
     assert err.value.code == "bucket_missing"
+
+
+def test_a_copy_past_its_timeout_is_cancelled_and_cleans_up(sftp_spec, s3spec, folder):
+    from tests.conftest import wait_until
+
+    s3().put_object(Bucket=s3spec.bucket, Key="slow.bin", Body=payload(32 * MIB, seed=41))
+    written: list[int] = []
+
+    def slow_down(done: int) -> None:
+        written.append(done)
+        time.sleep(1.0)  # on the engine loop: 32 MiB report progress 4+ times, so 4+ s > 2 s
+
+    with pytest.raises(TransientError) as err:
+        copy(
+            s3_loc(s3spec, "slow.bin"),
+            sftp_loc(sftp_spec, folder / "slow.bin"),
+            transfer_id="to-1",
+            timeout=2,
+            progress=slow_down,
+        )
+    assert err.value.code == "timeout"
+    assert written and written[-1] < 32 * MIB  # it was mid-write, with a .part on the server
+    # The cancelled copy removes its .part on the engine loop.
+    wait_until(lambda: visible(folder) == [], timeout=15, message="the .part to be removed")
+
+
+def test_sftp_to_sftp_cut_during_delivery_retries_from_staging(sshd, sftp_spec, s3spec, folder, caplog):
+    import logging
+
+    data = payload(24 * MIB, seed=61)
+    (folder / "src.bin").write_bytes(data)
+    staging = s3_loc(s3spec, "staging/cut-3")
+    src, dest = sftp_loc(sftp_spec, folder / "src.bin"), sftp_loc(sftp_spec, folder / "dst.bin")
+    cut = CutAfter(sshd, 4 * MIB)  # progress of a staged copy follows the delivery step
+    with pytest.raises(TransientError):
+        copy(src, dest, transfer_id="cut-3", staging=staging, progress=cut)
+    assert cut.killed
+    assert visible(folder) == ["src.bin"]
+    caplog.set_level(logging.INFO, logger="ferry.engine")
+    result = copy(src, dest, transfer_id="cut-3", staging=staging)
+    assert (result.outcome, result.sha256) == ("delivered", sha(data))
+    assert any(r.message == "reusing staged copy" for r in caplog.records)
+    assert (folder / "dst.bin").read_bytes() == data
+    assert visible(folder) == ["dst.bin", "src.bin"]

@@ -1,0 +1,41 @@
+# Ferry: `make run` starts the whole stack on this machine; `make test` runs every test
+# against real local services. Both create .venv and install what is missing.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
+
+.PHONY: run test lint bench install system-deps clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+# OpenSSH's sshd (tests, local SFTP) and a PostgreSQL server (tests); installed as root when absent.
+system-deps:
+	@bash deploy/local/system-deps.sh
+
+run: install
+	@bash deploy/local/system-deps.sh --optional
+	$(BIN)/python -m deploy.local.stack
+
+test: install system-deps
+	$(BIN)/python -m deploy.local.postgres
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: install system-deps
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf .local staticfiles .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,229 @@
+"""``make run``: the whole Ferry stack on one machine, in one terminal; Ctrl-C stops it.
+
+Starts the moto server (S3, SQS, DynamoDB, Secrets Manager, KMS, STS, EventBridge), a local
+SFTP server (OpenSSH's sshd as root, otherwise asyncssh's), migrates a fresh SQLite database
+(or the PostgreSQL in DATABASE_URL), bootstraps the AWS resources, seeds a demo tenant and
+admin, then runs the API and admin (gunicorn), and per simulated region a Celery worker,
+celery beat, the region keeper and the S3 event consumer. Writes what to use to
+``.local/stack.env``.
+
+Ports (env): FERRY_API_PORT (8800), FERRY_MOTO_PORT (8801), FERRY_SFTP_PORT (8822).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from deploy.local import services
+
+ROOT = services.ROOT
+LOCAL = ROOT / ".local"
+PY = sys.executable
+
+
+def _port(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def _manage(env: dict[str, str], *args: str) -> str:
+    result = subprocess.run([PY, str(ROOT / "manage.py"), *args], env=env, cwd=ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout + result.stderr)
+        raise SystemExit(f"manage.py {' '.join(args)} failed")
+    return result.stdout
+
+
+def _wait_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()  # noqa: S310 - our own http:// URL
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"{url} did not answer within {timeout}s")
+
+
+def main() -> None:
+    LOCAL.mkdir(exist_ok=True)
+    logs = LOCAL / "logs"
+    logs.mkdir(exist_ok=True)
+    regions = os.environ.get("FERRY_REGIONS", "us-east-1,us-west-2").split(",")
+    api_port = _port("FERRY_API_PORT", 8800)
+    moto_port = _port("FERRY_MOTO_PORT", 8801)
+    sftp_port = _port("FERRY_SFTP_PORT", 8822)
+    for port, name in ((api_port, "FERRY_API_PORT"), (moto_port, "FERRY_MOTO_PORT"), (sftp_port, "FERRY_SFTP_PORT")):
+        try:
+            services.wait_for_port(port, timeout=0.2)
+        except services.ServiceError:
+            continue
+        raise SystemExit(f"port {port} is taken; set {name} to another port")
+
+    running: list[services.Process] = []
+
+    def stop_all(*_args) -> None:
+        services.stop_together(list(reversed(running)))
+
+    # Ctrl-C even when started from a shell that ignores SIGINT in the background.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(0)))
+    try:
+        # The emulator keeps nothing, so neither does the database: start both fresh.
+        moto = services.start_moto(port=moto_port, log_path=logs / "moto.log")
+        running.append(moto.process)
+        env = {
+            **os.environ,
+            **moto.env(),
+            "FERRY_PROFILE": os.environ.get("FERRY_PROFILE", "local"),
+            "FERRY_REGIONS": ",".join(regions),
+            "FERRY_NETGUARD_ALLOW": os.environ.get("FERRY_NETGUARD_ALLOW", "127.0.0.0/8,::1/128"),
+            "PYTHONUNBUFFERED": "1",
+        }
+        env.pop("AWS_CA_BUNDLE", None)
+        if not os.environ.get("DATABASE_URL"):
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{LOCAL / 'ferry.sqlite3'}{suffix}").unlink(missing_ok=True)
+        print("migrating and bootstrapping the emulator …", flush=True)
+        _manage(env, "migrate", "--noinput")
+        _manage(env, "bootstrap_aws")
+        seed = json.loads(_manage(env, "seed_demo").strip().splitlines()[-1])
+
+        sftp = _start_sftp(sftp_port)
+        running.append(sftp["process"])
+
+        api_url = f"http://127.0.0.1:{api_port}"
+        running.append(
+            services.spawn(
+                [
+                    str(services.VENV_BIN / "gunicorn"),
+                    "controlplane.wsgi:application",
+                    "--bind",
+                    f"127.0.0.1:{api_port}",
+                    "--workers",
+                    "2",
+                    "--threads",
+                    "4",
+                    "--error-logfile",
+                    "-",
+                ],
+                name="api",
+                env={**env, "FERRY_REGION": regions[0]},
+                log_path=logs / "api.log",
+            )
+        )
+        celery = [PY, "-m", "celery", "-A", "controlplane.celery"]
+        for region in regions:
+            region_env = {**env, "FERRY_REGION": region}
+            processes = {
+                "worker": [*celery, "worker", "-c", "2", "-n", f"worker-{region}@%h", "-l", "INFO",
+                           "--without-mingle", "--without-gossip", "--without-heartbeat"],
+                "beat": [*celery, "beat", "-l", "INFO", "--schedule", str(LOCAL / f"beat-{region}")],
+                "keeper": [PY, str(ROOT / "manage.py"), "run_keeper"],
+                "events": [PY, str(ROOT / "manage.py"), "consume_events"],
+            }  # fmt: skip
+            for name, command in processes.items():
+                running.append(
+                    services.spawn(
+                        command, name=f"{name}-{region}", env=region_env, log_path=logs / f"{name}-{region}.log"
+                    )
+                )
+        _wait_http(f"{api_url}/healthz")
+
+        values = {
+            "FERRY_API_URL": api_url,
+            "FERRY_API_KEY": seed["api_key"],
+            "FERRY_ADMIN_URL": f"{api_url}/admin/",
+            "FERRY_ADMIN_USER": seed["admin_user"],
+            "FERRY_ADMIN_PASSWORD": seed["admin_password"],
+            "AWS_ENDPOINT_URL": moto.url,
+            "AWS_ACCESS_KEY_ID": services.EMULATOR_ENV["AWS_ACCESS_KEY_ID"],
+            "AWS_SECRET_ACCESS_KEY": services.EMULATOR_ENV["AWS_SECRET_ACCESS_KEY"],
+            "AWS_DEFAULT_REGION": services.EMULATOR_ENV["AWS_DEFAULT_REGION"],
+            "FERRY_DEMO_SFTP_HOST": "127.0.0.1",
+            "FERRY_DEMO_SFTP_PORT": str(sftp_port),
+            "FERRY_DEMO_SFTP_USER": sftp["user"],
+            "FERRY_DEMO_SFTP_PASSWORD": sftp["password"],
+            "FERRY_DEMO_SFTP_ROOT": sftp["root"],
+            "FERRY_DEMO_SFTP_HOST_KEY": sftp["pin"],
+            "FERRY_DEMO_BUCKET": seed["bucket"],
+        }
+        stack_env = LOCAL / "stack.env"
+        stack_env.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items()))
+        stack_env.chmod(0o600)
+        print(_banner(values, logs, regions, sftp["server"]), flush=True)
+        while True:
+            for process in running:
+                if process.proc.poll() is not None:
+                    raise SystemExit(f"{process.name} exited ({process.proc.returncode}); see {process.log_path}")
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("\nstopping …", flush=True)
+    finally:
+        stop_all()
+
+
+def _start_sftp(port: int) -> dict:
+    """OpenSSH's sshd when we are root and it is installed, else asyncssh's server."""
+    workdir = LOCAL / "sftp"
+    if os.getuid() == 0 and Path(services.SSHD).exists() and shutil.which("ssh-keygen"):
+        shutil.rmtree(workdir, ignore_errors=True)
+        sshd = services.start_sshd(workdir, port=port)
+        return {
+            "process": sshd.process,
+            "user": sshd.password_user,
+            "password": sshd.password,
+            "root": str(sshd.data_dir),
+            "pin": sshd.pin,
+            "server": "OpenSSH sshd",
+        }
+    import secrets
+
+    from workers.engine.hostkeys import pin_of
+
+    password = secrets.token_urlsafe(12)
+    user = os.environ.get("USER", "demo")
+    process = services.start_asyncssh_sftp(workdir, port=port, username=user, password=password)
+    import asyncssh
+
+    key = asyncssh.read_public_key(str(workdir / "host_ed25519.pub"))
+    return {
+        "process": process,
+        "user": user,
+        "password": password,
+        "root": str(workdir / "data"),
+        "pin": pin_of(key),
+        "server": "asyncssh (OpenSSH's sshd needs root)",
+    }
+
+
+def _banner(values: dict[str, str], logs: Path, regions: list[str], sftp_server: str) -> str:
+    return f"""
+Ferry is running ({len(regions)} regions: {", ".join(regions)}). Ctrl-C stops everything.
+
+  API        {values["FERRY_API_URL"]}   (docs: {values["FERRY_API_URL"]}/api/docs/)
+  admin      {values["FERRY_ADMIN_URL"]}  user {values["FERRY_ADMIN_USER"]}  password {values["FERRY_ADMIN_PASSWORD"]}
+  API key    {values["FERRY_API_KEY"]}
+  emulator   {values["AWS_ENDPOINT_URL"]}   demo bucket {values["FERRY_DEMO_BUCKET"]}
+  SFTP       {values["FERRY_DEMO_SFTP_USER"]}@127.0.0.1:{values["FERRY_DEMO_SFTP_PORT"]} ({sftp_server})
+             files in {values["FERRY_DEMO_SFTP_ROOT"]}, host key {values["FERRY_DEMO_SFTP_HOST_KEY"]}
+  logs       {logs}/
+
+Everything above is in .local/stack.env. In another terminal:
+
+  source .local/stack.env
+  curl "$FERRY_API_URL/healthz"
+  curl -H "Authorization: Bearer $FERRY_API_KEY" "$FERRY_API_URL/api/v1/tenant"
+"""
+
+
+if __name__ == "__main__":
+    main()

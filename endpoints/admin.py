@@ -1,0 +1,29 @@
+"""Endpoints in the admin: read-only, configuration only (never secret material; the
+secret's ARN and version id are references, not secrets)."""
+
+from django.contrib import admin
+
+from controlplane.admin import ReadOnlyAdmin
+from endpoints.models import Endpoint
+
+
+@admin.register(Endpoint)
+class EndpointAdmin(ReadOnlyAdmin):
+    list_display = ["name", "kind", "tenant", "version", "created_at", "updated_at"]
+    list_filter = ["kind"]
+    search_fields = ["name", "id"]
+    list_select_related = ["tenant"]
+    fields = [
+        "id",
+        "tenant",
+        "name",
+        "kind",
+        "config",
+        "credential_kinds",
+        "secret_arn",
+        "secret_version",
+        "credentials_updated_at",
+        "version",
+        "created_at",
+        "updated_at",
+    ]

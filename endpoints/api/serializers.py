@@ -1,0 +1,304 @@
+"""Endpoint API serializers: strict input (unknown fields refused), credentials write-only.
+
+Error messages come from ``endpoints.validation`` and never repeat a submitted secret.
+Field paths in errors follow the body: ``config.host``, ``credentials.private_key``…
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from endpoints import netguard, validation
+from endpoints.models import Endpoint
+
+
+def _rule(fn, value, *args):
+    try:
+        return fn(value, *args)
+    except validation.Invalid as exc:
+        raise serializers.ValidationError(str(exc)) from None
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not declare (``explain`` gives a better message for some)."""
+
+    explain: dict[str, str] = {}
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({k: [self.explain.get(k, "Unknown field.")] for k in unknown})
+        return super().to_internal_value(data)
+
+
+# --- config ------------------------------------------------------------------------------
+
+
+class SftpConfigSerializer(StrictSerializer):
+    host = serializers.CharField(max_length=255)
+    port = serializers.IntegerField(default=22, min_value=1, max_value=65535)
+    username = serializers.CharField(max_length=255, trim_whitespace=False)
+    root = serializers.CharField(default="/", max_length=1024, trim_whitespace=False)
+    host_keys = serializers.ListField(child=serializers.CharField(max_length=200), allow_empty=True)
+    max_connections = serializers.IntegerField(default=4, min_value=1, max_value=32)
+
+    def validate_host(self, value: str) -> str:
+        return _rule(validation.host, value)
+
+    def validate_username(self, value: str) -> str:
+        return _rule(validation.username, value)
+
+    def validate_root(self, value: str) -> str:
+        return _rule(validation.remote_root, value)
+
+    def validate_host_keys(self, value: list[str]) -> list[str]:
+        return _rule(validation.pins, value)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # The SSRF guard at onboarding (it runs again at every connect).
+        from django.conf import settings
+
+        try:
+            netguard.check_port(attrs["port"], allowed_ports=netguard.parse_ports(settings.FERRY_SFTP_ALLOWED_PORTS))
+        except netguard.Refused as exc:
+            raise serializers.ValidationError({"port": [str(exc)]}) from None
+        try:
+            netguard.guard_from_settings(attrs["host"], attrs["port"])
+        except netguard.Refused as exc:
+            raise serializers.ValidationError({"host": [str(exc)]}) from None
+        return attrs
+
+
+class S3ConfigSerializer(StrictSerializer):
+    bucket = serializers.CharField(max_length=63)
+    prefix = serializers.CharField(default="", allow_blank=True, max_length=512, trim_whitespace=False)
+    region = serializers.CharField(max_length=32)
+    role_arn = serializers.CharField(required=False, allow_null=True, default=None, max_length=2048)
+    external_id = serializers.CharField(required=False, allow_null=True, default=None, max_length=1224)
+    sse = serializers.ChoiceField(choices=["AES256", "aws:kms"], required=False, allow_null=True, default=None)
+    kms_key_id = serializers.CharField(required=False, allow_null=True, default=None, max_length=2048)
+
+    def validate_bucket(self, value: str) -> str:
+        return _rule(validation.bucket, value)
+
+    def validate_prefix(self, value: str) -> str:
+        return _rule(validation.prefix, value)
+
+    def validate_region(self, value: str) -> str:
+        return _rule(validation.region, value)
+
+    def validate_role_arn(self, value: str | None) -> str | None:
+        return None if value is None else _rule(validation.role_arn, value)
+
+    def validate_external_id(self, value: str | None) -> str | None:
+        return None if value is None else _rule(validation.external_id, value)
+
+    def validate_kms_key_id(self, value: str | None) -> str | None:
+        return None if value is None else _rule(validation.kms_key_id, value)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        errors: dict[str, list[str]] = {}
+        if attrs.get("external_id") and not attrs.get("role_arn"):
+            errors["external_id"] = ["An external id is only used with a role_arn."]
+        if attrs.get("kms_key_id") and attrs.get("sse") != "aws:kms":
+            errors["kms_key_id"] = ["A KMS key is only used with sse 'aws:kms'."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+CONFIG_SERIALIZERS: dict[str, type[StrictSerializer]] = {
+    Endpoint.Kind.SFTP: SftpConfigSerializer,
+    Endpoint.Kind.S3: S3ConfigSerializer,
+}
+
+
+# --- credentials (write-only) ----------------------------------------------------------
+
+
+class SftpCredentialsSerializer(StrictSerializer):
+    password = serializers.CharField(required=False, trim_whitespace=False, max_length=validation.MAX_PASSWORD)
+    private_key = serializers.CharField(required=False, trim_whitespace=False, max_length=validation.MAX_PRIVATE_KEY)
+    passphrase = serializers.CharField(required=False, trim_whitespace=False, max_length=1024)
+
+    def validate_password(self, value: str) -> str:
+        return _rule(validation.password, value)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs.get("password") and not attrs.get("private_key"):
+            raise serializers.ValidationError({"password": ["Give a password, a private_key, or both."]})
+        if attrs.get("passphrase") and not attrs.get("private_key"):
+            raise serializers.ValidationError({"passphrase": ["A passphrase needs a private_key."]})
+        if attrs.get("private_key"):
+            try:
+                validation.private_key(attrs["private_key"], attrs.get("passphrase"))
+            except validation.KeyProblem as exc:
+                raise serializers.ValidationError({exc.field: [str(exc)]}) from None
+        return attrs
+
+
+class S3CredentialsSerializer(StrictSerializer):
+    access_key_id = serializers.CharField(max_length=128)
+    secret_access_key = serializers.CharField(max_length=128, trim_whitespace=False)
+
+    def validate_access_key_id(self, value: str) -> str:
+        return _rule(validation.access_key_id, value)
+
+    def validate_secret_access_key(self, value: str) -> str:
+        return _rule(validation.secret_access_key, value)
+
+
+CREDENTIAL_SERIALIZERS: dict[str, type[StrictSerializer]] = {
+    Endpoint.Kind.SFTP: SftpCredentialsSerializer,
+    Endpoint.Kind.S3: S3CredentialsSerializer,
+}
+
+
+def validate_credentials(kind: str, data: Any) -> dict[str, Any]:
+    """Validate a credentials object for ``kind``; raise ValidationError with its field errors."""
+    serializer = CREDENTIAL_SERIALIZERS[kind](data=data)
+    if not serializer.is_valid():
+        raise serializers.ValidationError(serializer.errors)
+    return {k: v for k, v in serializer.validated_data.items() if v}
+
+
+def _validate_config(kind: str, data: Any) -> dict[str, Any]:
+    serializer = CONFIG_SERIALIZERS[kind](data=data)
+    if not serializer.is_valid():
+        raise serializers.ValidationError(serializer.errors)
+    return dict(serializer.validated_data)
+
+
+def _name_free(tenant, name: str, exclude: Any = None) -> None:
+    taken = Endpoint.objects.filter(tenant=tenant, name=name)
+    if exclude is not None:
+        taken = taken.exclude(pk=exclude)
+    if taken.exists():
+        raise serializers.ValidationError("An endpoint with this name already exists.")
+
+
+# --- request bodies --------------------------------------------------------------------
+
+
+class EndpointCreateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=100)
+    kind = serializers.ChoiceField(choices=Endpoint.Kind.choices)
+    config = serializers.DictField()
+    credentials = serializers.DictField(required=False, allow_null=True, default=None)
+
+    def validate_name(self, value: str) -> str:
+        value = _rule(validation.name, value)
+        _name_free(self.context["tenant"], value)
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        kind = attrs["kind"]
+        errors: dict[str, Any] = {}
+        try:
+            attrs["config"] = _validate_config(kind, attrs["config"])
+        except serializers.ValidationError as exc:
+            errors["config"] = exc.detail
+        credentials = attrs.get("credentials")
+        if credentials:
+            try:
+                attrs["credentials"] = validate_credentials(kind, credentials)
+            except serializers.ValidationError as exc:
+                errors["credentials"] = exc.detail
+        elif kind == Endpoint.Kind.SFTP:
+            errors["credentials"] = ["SFTP endpoints need credentials: a password, a private_key, or both."]
+        elif "config" not in errors and not attrs["config"].get("role_arn"):
+            errors["credentials"] = ["S3 endpoints need credentials unless config.role_arn is given."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+class EndpointUpdateSerializer(StrictSerializer):
+    """PATCH: ``name`` and/or ``config`` (merged into the current config, then validated whole)."""
+
+    explain = {
+        "kind": "The kind of an endpoint cannot change; create a new endpoint.",
+        "credentials": "Rotate credentials with PUT /endpoints/{id}/credentials.",
+    }
+    name = serializers.CharField(max_length=100, required=False)
+    config = serializers.DictField(required=False)
+
+    def validate_name(self, value: str) -> str:
+        value = _rule(validation.name, value)
+        _name_free(self.context["tenant"], value, exclude=self.context["endpoint"].pk)
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        endpoint: Endpoint = self.context["endpoint"]
+        if not attrs:
+            raise serializers.ValidationError("Nothing to change: give name and/or config.")
+        if "config" in attrs:
+            merged = {**endpoint.config, **attrs["config"]}
+            try:
+                attrs["config"] = _validate_config(endpoint.kind, merged)
+            except serializers.ValidationError as exc:
+                raise serializers.ValidationError({"config": exc.detail}) from None
+            if endpoint.kind == Endpoint.Kind.S3 and not endpoint.secret_arn and not attrs["config"].get("role_arn"):
+                raise serializers.ValidationError(
+                    {"config": {"role_arn": ["This endpoint has no credentials, so it needs a role."]}}
+                )
+        return attrs
+
+
+class HostKeyScanSerializer(StrictSerializer):
+    host = serializers.CharField(max_length=255)
+    port = serializers.IntegerField(default=22, min_value=1, max_value=65535)
+
+    def validate_host(self, value: str) -> str:
+        return _rule(validation.host, value)
+
+
+# --- responses -------------------------------------------------------------------------
+
+
+class CredentialsInfoSerializer(serializers.Serializer):
+    kinds = serializers.ListField(child=serializers.CharField())
+    version = serializers.CharField(allow_null=True)
+    updated_at = serializers.DateTimeField(allow_null=True)
+
+
+class EndpointSerializer(serializers.ModelSerializer):
+    """What the API shows: never a secret, only which credentials are stored and when."""
+
+    credentials = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Endpoint
+        fields = ["id", "name", "kind", "config", "credentials", "version", "created_at", "updated_at"]
+        read_only_fields = fields
+
+    def get_credentials(self, endpoint: Endpoint) -> dict[str, Any]:
+        return CredentialsInfoSerializer(
+            {
+                "kinds": list(endpoint.credential_kinds),
+                "version": endpoint.secret_version or None,
+                "updated_at": endpoint.credentials_updated_at,
+            }
+        ).data
+
+
+class CheckSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    ok = serializers.BooleanField()
+    detail = serializers.CharField()
+    ms = serializers.FloatField()
+
+
+class ConnectionTestSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    checks = CheckSerializer(many=True)
+
+
+class HostKeyScanResultSerializer(serializers.Serializer):
+    host = serializers.CharField()
+    port = serializers.IntegerField()
+    address = serializers.CharField()
+    host_keys = serializers.ListField(child=serializers.CharField())

@@ -1,0 +1,323 @@
+"""Endpoint writes: create, change, rotate credentials, delete; and the engine spec.
+
+Every state change of an Endpoint goes through here. Network calls (Secrets Manager)
+happen outside database transactions; each change writes its mirror outbox row in the
+same transaction as the row itself (``controlplane.mirror``). Inputs are validated by the
+API serializers before a service runs, so "invalid input" never reaches Secrets Manager.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError, RestrictedError
+from django.utils import timezone
+
+from controlplane import mirror
+from controlplane.errors import Conflict, FerryError, NotFound, ValidationFailed
+from controlplane.models import Tenant
+from endpoints import netguard, secrets
+from endpoints.models import Endpoint
+from workers.engine.spec import S3Spec, SftpSpec
+from workers.errors import PermanentError, TransientError
+
+log = logging.getLogger(__name__)
+
+MIRROR_KIND = "endpoint"
+# Reverse relations from the transfers app's Route (source and destination endpoint).
+ROUTE_RELATIONS = ("routes_as_source", "routes_as_destination")
+
+
+class Unavailable(FerryError):
+    status_code = 503
+    code = "unavailable"
+
+
+def _name_taken() -> ValidationFailed:
+    return ValidationFailed(
+        "The request is not valid.", fields={"name": ["An endpoint with this name already exists."]}
+    )
+
+
+def _secrets_call(fn, **kwargs):
+    try:
+        return fn(**kwargs)
+    except secrets.SecretsUnavailable as exc:
+        raise Unavailable(f"{exc} Nothing was changed; try again.") from None
+
+
+def credential_kinds(credentials: dict[str, Any] | None) -> list[str]:
+    return sorted(k for k, v in (credentials or {}).items() if v)
+
+
+# --- the mirror document ----------------------------------------------------------------
+
+
+def document_of(endpoint: Endpoint) -> dict[str, Any]:
+    """The endpoint as the config mirror stores it (no secret material, only the ARN)."""
+    return {
+        "id": str(endpoint.id),
+        "tenant_id": str(endpoint.tenant_id),
+        "name": endpoint.name,
+        "kind": endpoint.kind,
+        "config": endpoint.config,
+        "secret_arn": endpoint.secret_arn,
+        "secret_version": endpoint.secret_version,
+        "credential_kinds": list(endpoint.credential_kinds),
+        "credentials_updated_at": endpoint.credentials_updated_at.isoformat()
+        if endpoint.credentials_updated_at
+        else None,
+        "version": endpoint.version,
+        "created_at": endpoint.created_at.isoformat(),
+        "updated_at": endpoint.updated_at.isoformat(),
+    }
+
+
+def _record(endpoint: Endpoint) -> None:
+    mirror.record(
+        kind=MIRROR_KIND, object_id=str(endpoint.id), version=endpoint.version, document=document_of(endpoint)
+    )
+
+
+def mirror_documents() -> Iterator[tuple[str, int, dict[str, Any]]]:
+    """Every endpoint's mirror document (for ``mirror check``)."""
+    for endpoint in Endpoint.objects.order_by("id").iterator():
+        yield str(endpoint.id), endpoint.version, document_of(endpoint)
+
+
+def restore_document(document: dict[str, Any]) -> Endpoint:
+    """Recreate an endpoint from its mirror document (``mirror restore``; no outbox row)."""
+    endpoint = Endpoint.objects.create(
+        id=document["id"],
+        tenant_id=document["tenant_id"],
+        name=document["name"],
+        kind=document["kind"],
+        config=document["config"],
+        secret_arn=document.get("secret_arn") or "",
+        secret_version=document.get("secret_version") or "",
+        credential_kinds=document.get("credential_kinds") or [],
+        credentials_updated_at=document.get("credentials_updated_at"),
+        version=document["version"],
+    )
+    # auto_now/auto_now_add ignore given values; put the originals back.
+    Endpoint.objects.filter(pk=endpoint.pk).update(created_at=document["created_at"], updated_at=document["updated_at"])
+    endpoint.refresh_from_db()
+    return endpoint
+
+
+def register_mirror() -> None:
+    mirror.register(
+        MIRROR_KIND,
+        order=20,
+        documents=mirror_documents,
+        restore=restore_document,
+        exists=lambda: Endpoint.objects.exists(),
+    )
+
+
+# --- writes -----------------------------------------------------------------------------
+
+
+def create_endpoint(
+    *, tenant: Tenant, name: str, kind: str, config: dict[str, Any], credentials: dict[str, Any] | None
+) -> Endpoint:
+    """Store the credentials (if any) in Secrets Manager, then the row and its outbox entry.
+
+    ``config`` and ``credentials`` are already validated. If the row cannot be written (a
+    concurrent create took the name), the just-created secret is removed again.
+    """
+    endpoint_id = uuid.uuid4()
+    stored = None
+    if credentials:
+        stored = _secrets_call(secrets.store, tenant_id=tenant.id, endpoint_id=endpoint_id, credentials=credentials)
+    try:
+        with transaction.atomic():
+            endpoint = Endpoint.objects.create(
+                id=endpoint_id,
+                tenant=tenant,
+                name=name,
+                kind=kind,
+                config=config,
+                secret_arn=stored.arn if stored else "",
+                secret_version=stored.version_id if stored else "",
+                credential_kinds=credential_kinds(credentials),
+                credentials_updated_at=timezone.now() if stored else None,
+            )
+            endpoint.refresh_from_db()
+            _record(endpoint)
+    except BaseException as exc:
+        if stored is not None:
+            try:
+                secrets.delete_now(arn=stored.arn)
+            except secrets.SecretsUnavailable:
+                log.error("could not remove the secret of an endpoint that was not created", extra={"arn": stored.arn})
+        if isinstance(exc, IntegrityError):
+            raise _name_taken() from None
+        raise
+    log.info("endpoint created", extra={"endpoint": str(endpoint.id), "kind": kind})
+    return endpoint
+
+
+def update_endpoint(
+    *, endpoint: Endpoint, expected_version: int, name: str | None = None, config: dict[str, Any] | None = None
+) -> Endpoint:
+    """Change the name and/or config (already validated, ``config`` complete).
+
+    Refused with 409 when the endpoint changed since ``expected_version`` was read (the
+    caller validated against that version).
+    """
+    try:
+        with transaction.atomic():
+            locked = Endpoint.objects.select_for_update().filter(pk=endpoint.pk, tenant_id=endpoint.tenant_id).first()
+            if locked is None:
+                raise NotFound("Not found.")
+            if locked.version != expected_version:
+                raise Conflict("The endpoint changed while this request was made; read it again and retry.")
+            if name is not None:
+                locked.name = name
+            if config is not None:
+                locked.config = config
+            locked.version += 1
+            locked.save()
+            _record(locked)
+    except IntegrityError:
+        raise _name_taken() from None
+    log.info("endpoint changed", extra={"endpoint": str(locked.id), "version": locked.version})
+    return locked
+
+
+def rotate_credentials(*, endpoint: Endpoint, credentials: dict[str, Any]) -> Endpoint:
+    """Replace the credentials: a new secret version (or the first secret). Transfers that
+    already resolved the old version finish with it."""
+    if endpoint.secret_arn:
+        stored = _secrets_call(secrets.rotate, arn=endpoint.secret_arn, credentials=credentials)
+    else:
+        stored = _secrets_call(
+            secrets.store, tenant_id=endpoint.tenant_id, endpoint_id=endpoint.id, credentials=credentials
+        )
+    with transaction.atomic():
+        locked = Endpoint.objects.select_for_update().filter(pk=endpoint.pk).first()
+        if locked is None:
+            raise NotFound("Not found.")
+        locked.secret_arn = stored.arn
+        locked.secret_version = stored.version_id
+        locked.credential_kinds = credential_kinds(credentials)
+        locked.credentials_updated_at = timezone.now()
+        locked.version += 1
+        locked.save()
+        _record(locked)
+    log.info("endpoint credentials rotated", extra={"endpoint": str(locked.id), "version": locked.version})
+    return locked
+
+
+def endpoint_in_use(endpoint: Endpoint) -> bool:
+    """True while a route names this endpoint as its source or destination.
+
+    Routes live in the transfers app; the reverse relations exist once it defines them.
+    """
+    for relation in ROUTE_RELATIONS:
+        manager = getattr(endpoint, relation, None)
+        if manager is not None and manager.exists():
+            return True
+    return False
+
+
+def delete_endpoint(*, endpoint: Endpoint) -> None:
+    """Delete the row (409 while a route uses it), then schedule the secret's deletion.
+
+    The secret stays recoverable for ``secrets.RECOVERY_WINDOW_DAYS``; the mirror gets a
+    tombstone so an older copy cannot reappear.
+    """
+    in_use = Conflict("A route uses this endpoint; change or delete the route first.", code="endpoint_in_use")
+    try:
+        with transaction.atomic():
+            locked = Endpoint.objects.select_for_update().filter(pk=endpoint.pk).first()
+            if locked is None:
+                raise NotFound("Not found.")
+            if endpoint_in_use(locked):
+                raise in_use
+            version = locked.version + 1
+            locked.delete()
+            mirror.record(kind=MIRROR_KIND, object_id=str(endpoint.id), version=version, document=None)
+    except (ProtectedError, RestrictedError):
+        # A relation the check above does not know (e.g. transfers that name the endpoint).
+        raise Conflict(
+            "Routes or transfers still refer to this endpoint; it cannot be deleted.", code="endpoint_in_use"
+        ) from None
+    if endpoint.secret_arn:
+        try:
+            secrets.schedule_deletion(arn=endpoint.secret_arn)
+        except secrets.SecretsUnavailable:
+            # The endpoint is gone; an orphaned secret is harmless and findable by its tags.
+            log.error(
+                "could not schedule the deletion of a deleted endpoint's secret", extra={"arn": endpoint.secret_arn}
+            )
+    log.info("endpoint deleted", extra={"endpoint": str(endpoint.id)})
+
+
+# --- the engine's view of an endpoint -----------------------------------------------------
+
+
+def sftp_spec(endpoint: Endpoint, credentials: dict[str, Any], address: str) -> SftpSpec:
+    """An SFTP spec from the row, resolved credentials and the guard-checked address."""
+    config = endpoint.config
+    return SftpSpec(
+        endpoint_id=str(endpoint.id),
+        version=endpoint.version,
+        host=config["host"],
+        port=int(config["port"]),
+        username=config["username"],
+        host_keys=tuple(config["host_keys"]),
+        root=config.get("root", "/"),
+        max_connections=int(config.get("max_connections", 4)),
+        password=credentials.get("password"),
+        private_key=credentials.get("private_key"),
+        passphrase=credentials.get("passphrase"),
+        connect_address=address,
+    )
+
+
+def s3_spec(endpoint: Endpoint, credentials: dict[str, Any]) -> S3Spec:
+    """An S3 spec from the row and resolved credentials (empty when a role alone is used)."""
+    config = endpoint.config
+    return S3Spec(
+        endpoint_id=str(endpoint.id),
+        version=endpoint.version,
+        bucket=config["bucket"],
+        prefix=config.get("prefix", ""),
+        region=config.get("region"),
+        role_arn=config.get("role_arn"),
+        external_id=config.get("external_id"),
+        sse=config.get("sse"),
+        kms_key_id=config.get("kms_key_id"),
+        access_key_id=credentials.get("access_key_id"),
+        secret_access_key=credentials.get("secret_access_key"),
+    )
+
+
+def to_spec(endpoint: Endpoint) -> SftpSpec | S3Spec:
+    """What the engine needs to reach ``endpoint``: its config, its current credentials and,
+    for SFTP, the address the SSRF guard checked just now (connect there).
+
+    Raises workers.errors types: PermanentError ``address_refused`` (the guard refused the
+    host), TransientError ``dns`` or ``secrets_unavailable``.
+    """
+    credentials: dict[str, Any] = {}
+    if endpoint.secret_arn:
+        try:
+            credentials, _version = secrets.resolve(arn=endpoint.secret_arn)
+        except secrets.SecretsUnavailable as exc:
+            raise TransientError(str(exc), code="secrets_unavailable") from None
+    if endpoint.kind == Endpoint.Kind.SFTP:
+        try:
+            checked = netguard.guard_from_settings(endpoint.config["host"], int(endpoint.config["port"]))
+        except netguard.Unresolvable as exc:
+            raise TransientError(str(exc), code="dns") from None
+        except netguard.Refused as exc:
+            raise PermanentError(str(exc), code="address_refused") from None
+        return sftp_spec(endpoint, credentials, checked.address)
+    return s3_spec(endpoint, credentials)

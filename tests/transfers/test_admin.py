@@ -1,0 +1,81 @@
+"""Admin: read-only routes and transfers, timeline inline, re-drive behind its own permission."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.test import Client
+from django.urls import reverse
+
+from transfers.models import Transfer
+from transfers.states import State
+
+pytestmark = pytest.mark.django_db
+
+
+def staff(*perms: str) -> Client:
+    user = User.objects.create_user(username=f"op{User.objects.count()}", password="x", is_staff=True)
+    for codename in ("view_transfer", "view_route", *perms):
+        user.user_permissions.add(Permission.objects.get(codename=codename, content_type__app_label="transfers"))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_admin_is_read_only_and_shows_the_timeline(make_transfer):
+    transfer = make_transfer(state=State.DEAD)
+    from transfers import states
+
+    states.transition(transfer.id, to=State.PENDING, frm=[State.DEAD], detail="timeline entry")
+    client = staff("redrive_transfer")
+    page = client.get(reverse("admin:transfers_transfer_change", args=[transfer.pk]))
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "timeline entry" in body and 'name="_save"' not in body
+    assert client.get(reverse("admin:transfers_transfer_add")).status_code == 403
+    assert client.get(reverse("admin:transfers_route_add")).status_code == 403
+    assert client.get(reverse("admin:transfers_transfer_delete", args=[transfer.pk])).status_code == 403
+    assert client.get(reverse("admin:transfers_route_changelist")).status_code == 200
+    listing = client.get(reverse("admin:transfers_transfer_changelist") + "?state__exact=pending")
+    assert listing.status_code == 200 and str(transfer.pk) in listing.content.decode()
+
+
+def test_redrive_needs_its_own_permission(make_transfer):
+    transfer = make_transfer(state=State.DEAD, attempt=5)
+    viewer = staff()
+    changelist = reverse("admin:transfers_transfer_changelist")
+    assert "redrive_selected" not in viewer.get(changelist).content.decode()
+    button = reverse("admin:transfers_transfer_redrive", args=[transfer.pk])
+    assert (
+        "Re-drive</button>"
+        not in viewer.get(reverse("admin:transfers_transfer_change", args=[transfer.pk])).content.decode()
+    )
+    assert viewer.post(button).status_code == 403
+    viewer.post(changelist, {"action": "redrive_selected", "_selected_action": [str(transfer.pk)]})
+    assert Transfer.objects.get(pk=transfer.pk).state == State.DEAD
+
+    operator = staff("redrive_transfer")
+    page = operator.get(reverse("admin:transfers_transfer_change", args=[transfer.pk])).content.decode()
+    assert "Re-drive</button>" in page
+    assert operator.get(button).status_code == 405
+    assert operator.post(button).status_code == 302
+    transfer.refresh_from_db()
+    assert transfer.state == State.PENDING and transfer.attempt == 0
+    assert "admin op" in transfer.events.latest("id").detail
+
+
+def test_redrive_selected_action(make_transfer):
+    dead = make_transfer(state=State.DEAD)
+    failed = make_transfer(state=State.FAILED)
+    done = make_transfer(state=State.SUCCEEDED)
+    operator = staff("redrive_transfer")
+    changelist = reverse("admin:transfers_transfer_changelist")
+    assert "redrive_selected" in operator.get(changelist).content.decode()
+    response = operator.post(
+        changelist,
+        {"action": "redrive_selected", "_selected_action": [str(t.pk) for t in (dead, failed, done)]},
+        follow=True,
+    )
+    assert "Re-driven: 2" in response.content.decode()
+    states = dict(Transfer.objects.values_list("pk", "state"))
+    assert (states[dead.pk], states[failed.pk], states[done.pk]) == (State.PENDING, State.PENDING, State.SUCCEEDED)

@@ -1,0 +1,430 @@
+"""Exactly once under faults, with two regions on one emulator (issue: two regions).
+
+Each region runs its own keeper and Celery worker processes on its own queues; leases,
+heartbeats and grace are seconds (tests/environment.py). Every test ends by checking
+every destination against its sources: exactly one file per source, equal checksums,
+no temporary files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import random
+import signal
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from controlplane import aws, tenancy
+from controlplane.resources import queues
+from endpoints import services as endpoint_services
+from tests.conftest import KeeperProcess, Worker, run_manage, wait_until
+from tests.endpoints.conftest import s3_body, sftp_body
+from transfers import services as transfer_services
+from transfers.models import Route, Transfer
+from transfers.states import State
+from workers import context
+from workers.dispatch import send
+from workers.regions import RegionState, home_region
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
+
+REGIONS = ["us-east-1", "us-west-2"]
+MiB = 1024 * 1024
+
+
+@dataclass
+class RegionProcs:
+    name: str
+    keeper: KeeperProcess
+    workers: list[Worker]
+
+    def start(self) -> None:
+        self.keeper.start()
+        for worker in self.workers:
+            worker.start()
+
+    def heal(self) -> None:
+        """Resume what is paused, start what is not running."""
+        for proc in (self.keeper, *self.workers):
+            if proc.process is not None and proc.process.proc.poll() is None:
+                proc.process.signal(signal.SIGCONT)
+            else:
+                proc.process = None
+                proc.start()
+
+    def stop(self) -> None:
+        for proc in (self.keeper, *self.workers):
+            if proc.process is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.process.signal(signal.SIGCONT)
+                proc.stop()
+
+    def kill(self) -> None:
+        for proc in (self.keeper, *self.workers):
+            proc.process.signal(signal.SIGKILL)
+            proc.process.proc.wait(timeout=10)
+            proc.process = None
+
+    def pause(self) -> None:
+        for proc in (self.keeper, *self.workers):
+            proc.process.signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        for proc in (self.keeper, *self.workers):
+            proc.process.signal(signal.SIGCONT)
+
+
+def home_partitions(region: str) -> set[int]:
+    return {p for p in range(settings.FERRY_PARTITIONS) if home_region(p, REGIONS) == region}
+
+
+def region_holds(region: str, partitions: set[int]) -> bool:
+    return partitions <= set(context.held_partitions(region=region))
+
+
+@pytest.fixture(scope="module")
+def region_processes(worker_env, logs_dir, django_db_blocker):
+    """Both regions' keeper and two workers each, started once for the module."""
+    from tests.conftest import SESSION_PROCESSES, _wait_for_single_region
+
+    # The session's single-region keeper and worker would fight these: stop them meanwhile.
+    suspended = [p for p in SESSION_PROCESSES if p.process is not None]
+    for process in suspended:
+        process.stop()
+    procs: dict[str, RegionProcs] = {}
+    for name in REGIONS:
+        env = {**worker_env, "FERRY_REGION": name, "FERRY_REGIONS": ",".join(REGIONS)}
+        q = queues(name)
+        procs[name] = RegionProcs(
+            name=name,
+            keeper=KeeperProcess(env, logs_dir / f"keeper-{name}.log"),
+            workers=[
+                Worker(env, logs_dir / f"worker-{name}-{i}.log", [q.transfers, q.control], concurrency=2)
+                for i in range(2)
+            ],
+        )
+    try:
+        yield procs
+    finally:
+        for region in procs.values():
+            region.stop()
+        for process in suspended:
+            process.start()
+        if suspended:
+            with django_db_blocker.unblock():
+                _wait_for_single_region()
+
+
+@pytest.fixture
+def regions(region_processes, purge_queues):
+    """Both regions running, active and holding their home partitions; whatever a test
+    killed or paused is brought back for the next one."""
+    table = context.region_table()
+    for name in REGIONS:
+        table.set_state(name, RegionState.ACTIVE)
+    for region in region_processes.values():
+        region.heal()
+    for name in REGIONS:
+        wait_until(lambda name=name: region_holds(name, home_partitions(name)), timeout=40, message=f"{name}'s leases")
+    return region_processes
+
+
+# --- endpoints, routes and checks -----------------------------------------------------------
+
+
+@pytest.fixture
+def tenant(db):
+    return tenancy.create_tenant(name=f"faults-{uuid.uuid4().hex[:8]}")
+
+
+def make_endpoint(tenant, body: dict):
+    return endpoint_services.create_endpoint(
+        tenant=tenant, name=body["name"], kind=body["kind"], config=body["config"], credentials=body.get("credentials")
+    )
+
+
+def route_in(region: str, tenant, source, destination, src: str, dst: str) -> Route:
+    """A manual route whose partition's home is ``region``."""
+    for _ in range(100):
+        route = transfer_services.create_route(
+            tenant=tenant,
+            name=f"r-{uuid.uuid4().hex[:8]}",
+            source_endpoint=source,
+            source_path=src,
+            destination_endpoint=destination,
+            destination_path=dst,
+            trigger_type="manual",
+            options={"min_age_seconds": 0},
+        )
+        if home_region(route.partition, REGIONS) == region:
+            return route
+        transfer_services.delete_route(route=route)
+    raise AssertionError("no route landed in the region")
+
+
+def write_files(folder: Path, sizes: list[int]) -> dict[str, str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o777)
+    digests = {}
+    for i, size in enumerate(sizes):
+        data = os.urandom(size)
+        name = f"f{i:02d}-{size}.bin"
+        (folder / name).write_bytes(data)
+        digests[name] = hashlib.sha256(data).hexdigest()
+    return digests
+
+
+def poll(route: Route) -> list[Transfer]:
+    from workers.scheduler import poll_route
+
+    return poll_route(Route.objects.get(id=route.id), force=True)
+
+
+def wait_all(route_ids, count: int, *, timeout: float) -> list[Transfer]:
+    def done():
+        rows = list(Transfer.objects.filter(route_id__in=route_ids))
+        if len(rows) == count and all(t.state == State.SUCCEEDED for t in rows):
+            return rows
+        return None
+
+    def describe() -> str:
+        states = list(Transfer.objects.filter(route_id__in=route_ids).values_list("state", "last_error_code"))
+        return f"all {count} transfers to succeed; now {states}"
+
+    try:
+        return wait_until(done, timeout=timeout, interval=0.25, message="transfers")
+    except BaseException:
+        pytest.fail(f"timed out waiting for {describe()}")
+
+
+def assert_sftp_exactly_once(folder: Path, digests: dict[str, str]) -> None:
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == sorted(digests), f"destination holds {names}"
+    for name, digest in digests.items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, name
+
+
+def assert_one_success_each(transfers: list[Transfer]) -> None:
+    """One success in each timeline, and the ledger says delivered by that transfer."""
+    from workers.runner import delivery_key_of
+
+    ledger = context.ledger()
+    for transfer in transfers:
+        assert transfer.events.filter(to_state=State.SUCCEEDED).count() == 1
+        entry = ledger.get(delivery_key_of(transfer))
+        assert entry is not None and entry.state == "delivered" and entry.transfer_id == str(transfer.id)
+        assert entry.sha256 == transfer.sha256
+
+
+# --- 1. kill -9 a worker during staged SFTP→SFTP transfers ---------------------------------
+
+
+def test_kill_9_workers_during_staged_copies_delivers_each_file_once(regions, sshd, tenant):
+    rng = random.Random(7)
+    src = sshd.data_dir / f"k9-src-{uuid.uuid4().hex[:6]}"
+    dst = sshd.data_dir / f"k9-dst-{uuid.uuid4().hex[:6]}"
+    dst.mkdir()
+    dst.chmod(0o777)
+    sizes = [int((5 + 45 * i / 19) * MiB) + rng.randint(0, 4096) for i in range(20)]
+    digests = write_files(src, sizes)
+    source = make_endpoint(tenant, sftp_body(sshd, root="/"))
+    destination = make_endpoint(tenant, sftp_body(sshd, auth="password", root="/"))
+    route = route_in("us-east-1", tenant, source, destination, str(src), str(dst))
+    created = poll(route)
+    assert len(created) == 20
+    east = regions["us-east-1"]
+    deadline = time.monotonic() + 150
+    kills = 0
+    while time.monotonic() < deadline and kills < 4:
+        time.sleep(rng.uniform(1.0, 4.0))
+        if Transfer.objects.filter(route=route).exclude(state=State.SUCCEEDED).count() == 0:
+            break
+        victim = rng.choice(east.workers)
+        victim.process.signal(signal.SIGKILL)
+        victim.process.proc.wait(timeout=10)
+        victim.process = None
+        kills += 1
+        victim.start()
+    transfers = wait_all([route.id], 20, timeout=max(30.0, deadline - time.monotonic()))
+    assert kills >= 1
+    assert_sftp_exactly_once(dst, digests)
+    assert {t.sha256 for t in transfers} == set(digests.values())
+    assert_one_success_each(transfers)
+
+
+# --- 2. a stopped region's partitions are taken over --------------------------------------
+
+
+def test_a_lost_regions_partitions_are_taken_over_and_its_work_finished(regions, sshd, tenant):
+    src = sshd.data_dir / f"lost-src-{uuid.uuid4().hex[:6]}"
+    dst = sshd.data_dir / f"lost-dst-{uuid.uuid4().hex[:6]}"
+    dst.mkdir()
+    dst.chmod(0o777)
+    digests = write_files(src, [100_000 + i for i in range(6)])
+    source = make_endpoint(tenant, sftp_body(sshd, root="/"))
+    destination = make_endpoint(tenant, sftp_body(sshd, root="/"))
+    route = route_in("us-east-1", tenant, source, destination, str(src), str(dst))
+    regions["us-east-1"].kill()
+    lost_at = time.monotonic()
+    created = poll(route)  # pending work of the lost region's partition
+    assert len(created) == 6
+    transfers = wait_all([route.id], 6, timeout=45)
+    took = time.monotonic() - lost_at
+    assert {t.region for t in transfers} == {"us-west-2"}
+    assert region_holds("us-west-2", home_partitions("us-east-1"))
+    # Lease + grace + region silence, plus a keeper tick, a dispatch and the copies.
+    assert took < settings.FERRY_LEASE_TTL + settings.FERRY_LEASE_GRACE + 30
+    assert_sftp_exactly_once(dst, digests)
+    assert_one_success_each(transfers)
+
+
+# --- 3. a paused region cannot commit after another region took over ----------------------
+
+
+def test_a_paused_region_cannot_commit_after_takeover(regions, sshd, tenant, bucket):
+    src = sshd.data_dir / f"pause-src-{uuid.uuid4().hex[:6]}"
+    digests = write_files(src, [120 * MiB])
+    source = make_endpoint(tenant, sftp_body(sshd, root="/"))
+    destination = make_endpoint(tenant, s3_body(bucket, prefix=""))
+    route = route_in("us-east-1", tenant, source, destination, str(src), "/paused")
+    (transfer,) = poll(route)
+    wait_until(
+        lambda: Transfer.objects.filter(id=transfer.id, state=State.DELIVERING, region="us-east-1").exists(),
+        timeout=30,
+        interval=0.02,
+        message="us-east-1 to start the copy",
+    )
+    time.sleep(0.3)
+    regions["us-east-1"].pause()
+    try:
+        done = wait_until(
+            lambda: Transfer.objects.filter(id=transfer.id, state=State.SUCCEEDED).first(),
+            timeout=60,
+            message="us-west-2 to deliver",
+        )
+        assert done.region == "us-west-2"
+        key = f"paused/{next(iter(digests))}"
+        first = aws.client("s3").head_object(Bucket=bucket, Key=key)
+    finally:
+        regions["us-east-1"].resume()
+    # Give the woken worker time to reach its commit, and fail it.
+    time.sleep(settings.FERRY_HEARTBEAT_INTERVAL * 4 + 3)
+    after = aws.client("s3").head_object(Bucket=bucket, Key=key)
+    assert (after["ETag"], after["LastModified"]) == (first["ETag"], first["LastModified"])
+    body = aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == next(iter(digests.values()))
+    uploads = aws.client("s3").list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    assert [u for u in uploads if u["Key"] == key] == []
+    transfer = Transfer.objects.get(id=transfer.id)
+    assert transfer.state == State.SUCCEEDED
+    assert_one_success_each([transfer])
+
+
+# --- 3b. within one region, a paused worker's claim moves to another worker ---------------
+
+
+def _worker_of(region: RegionProcs, pid: int) -> Worker:
+    for worker in region.workers:
+        children = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(worker.process.pid)], capture_output=True, text=True
+        ).stdout.split()
+        if pid == worker.process.pid or str(pid) in children:
+            return worker
+    raise AssertionError(f"no worker runs pid {pid}")
+
+
+def test_a_paused_worker_cannot_commit_after_its_claim_moved(regions, sshd, tenant):
+    src = sshd.data_dir / f"claim-src-{uuid.uuid4().hex[:6]}"
+    dst = sshd.data_dir / f"claim-dst-{uuid.uuid4().hex[:6]}"
+    dst.mkdir()
+    dst.chmod(0o777)
+    digests = write_files(src, [120 * MiB])
+    source = make_endpoint(tenant, sftp_body(sshd, root="/"))
+    destination = make_endpoint(tenant, sftp_body(sshd, root="/"))
+    route = route_in("us-east-1", tenant, source, destination, str(src), str(dst))
+    (transfer,) = poll(route)
+    running = wait_until(
+        lambda: Transfer.objects.filter(id=transfer.id, state__in=[State.STAGING, State.DELIVERING]).first(),
+        timeout=30,
+        interval=0.02,
+        message="a worker to start",
+    )
+    paused = _worker_of(regions["us-east-1"], int(running.claimed_by.rsplit("/", 1)[-1]))
+    paused.process.signal(signal.SIGSTOP)
+    try:
+        done = wait_until(
+            lambda: Transfer.objects.filter(id=transfer.id, state=State.SUCCEEDED).first(),
+            timeout=90,
+            message="the other worker to deliver",
+        )
+        assert done.claim_token > running.claim_token
+        delivered = (dst / next(iter(digests))).stat()
+    finally:
+        paused.process.signal(signal.SIGCONT)
+    time.sleep(settings.FERRY_HEARTBEAT_INTERVAL * 4 + 3)
+    assert (dst / next(iter(digests))).stat().st_mtime == delivered.st_mtime
+    assert_sftp_exactly_once(dst, digests)
+    assert_one_success_each([Transfer.objects.get(id=transfer.id)])
+
+
+# --- 4. failover and restore while transfers flow -----------------------------------------
+
+
+def test_failover_and_restore_while_transfers_flow(regions, sshd, tenant, worker_env):
+    source = make_endpoint(tenant, sftp_body(sshd, root="/"))
+    destination = make_endpoint(tenant, sftp_body(sshd, root="/"))
+    routes, folders, expected = [], [], {}
+    for region in REGIONS:
+        src = sshd.data_dir / f"fo-src-{uuid.uuid4().hex[:6]}"
+        dst = sshd.data_dir / f"fo-dst-{uuid.uuid4().hex[:6]}"
+        dst.mkdir()
+        dst.chmod(0o777)
+        routes.append(route_in(region, tenant, source, destination, str(src), str(dst)))
+        folders.append((src, dst))
+    env = {**worker_env, "FERRY_REGIONS": ",".join(REGIONS)}
+    total = 0
+    for step in range(6):
+        for route, (src, dst) in zip(routes, folders, strict=True):
+            digests = write_files(src, [50_000 + step * 10 + i for i in range(3)])
+            expected.setdefault(dst, {}).update(digests)
+            total += len(poll(route))
+        if step == 1:
+            run_manage("regions", "failover", "--from", "us-east-1", "--to", "us-west-2", env=env)
+        if step == 4:
+            run_manage("regions", "restore", "us-east-1", env=env)
+        time.sleep(1.5)
+    transfers = wait_all([r.id for r in routes], total, timeout=60)
+    for dst, digests in expected.items():
+        assert_sftp_exactly_once(dst, digests)
+    assert_one_success_each(transfers)
+    assert {t.region for t in transfers} == {"us-east-1", "us-west-2"}
+
+
+# --- 5. the same SQS message five times ---------------------------------------------------
+
+
+def test_the_same_message_five_times_delivers_once(regions, sshd, tenant):
+    src = sshd.data_dir / f"dup-src-{uuid.uuid4().hex[:6]}"
+    dst = sshd.data_dir / f"dup-dst-{uuid.uuid4().hex[:6]}"
+    dst.mkdir()
+    dst.chmod(0o777)
+    digests = write_files(src, [3 * MiB])
+    source = make_endpoint(tenant, sftp_body(sshd, root="/"))
+    destination = make_endpoint(tenant, sftp_body(sshd, root="/"))
+    route = route_in("us-west-2", tenant, source, destination, str(src), str(dst))
+    (transfer,) = poll(route)
+    send([str(transfer.id)] * 5, region="us-west-2")
+    send([str(transfer.id)] * 5, region="us-east-1")  # and to the region that does not hold it
+    (done,) = wait_all([route.id], 1, timeout=30)
+    time.sleep(2)
+    assert_sftp_exactly_once(dst, digests)
+    assert Transfer.objects.get(id=done.id).events.filter(to_state="staging").count() == 1  # claimed once
+    assert_one_success_each([done])

@@ -1,0 +1,219 @@
+"""Routes and transfers API (tenant-scoped; another tenant's id is 404)."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from controlplane import tenancy
+from controlplane.errors import Conflict, FerryError, ValidationFailed
+from controlplane.logs import bind
+from controlplane.pagination import CursorPage
+from transfers import naming, selectors, services
+from transfers.api import serializers as s
+from transfers.states import State
+
+
+class SourceUnavailable(FerryError):
+    status_code = 502
+    code = "source_unavailable"
+
+
+class NotReady(FerryError):
+    status_code = 503
+    code = "unavailable"
+
+
+def _valid(serializer_class, request: Request, *, partial: bool = False):
+    serializer = serializer_class(data=request.data, partial=partial, context={"request": request})
+    serializer.is_valid(raise_exception=True)
+    return serializer
+
+
+def _no_body(request: Request) -> None:
+    _valid(s.EmptyIn, request)
+
+
+# --- routes -------------------------------------------------------------------------------
+
+
+class RouteListView(APIView):
+    @extend_schema(responses=s.RouteOut(many=True))
+    def get(self, request: Request) -> Response:
+        routes = selectors.route_list(tenant=tenancy.tenant_of(request))
+        paginator = CursorPage()
+        page = paginator.paginate_queryset(routes, request, view=self)
+        return paginator.get_paginated_response(s.RouteOut(page, many=True).data)
+
+    @extend_schema(request=s.RouteIn, responses={201: s.RouteOut})
+    def post(self, request: Request) -> Response:
+        spec = _valid(s.RouteIn, request).to_spec()
+        route = services.create_route(tenant=tenancy.tenant_of(request), **spec)
+        return Response(s.RouteOut(route).data, status=status.HTTP_201_CREATED)
+
+
+class RouteDetailView(APIView):
+    @extend_schema(responses=s.RouteOut)
+    def get(self, request: Request, route_id) -> Response:
+        route = selectors.route_get(tenant=tenancy.tenant_of(request), route_id=route_id)
+        return Response(s.RouteOut(route).data)
+
+    @extend_schema(request=s.RouteIn, responses=s.RouteOut)
+    def patch(self, request: Request, route_id) -> Response:
+        route = selectors.route_get(tenant=tenancy.tenant_of(request), route_id=route_id)
+        bind(route=str(route.id))
+        spec = _valid(s.RouteIn, request, partial=True).to_spec()
+        route = services.update_route(route=route, expected_version=route.version, **spec)
+        return Response(s.RouteOut(route).data)
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, route_id) -> Response:
+        route = selectors.route_get(tenant=tenancy.tenant_of(request), route_id=route_id)
+        bind(route=str(route.id))
+        services.delete_route(route=route)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RouteRunView(APIView):
+    @extend_schema(
+        request=s.RunIn,
+        responses=s.TransferOut(many=True),
+        description="List the route's source now and create transfers for its files. Stability "
+        'rules apply unless {"force": true}. Returns the transfers this run created.',
+    )
+    def post(self, request: Request, route_id) -> Response:
+        route = selectors.route_get(tenant=tenancy.tenant_of(request), route_id=route_id)
+        bind(route=str(route.id))
+        force = _valid(s.RunIn, request).validated_data["force"]
+        if not route.enabled:
+            raise Conflict("The route is disabled; enable it to run it.", code="route_disabled")
+        # Imported lazily: the listing is the execution side's (workers depends on transfers).
+        from workers.errors import TransferError
+        from workers.scheduler import poll_route
+
+        try:
+            created = poll_route(route, force)
+        except NotImplementedError:
+            raise NotReady("Manual runs are not available yet.") from None
+        except TransferError as exc:
+            raise SourceUnavailable(f"The source could not be listed: {exc}", code=f"source_{exc.code}") from None
+        return Response({"results": s.TransferOut(created, many=True).data, "next": None})
+
+
+# --- transfers ----------------------------------------------------------------------------
+
+
+def _filters(request: Request) -> dict:
+    params = request.query_params
+    errors: dict[str, list[str]] = {}
+    out: dict = {}
+    if params.get("route"):
+        try:
+            out["route_id"] = uuid.UUID(params["route"])
+        except ValueError:
+            errors["route"] = ["Use a route id."]
+    if params.get("state"):
+        wanted = [v.strip() for v in params["state"].split(",") if v.strip()]
+        bad = [v for v in wanted if v not in State.values]
+        if bad:
+            errors["state"] = [f"Unknown state(s) {', '.join(bad)}; use {', '.join(State.values)}."]
+        out["states"] = wanted
+    if params.get("since"):
+        since = parse_datetime(params["since"])
+        if since is None or since.tzinfo is None:
+            errors["since"] = ["Use an ISO 8601 time with its offset, such as 2026-01-31T00:00:00Z."]
+        out["since"] = since
+    if params.get("path_prefix"):
+        prefix = params["path_prefix"]
+        if len(prefix) > 1024 or naming.CONTROL_CHARS.search(prefix):
+            errors["path_prefix"] = ["A path prefix of at most 1024 characters, without control characters."]
+        out["path_prefix"] = prefix
+    if errors:
+        raise ValidationFailed("The request is not valid.", fields=errors)
+    return out
+
+
+class TransferListView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("route", str, description="Only this route's transfers."),
+            OpenApiParameter("state", str, description="Comma-separated states."),
+            OpenApiParameter("since", str, description="ISO 8601 time: created at or after it."),
+            OpenApiParameter("path_prefix", str, description="Source paths starting with this."),
+        ],
+        responses=s.TransferOut(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        transfers = selectors.transfer_list(tenant=tenancy.tenant_of(request), **_filters(request))
+        paginator = CursorPage()
+        page = paginator.paginate_queryset(transfers, request, view=self)
+        return paginator.get_paginated_response(s.TransferOut(page, many=True).data)
+
+    @extend_schema(
+        request=s.AdhocTransferIn,
+        responses={201: s.TransferOut, 200: s.TransferOut},
+        parameters=[OpenApiParameter("Idempotency-Key", str, location=OpenApiParameter.HEADER, required=True)],
+        description="One ad-hoc file. The same Idempotency-Key within 24 h returns the same transfer "
+        "(200); with a different body it is refused (409).",
+    )
+    def post(self, request: Request) -> Response:
+        key = request.headers.get("Idempotency-Key")
+        if not key:
+            raise ValidationFailed(
+                "An Idempotency-Key header is required.",
+                code="idempotency_key_required",
+                fields={"Idempotency-Key": ["This header is required."]},
+            )
+        data = _valid(s.AdhocTransferIn, request).validated_data
+        transfer, created = services.create_adhoc_transfer(
+            tenancy.tenant_of(request),
+            source_endpoint=data["source"]["endpoint"],
+            source_path=data["source"]["path"],
+            destination_endpoint=data["destination"]["endpoint"],
+            destination_path=data["destination"]["path"],
+            options=data.get("options"),
+            idempotency_key=key,
+        )
+        headers = {} if created else {"Idempotent-Replayed": "true"}
+        return Response(
+            s.TransferOut(transfer).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+            headers=headers,
+        )
+
+
+def _detail(request: Request, transfer_id) -> Response:
+    transfer = selectors.transfer_get(tenant=tenancy.tenant_of(request), transfer_id=transfer_id, timeline=True)
+    return Response(s.TransferDetailOut(transfer).data)
+
+
+class TransferDetailView(APIView):
+    @extend_schema(responses=s.TransferDetailOut)
+    def get(self, request: Request, transfer_id) -> Response:
+        return _detail(request, transfer_id)
+
+
+class TransferRedriveView(APIView):
+    @extend_schema(request=None, responses=s.TransferDetailOut)
+    def post(self, request: Request, transfer_id) -> Response:
+        transfer = selectors.transfer_get(tenant=tenancy.tenant_of(request), transfer_id=transfer_id)
+        bind(transfer=str(transfer.id))
+        _no_body(request)
+        services.redrive(transfer, by=f"api key {request.auth.prefix}")
+        return _detail(request, transfer_id)
+
+
+class TransferCancelView(APIView):
+    @extend_schema(request=None, responses=s.TransferDetailOut)
+    def post(self, request: Request, transfer_id) -> Response:
+        transfer = selectors.transfer_get(tenant=tenancy.tenant_of(request), transfer_id=transfer_id)
+        bind(transfer=str(transfer.id))
+        _no_body(request)
+        services.cancel(transfer, by=f"api key {request.auth.prefix}")
+        return _detail(request, transfer_id)

@@ -1,0 +1,251 @@
+"""Routes, transfers, their timeline, and what the polls saw.
+
+Fields, choices, constraints and cheap properties only: writes go through
+``transfers.services`` and ``transfers.states``.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+from controlplane.models import Tenant
+from endpoints.models import Endpoint
+from transfers.options import DEFAULTS as OPTION_DEFAULTS
+from transfers.states import DISPATCHABLE, HELD, State
+
+
+def _default_options() -> dict:
+    return dict(OPTION_DEFAULTS)
+
+
+class Route(models.Model):
+    """Move files matching ``pattern`` from a source folder to a destination folder.
+
+    Paths are relative to the endpoint's root (SFTP) or key prefix (S3) and written with a
+    leading ``/``. ``options`` is validated by ``transfers.options.normalize``.
+    """
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule"
+        EVENT = "event"
+        MANUAL = "manual"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="routes")
+    name = models.CharField(max_length=100)
+    source_endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="routes_as_source")
+    source_path = models.CharField(max_length=1024, default="/")
+    pattern = models.CharField(max_length=255, default="*")
+    recursive = models.BooleanField(default=False)
+    destination_endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="routes_as_destination")
+    destination_path = models.CharField(max_length=1024, default="/")
+    name_template = models.CharField(max_length=255, default="{name}")
+    trigger_type = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.MANUAL)
+    cron = models.CharField(max_length=120, blank=True)
+    timezone = models.CharField(max_length=64, default="UTC")
+    options = models.JSONField(default=_default_options)
+    enabled = models.BooleanField(default=True)
+    partition = models.PositiveIntegerField()
+    # Grows at every change: the mirror's version condition.
+    version = models.PositiveIntegerField(default=1)
+    next_run_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="route_name_unique_per_tenant"),
+            models.CheckConstraint(
+                condition=Q(trigger_type__in=["schedule", "event", "manual"]), name="route_trigger_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(trigger_type="schedule") & ~Q(cron="") | ~Q(trigger_type="schedule") & Q(cron=""),
+                name="route_cron_iff_schedule",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "-created_at", "-id"], name="route_tenant_created"),
+            # The scheduler tick: enabled schedule routes of a partition whose run is due.
+            models.Index(
+                fields=["partition", "next_run_at"],
+                condition=Q(trigger_type="schedule", enabled=True),
+                name="route_schedule_due",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Transfer(models.Model):
+    """One file moving along one route (or an ad-hoc request).
+
+    States (``transfers.states`` holds the table and the compare-and-set)::
+
+                 ┌──────────────────────────────────────────────┐
+                 │                                              ▼
+        pending ─┴─▶ staging ──▶ staged ──▶ delivering ──▶ succeeded
+           │            │           │           │ └──────▶ skipped
+           │            ▼           ▼           ▼
+           └────────▶ failed ◀──────┴───────────┘   (transient error, attempts left)
+                        │  └──(next_attempt_at)──▶ staging | delivering
+                        ▼
+                      dead ──(re-drive)──▶ pending   (permanent error / attempts used up)
+
+        every state but succeeded, skipped and cancelled ──(cancel)──▶ cancelled
+
+    Direct copies go pending → delivering; SFTP → SFTP (and ``always_stage``) go through
+    staging. ``claim_token`` grows at every claim and fences the worker's writes.
+    """
+
+    class SourceAction(models.TextChoices):
+        NONE = "none"  # keep: nothing to do
+        PENDING = "pending"
+        DONE = "done"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="transfers")
+    # Null for ad-hoc transfers, and for the history of a deleted route (a route is only
+    # deleted once none of its transfers is still moving, see services.delete_route).
+    route = models.ForeignKey(Route, on_delete=models.SET_NULL, null=True, blank=True, related_name="transfers")
+    source_endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="+")
+    source_path = models.CharField(max_length=1024)
+    # S3 VersionId or ETag; SFTP "size:mtime".
+    source_version = models.CharField(max_length=1024)
+    source_size = models.BigIntegerField(null=True, blank=True)
+    destination_endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="+")
+    destination_path = models.CharField(max_length=1024)
+    options = models.JSONField(default=_default_options)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    attempt = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=5)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    bytes_done = models.BigIntegerField(default=0)
+    bytes_total = models.BigIntegerField(null=True, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True)
+    staging_key = models.CharField(max_length=1024, blank=True)
+    claim_token = models.PositiveBigIntegerField(default=0)
+    claimed_by = models.CharField(max_length=200, blank=True)
+    claim_expires_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    region = models.CharField(max_length=32, blank=True)
+    partition = models.PositiveIntegerField()
+    last_error_code = models.CharField(max_length=64, blank=True)
+    last_error_message = models.CharField(max_length=2000, blank=True)
+    source_action_state = models.CharField(max_length=16, choices=SourceAction.choices, default=SourceAction.NONE)
+    source_action_error = models.CharField(max_length=2000, blank=True)
+    source_action_attempts = models.PositiveIntegerField(default=0)
+    # NULL, not "", for "no key": the partial unique constraint below ignores NULLs.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    idempotency_expires_at = models.DateTimeField(null=True, blank=True)
+    # SHA-256 of the ad-hoc request body: the same key with another body is a conflict.
+    idempotency_fingerprint = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        permissions = [("redrive_transfer", "Can re-drive failed and dead transfers")]
+        constraints = [
+            # A re-poll or a repeated event never makes a second row.
+            models.UniqueConstraint(
+                fields=["route", "source_path", "source_version"],
+                condition=Q(route__isnull=False),
+                name="transfer_unique_source_version",
+            ),
+            models.UniqueConstraint(
+                fields=["tenant", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="transfer_unique_idempotency_key",
+            ),
+            models.CheckConstraint(condition=Q(state__in=State.values), name="transfer_state_valid"),
+            models.CheckConstraint(
+                condition=Q(source_action_state__in=["none", "pending", "done", "failed"]),
+                name="transfer_source_action_valid",
+            ),
+        ]
+        indexes = [
+            # Status API: a tenant's newest first, the cursor's (created_at, id) order.
+            models.Index(fields=["tenant", "-created_at", "-id"], name="transfer_tenant_created"),
+            models.Index(fields=["tenant", "state", "-created_at"], name="transfer_tenant_state"),
+            models.Index(fields=["tenant", "route", "-created_at"], name="transfer_tenant_route"),
+            # ?path_prefix=: a LIKE 'prefix%' range scan. varchar_pattern_ops makes it usable
+            # whatever the database collation (PostgreSQL; other backends ignore opclasses).
+            models.Index(
+                fields=["tenant", "source_path"],
+                name="transfer_tenant_path",
+                opclasses=["uuid_ops", "varchar_pattern_ops"],
+            ),
+            # The region keeper's dispatch (workers): pending and due failed transfers of the
+            # partitions it holds. Partial, so it stays as small as the backlog.
+            models.Index(
+                fields=["partition", "next_attempt_at"],
+                condition=Q(state__in=sorted(DISPATCHABLE)),
+                name="transfer_dispatch_due",
+            ),
+            # The region keeper's sweep for claims whose worker died (expired claim expiry).
+            models.Index(
+                fields=["claim_expires_at"],
+                condition=Q(state__in=sorted(HELD)),
+                name="transfer_claim_expiry",
+            ),
+            # Source actions still to run or retry after a success.
+            models.Index(
+                fields=["partition"],
+                condition=Q(source_action_state__in=["pending", "failed"]),
+                name="transfer_source_action_due",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_path} → {self.destination_path} ({self.state})"
+
+    @property
+    def is_adhoc(self) -> bool:
+        return self.route_id is None
+
+
+class TransferEvent(models.Model):
+    """Append-only timeline of a transfer: one row per state change."""
+
+    id = models.BigAutoField(primary_key=True)
+    transfer = models.ForeignKey(Transfer, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField()
+    from_state = models.CharField(max_length=16, blank=True)
+    to_state = models.CharField(max_length=16)
+    region = models.CharField(max_length=32, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    detail = models.CharField(max_length=1000, blank=True)
+    attempt = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["transfer", "at", "id"], name="transfer_event_timeline")]
+
+    def __str__(self) -> str:
+        return f"{self.from_state or '∅'} → {self.to_state}"
+
+
+class FileObservation(models.Model):
+    """What the polls of a route saw of one source file, kept between polls for the
+    stability rule (unchanged size and mtime across two polls)."""
+
+    id = models.BigAutoField(primary_key=True)
+    route = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="observations")
+    path = models.CharField(max_length=1024)
+    size = models.BigIntegerField()
+    mtime = models.FloatField()
+    version = models.CharField(max_length=1024, blank=True)
+    first_seen_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    polls = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["route", "path"], name="observation_unique_path")]
+
+    def __str__(self) -> str:
+        return f"{self.path} ({self.size} B, {self.polls} polls)"

@@ -1,0 +1,62 @@
+"""``manage.py regions status|drain R|failover --from R1 --to R2|restore R``."""
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from workers import context
+from workers.regions import RegionState
+
+
+class Command(BaseCommand):
+    help = "Show and steer regions: status, drain, failover, restore."
+
+    def add_arguments(self, parser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        sub.add_parser("status", help="partitions with owner, fence, expiry; region states")
+        drain = sub.add_parser("drain", help="stop a region taking work; hand its partitions over once idle")
+        drain.add_argument("region")
+        failover = sub.add_parser("failover", help="move a region's partitions to another at once")
+        failover.add_argument("--from", dest="source", required=True)
+        failover.add_argument("--to", dest="target", required=True)
+        restore = sub.add_parser("restore", help="bring a region's partitions home")
+        restore.add_argument("region")
+
+    def _check(self, *names: str) -> None:
+        for name in names:
+            if name not in settings.FERRY_REGIONS:
+                raise CommandError(f"unknown region {name!r}; regions are {', '.join(settings.FERRY_REGIONS)}")
+
+    def handle(self, *args, action: str, **options) -> None:
+        table = context.region_table()
+        if action == "drain":
+            self._check(options["region"])
+            table.set_state(options["region"], RegionState.DRAINING)
+            self.stdout.write(f"{options['region']}: draining (partitions move once in-flight transfers finish)")
+        elif action == "failover":
+            self._check(options["source"], options["target"])
+            if options["source"] == options["target"]:
+                raise CommandError("--from and --to must differ")
+            table.set_state(options["source"], RegionState.FAILED_OVER, moved_to=options["target"])
+            self.stdout.write(f"{options['source']}: failed over to {options['target']}")
+        elif action == "restore":
+            self._check(options["region"])
+            table.set_state(options["region"], RegionState.ACTIVE)
+            self.stdout.write(f"{options['region']}: active (its partitions come home as the other region hands over)")
+        self._status()
+
+    def _status(self) -> None:
+        from workers.admin import lease_rows
+
+        regions, partitions = lease_rows()
+        self.stdout.write("\nregion       state        moved_to     last seen    partitions held")
+        for r in regions:
+            seen = f"{r['last_seen']}s ago" if r["last_seen"] is not None else "never"
+            self.stdout.write(f"{r['name']:<12} {r['state']:<12} {r['moved_to'] or '-':<12} {seen:<12} {r['held']}")
+        self.stdout.write("\npartition  home         owner        fence  expires in  should be")
+        for p in partitions:
+            expires = f"{p['expires_in']}s" if p["expires_in"] is not None else "-"
+            fence = p["fence"] if p["fence"] is not None else "-"
+            self.stdout.write(
+                f"{p['partition']:<10} {p['home']:<12} {p['owner'] or '-':<12} {fence!s:<6} {expires:<11} "
+                f"{p['should_be'] or '-'}"
+            )

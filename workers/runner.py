@@ -1,0 +1,384 @@
+"""Running one transfer: guard, claim, ledger, engine, outcome.
+
+The order (DESIGN.md §3, §4):
+
+1. **Guard**: the transfer's partition must be held by this region (lease item read
+   now); otherwise the holder's keeper dispatches it and this message is dropped.
+2. **Claim** by compare-and-set (a duplicate SQS message finds the claim live and
+   exits); a heartbeat thread extends the claim and records progress while bytes move.
+3. **Ledger claim** (fenced by the lease and the claim token): a delivery already made
+   by this transfer counts as done, one made by another transfer makes this one skipped.
+4. **Stage** (SFTP → SFTP, or ``always_stage``), then **deliver**; just before the
+   rename / upload completion the ``before_commit`` hook checks the claim is still ours
+   and marks the ledger key ``committing`` (fenced). A worker that lost either stops
+   there and its temporary file is removed by the engine.
+5. **Record** the outcome: success (ledger ``delivered``), skip, or failure (transient →
+   retry later, permanent → dead); then the after-delivery action on the source.
+
+A worker that lost its fence records nothing: the transfer belongs to whoever holds the
+newer claim or lease, and its keeper dispatches it again when the claim expires.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from controlplane import logs
+from controlplane.resources import staging_bucket
+from endpoints.services import to_spec
+from transfers import services as transfer_services
+from transfers import states
+from transfers.models import Transfer
+from transfers.naming import rename_candidate
+from transfers.states import State
+from workers import context
+from workers.engine import copy as engine
+from workers.engine import listing
+from workers.engine.locations import Location, S3Location, SftpLocation, location_of
+from workers.engine.sftpio import part_path
+from workers.engine.spec import S3Spec, SftpSpec
+from workers.errors import DestinationExists, TransferError
+from workers.ledger import ClaimOutcome, DeliveryInProgress, Fence, FenceLost, delivery_key
+
+log = logging.getLogger("ferry.runner")
+
+RENAME_ATTEMPTS = 20
+
+
+def worker_name() -> str:
+    return f"{settings.FERRY_REGION}/{socket.gethostname()}/{os.getpid()}"
+
+
+def staging_location(transfer: Transfer) -> S3Location:
+    """The transfer's staging object in this region's staging bucket (Ferry's own account)."""
+    spec = S3Spec(
+        endpoint_id="ferry-staging",
+        version=1,
+        bucket=staging_bucket(),
+        region=settings.FERRY_AWS_REGION,
+        sse="aws:kms",
+        kms_key_id=settings.FERRY_KMS_KEY_ALIAS,
+    )
+    return S3Location(spec, transfer.staging_key or f"staging/{transfer.tenant_id}/{transfer.id}")
+
+
+def needs_staging(transfer: Transfer) -> bool:
+    both_sftp = transfer.source_endpoint.kind == "sftp" and transfer.destination_endpoint.kind == "sftp"
+    return both_sftp or bool((transfer.options or {}).get("always_stage"))
+
+
+def copy_options(transfer: Transfer, *, claim_token: int = 0) -> engine.CopyOptions:
+    options = transfer.options or {}
+    policy = options.get("on_conflict", "fail")
+    return engine.CopyOptions(
+        on_conflict="fail" if policy == "rename" else policy,
+        verify=options.get("verify", "size"),
+        always_stage=bool(options.get("always_stage")),
+        part_tag=str(claim_token) if claim_token else "",
+    )
+
+
+class _Heartbeat:
+    """Extends the claim every FERRY_HEARTBEAT_INTERVAL and records progress; notices a
+    lost claim (cancelled, or re-claimed by another worker)."""
+
+    def __init__(self, transfer_id: str, claim_token: int) -> None:
+        self.transfer_id = transfer_id
+        self.claim_token = claim_token
+        self.bytes_done: int | None = None
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{transfer_id}", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def progress(self, done: int) -> None:
+        self.bytes_done = done
+
+    def beat(self) -> bool:
+        alive = states.heartbeat(
+            self.transfer_id, claim_token=self.claim_token, ttl=settings.FERRY_CLAIM_TTL, bytes_done=self.bytes_done
+        )
+        if not alive:
+            self.lost.set()
+        return alive
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(settings.FERRY_HEARTBEAT_INTERVAL):
+                try:
+                    if not self.beat():
+                        return
+                except Exception:
+                    log.warning("heartbeat failed", exc_info=True)
+        finally:
+            connection.close()
+
+
+@dataclass(frozen=True)
+class _Plan:
+    to: State
+    frm: list[State]
+
+
+def _plan(transfer: Transfer) -> _Plan:
+    if needs_staging(transfer) and not transfer.staging_key:
+        return _Plan(State.STAGING, [State.PENDING, State.FAILED, State.STAGING])
+    return _Plan(State.DELIVERING, [State.PENDING, State.FAILED, State.STAGED, State.DELIVERING])
+
+
+def run_batch(transfer_ids: list[str]) -> dict[str, str]:
+    """Run many small transfers of one route together: a few at a time on threads, all
+    over one pinned connection per SFTP endpoint. Each keeps its own claim, ledger entry
+    and outcome."""
+    results: dict[str, str] = {}
+    with engine.SharedSessions() as shared:
+
+        def one(transfer_id: str) -> str:
+            try:
+                return run_transfer(transfer_id, shared=shared)
+            finally:
+                connection.close()
+
+        with ThreadPoolExecutor(max_workers=settings.FERRY_BATCH_CONCURRENCY) as pool:
+            for transfer_id, outcome in zip(transfer_ids, pool.map(one, transfer_ids), strict=True):
+                results[transfer_id] = outcome
+    return results
+
+
+def run_transfer(transfer_id: str, *, shared: engine.SharedSessions | None = None) -> str:
+    """Run one transfer to an outcome; returns a short word for logs and tests.
+
+    Never raises for a transfer's own failure: failures are recorded on the transfer."""
+    close_old_connections()
+    transfer = Transfer.objects.select_related("source_endpoint", "destination_endpoint").filter(id=transfer_id).first()
+    if transfer is None:
+        return "missing"
+    if transfer.state in states.TERMINAL:
+        return "finished"
+    with logs.bound(
+        region=settings.FERRY_REGION,
+        tenant=str(transfer.tenant_id),
+        route=str(transfer.route_id) if transfer.route_id else None,
+        transfer=str(transfer.id),
+        partition=transfer.partition,
+    ):
+        lease = context.region_lease(transfer.partition)
+        if lease is None:
+            log.info("partition not held by this region; leaving the transfer to its holder")
+            return "not_our_partition"
+        plan = _plan(transfer)
+        token = states.claim(transfer.id, worker=worker_name(), ttl=settings.FERRY_CLAIM_TTL, to=plan.to, frm=plan.frm)
+        if token is None:
+            return "not_claimed"
+        transfer.refresh_from_db()
+        fence = Fence(settings.FERRY_REGION, transfer.partition, lease.fence, token)
+        with logs.bound(attempt=transfer.attempt), _Heartbeat(str(transfer.id), token) as heartbeat:
+            return _execute(transfer, fence, heartbeat, shared)
+
+
+def delivery_key_of(transfer: Transfer) -> str:
+    """The ledger key of a transfer's delivery. Its destination path is the one it was
+    created with; only a success records another (``on_conflict: rename``), after which
+    nothing retries it."""
+    return delivery_key(
+        tenant_id=str(transfer.tenant_id),
+        destination_endpoint_id=str(transfer.destination_endpoint_id),
+        destination_path=transfer.destination_path,
+        source_identity=f"{transfer.source_endpoint_id}:{transfer.source_path}@{transfer.source_version}",
+    )
+
+
+def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat, shared: engine.SharedSessions | None) -> str:
+    token = fence.claim_token
+    key = delivery_key_of(transfer)
+    ledger = context.ledger()
+    try:
+        outcome = ledger.claim(key, transfer_id=str(transfer.id), fence=fence)
+        if outcome == ClaimOutcome.DELIVERED_BY_OTHER:
+            _to_delivering(transfer, token)
+            transfer_services.record_skipped(transfer.id, token, reason="already delivered by another transfer")
+            return "skipped"
+        if outcome == ClaimOutcome.DELIVERED_BY_US:
+            entry = ledger.get(key)
+            _to_delivering(transfer, token)
+            transfer_services.record_success(
+                transfer.id,
+                token,
+                sha256=entry.sha256 if entry else transfer.sha256,
+                bytes_total=(entry.size if entry and entry.size is not None else transfer.bytes_total or 0),
+                now=timezone.now(),
+                detail="already delivered by an earlier attempt (ledger)",
+            )
+            _after_delivery(transfer)
+            return "succeeded"
+        source = location_of(to_spec(transfer.source_endpoint), transfer.source_path)
+        destination_spec = to_spec(transfer.destination_endpoint)
+        staging = staging_location(transfer) if needs_staging(transfer) else None
+        if staging is not None:
+            staged = engine.stage(
+                source,
+                staging,
+                transfer_id=str(transfer.id),
+                options=copy_options(transfer, claim_token=token),
+                progress=heartbeat.progress,
+                shared=shared,
+            )
+            if transfer.state == State.STAGING:
+                transfer_services.record_staged(
+                    transfer.id, token, staging_key=staging.key, sha256=staged.sha256, bytes_total=staged.size
+                )
+                _claimed_transition(transfer, token, frm=State.STAGED, to=State.DELIVERING, detail="delivering")
+            source = staging
+
+        def before_commit() -> None:
+            if heartbeat.lost.is_set() or not heartbeat.beat():
+                raise FenceLost("The claim on this transfer was lost (cancelled or taken by another worker).")
+            ledger.begin_commit(key, transfer_id=str(transfer.id), fence=fence)
+
+        result, final_path = _deliver(transfer, source, destination_spec, heartbeat, before_commit, token, shared)
+        if result.outcome == "skipped":
+            ledger.forget(key, transfer_id=str(transfer.id))
+            transfer_services.record_skipped(transfer.id, token, reason="destination exists (on_conflict: skip)")
+            return "skipped"
+        ledger.mark_delivered(key, transfer_id=str(transfer.id), sha256=result.sha256, size=result.size)
+        detail = ""
+        if result.outcome == "already_delivered":
+            detail = "the destination already held this transfer's file (an earlier attempt delivered it)"
+        transfer_services.record_success(
+            transfer.id,
+            token,
+            sha256=result.sha256,
+            bytes_total=result.size,
+            now=timezone.now(),
+            destination_path=final_path if final_path != transfer.destination_path else None,
+            detail=detail,
+        )
+        if staging is not None:
+            _remove_staging(staging)
+        _remove_older_parts(destination_spec, final_path, transfer, token)
+        _after_delivery(transfer)
+        return "succeeded"
+    except FenceLost as exc:
+        log.warning("fence lost; leaving the transfer to the newer claim or lease", extra={"reason": str(exc)})
+        return "fence_lost"
+    except (TransferError, DeliveryInProgress) as exc:
+        state = transfer_services.record_failure(transfer.id, token, exc, now=timezone.now())
+        log.warning("transfer attempt failed", extra={"code": exc.code, "error": str(exc), "state": str(state)})
+        if state == State.DEAD:
+            ledger.forget(key, transfer_id=str(transfer.id))
+        return str(state)
+    except Exception as exc:
+        log.exception("unexpected error while running a transfer")
+        state = transfer_services.record_failure(transfer.id, token, exc, now=timezone.now())
+        return str(state)
+
+
+def _deliver(transfer, source: Location, destination_spec, heartbeat: _Heartbeat, before_commit, token: int, shared):
+    """Copy to the destination; with ``on_conflict: rename`` try ``name-1``, ``name-2`` …"""
+    policy = (transfer.options or {}).get("on_conflict", "fail")
+    path = transfer.destination_path
+    for n in range(RENAME_ATTEMPTS + 1):
+        candidate = path if n == 0 else rename_candidate(path, n)
+        destination = location_of(destination_spec, candidate)
+        try:
+            result = engine.copy(
+                source,
+                destination,
+                transfer_id=str(transfer.id),
+                options=copy_options(transfer, claim_token=token),
+                progress=heartbeat.progress,
+                before_commit=before_commit,
+                shared=shared,
+            )
+            return result, candidate
+        except DestinationExists:
+            if policy != "rename" or n == RENAME_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _remove_older_parts(destination_spec, final_path: str, transfer: Transfer, token: int) -> None:
+    """Remove temporary files that earlier claims of this transfer may have left (a worker
+    killed mid-upload): each claim writes its own ``.NAME.<id>.<claim token>.part``."""
+    if not isinstance(destination_spec, SftpSpec) or token <= 1:
+        return
+    final = location_of(destination_spec, final_path)
+    for older in range(max(1, token - 10), token):
+        try:
+            listing.delete(SftpLocation(destination_spec, part_path(final.path, str(transfer.id), str(older))))
+        except TransferError:
+            log.warning("an older temporary file was not removed", extra={"claim_token": older})
+
+
+def _to_delivering(transfer: Transfer, token: int) -> None:
+    """From a staging claim, walk to delivering (a ledger answer ended the work early)."""
+    if transfer.state == State.STAGING:
+        transfer_services.record_staged(
+            transfer.id,
+            token,
+            staging_key=transfer.staging_key,
+            sha256=transfer.sha256,
+            bytes_total=transfer.bytes_total or 0,
+        )
+        _claimed_transition(transfer, token, frm=State.STAGED, to=State.DELIVERING, detail="delivering")
+
+
+def _claimed_transition(transfer: Transfer, token: int, *, frm: State, to: State, detail: str) -> None:
+    if not states.transition(transfer.id, to=to, frm=[frm], claim_token=token, detail=detail, worker=worker_name()):
+        raise FenceLost("The claim on this transfer was lost.")
+    transfer.state = to
+
+
+def _remove_staging(staging: S3Location) -> None:
+    try:
+        listing.delete(staging)
+    except TransferError:
+        # Lifecycle rules on the staging bucket remove leftovers; the delivery stands.
+        log.warning("staging object not removed", extra={"staging": str(staging)})
+
+
+def _after_delivery(transfer: Transfer) -> None:
+    """Run the source action (delete / move) once delivered; retried on its own."""
+    transfer.refresh_from_db(fields=["source_action_state", "options", "state"])
+    if transfer.state != State.SUCCEEDED or transfer.source_action_state not in (
+        Transfer.SourceAction.PENDING,
+        Transfer.SourceAction.FAILED,
+    ):
+        return
+    run_source_action(transfer)
+
+
+def run_source_action(transfer: Transfer) -> bool:
+    """Delete or move the source file of a delivered transfer; record the outcome."""
+    action = (transfer.options or {}).get("after_delivery", "keep")
+    try:
+        spec = to_spec(transfer.source_endpoint)
+        source = location_of(spec, transfer.source_path)
+        if action == "delete":
+            listing.delete(source)
+        elif isinstance(action, dict) and action.get("move_to"):
+            target = location_of(spec, posixpath.join(action["move_to"], posixpath.basename(transfer.source_path)))
+            listing.move(source, target.path if isinstance(target, SftpLocation) else target.key)
+    except TransferError as exc:
+        transfer_services.record_source_action(transfer.id, ok=False, error=f"{exc.code}: {exc}")
+        log.warning("after-delivery action failed", extra={"code": exc.code, "error": str(exc)})
+        return False
+    transfer_services.record_source_action(transfer.id, ok=True)
+    return True

@@ -1,0 +1,83 @@
+"""Polling sources: the scheduler tick (celery beat) and manual runs.
+
+Each tick takes the enabled schedule routes of the partitions this region holds whose
+``next_run_at`` has come, claims the run by compare-and-set (``take_due_run``: one poll
+per run even with several workers), lists the source and hands the files to
+``transfers.services.observe_files``, which applies the stability rule with what earlier
+polls saw and creates transfers idempotently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from django.utils import timezone
+
+from controlplane import logs
+from endpoints.services import to_spec
+from transfers import services as transfer_services
+from transfers.models import Route, Transfer
+from workers import context
+from workers.engine import listing
+from workers.engine.locations import location_of, relative_path
+from workers.errors import TransferError
+
+log = logging.getLogger(__name__)
+
+
+def poll_route(route: Route, force: bool = False) -> list[Transfer]:
+    """List ``route``'s source now and create transfers for the stable files (all of them
+    with ``force``). Raises TransferError when the source cannot be listed."""
+    spec = to_spec(route.source_endpoint)
+    folder = location_of(spec, route.source_path)
+    # List everything: done-marker files need not match the route's pattern.
+    remote = listing.list_files(folder, pattern="*", recursive=route.recursive)
+    files = []
+    for item in remote:
+        path = relative_path(spec, item.path)
+        if path is not None:
+            files.append(dataclasses.replace(item, path=path))
+    return transfer_services.observe_files(route, files, now=timezone.now(), force=force)
+
+
+def scheduler_tick() -> int:
+    """Poll every due schedule route of the partitions this region holds; returns how
+    many transfers were created."""
+    partitions = context.held_partitions()
+    if not partitions:
+        return 0
+    now = timezone.now()
+    created = 0
+    routes = Route.objects.filter(
+        enabled=True, trigger_type=Route.Trigger.SCHEDULE, partition__in=partitions, next_run_at__lte=now
+    ).select_related("source_endpoint")
+    for route in routes:
+        if not transfer_services.take_due_run(route, now=now):
+            continue
+        with logs.bound(tenant=str(route.tenant_id), route=str(route.id), partition=route.partition):
+            try:
+                created += len(poll_route(route))
+            except TransferError as exc:
+                log.warning("polling the source failed", extra={"code": exc.code, "error": str(exc)})
+            except Exception:
+                log.exception("polling the source failed unexpectedly")
+    return created
+
+
+def retry_source_actions(limit: int = 100, max_attempts: int = 5) -> int:
+    """Run after-delivery actions that failed (or never ran) again, a few times."""
+    from workers.runner import run_source_action
+
+    partitions = context.held_partitions()
+    pending = Transfer.objects.filter(
+        partition__in=partitions,
+        state="succeeded",
+        source_action_state__in=[Transfer.SourceAction.PENDING, Transfer.SourceAction.FAILED],
+        source_action_attempts__lt=max_attempts,
+    ).select_related("source_endpoint")[:limit]
+    done = 0
+    for transfer in pending:
+        with logs.bound(transfer=str(transfer.id), route=str(transfer.route_id)):
+            done += run_source_action(transfer)
+    return done
