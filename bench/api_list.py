@@ -22,49 +22,52 @@ CURSOR_DEPTH = 10  # how far a "next" chain is followed before it starts again
 
 
 def run(env: Env, sizes: Sizes) -> Figure:
-    with Stack(env.work) as stack:
-        stack.start_api()
-        a = stack.s3_endpoint(f"ferry-bench-list-{uuid.uuid4().hex[:8]}", prefix="in/")
-        b = stack.s3_endpoint(f"ferry-bench-list-{uuid.uuid4().hex[:8]}", prefix="in/")
-        routes = [stack.route(a, "/daily", b, "/copy", "manual"), stack.route(b, "/orders", a, "/copy", "manual")]
-        seeded = stack.python("bench.seed_transfers", ",".join(r["id"] for r in routes), str(sizes.api_rows))
-        seed = [line for line in seeded.splitlines() if line.startswith("BENCH-RESULT ")][-1]
-        since = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        day = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=7)).strftime("%Y-%m-%d")
-        base = f"{stack.api_url}/api/v1/transfers"
-        scenarios: dict[str, dict] = {
-            "newest": {},
-            "state=succeeded": {"state": "succeeded"},
-            "state=dead (rare)": {"state": "dead"},
-            "state=failed,pending": {"state": "failed,pending"},
-            "route": {"route": routes[0]["id"]},
-            "since 3 days": {"since": since},
-            "path_prefix (one day)": {"path_prefix": f"/daily/{day}/"},
-            "limit=200": {"limit": 200},
-        }
-        timings: dict[str, list[float]] = {name: [] for name in [*scenarios, "next (cursor)"]}
-        cursor: str | None = None
-        depth = 0
-        done = 0
-        total = WARMUP + sizes.api_requests
-        names = list(scenarios)
-        i = 0
-        while done < total:
-            # Every other request follows the newest page's "next" chain.
-            if i % 2 and cursor:
-                name, url = "next (cursor)", cursor
-            else:
-                name = names[(i // 2) % len(names)]
-                url = base + (f"?{urlencode(scenarios[name])}" if scenarios[name] else "")
-            i += 1
-            seconds, body = stack.get_url(url)
-            assert isinstance(body.get("results"), list)
-            if name in ("newest", "next (cursor)"):
-                depth = depth + 1 if name == "next (cursor)" else 0
-                cursor = body.get("next") if depth < CURSOR_DEPTH else None
-            if done >= WARMUP:
-                timings[name].append(round(seconds * 1000, 2))
-            done += 1
+    stack = Stack.shared(env)
+    # No keeper or worker: the seeded pending and failed rows must not be dispatched, and the
+    # API should have the machine to itself.
+    stack.stop_processes("keeper", "worker", "events")
+    stack.start_api()
+    a = stack.s3_endpoint(f"ferry-bench-list-{uuid.uuid4().hex[:8]}", prefix="in/")
+    b = stack.s3_endpoint(f"ferry-bench-list-{uuid.uuid4().hex[:8]}", prefix="in/")
+    routes = [stack.route(a, "/daily", b, "/copy", "manual"), stack.route(b, "/orders", a, "/copy", "manual")]
+    seeded = stack.python("bench.seed_transfers", ",".join(r["id"] for r in routes), str(sizes.api_rows))
+    seed = [line for line in seeded.splitlines() if line.startswith("BENCH-RESULT ")][-1]
+    since = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    day = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=7)).strftime("%Y-%m-%d")
+    base = f"{stack.api_url}/api/v1/transfers"
+    scenarios: dict[str, dict] = {
+        "newest": {},
+        "state=succeeded": {"state": "succeeded"},
+        "state=dead (rare)": {"state": "dead"},
+        "state=failed,pending": {"state": "failed,pending"},
+        "route": {"route": routes[0]["id"]},
+        "since 3 days": {"since": since},
+        "path_prefix (one day)": {"path_prefix": f"/daily/{day}/"},
+        "limit=200": {"limit": 200},
+    }
+    timings: dict[str, list[float]] = {name: [] for name in [*scenarios, "next (cursor)"]}
+    cursor: str | None = None
+    depth = 0
+    done = 0
+    total = WARMUP + sizes.api_requests
+    names = list(scenarios)
+    i = 0
+    while done < total:
+        # Every other request follows the newest page's "next" chain.
+        if i % 2 and cursor:
+            name, url = "next (cursor)", cursor
+        else:
+            name = names[(i // 2) % len(names)]
+            url = base + (f"?{urlencode(scenarios[name])}" if scenarios[name] else "")
+        i += 1
+        seconds, body = stack.get_url(url)
+        assert isinstance(body.get("results"), list)
+        if name in ("newest", "next (cursor)"):
+            depth = depth + 1 if name == "next (cursor)" else 0
+            cursor = body.get("next") if depth < CURSOR_DEPTH else None
+        if done >= WARMUP:
+            timings[name].append(round(seconds * 1000, 2))
+        done += 1
     every = [t for values in timings.values() for t in values]
     p95 = percentile(every, 95)
     return Figure(

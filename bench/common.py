@@ -164,6 +164,7 @@ class ChildRun:
 
 def run_child(cmd: list[str], *, env: dict[str, str] | None = None, timeout: float = 1800) -> ChildRun:
     """Run ``cmd`` to completion and return its wall time and its own peak RSS."""
+    WORK.mkdir(parents=True, exist_ok=True)
     out_path = WORK / f"child-{uuid.uuid4().hex}.out"
     with open(out_path, "wb") as out:
         start = time.perf_counter()
@@ -212,6 +213,7 @@ class Env:
         self.work = work
         self.sshd: services.Sshd | None = None
         self.s3: services.RcloneS3 | None = None
+        self.closers: list[Callable[[], None]] = []  # services a benchmark started for the session
 
     def __enter__(self) -> Env:
         self.work.mkdir(parents=True, exist_ok=True)
@@ -231,6 +233,8 @@ class Env:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for close in reversed(self.closers):
+            close()
         if self.s3:
             self.s3.stop()
         if self.sshd:

@@ -46,26 +46,26 @@ def parse_time(value: str) -> float:
 def run(env: Env, sizes: Sizes) -> Figure:
     assert env.sshd
     count = sizes.event_files
-    with Stack(env.work) as stack:
-        stack.start_api()
-        stack.start_workers(events=True)
-        bucket = f"ferry-bench-events-{uuid.uuid4().hex[:8]}"
-        source = stack.s3_endpoint(bucket, prefix="in/")
-        destination = stack.sftp_endpoint(env.sshd)
-        dst = env.fresh_dir("events")
-        route = stack.route(source, "/drop", destination, f"/{dst.name}", "event")
-        s3 = stack.s3()
-        put_at: dict[str, float] = {}
-        seen_at: dict[str, float] = {}
-        for i in range(WARMUP + count):
-            name = f"event-{i:04d}.bin"
-            body = os.urandom(1024)
-            put_at[name] = time.time()
-            s3.put_object(Bucket=bucket, Key=f"in/drop/{name}", Body=body)
-            seen_at[name] = wait_for(dst / name)
-            assert (dst / name).read_bytes() == body
-        time.sleep(1)  # the last success is recorded just after the rename
-        transfers = {t["source_path"].rsplit("/", 1)[-1]: t for t in stack.transfers(route["id"])}
+    stack = Stack.shared(env)
+    stack.start_api()
+    stack.start_workers(events=True)
+    bucket = f"ferry-bench-events-{uuid.uuid4().hex[:8]}"
+    source = stack.s3_endpoint(bucket, prefix="in/")
+    destination = stack.sftp_endpoint(env.sshd)
+    dst = env.fresh_dir("events")
+    route = stack.route(source, "/drop", destination, f"/{dst.name}", "event")
+    s3 = stack.s3()
+    put_at: dict[str, float] = {}
+    seen_at: dict[str, float] = {}
+    for i in range(WARMUP + count):
+        name = f"event-{i:04d}.bin"
+        body = os.urandom(1024)
+        put_at[name] = time.time()
+        s3.put_object(Bucket=bucket, Key=f"in/drop/{name}", Body=body)
+        seen_at[name] = wait_for(dst / name)
+        assert (dst / name).read_bytes() == body
+    time.sleep(1)  # the last success is recorded just after the rename
+    transfers = {t["source"]["path"].rsplit("/", 1)[-1]: t for t in stack.transfers(route["id"])}
     names = sorted(put_at)
     warm, timed = names[:WARMUP], names[WARMUP:]
     not_done = [n for n in names if transfers.get(n, {}).get("state") != "succeeded"]

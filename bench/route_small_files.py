@@ -76,25 +76,25 @@ def run(env: Env, sizes: Sizes) -> Figure:
     folder = os.path.relpath(folder_path, env.data_dir)
     runs: dict[str, list[float]] = {"ferry": [], "rclone": []}
     seconds: dict[str, list[float]] = {"ferry": [], "rclone": []}
-    with Stack(env.work) as stack:
-        stack.start_api()
-        stack.start_workers()
-        bucket = f"ferry-bench-route-{uuid.uuid4().hex[:8]}"
-        destination = stack.s3_endpoint(bucket, prefix="out/")
-        source = stack.sftp_endpoint(env.sshd)
-        s3 = stack.s3()
-        for i in range(sizes.runs):
-            prefix = f"rclone-{i}-{uuid.uuid4().hex[:6]}"
-            r = rclone_to_moto(env, stack, "copy", f"sftp:{folder_path}", f"s3:{bucket}/{prefix}/")
-            assert count_objects(s3, bucket, f"{prefix}/") == count
-            runs["rclone"].append(round(count / r.seconds, 1))
-            seconds["rclone"].append(round(r.seconds, 2))
+    stack = Stack.shared(env)
+    stack.start_api()
+    stack.start_workers()
+    bucket = f"ferry-bench-route-{uuid.uuid4().hex[:8]}"
+    destination = stack.s3_endpoint(bucket, prefix="out/")
+    source = stack.sftp_endpoint(env.sshd)
+    s3 = stack.s3()
+    for i in range(sizes.runs):
+        prefix = f"rclone-{i}-{uuid.uuid4().hex[:6]}"
+        r = rclone_to_moto(env, stack, "copy", f"sftp:{folder_path}", f"s3:{bucket}/{prefix}/")
+        assert count_objects(s3, bucket, f"{prefix}/") == count
+        runs["rclone"].append(round(count / r.seconds, 1))
+        seconds["rclone"].append(round(r.seconds, 2))
 
-            prefix = f"ferry-{i}-{uuid.uuid4().hex[:6]}"
-            took = ferry_once(stack, source, destination, folder, prefix, count)
-            assert count_objects(s3, bucket, f"out/{prefix}/") == count
-            runs["ferry"].append(round(count / took, 1))
-            seconds["ferry"].append(round(took, 2))
+        prefix = f"ferry-{i}-{uuid.uuid4().hex[:6]}"
+        took = ferry_once(stack, source, destination, folder, prefix, count)
+        assert count_objects(s3, bucket, f"out/{prefix}/") == count
+        runs["ferry"].append(round(count / took, 1))
+        seconds["ferry"].append(round(took, 2))
     return Figure(
         name="route_small_files",
         ferry=median(runs["ferry"]),

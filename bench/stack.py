@@ -23,7 +23,7 @@ from urllib.parse import urlencode
 
 import psycopg
 
-from bench.common import ROOT
+from bench.common import ROOT, Env
 from deploy.local import services
 
 PG = "postgresql://postgres@127.0.0.1:5432"
@@ -31,23 +31,24 @@ DATABASE = os.environ.get("FERRY_BENCH_DATABASE", "ferry_bench")
 REGION = "us-east-1"
 
 
-def recreate_database(name: str) -> None:
-    """Drop ``name`` (ending its connections) and create it empty."""
+def drop_database(name: str, *, create: bool = False) -> None:
+    """Drop ``name`` (ending its connections); with ``create``, make it again, empty."""
     with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
         conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
             (name,),
         )
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
+        if create:
+            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 class Stack:
     """A context manager: moto + database + bootstrap on enter; ``start_*`` for the rest."""
 
-    def __init__(self, work: Path, *, database: str = DATABASE) -> None:
+    def __init__(self, work: Path, *, database: str | None = None) -> None:
         self.work = work
-        self.database = database
+        self.database = database or DATABASE
         self.logs = work / "stack-logs"
         self.moto: services.Moto | None = None
         self.processes: list[services.Process] = []
@@ -87,7 +88,7 @@ class Stack:
         try:
             self.moto = services.start_moto(log_path=self.logs / "moto.log")
             self.processes.append(self.moto.process)
-            recreate_database(self.database)
+            drop_database(self.database, create=True)
             self.manage("migrate", "--noinput")
             self.manage("bootstrap_aws")
         except BaseException:
@@ -97,6 +98,17 @@ class Stack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    @classmethod
+    def shared(cls, env: Env) -> Stack:
+        """One stack for the session's service benchmarks (started once: its start costs
+        about 20 s), stopped when ``env`` closes."""
+        stack = env.__dict__.get("_ferry_stack")
+        if stack is None:
+            stack = cls(env.work).__enter__()
+            env.__dict__["_ferry_stack"] = stack
+            env.closers.append(stack.stop)
+        return stack
 
     def stop(self) -> None:
         services.stop_together(list(reversed(self.processes)))
@@ -136,7 +148,25 @@ class Stack:
         self.processes.append(process)
         return process
 
+    def running(self, name: str) -> bool:
+        return any(p.name == name and p.proc.poll() is None for p in self.processes)
+
+    def stop_processes(self, *names: str) -> None:
+        chosen = [p for p in self.processes if p.name in names]
+        services.stop_together(chosen)
+        self.processes = [p for p in self.processes if p not in chosen]
+
+    def new_tenant(self) -> None:
+        """A tenant of its own and its write key: each benchmark sees only its own rows."""
+        tenant = self.manage("create_tenant", f"bench-{uuid.uuid4().hex[:8]}").split()
+        self.tenant_id = tenant[-1]
+        self.api_key = self.manage("create_api_key", self.tenant_id).strip().splitlines()[-1]
+
     def start_api(self, workers: int = 2) -> None:
+        """The API under gunicorn (once), and a fresh tenant."""
+        if self.running("api"):
+            self.new_tenant()
+            return
         port = services.free_port()
         process = self._spawn(
             "api",
@@ -153,13 +183,15 @@ class Stack:
         )
         services.wait_for_port(port, proc=process.proc, timeout=60)
         self.api_url = f"http://127.0.0.1:{port}"
-        tenant = self.manage("create_tenant", f"bench-{uuid.uuid4().hex[:8]}").split()
-        self.tenant_id = tenant[-1]
-        self.api_key = self.manage("create_api_key", self.tenant_id).strip().splitlines()[-1]
+        self.new_tenant()
 
     def start_workers(self, *, events: bool = False, timeout: float = 90) -> None:
         """One keeper, one Celery worker (and the event consumer); returns once the worker
-        is ready and the keeper holds every partition."""
+        is ready and the keeper holds every partition. Already running ones are kept."""
+        if events and not self.running("events"):
+            self._spawn("events", [sys.executable, str(ROOT / "manage.py"), "consume_events"])
+        if self.running("worker"):
+            return
         self._spawn("keeper", [sys.executable, str(ROOT / "manage.py"), "run_keeper"])
         worker = self._spawn(
             "worker",
@@ -183,8 +215,6 @@ class Stack:
                 "INFO",  # for its "ready." line
             ],
         )
-        if events:
-            self._spawn("events", [sys.executable, str(ROOT / "manage.py"), "consume_events"])
         deadline = time.monotonic() + timeout
         while True:
             held = self.python("bench.stack_probe").strip()
