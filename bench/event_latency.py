@@ -47,8 +47,9 @@ def run(env: Env, sizes: Sizes) -> Figure:
     assert env.sshd
     count = sizes.event_files
     stack = Stack.shared(env)
+    stack.start_workers(events=True, wait=False)
     stack.start_api()
-    stack.start_workers(events=True)
+    stack.wait_workers()
     bucket = f"ferry-bench-events-{uuid.uuid4().hex[:8]}"
     source = stack.s3_endpoint(bucket, prefix="in/")
     destination = stack.sftp_endpoint(env.sshd)

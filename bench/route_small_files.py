@@ -77,8 +77,9 @@ def run(env: Env, sizes: Sizes) -> Figure:
     runs: dict[str, list[float]] = {"ferry": [], "rclone": []}
     seconds: dict[str, list[float]] = {"ferry": [], "rclone": []}
     stack = Stack.shared(env)
+    stack.start_workers(wait=False)
     stack.start_api()
-    stack.start_workers()
+    stack.wait_workers()
     bucket = f"ferry-bench-route-{uuid.uuid4().hex[:8]}"
     destination = stack.s3_endpoint(bucket, prefix="out/")
     source = stack.sftp_endpoint(env.sshd)

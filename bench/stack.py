@@ -158,9 +158,7 @@ class Stack:
 
     def new_tenant(self) -> None:
         """A tenant of its own and its write key: each benchmark sees only its own rows."""
-        tenant = self.manage("create_tenant", f"bench-{uuid.uuid4().hex[:8]}").split()
-        self.tenant_id = tenant[-1]
-        self.api_key = self.manage("create_api_key", self.tenant_id).strip().splitlines()[-1]
+        self.tenant_id, self.api_key = self.python("bench.stack_child", "tenant").split()[-2:]
 
     def start_api(self, workers: int = 2) -> None:
         """The API under gunicorn (once), and a fresh tenant."""
@@ -181,19 +179,20 @@ class Stack:
                 "-",
             ],
         )
+        self.new_tenant()  # while gunicorn starts
         services.wait_for_port(port, proc=process.proc, timeout=60)
         self.api_url = f"http://127.0.0.1:{port}"
-        self.new_tenant()
 
-    def start_workers(self, *, events: bool = False, timeout: float = 90) -> None:
-        """One keeper, one Celery worker (and the event consumer); returns once the worker
-        is ready and the keeper holds every partition. Already running ones are kept."""
+    def start_workers(self, *, events: bool = False, wait: bool = True) -> None:
+        """One keeper, one Celery worker (and the event consumer); with ``wait``, returns once
+        the worker is ready and the keeper holds every partition (else call
+        :meth:`wait_workers`). Already running ones are kept."""
         if events and not self.running("events"):
             self._spawn("events", [sys.executable, str(ROOT / "manage.py"), "consume_events"])
         if self.running("worker"):
             return
         self._spawn("keeper", [sys.executable, str(ROOT / "manage.py"), "run_keeper"])
-        worker = self._spawn(
+        self._spawn(
             "worker",
             [
                 sys.executable,
@@ -215,18 +214,25 @@ class Stack:
                 "INFO",  # for its "ready." line
             ],
         )
+        if wait:
+            self.wait_workers()
+
+    def wait_workers(self, timeout: float = 90) -> None:
+        (worker,) = [p for p in self.processes if p.name == "worker"]
         deadline = time.monotonic() + timeout
-        while True:
-            held = self.python("bench.stack_probe").strip()
-            log = worker.log_path.read_text(errors="replace") if worker.log_path else ""
-            if held == "all" and "ready." in log:
-                break
+        # The worker's "ready." first (a log read), then the leases (a Django process each):
+        # the keeper takes them while the worker starts.
+        held = "not asked"
+        while (
+            "ready." not in (worker.log_path.read_text(errors="replace") if worker.log_path else "")
+            or (held := self.python("bench.stack_child", "partitions").strip()) != "all"
+        ):
             for p in self.processes:
                 if p.proc.poll() is not None:
                     raise RuntimeError(f"{p.name} exited: {p.log_path.read_text()[-2000:] if p.log_path else ''}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the keeper/worker did not come up (partitions: {held}); see {self.logs}")
-            time.sleep(0.5)
+            time.sleep(0.2)
 
     # --- the API ----------------------------------------------------------------------------
 
