@@ -319,6 +319,12 @@ class Stack:
                 return found
             _, page = self.get_url(page["next"])
 
+    def moto_requests(self) -> int:
+        """How many requests the moto server has answered so far (one log line each)."""
+        assert self.moto and self.moto.process.log_path
+        with open(self.moto.process.log_path, "rb") as f:
+            return sum(1 for line in f if b' HTTP/1.1" ' in line)
+
     def s3(self):
         import boto3
 
