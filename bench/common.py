@@ -46,6 +46,11 @@ class Sizes:
     small_count: int = 1000  # goal 4: 1000 files of 4 KiB
     small_size: int = 4096
     memory: tuple[int, ...] = (256 * MiB, 2 << 30)  # goal 6
+    # The service benchmarks (issue 5): the whole stack, not the engine alone.
+    event_files: int = 100  # event_latency: 1 KiB objects, one at a time
+    route_files: int = 1000  # route_small_files: 4 KiB files through one route
+    api_rows: int = 100_000  # api_list: transfers in PostgreSQL
+    api_requests: int = 300  # api_list: timed GETs
     quick: bool = False
 
     @classmethod
@@ -60,6 +65,9 @@ class Sizes:
             library=64 * MiB,
             small_count=100,
             memory=(64 * MiB, 256 * MiB),
+            event_files=20,
+            route_files=200,
+            api_requests=150,
             quick=True,
         )
 
@@ -73,6 +81,10 @@ class Sizes:
             library=MiB,
             small_count=10,
             memory=(MiB, 2 * MiB),
+            event_files=2,
+            route_files=5,
+            api_rows=200,
+            api_requests=10,
             quick=True,
         )
 
@@ -201,6 +213,7 @@ class Env:
         self.work = work
         self.sshd: services.Sshd | None = None
         self.s3: services.RcloneS3 | None = None
+        self.closers: list[Callable[[], None]] = []  # services a benchmark started for the session
 
     def __enter__(self) -> Env:
         self.work.mkdir(parents=True, exist_ok=True)
@@ -220,6 +233,8 @@ class Env:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for close in reversed(self.closers):
+            close()
         if self.s3:
             self.s3.stop()
         if self.sshd:

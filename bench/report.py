@@ -106,6 +106,12 @@ def write_markdown(
         " tops out near 100 MB/s). MB = 10^6 bytes. Ferry's timings are of the engine call in a fresh worker"
         " process (connections included, the pool starts cold); rclone's and OpenSSH's are of their whole process.",
         "",
+        "The service benchmarks (`event_latency`, `route_small_files`, `api_list`; `bench/stack.py`) run the"
+        " whole service instead, as real processes: the moto server (S3, SQS, EventBridge, DynamoDB, Secrets"
+        " Manager), a PostgreSQL database of their own (`ferry_bench`), one keeper, one Celery worker"
+        " (concurrency 2), `manage.py consume_events` and the API under gunicorn, driven over HTTP;"
+        " `route_small_files`' rclone writes to the same moto server.",
+        "",
         "Run: `make bench` (= `.venv/bin/python -m bench.run`, about 25 minutes here with 1 GiB and 2 GiB files;"
         " writes these two files), `BENCH_QUICK=1 make bench` (the same benchmarks, smaller, under five"
         " minutes; writes to `bench/.work/quick/`), `--only NAME[,NAME] --merge` to re-measure some and keep"

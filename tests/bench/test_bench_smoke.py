@@ -7,17 +7,20 @@ sshd and ``rclone serve s3``, then checks each figure and the JSON the runner wr
 from __future__ import annotations
 
 import json
+import uuid
 
-from bench import run
+from bench import run, stack
 from bench.common import Sizes
 from bench.ferry import available as engine_available
 
 REQUIRED = {"name", "ferry", "peer", "unit", "ratio", "sink", "date"}
+SERVICE = ["event_latency", "route_small_files", "api_list"]  # the whole stack (issue 5)
+ENGINE = [name for name in run.BENCHMARKS if name not in SERVICE]
 
 
 def test_every_benchmark_returns_figures_and_the_json_has_the_required_keys(tmp_path):
-    figures = run.run(Sizes.tiny(), list(run.BENCHMARKS), tmp_path / "out", work=tmp_path / "work")
-    assert [f.name for f in figures] == list(run.BENCHMARKS)
+    figures = run.run(Sizes.tiny(), ENGINE, tmp_path / "out", work=tmp_path / "work")
+    assert [f.name for f in figures] == ENGINE
     for figure in figures:
         assert figure.peer is not None and figure.peer > 0, (figure.name, figure.note)
         assert figure.sink and figure.unit
@@ -32,6 +35,26 @@ def test_every_benchmark_returns_figures_and_the_json_has_the_required_keys(tmp_
     markdown = (tmp_path / "out" / "BENCHMARKS.md").read_text()
     assert "| `sftp_to_s3` |" in markdown and "OpenSSH" in markdown and "rclone v" in markdown
     assert entries["sftp_to_s3"]["details"]["ceiling_mbps"] > 0
+
+
+def test_the_service_benchmarks_run_on_one_stack_of_real_processes(tmp_path, monkeypatch):
+    # A database of this checkout's own, so a benchmark run elsewhere keeps its ferry_bench.
+    database = f"ferry_bench_smoke_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr(stack, "DATABASE", database)
+    try:
+        figures = run.run(Sizes.tiny(), SERVICE, tmp_path / "out", work=tmp_path / "work")
+    finally:
+        stack.drop_database(database)
+    by_name = {f.name: f for f in figures}
+    assert list(by_name) == SERVICE
+    for figure in figures:
+        assert figure.ferry is not None and figure.ferry > 0, (figure.name, figure.note)
+    assert by_name["route_small_files"].peer and by_name["route_small_files"].ratio
+    assert by_name["event_latency"].peer is None and "1.4 s" in by_name["event_latency"].note
+    assert by_name["event_latency"].details["files"] == Sizes.tiny().event_files
+    assert by_name["api_list"].details["requests"] == Sizes.tiny().api_requests
+    payload = json.loads((tmp_path / "out" / "benchmarks.json").read_text())
+    assert {b["name"] for b in payload["benchmarks"]} == set(SERVICE)
 
 
 def test_ratio_is_ferry_over_peer_and_null_without_ferry():
