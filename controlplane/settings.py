@@ -92,6 +92,10 @@ else:
     _default_db = None
 DATABASES = {"default": env.db_url("DATABASE_URL", default=_default_db) if _default_db else env.db_url("DATABASE_URL")}
 _db = DATABASES["default"]
+# On AWS the password comes from Secrets Manager as its own variable (the task definition
+# injects it), so DATABASE_URL carries no secret and can sit in plain configuration.
+if _db_password := env.str("DATABASE_PASSWORD", default=""):
+    _db["PASSWORD"] = _db_password
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock at BEGIN so
     # two writers queue on the busy timeout instead of failing mid-transaction. Every state
@@ -165,7 +169,9 @@ FERRY_AWS_READ_TIMEOUT = env.float("FERRY_AWS_READ_TIMEOUT", default=30.0)
 FERRY_AWS_MAX_ATTEMPTS = env.int("FERRY_AWS_MAX_ATTEMPTS", default=5)
 FERRY_READY_TIMEOUT = env.float("FERRY_READY_TIMEOUT", default=2.0)
 
-FERRY_KMS_KEY_ALIAS = env.str("FERRY_KMS_KEY_ALIAS", default="alias/ferry")
+FERRY_KMS_KEY_ALIAS = env.str("FERRY_KMS_KEY_ALIAS", default=f"alias/{FERRY_RESOURCE_PREFIX}")
+# Endpoint secrets are replicated to these regions (on AWS: the other active region).
+FERRY_SECRET_REPLICA_REGIONS = env.list("FERRY_SECRET_REPLICA_REGIONS", default=[])
 FERRY_STAGING_BUCKET = env.str("FERRY_STAGING_BUCKET", default=f"{FERRY_RESOURCE_PREFIX}-staging-{FERRY_REGION}")
 FERRY_TABLE_LEASES = env.str("FERRY_TABLE_LEASES", default=f"{FERRY_RESOURCE_PREFIX}-leases")
 FERRY_TABLE_LEDGER = env.str("FERRY_TABLE_LEDGER", default=f"{FERRY_RESOURCE_PREFIX}-ledger")

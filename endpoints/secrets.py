@@ -1,10 +1,11 @@
 """Endpoint credentials in Secrets Manager: store, rotate, resolve, schedule deletion.
 
 One secret per endpoint, named ``ferry/<tenant id>/endpoints/<endpoint id>``, encrypted
-with Ferry's KMS key (``FERRY_KMS_KEY_ALIAS``), its value a JSON object of the endpoint's
-credentials (``password``, ``private_key``, ``passphrase``; ``access_key_id``,
-``secret_access_key``). Rotation writes a new version; the database keeps only the ARN and
-the current version id.
+with Ferry's KMS key (``FERRY_KMS_KEY_ALIAS``), replicated to the regions in
+``FERRY_SECRET_REPLICA_REGIONS`` (the same alias names the multi-Region key's replica
+there), its value a JSON object of the endpoint's credentials (``password``,
+``private_key``, ``passphrase``; ``access_key_id``, ``secret_access_key``). Rotation writes
+a new version; the database keeps only the ARN and the current version id.
 
 Every value handled here is registered with :func:`controlplane.logs.register_secret`, so
 it is masked should it ever reach a log line; nothing here logs or raises a value.
@@ -51,6 +52,14 @@ def register(credentials: dict[str, Any]) -> None:
                     logs.register_secret(line)
 
 
+def replica_regions() -> list[str]:
+    """Regions the secret is replicated to (``FERRY_SECRET_REPLICA_REGIONS``): on AWS the
+    other active region, so its workers read the credentials locally when this region is
+    lost. Versions written later (rotation) replicate by themselves."""
+    own = settings.FERRY_AWS_REGION
+    return [r for r in settings.FERRY_SECRET_REPLICA_REGIONS if r and r != own]
+
+
 def _client() -> Any:
     return aws.client("secretsmanager")
 
@@ -63,6 +72,9 @@ def _fail(operation: str, exc: Exception) -> SecretsUnavailable:
 def store(*, tenant_id: Any, endpoint_id: Any, credentials: dict[str, Any]) -> StoredSecret:
     """Create the endpoint's secret; return its ARN and first version id."""
     register(credentials)
+    kwargs: dict[str, Any] = {}
+    if replicas := replica_regions():
+        kwargs["AddReplicaRegions"] = [{"Region": r, "KmsKeyId": settings.FERRY_KMS_KEY_ALIAS} for r in replicas]
     try:
         made = _client().create_secret(
             Name=secret_name(tenant_id, endpoint_id),
@@ -73,6 +85,7 @@ def store(*, tenant_id: Any, endpoint_id: Any, credentials: dict[str, Any]) -> S
                 {"Key": "ferry:tenant", "Value": str(tenant_id)},
                 {"Key": "ferry:endpoint", "Value": str(endpoint_id)},
             ],
+            **kwargs,
         )
     except (ClientError, BotoCoreError) as exc:
         raise _fail("create", exc) from None

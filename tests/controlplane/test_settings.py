@@ -1,0 +1,58 @@
+"""Production settings as the AWS task definitions set them (deploy/aws/region.yaml).
+
+Settings are read once per process, so each case runs in a fresh interpreter."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+_PRINT = (
+    "import json, django; from django.conf import settings; django.setup(); "
+    "db = settings.DATABASES['default']; "
+    "print(json.dumps({k: db.get(k) for k in ('HOST', 'NAME', 'USER', 'PASSWORD', 'OPTIONS')} | "
+    "{'debug': settings.DEBUG, 'kms': settings.FERRY_KMS_KEY_ALIAS, 'replicas': settings.FERRY_SECRET_REPLICA_REGIONS}))"
+)
+
+
+def _settings(**env: str) -> dict:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("FERRY_", "DATABASE_", "SECRET_KEY"))}
+    clean.update(DJANGO_SETTINGS_MODULE="controlplane.settings", **env)
+    done = subprocess.run(
+        [sys.executable, "-c", _PRINT], cwd=ROOT, env=clean, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_production_takes_the_database_password_from_its_own_variable():
+    got = _settings(
+        FERRY_PROFILE="production",
+        SECRET_KEY="k" * 50,
+        DATABASE_URL="postgres://ferry@db.internal:5432/ferry?sslmode=require",
+        DATABASE_PASSWORD="p@ss:word/with#odd chars",
+        FERRY_RESOURCE_PREFIX="acme-ferry",
+        FERRY_SECRET_REPLICA_REGIONS="us-west-2",
+    )
+    assert (got["HOST"], got["NAME"], got["USER"]) == ("db.internal", "ferry", "ferry")
+    assert got["PASSWORD"] == "p@ss:word/with#odd chars"
+    assert got["OPTIONS"] == {"sslmode": "require"}
+    assert got["debug"] is False
+    assert got["kms"] == "alias/acme-ferry"
+    assert got["replicas"] == ["us-west-2"]
+
+
+def test_without_the_variable_the_url_password_stays():
+    got = _settings(
+        FERRY_PROFILE="production",
+        SECRET_KEY="k" * 50,
+        DATABASE_URL="postgres://ferry:inurl@db.internal:5432/ferry",
+    )
+    assert got["PASSWORD"] == "inurl"
+    assert got["kms"] == "alias/ferry"
+    assert got["replicas"] == []
