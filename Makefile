@@ -5,10 +5,16 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
+# The infrastructure checkers (checkov, cfn-lint, hadolint) live in a venv of their own:
+# checkov pins many libraries that would clash with the app's. tests/deploy runs them.
+IAC_VENV  := .venv-iac
+IAC_STAMP := $(IAC_VENV)/.installed-$(shell cat deploy/requirements-iac.txt | sha256sum | cut -c1-12)
 
-.PHONY: run test lint bench install system-deps clean
+.PHONY: run test lint bench install iac-tools system-deps clean
 
 install: $(STAMP)
+
+iac-tools: $(IAC_STAMP)
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +22,13 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
+
+$(IAC_STAMP): deploy/requirements-iac.txt
+	test -x $(IAC_VENV)/bin/python || $(PYTHON) -m venv $(IAC_VENV)
+	$(IAC_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(IAC_VENV)/bin/python -m pip install --quiet -r deploy/requirements-iac.txt
+	rm -f $(IAC_VENV)/.installed-*
+	touch $(IAC_STAMP)
 
 # OpenSSH's sshd (tests, local SFTP) and a PostgreSQL server (tests); installed as root when absent.
 system-deps:
@@ -25,7 +38,7 @@ run: install
 	@bash deploy/local/system-deps.sh --optional
 	$(BIN)/python -m deploy.local.stack
 
-test: install system-deps
+test: install iac-tools system-deps
 	$(BIN)/python -m deploy.local.postgres
 	$(BIN)/python -m pytest
 

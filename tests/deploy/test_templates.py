@@ -1,0 +1,167 @@
+"""Structural tests over issue 7's templates (``deploy/aws/global.yaml``, ``region.yaml``) and
+their parameter files: what cfn-lint and checkov do not know about Ferry.
+
+Offline and without the database; the names the app expects come from its own settings
+(``controlplane.resources``, ``controlplane.bootstrap``) and its Django commands. Each check
+is a function in ``checks.py`` returning problems; ``test_checks.py`` shows each can fail.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import get_commands
+
+from controlplane.bootstrap import TABLE_KEYS
+from controlplane.resources import dead_letter_queue, queues, tables
+from tests.deploy import cfn, checks
+from tests.deploy.tools import AWS_DIR, required_templates
+
+REGIONS = ("us-east-1", "us-west-2")
+
+# Actions AWS does not let a policy scope to a resource: only these may use Resource "*".
+UNSCOPABLE = {
+    "ecr:GetAuthorizationToken": "Registry login token; the pull itself is scoped to the repository.",
+    "sqs:ListQueues": "Lists by name prefix; SQS has no resource-level permission for it.",
+    "cloudwatch:PutMetricData": "No resource type; narrowed by a cloudwatch:namespace condition instead.",
+    "xray:PutTraceSegments": "X-Ray trace upload has no resource type.",
+    "xray:PutTelemetryRecords": "X-Ray daemon telemetry has no resource type.",
+}
+# An unscopable action that must still be narrowed by this condition key.
+REQUIRED_CONDITIONS = {"cloudwatch:PutMetricData": "cloudwatch:namespace"}
+
+# Logical id of each ECS service → the process it runs. Every region runs all five.
+SERVICES = {
+    "ApiService": "api",
+    "WorkerService": "worker",
+    "BeatService": "beat",
+    "KeeperService": "keeper",
+    "EventsService": "events",
+}
+
+
+def load(name: str) -> dict[str, Any]:
+    required_templates()
+    return cfn.load(AWS_DIR / name)
+
+
+def parameters(path: Path) -> dict[str, str] | None:
+    return checks.load_parameters(path) if path.is_file() else None
+
+
+def variables(template: dict[str, Any], region: str, params: dict[str, str] | None) -> dict[str, str]:
+    """What ``${...}`` evaluates to in ``region``'s stack: parameters and pseudo parameters."""
+    return {
+        **cfn.parameter_values(template, params),
+        "AWS::Region": region,
+        "AWS::Partition": "aws",
+        "AWS::URLSuffix": "amazonaws.com",
+    }
+
+
+def app_queues(region: str) -> list[str]:
+    """The queues the app addresses in ``region``, dead-letter queues included."""
+    names = queues(region).all()
+    return names + [dead_letter_queue(name) for name in names]
+
+
+def no_problems(problems: list[str], where: str) -> None:
+    assert not problems, f"{where}:\n" + "\n".join(f"  {problem}" for problem in problems)
+
+
+TEMPLATES = pytest.mark.parametrize("name", ["global.yaml", "region.yaml"])
+
+
+@TEMPLATES
+def test_every_queue_has_a_dead_letter_queue(name):
+    no_problems(checks.queue_dead_letters(load(name)), name)
+
+
+@TEMPLATES
+def test_buckets_are_encrypted_private_and_versioned(name):
+    no_problems(checks.bucket_protection(load(name)), name)
+
+
+@TEMPLATES
+def test_no_iam_statement_allows_wildcard_actions(name):
+    no_problems(checks.iam_wildcard_actions(load(name)), name)
+
+
+@TEMPLATES
+def test_no_iam_statement_allows_every_resource_unless_unscopable(name):
+    no_problems(checks.iam_unscoped_resources(load(name), UNSCOPABLE, REQUIRED_CONDITIONS), name)
+
+
+@TEMPLATES
+def test_log_groups_have_retention(name):
+    no_problems(checks.log_retention(load(name)), name)
+
+
+@TEMPLATES
+def test_services_roll_back_failed_deployments(name):
+    no_problems(checks.ecs_circuit_breakers(load(name)), name)
+
+
+def test_region_runs_exactly_ferrys_processes_unconditionally():
+    no_problems(checks.ecs_services(load("region.yaml"), SERVICES), "region.yaml")
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_each_service_runs_its_process(region):
+    template = load("region.yaml")
+    params = parameters(AWS_DIR / "params" / f"{region}.json")
+    q = queues(region)
+    problems = checks.service_commands(
+        template, SERVICES, variables(template, region, params), [q.transfers, q.control]
+    )
+    no_problems(problems, f"region.yaml in {region}")
+
+
+def test_region_parameter_files_agree():
+    files = {f"params/{region}.json": parameters(AWS_DIR / "params" / f"{region}.json") for region in REGIONS}
+    no_problems(checks.parameter_files(load("region.yaml"), files), "region.yaml's parameter files")
+
+
+def test_global_parameter_file():
+    files = {"params/global.json": parameters(AWS_DIR / "params" / "global.json")}
+    no_problems(checks.parameter_files(load("global.yaml"), files), "global.yaml's parameter file")
+
+
+def test_each_task_has_its_own_role():
+    no_problems(checks.task_roles(load("region.yaml")), "region.yaml")
+
+
+def test_images_come_from_a_release_tag():
+    no_problems(checks.image_tag(load("region.yaml")), "region.yaml")
+
+
+@pytest.mark.parametrize("region", REGIONS)
+def test_queue_names_are_the_apps(region):
+    template = load("region.yaml")
+    params = parameters(AWS_DIR / "params" / f"{region}.json")
+    problems = checks.queue_names(template, variables(template, region, params), app_queues(region))
+    no_problems(problems, f"region.yaml in {region} (app: controlplane.resources.queues)")
+
+
+def test_table_names_and_keys_are_the_apps():
+    template = load("global.yaml")
+    params = parameters(AWS_DIR / "params" / "global.json")
+    expected = {name: TABLE_KEYS[logical] for logical, name in tables().items()}
+    problems = checks.table_schemas(template, variables(template, "us-east-1", params), expected)
+    no_problems(problems, "global.yaml (app: controlplane.resources.tables, bootstrap.TABLE_KEYS)")
+
+
+def test_management_commands_exist():
+    template = load("region.yaml")
+    assert checks.manage_commands(template), "region.yaml: no task runs 'manage.py <command>' (keeper, events)"
+    no_problems(checks.management_commands(template, get_commands()), "region.yaml")
+
+
+def test_lease_and_ledger_tables_are_strongly_consistent():
+    template = load("global.yaml")
+    params = parameters(AWS_DIR / "params" / "global.json")
+    strong = [tables()["leases"], tables()["ledger"]]
+    problems = checks.strong_consistency(template, variables(template, "us-east-1", params), strong)
+    no_problems(problems, "global.yaml (docs: leases and ledger need multi-region strong consistency)")
