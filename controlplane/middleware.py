@@ -1,4 +1,4 @@
-"""Request-scoped middleware: request id and log context, request body limit."""
+"""Request-scoped middleware: liveness probe, request id and log context, request body limit."""
 
 from __future__ import annotations
 
@@ -18,6 +18,25 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 def request_id_of(request: HttpRequest) -> str | None:
     return getattr(request, "request_id", None)
+
+
+class LivenessProbeMiddleware:
+    """Answer ``GET /healthz`` before anything validates the Host header.
+
+    A load balancer's health check addresses the task by its private IP, which is not (and
+    should not be) in ``ALLOWED_HOSTS``; Django would answer 400 and the target would never
+    become healthy. Liveness says nothing about the request, so it skips host validation;
+    every other path, ``/readyz`` included, still goes through it."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path == "/healthz" and request.method in ("GET", "HEAD"):
+            from controlplane.health import healthz
+
+            return healthz(request)
+        return self.get_response(request)
 
 
 class RequestContextMiddleware:

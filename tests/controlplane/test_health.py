@@ -3,7 +3,7 @@
 import os
 
 import pytest
-from django.test import Client
+from django.test import Client, override_settings
 
 from controlplane import aws
 from deploy.local import services
@@ -15,6 +15,19 @@ def test_healthz_needs_no_key():
     response = Client().get("/healthz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
+
+
+@override_settings(ALLOWED_HOSTS=["api.ferry.example"])
+def test_healthz_answers_a_load_balancer_probe_addressed_by_ip():
+    # An ALB health check sends the target's private IP as Host.
+    probe = Client().get("/healthz", HTTP_HOST="10.40.33.7:8000")
+    assert probe.status_code == 200
+    assert probe.json() == {"status": "ok"}
+    assert Client().head("/healthz", HTTP_HOST="10.40.33.7:8000").status_code == 200
+    # Only liveness skips host validation: an API path with a foreign Host is still refused.
+    refused = Client().get("/api/v1/endpoints", HTTP_HOST="10.40.33.7:8000")
+    assert refused.status_code == 400
+    assert Client().get("/healthz", HTTP_HOST="api.ferry.example").status_code == 200
 
 
 def test_readyz_ok_when_everything_answers(moto):
