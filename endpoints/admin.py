@@ -9,7 +9,7 @@ from endpoints.models import Endpoint
 
 @admin.register(Endpoint)
 class EndpointAdmin(ReadOnlyAdmin):
-    list_display = ["name", "kind", "tenant", "version", "created_at", "updated_at"]
+    list_display = ["name", "kind", "tenant", "version", "created_at", "updated_at", "deleted_at"]
     list_filter = ["kind"]
     search_fields = ["name", "id"]
     list_select_related = ["tenant"]
@@ -26,4 +26,9 @@ class EndpointAdmin(ReadOnlyAdmin):
         "version",
         "created_at",
         "updated_at",
+        "deleted_at",
     ]
+
+    def get_queryset(self, request):
+        # Operators see deleted endpoints too: their transfers' history names them.
+        return Endpoint.all_objects.select_related("tenant")

@@ -14,6 +14,13 @@ from django.db import models
 from controlplane.models import Tenant
 
 
+class LiveEndpoints(models.Manager):
+    """Endpoints that are not deleted: what the API, triggers and the mirror see."""
+
+    def get_queryset(self) -> models.QuerySet:
+        return super().get_queryset().filter(deleted_at__isnull=True)
+
+
 class Endpoint(models.Model):
     class Kind(models.TextChoices):
         SFTP = "sftp"
@@ -35,10 +42,23 @@ class Endpoint(models.Model):
     version = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Set when an endpoint with transfer history is deleted: the row stays so those
+    # transfers keep naming it; the API answers 404 for it and its name is free again.
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    # Every row, deleted ones included: transfers reach their endpoints through it.
+    all_objects = models.Manager()
+    objects = LiveEndpoints()
 
     class Meta:
+        default_manager_name = "objects"
+        base_manager_name = "all_objects"
         constraints = [
-            models.UniqueConstraint(fields=["tenant", "name"], name="endpoint_name_unique_per_tenant"),
+            models.UniqueConstraint(
+                fields=["tenant", "name"],
+                condition=models.Q(deleted_at__isnull=True),
+                name="endpoint_name_unique_per_tenant",
+            ),
             models.CheckConstraint(condition=models.Q(kind__in=["sftp", "s3"]), name="endpoint_kind_valid"),
         ]
         indexes = [models.Index(fields=["tenant", "-created_at", "-id"], name="endpoint_tenant_created")]

@@ -226,12 +226,28 @@ def endpoint_in_use(endpoint: Endpoint) -> bool:
     return False
 
 
-def delete_endpoint(*, endpoint: Endpoint) -> None:
-    """Delete the row (409 while a route uses it), then schedule the secret's deletion.
+def _transfers_naming(endpoint: Endpoint) -> Any:
+    """Transfers whose source or destination is this endpoint (the transfers app's model,
+    looked up by name: endpoints sits below transfers and does not import it)."""
+    from django.apps import apps
+    from django.db.models import Q
 
-    The secret stays recoverable for ``secrets.RECOVERY_WINDOW_DAYS``; the mirror gets a
-    tombstone so an older copy cannot reappear.
+    transfer_model = apps.get_model("transfers", "Transfer")
+    return transfer_model.objects.filter(Q(source_endpoint=endpoint) | Q(destination_endpoint=endpoint))
+
+
+def delete_endpoint(*, endpoint: Endpoint) -> None:
+    """Delete an endpoint, then schedule its secret's deletion.
+
+    Refused (409) while a route uses it or one of its transfers has not finished. An
+    endpoint that transfers name is kept as a deleted row (``deleted_at``) so their
+    history stays whole; the API then answers 404 for it and its name can be used again.
+    One without history is removed. The secret stays recoverable for
+    ``secrets.RECOVERY_WINDOW_DAYS``; the mirror gets a tombstone so an older copy cannot
+    reappear.
     """
+    from transfers.states import TERMINAL
+
     in_use = Conflict("A route uses this endpoint; change or delete the route first.", code="endpoint_in_use")
     try:
         with transaction.atomic():
@@ -240,11 +256,22 @@ def delete_endpoint(*, endpoint: Endpoint) -> None:
                 raise NotFound("Not found.")
             if endpoint_in_use(locked):
                 raise in_use
+            transfers = _transfers_naming(locked)
+            if transfers.exclude(state__in=TERMINAL).exists():
+                raise Conflict(
+                    "Transfers to or from this endpoint have not finished; cancel them or wait for them.",
+                    code="endpoint_busy",
+                )
             version = locked.version + 1
-            locked.delete()
+            if transfers.exists():
+                locked.deleted_at = timezone.now()
+                locked.version = version
+                locked.save(update_fields=["deleted_at", "version", "updated_at"])
+            else:
+                locked.delete()
             mirror.record(kind=MIRROR_KIND, object_id=str(endpoint.id), version=version, document=None)
     except (ProtectedError, RestrictedError):
-        # A relation the check above does not know (e.g. transfers that name the endpoint).
+        # A relation the checks above do not know.
         raise Conflict(
             "Routes or transfers still refer to this endpoint; it cannot be deleted.", code="endpoint_in_use"
         ) from None

@@ -809,6 +809,8 @@ def redrive(transfer: Transfer, *, by: str = "api") -> Transfer:
     route's ``max_attempts`` again); the timeline keeps every earlier attempt. The staging
     object is kept, so the execution resumes from staging without reading the source again.
     """
+    if transfer.source_endpoint.deleted_at or transfer.destination_endpoint.deleted_at:
+        raise Conflict("An endpoint of this transfer was deleted, so it cannot run again.", code="endpoint_deleted")
     detail = f"re-driven by {by} after {transfer.attempt} attempt(s)"
     if transfer.staging_key:
         detail += "; resumes from staging"
