@@ -326,13 +326,34 @@ class Stack:
             return sum(1 for line in f if b' HTTP/1.1" ' in line)
 
     def s3(self):
+        return self._client("s3")
+
+    def _client(self, service: str):
         import boto3
 
         assert self.moto
         return boto3.client(
-            "s3",
+            service,
             endpoint_url=self.moto.url,
             region_name=REGION,
             aws_access_key_id=services.EMULATOR_ENV["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=services.EMULATOR_ENV["AWS_SECRET_ACCESS_KEY"],
         )
+
+    def clear_ledger(self, table: str = "ferry-ledger") -> int:
+        """Delete every delivery-ledger entry; returns how many there were.
+
+        The emulator's TransactWriteItems deep-copies the whole table on every call (to roll
+        back), so each ledger write costs time in proportion to the entries earlier runs
+        left; DynamoDB itself has no such cost. Runs that write to fresh keys may start from
+        an empty ledger without changing what they do."""
+        dynamodb = self._client("dynamodb")
+        keys = [
+            {"pk": item["pk"]}
+            for page in dynamodb.get_paginator("scan").paginate(TableName=table, ProjectionExpression="pk")
+            for item in page.get("Items", [])
+        ]
+        for i in range(0, len(keys), 25):
+            batch = [{"DeleteRequest": {"Key": key}} for key in keys[i : i + 25]]
+            dynamodb.batch_write_item(RequestItems={table: batch})
+        return len(keys)
