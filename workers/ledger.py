@@ -18,12 +18,15 @@ went to another worker cannot commit either.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from workers.errors import TransferError
 from workers.leases import LeaseTable
@@ -48,6 +51,37 @@ class DeliveryInProgress(TransferError):
 
     transient = True
     code = "delivery_in_progress"
+
+
+class LedgerUnavailable(TransferError):
+    """DynamoDB did not answer the ledger write or read (an outage, throttling, a conflicting
+    transaction): nothing was decided, so the transfer is retried later."""
+
+    transient = True
+    code = "ledger_unavailable"
+
+
+@contextlib.contextmanager
+def _dynamodb(operation: str) -> Iterator[None]:
+    """Turn DynamoDB failures into LedgerUnavailable; callers handle condition failures
+    themselves, before this sees them."""
+    try:
+        yield
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code") or exc.response.get("ResponseMetadata", {}).get(
+            "HTTPStatusCode", "error"
+        )
+        raise LedgerUnavailable(f"The delivery ledger is unavailable (DynamoDB {operation}: {code}).") from exc
+    except BotoCoreError as exc:
+        raise LedgerUnavailable(
+            f"The delivery ledger is unavailable (DynamoDB {operation}: {type(exc).__name__})."
+        ) from exc
+
+
+def cancellation_codes(response: dict[str, Any]) -> set[str]:
+    """Why a transaction was cancelled: the codes of the items that failed (``None`` marks
+    the items that did not)."""
+    return {r.get("Code", "") for r in response.get("CancellationReasons") or [] if r and r.get("Code") != "None"}
 
 
 @dataclass(frozen=True)
@@ -90,21 +124,34 @@ class Ledger:
         self.leases = leases
 
     def get(self, key: str) -> LedgerEntry | None:
-        item = self.client.get_item(TableName=self.table, Key={"pk": {"S": key}}, ConsistentRead=True).get("Item")
+        with _dynamodb("GetItem"):
+            item = self.client.get_item(TableName=self.table, Key={"pk": {"S": key}}, ConsistentRead=True).get("Item")
         return _entry(item) if item else None
 
     def _transact(self, fence: Fence, update: dict) -> bool:
-        try:
-            self.client.transact_write_items(
-                TransactItems=[
-                    self.leases.condition_check(fence.partition, region=fence.region, fence=fence.lease_fence),
-                    {"Update": update},
-                ]
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] in {"TransactionCanceledException", "ConditionalCheckFailedException"}:
-                return False
-            raise
+        """True when written; False when a condition refused it (the lease or the entry);
+        LedgerUnavailable when DynamoDB cancelled it for another reason (a conflicting
+        transaction, throttling) or failed, which decides nothing."""
+        with _dynamodb("TransactWriteItems"):
+            try:
+                self.client.transact_write_items(
+                    TransactItems=[
+                        self.leases.condition_check(fence.partition, region=fence.region, fence=fence.lease_fence),
+                        {"Update": update},
+                    ]
+                )
+            except ClientError as exc:
+                code = exc.response["Error"]["Code"]
+                if code == "ConditionalCheckFailedException":
+                    return False
+                if code == "TransactionCanceledException":
+                    reasons = cancellation_codes(exc.response)
+                    if not reasons or "ConditionalCheckFailed" in reasons:
+                        return False
+                    raise LedgerUnavailable(
+                        f"The delivery ledger could not write now ({', '.join(sorted(reasons))})."
+                    ) from exc
+                raise
         return True
 
     def _lease_still_ours(self, fence: Fence) -> bool:
@@ -182,6 +229,10 @@ class Ledger:
     def mark_delivered(self, key: str, *, transfer_id: str, sha256: str, size: int) -> None:
         """Record the delivery. Not fenced: the file is in place, and saying so is true
         whoever says it; only this transfer's entry can be marked."""
+        with _dynamodb("UpdateItem"):
+            self._mark_delivered(key, transfer_id=transfer_id, sha256=sha256, size=size)
+
+    def _mark_delivered(self, key: str, *, transfer_id: str, sha256: str, size: int) -> None:
         self.client.update_item(
             TableName=self.table,
             Key={"pk": {"S": key}},
@@ -200,17 +251,18 @@ class Ledger:
     def forget(self, key: str, *, transfer_id: str) -> None:
         """Drop a claim that never committed (the transfer gave up for good), so that a
         later transfer of the same file is not blocked by it."""
-        try:
-            self.client.delete_item(
-                TableName=self.table,
-                Key={"pk": {"S": key}},
-                ConditionExpression="transfer_id = :tid AND #s = :claimed",
-                ExpressionAttributeNames={"#s": "state"},
-                ExpressionAttributeValues={":tid": {"S": transfer_id}, ":claimed": {"S": LedgerState.CLAIMED}},
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+        with _dynamodb("DeleteItem"):
+            try:
+                self.client.delete_item(
+                    TableName=self.table,
+                    Key={"pk": {"S": key}},
+                    ConditionExpression="transfer_id = :tid AND #s = :claimed",
+                    ExpressionAttributeNames={"#s": "state"},
+                    ExpressionAttributeValues={":tid": {"S": transfer_id}, ":claimed": {"S": LedgerState.CLAIMED}},
+                )
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
 
 
 def _entry(item: dict) -> LedgerEntry:

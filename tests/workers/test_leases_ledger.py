@@ -8,7 +8,16 @@ import pytest
 from controlplane import aws
 from controlplane.resources import tables
 from workers.leases import HeldLease, LeaseTable
-from workers.ledger import ClaimOutcome, DeliveryInProgress, Fence, FenceLost, Ledger, delivery_key
+from workers.ledger import (
+    ClaimOutcome,
+    DeliveryInProgress,
+    Fence,
+    FenceLost,
+    Ledger,
+    LedgerUnavailable,
+    cancellation_codes,
+    delivery_key,
+)
 
 
 @pytest.fixture
@@ -120,3 +129,32 @@ def _now() -> float:
     import time
 
     return time.time()
+
+
+def test_an_unreachable_ledger_is_a_transient_error_that_decides_nothing(leases):
+    # A table that does not exist stands for DynamoDB failing: nothing is claimed, nothing
+    # is reported as a fence problem, and the message names the ledger, not S3.
+    broken = Ledger(aws.client("dynamodb"), "ferry-no-such-ledger", leases)
+    p = a_partition()
+    fence = Fence("us-east-1", p, leases.acquire(p, region="us-east-1", owner="k", ttl=60, now=_now()), claim_token=1)
+    for attempt in (
+        lambda: broken.claim(_key(), transfer_id="T1", fence=fence),
+        lambda: broken.begin_commit(_key(), transfer_id="T1", fence=fence),
+        lambda: broken.mark_delivered(_key(), transfer_id="T1", sha256="ab" * 32, size=1),
+        lambda: broken.get(_key()),
+        lambda: broken.forget(_key(), transfer_id="T1"),
+    ):
+        with pytest.raises(LedgerUnavailable) as caught:
+            attempt()
+        assert caught.value.transient and caught.value.code == "ledger_unavailable"
+        assert "delivery ledger" in str(caught.value) and "S3" not in str(caught.value)
+
+
+def test_only_a_failed_condition_counts_as_refused():
+    # botocore's shape of a cancelled transaction: one reason per item, "None" for the
+    # items that did not fail.
+    conflict = {"CancellationReasons": [{"Code": "None"}, {"Code": "TransactionConflict", "Message": "…"}]}
+    refused = {"CancellationReasons": [{"Code": "ConditionalCheckFailed"}, {"Code": "None"}]}
+    assert cancellation_codes(conflict) == {"TransactionConflict"}
+    assert cancellation_codes(refused) == {"ConditionalCheckFailed"}
+    assert cancellation_codes({}) == set()
