@@ -6,9 +6,9 @@ loopback. Exit status 0 means healthy, 1 unhealthy. Two modes, from the environm
 - ``FERRY_HEALTHCHECK_PROCESS=<text>``: healthy while some process's command line contains
   the text (celery beat, which serves no HTTP). Takes precedence over the URL mode.
 - otherwise ``FERRY_HEALTHCHECK_URL`` (default ``http://127.0.0.1:8000/healthz``, the API):
-  healthy when a GET answers 2xx within 3 s. Redirects count as unhealthy. Django refuses a
-  ``Host`` it does not know (400), so the request names ``FERRY_HEALTHCHECK_HOST``, or else
-  the first concrete entry of ``ALLOWED_HOSTS``.
+  healthy when a GET answers 2xx within 3 s. Redirects count as unhealthy. The API's
+  ``/healthz`` answers whatever the ``Host`` (``LivenessProbeMiddleware``), and the metrics
+  ports check none.
 """
 
 from __future__ import annotations
@@ -40,25 +40,14 @@ def matching_processes(text: str, *, proc: Path = Path("/proc"), exclude: Iterab
     return sorted(found)
 
 
-def host_header(env: Mapping[str, str]) -> str | None:
-    """The ``Host`` to send: ``FERRY_HEALTHCHECK_HOST``, else the first usable ``ALLOWED_HOSTS`` entry."""
-    if env.get("FERRY_HEALTHCHECK_HOST"):
-        return env["FERRY_HEALTHCHECK_HOST"]
-    for entry in env.get("ALLOWED_HOSTS", "").split(","):
-        host = entry.strip().lstrip(".")  # ".example.com" allows example.com itself too
-        if host and host != "*":
-            return host
-    return None
-
-
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: object, **kwargs: object) -> None:
         return None  # a 3xx is an answer, and not a healthy one
 
 
-def url_is_healthy(url: str, *, host: str | None = None, timeout: float = TIMEOUT_SECONDS) -> bool:
+def url_is_healthy(url: str, *, timeout: float = TIMEOUT_SECONDS) -> bool:
     """GET ``url``; healthy on a 2xx answer within ``timeout`` seconds."""
-    request = urllib.request.Request(url, headers={"Host": host} if host else {})  # noqa: S310 (our own URL)
+    request = urllib.request.Request(url)  # noqa: S310 (our own URL)
     opener = urllib.request.build_opener(_NoRedirect)
     try:
         with opener.open(request, timeout=timeout) as response:
@@ -73,7 +62,7 @@ def check(env: Mapping[str, str], *, proc: Path = Path("/proc")) -> bool:
     if process:
         # Not this check itself, nor the shell that may have started it (CMD-SHELL).
         return bool(matching_processes(process, proc=proc, exclude={os.getpid(), os.getppid()}))
-    return url_is_healthy(env.get("FERRY_HEALTHCHECK_URL") or DEFAULT_URL, host=host_header(env))
+    return url_is_healthy(env.get("FERRY_HEALTHCHECK_URL") or DEFAULT_URL)
 
 
 def main() -> int:

@@ -115,7 +115,8 @@ def register_mirror() -> None:
         order=20,
         documents=mirror_documents,
         restore=restore_document,
-        exists=lambda: Endpoint.objects.exists(),
+        # Deleted rows count: a database holding any endpoint is not empty.
+        exists=lambda: Endpoint.all_objects.exists(),
     )
 
 
@@ -227,13 +228,13 @@ def endpoint_in_use(endpoint: Endpoint) -> bool:
 
 
 def _transfers_naming(endpoint: Endpoint) -> Any:
-    """Transfers whose source or destination is this endpoint (the transfers app's model,
-    looked up by name: endpoints sits below transfers and does not import it)."""
-    from django.apps import apps
+    """Transfers whose source or destination is this endpoint (imported here: the transfers
+    app builds on this one and imports its models)."""
     from django.db.models import Q
 
-    transfer_model = apps.get_model("transfers", "Transfer")
-    return transfer_model.objects.filter(Q(source_endpoint=endpoint) | Q(destination_endpoint=endpoint))
+    from transfers.models import Transfer
+
+    return Transfer.objects.filter(Q(source_endpoint=endpoint) | Q(destination_endpoint=endpoint))
 
 
 def delete_endpoint(*, endpoint: Endpoint) -> None:

@@ -230,23 +230,20 @@ class Ledger:
         """Record the delivery. Not fenced: the file is in place, and saying so is true
         whoever says it; only this transfer's entry can be marked."""
         with _dynamodb("UpdateItem"):
-            self._mark_delivered(key, transfer_id=transfer_id, sha256=sha256, size=size)
-
-    def _mark_delivered(self, key: str, *, transfer_id: str, sha256: str, size: int) -> None:
-        self.client.update_item(
-            TableName=self.table,
-            Key={"pk": {"S": key}},
-            UpdateExpression="SET #s = :delivered, sha256 = :h, #n = :n, updated_at = :now",
-            ConditionExpression="transfer_id = :tid",
-            ExpressionAttributeNames={"#s": "state", "#n": "size"},
-            ExpressionAttributeValues={
-                ":delivered": {"S": LedgerState.DELIVERED},
-                ":tid": {"S": transfer_id},
-                ":h": {"S": sha256},
-                ":n": {"N": str(size)},
-                ":now": {"N": repr(time.time())},
-            },
-        )
+            self.client.update_item(
+                TableName=self.table,
+                Key={"pk": {"S": key}},
+                UpdateExpression="SET #s = :delivered, sha256 = :h, #n = :n, updated_at = :now",
+                ConditionExpression="transfer_id = :tid",
+                ExpressionAttributeNames={"#s": "state", "#n": "size"},
+                ExpressionAttributeValues={
+                    ":delivered": {"S": LedgerState.DELIVERED},
+                    ":tid": {"S": transfer_id},
+                    ":h": {"S": sha256},
+                    ":n": {"N": str(size)},
+                    ":now": {"N": repr(time.time())},
+                },
+            )
 
     def forget(self, key: str, *, transfer_id: str) -> None:
         """Drop a claim that never committed (the transfer gave up for good), so that a

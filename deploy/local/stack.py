@@ -69,12 +69,11 @@ def main() -> None:
         raise SystemExit(f"port {port} is taken; set {name} to another port")
 
     running: list[services.Process] = []
-    services_started: list[services.Process] = []  # the emulator and the SFTP server
+    infrastructure: list[services.Process] = []  # the emulator and the SFTP server
 
     def stop_all(*_args) -> None:
         # Ferry's processes first, while the emulator and the SFTP server still answer: a
         # keeper stopping releases its leases, and nothing logs a refused connection.
-        infrastructure = [p for p in running if p in services_started]
         services.stop_together([p for p in reversed(running) if p not in infrastructure])
         services.stop_together(list(reversed(infrastructure)))
 
@@ -85,7 +84,7 @@ def main() -> None:
         # The emulator keeps nothing, so neither does the database: start both fresh.
         moto = services.start_moto(port=moto_port, log_path=logs / "moto.log")
         running.append(moto.process)
-        services_started.append(moto.process)
+        infrastructure.append(moto.process)
         env = {
             **os.environ,
             **moto.env(),
@@ -105,7 +104,7 @@ def main() -> None:
 
         sftp = _start_sftp(sftp_port)
         running.append(sftp["process"])
-        services_started.append(sftp["process"])
+        infrastructure.append(sftp["process"])
 
         api_url = f"http://127.0.0.1:{api_port}"
         running.append(

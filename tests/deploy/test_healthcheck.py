@@ -56,18 +56,9 @@ def test_process_mode_takes_precedence(proc):
     assert healthcheck.check({**env, "FERRY_HEALTHCHECK_PROCESS": "consume_events"}, proc=proc) is False
 
 
-def test_host_header():
-    assert healthcheck.host_header({}) is None
-    assert healthcheck.host_header({"ALLOWED_HOSTS": "*"}) is None
-    assert healthcheck.host_header({"ALLOWED_HOSTS": " *, .ferry.example.com ,api.example.com"}) == "ferry.example.com"
-    assert healthcheck.host_header({"ALLOWED_HOSTS": "a.example", "FERRY_HEALTHCHECK_HOST": "b.example"}) == "b.example"
-
-
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # http.server calls do_<METHOD>
         status = {"/ok": 200, "/down": 503, "/moved": 302}.get(self.path, 404)
-        if self.path == "/host":
-            status = 200 if self.headers["Host"] == "ferry.example.com" else 400
         self.send_response(status)
         if status == 302:
             self.send_header("Location", "/ok")
@@ -94,11 +85,6 @@ def test_url_is_healthy_on_2xx_only(server):
     assert healthcheck.url_is_healthy(f"{server}/moved") is False  # not followed
 
 
-def test_url_check_sends_the_allowed_host(server):
-    assert healthcheck.check({"FERRY_HEALTHCHECK_URL": f"{server}/host"}) is False
-    assert healthcheck.check({"FERRY_HEALTHCHECK_URL": f"{server}/host", "ALLOWED_HOSTS": "ferry.example.com"}) is True
-
-
 def test_url_check_fails_when_nothing_listens():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -108,9 +94,9 @@ def test_url_check_fails_when_nothing_listens():
 
 def test_default_is_the_api(monkeypatch):
     seen = {}
-    monkeypatch.setattr(healthcheck, "url_is_healthy", lambda url, host=None: seen.update(url=url, host=host) or True)
+    monkeypatch.setattr(healthcheck, "url_is_healthy", lambda url: seen.update(url=url) or True)
     assert healthcheck.check({}) is True
-    assert seen == {"url": "http://127.0.0.1:8000/healthz", "host": None}
+    assert seen == {"url": "http://127.0.0.1:8000/healthz"}
 
 
 def test_main_exit_status(monkeypatch, proc):
