@@ -26,11 +26,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from workers.leases import HeldLease, Lease, LeaseTable
 from workers.regions import Region, RegionState, RegionTable, desired_owner
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -91,15 +93,24 @@ class Keeper:
         return sorted(p for p, lease in self.held.items() if lease.usable(now))
 
     def tick(self) -> TickReport:
+        """One round; never raises for a DynamoDB failure.
+
+        On AWS the lease table is an MRSC global table: a write that races the other
+        region's keeper (or an operator's command) fails with a replicated-write conflict,
+        and DynamoDB may throttle or be briefly unreachable. Each step below retries such
+        answers a few times (workers.dynamo), then gives up for this tick only, so one failed
+        call never costs the renewals, hand-overs or dispatch of every other partition."""
         cfg = self.config
         report = TickReport()
         now = time.time()
-        self.regions.heartbeat(cfg.region, keeper=self.owner, now=now)
-        states = self.regions.all(cfg.regions)
-        me = states.get(cfg.region, Region(cfg.region))
+        self._attempt("region heartbeat", lambda: self.regions.heartbeat(cfg.region, keeper=self.owner, now=now))
         self._renew(now, report)
-        leases = self.leases.all()
-        for partition in range(cfg.partitions):
+        states = self._attempt("region states", lambda: self.regions.all(cfg.regions))
+        leases = self._attempt("lease scan", self.leases.all)
+        me = (states or {}).get(cfg.region, Region(cfg.region))
+        # Without the region states nobody knows who should own what: keep what is held,
+        # move nothing, and decide again next tick.
+        for partition in range(cfg.partitions) if states is not None else ():
             want = (
                 desired_owner(
                     partition,
@@ -112,15 +123,29 @@ class Keeper:
                 == cfg.region
             )
             if partition in self.held and not want:
-                self._hand_over(partition, at_once=me.state == RegionState.FAILED_OVER, report=report)
-            elif partition not in self.held and want and me.state == RegionState.ACTIVE:
-                self._acquire(partition, leases.get(partition), states, now, report)
+                self._attempt(
+                    f"hand-over of partition {partition}",
+                    lambda p=partition: self._hand_over(p, at_once=me.state == RegionState.FAILED_OVER, report=report),
+                )
+            elif partition not in self.held and want and me.state == RegionState.ACTIVE and leases is not None:
+                self._attempt(
+                    f"acquisition of partition {partition}",
+                    lambda p=partition: self._acquire(p, leases.get(p), states, now, report),
+                )
         report.held = self.usable_partitions()
         # A draining region only lets its in-flight transfers finish: new work waits for
         # the region that takes the partition over, so the handover is not put off.
         if report.held and me.state == RegionState.ACTIVE:
-            report.dispatched = self.dispatch(report.held)
+            report.dispatched = self._attempt("dispatch", lambda: self.dispatch(report.held)) or 0
         return report
+
+    def _attempt(self, what: str, call: Callable[[], T]) -> T | None:
+        """Run one step of the tick; a failure is logged and skipped until the next tick."""
+        try:
+            return call()
+        except Exception:
+            log.warning("keeper step failed; retried next tick", extra={"step": what}, exc_info=True)
+            return None
 
     def _renew(self, now: float, report: TickReport) -> None:
         for partition, held in list(self.held.items()):
@@ -142,8 +167,11 @@ class Keeper:
     def _hand_over(self, partition: int, *, at_once: bool, report: TickReport) -> None:
         if not at_once and self.has_live_claims(partition):
             return
-        held = self.held.pop(partition)
+        held = self.held[partition]
+        # Released first, forgotten after: a release that fails keeps the lease held and is
+        # tried again next tick (the lease is still ours until it expires).
         self.leases.release(partition, owner=self.owner, fence=held.fence)
+        del self.held[partition]
         report.released.append(partition)
         log.info("lease released", extra={"partition": partition, "fence": held.fence})
 
@@ -181,5 +209,8 @@ class Keeper:
     def release_all(self) -> None:
         """Give every lease up (a clean shutdown), so the next holder need not wait."""
         for partition, held in list(self.held.items()):
-            self.leases.release(partition, owner=self.owner, fence=held.fence)
+            self._attempt(
+                f"release of partition {partition}",
+                lambda p=partition, f=held.fence: self.leases.release(p, owner=self.owner, fence=f),
+            )
             del self.held[partition]

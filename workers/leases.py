@@ -11,14 +11,17 @@ process, a fence and an expiry. Acquire, renew and release are conditional write
 - **release** gives the lease up (expiry 0) and keeps the fence, so the next acquisition
   still raises it.
 
-Safety does not rest on clocks: the ledger's fenced writes check the lease item itself
-(owner region and fence) in the same DynamoDB transaction, and destinations are atomic.
+Safety does not rest on clocks: every ledger write carries the fence it was made under,
+the ledger item refuses writes older than the newest it has seen, a worker reads the lease
+(consistently) just before it commits, and destinations are atomic (docs/execution.md).
 Clocks only decide *when* a lease may be taken over; the keeper stops work on a
 partition once its own last successful renewal is older than the lease minus a margin
 (see :class:`HeldLease`), measured on the local monotonic clock.
 
 On AWS the table is a global table in multi-region strong consistency mode, so a
-conditional write is checked across regions (DESIGN.md §5, docs/regions.md).
+conditional write is checked across regions (DESIGN.md §5, docs/regions.md). Such a table
+refuses transactions, and a write racing another region's write to the same item fails with
+a retryable conflict: every call here goes through :func:`workers.dynamo.retry_transient`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import time
 from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
+
+from workers.dynamo import is_condition_failed, retry_transient
 
 LEASE_PREFIX = "partition#"
 REGION_PREFIX = "region#"
@@ -64,10 +69,6 @@ class HeldLease:
         return now_monotonic < self.renewed_at_monotonic + self.ttl - self.margin
 
 
-def _conditional_failed(exc: ClientError) -> bool:
-    return exc.response["Error"]["Code"] in {"ConditionalCheckFailedException", "TransactionCanceledException"}
-
-
 class LeaseTable:
     """Conditional reads and writes of the lease table. ``now`` is wall-clock epoch seconds."""
 
@@ -76,8 +77,10 @@ class LeaseTable:
         self.table = table
 
     def get(self, partition: int) -> Lease | None:
-        item = self.client.get_item(
-            TableName=self.table, Key={"pk": {"S": lease_pk(partition)}}, ConsistentRead=True
+        item = retry_transient(
+            lambda: self.client.get_item(
+                TableName=self.table, Key={"pk": {"S": lease_pk(partition)}}, ConsistentRead=True
+            )
         ).get("Item")
         return _lease(partition, item) if item else None
 
@@ -85,7 +88,7 @@ class LeaseTable:
         leases: dict[int, Lease] = {}
         kwargs = {"TableName": self.table, "ConsistentRead": True}
         while True:
-            page = self.client.scan(**kwargs)
+            page = retry_transient(lambda: self.client.scan(**kwargs))
             for item in page.get("Items", []):
                 pk = item["pk"]["S"]
                 if pk.startswith(LEASE_PREFIX):
@@ -101,8 +104,7 @@ class LeaseTable:
         """Take the lease when free, released, or expired for at least ``expired_for``
         seconds; return the new fence, or None when someone else holds it."""
         try:
-            result = self.client.update_item(
-                TableName=self.table,
+            result = self._update(
                 Key={"pk": {"S": lease_pk(partition)}},
                 UpdateExpression=(
                     "SET owner_region = :r, #o = :o, expires_at = :exp, acquired_at = :now, "
@@ -122,7 +124,7 @@ class LeaseTable:
                 ReturnValues="UPDATED_NEW",
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if is_condition_failed(exc):
                 return None
             raise
         return int(result["Attributes"]["fence"]["N"])
@@ -130,8 +132,7 @@ class LeaseTable:
     def renew(self, partition: int, *, owner: str, fence: int, ttl: float, now: float) -> bool:
         """Extend our lease; False when it is no longer ours (another fence or owner)."""
         try:
-            self.client.update_item(
-                TableName=self.table,
+            self._update(
                 Key={"pk": {"S": lease_pk(partition)}},
                 UpdateExpression="SET expires_at = :exp",
                 ConditionExpression="#o = :o AND fence = :f AND expires_at > :zero",
@@ -144,7 +145,7 @@ class LeaseTable:
                 },
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if is_condition_failed(exc):
                 return False
             raise
         return True
@@ -152,8 +153,7 @@ class LeaseTable:
     def release(self, partition: int, *, owner: str, fence: int) -> bool:
         """Give the lease up at once (the fence stays, so the next holder raises it)."""
         try:
-            self.client.update_item(
-                TableName=self.table,
+            self._update(
                 Key={"pk": {"S": lease_pk(partition)}},
                 UpdateExpression="SET expires_at = :zero, #o = :empty",
                 ConditionExpression="#o = :o AND fence = :f",
@@ -166,24 +166,13 @@ class LeaseTable:
                 },
             )
         except ClientError as exc:
-            if _conditional_failed(exc):
+            if is_condition_failed(exc):
                 return False
             raise
         return True
 
-    def condition_check(self, partition: int, *, region: str, fence: int) -> dict:
-        """A TransactWriteItems ConditionCheck: the lease is still ``region``'s at ``fence``.
-
-        The ledger adds this to its writes, so a worker of a region that lost the lease (or
-        holds an older fence) cannot commit, whatever its clock says."""
-        return {
-            "ConditionCheck": {
-                "TableName": self.table,
-                "Key": {"pk": {"S": lease_pk(partition)}},
-                "ConditionExpression": "owner_region = :r AND fence = :f AND expires_at > :zero",
-                "ExpressionAttributeValues": {":r": {"S": region}, ":f": {"N": str(fence)}, ":zero": {"N": "0"}},
-            }
-        }
+    def _update(self, **request) -> dict:
+        return retry_transient(lambda: self.client.update_item(TableName=self.table, **request))
 
 
 def _lease(partition: int, item: dict) -> Lease:

@@ -1,19 +1,23 @@
-"""The delivery ledger: one DynamoDB item per delivery, written with fenced conditions.
+"""The delivery ledger: one DynamoDB item per delivery, each write a fenced single-item
+conditional write.
 
 A delivery key names *what* is delivered *where*: tenant, destination endpoint,
 destination path, source identity and version (DESIGN.md §4). The order of a delivery:
 
 1. ``claim`` the key (``claimed``) — or learn that it is already ``delivered``;
 2. write the temporary file / multipart upload;
-3. ``begin_commit`` (``committing``) — fenced;
+3. ``begin_commit`` (``committing``) — after a consistent read of the lease (an early
+   exit), a write conditioned on this worker's fence being the newest on the item;
 4. rename into place / complete the upload;
 5. ``mark_delivered`` with the checksum.
 
-Every write that can lead to a delivery (claim, begin_commit) is a DynamoDB transaction
-that also checks the partition's lease item: the lease must still belong to this
-region at this fence. And the item itself only moves forward for the same transfer with
-a claim token at least as high as the one recorded, so a worker whose claim expired and
-went to another worker cannot commit either.
+On AWS the ledger is a multi-Region strong consistency (MRSC) global table, which refuses
+transactions (``docs/aws-constraints.md``). So the fence lives on the item itself: every
+write records the pair ``(lease_fence, claim_token)`` of the worker that made it, and
+within one transfer a write is accepted only from a pair at least as new (compared
+lexicographically: a newer lease beats any claim token of an older one, and within one
+lease the claim token decides). A commit needs the exact pair that claimed. The safety
+argument, interleaving by interleaving, is in ``docs/execution.md``.
 """
 
 from __future__ import annotations
@@ -28,8 +32,13 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from workers.dynamo import is_condition_failed, retry_transient
 from workers.errors import TransferError
 from workers.leases import LeaseTable
+
+# A claim of another transfer that never reached commit and went quiet this long is
+# abandoned (its row was lost with a database failover) and may be taken over.
+STALE_CLAIM_SECONDS = 3600.0
 
 
 class LedgerState(StrEnum):
@@ -54,8 +63,9 @@ class DeliveryInProgress(TransferError):
 
 
 class LedgerUnavailable(TransferError):
-    """DynamoDB did not answer the ledger write or read (an outage, throttling, a conflicting
-    transaction): nothing was decided, so the transfer is retried later."""
+    """DynamoDB did not answer the ledger write or read (an outage, or throttling and
+    replicated-write conflicts that outlasted a few quick retries): nothing was decided, so the
+    transfer is retried later."""
 
     transient = True
     code = "ledger_unavailable"
@@ -63,11 +73,13 @@ class LedgerUnavailable(TransferError):
 
 @contextlib.contextmanager
 def _dynamodb(operation: str) -> Iterator[None]:
-    """Turn DynamoDB failures into LedgerUnavailable; callers handle condition failures
-    themselves, before this sees them."""
+    """Turn DynamoDB failures into LedgerUnavailable (after :func:`retry_transient` gave up);
+    a refused condition is the caller's to read and passes through as it is."""
     try:
         yield
     except ClientError as exc:
+        if is_condition_failed(exc):
+            raise
         code = exc.response.get("Error", {}).get("Code") or exc.response.get("ResponseMetadata", {}).get(
             "HTTPStatusCode", "error"
         )
@@ -76,12 +88,6 @@ def _dynamodb(operation: str) -> Iterator[None]:
         raise LedgerUnavailable(
             f"The delivery ledger is unavailable (DynamoDB {operation}: {type(exc).__name__})."
         ) from exc
-
-
-def cancellation_codes(response: dict[str, Any]) -> set[str]:
-    """Why a transaction was cancelled: the codes of the items that failed (``None`` marks
-    the items that did not)."""
-    return {r.get("Code", "") for r in response.get("CancellationReasons") or [] if r and r.get("Code") != "None"}
 
 
 @dataclass(frozen=True)
@@ -123,98 +129,116 @@ class Ledger:
         self.table = table
         self.leases = leases
 
+    def _call(self, operation: str, call: Any) -> Any:
+        """One DynamoDB call: transient answers retried at once, failures as LedgerUnavailable."""
+        with _dynamodb(operation):
+            return retry_transient(call)
+
     def get(self, key: str) -> LedgerEntry | None:
-        with _dynamodb("GetItem"):
-            item = self.client.get_item(TableName=self.table, Key={"pk": {"S": key}}, ConsistentRead=True).get("Item")
+        item = self._call(
+            "GetItem",
+            lambda: self.client.get_item(TableName=self.table, Key={"pk": {"S": key}}, ConsistentRead=True),
+        ).get("Item")
         return _entry(item) if item else None
 
-    def _transact(self, fence: Fence, update: dict) -> bool:
-        """True when written; False when a condition refused it (the lease or the entry);
-        LedgerUnavailable when DynamoDB cancelled it for another reason (a conflicting
-        transaction, throttling) or failed, which decides nothing."""
-        with _dynamodb("TransactWriteItems"):
-            try:
-                self.client.transact_write_items(
-                    TransactItems=[
-                        self.leases.condition_check(fence.partition, region=fence.region, fence=fence.lease_fence),
-                        {"Update": update},
-                    ]
-                )
-            except ClientError as exc:
-                code = exc.response["Error"]["Code"]
-                if code == "ConditionalCheckFailedException":
-                    return False
-                if code == "TransactionCanceledException":
-                    reasons = cancellation_codes(exc.response)
-                    if not reasons or "ConditionalCheckFailed" in reasons:
-                        return False
-                    raise LedgerUnavailable(
-                        f"The delivery ledger could not write now ({', '.join(sorted(reasons))})."
-                    ) from exc
-                raise
-        return True
-
-    def _lease_still_ours(self, fence: Fence) -> bool:
-        lease = self.leases.get(fence.partition)
-        return bool(
-            lease and lease.owner_region == fence.region and lease.fence == fence.lease_fence and lease.expires_at > 0
-        )
+    def _conditional_update(self, operation: str, **request: Any) -> tuple[bool, dict | None]:
+        """An UpdateItem that may be refused by its condition: (written, item). The item is the
+        one after the write, or the one that refused it (as DynamoDB returns it with
+        ``ReturnValuesOnConditionCheckFailure``), so the caller need not read it again."""
+        try:
+            written = self._call(
+                operation,
+                lambda: self.client.update_item(
+                    TableName=self.table,
+                    ReturnValues="ALL_NEW",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                    **request,
+                ),
+            )
+        except ClientError as exc:
+            if is_condition_failed(exc):
+                return False, exc.response.get("Item")
+            raise
+        return True, written.get("Attributes")
 
     def claim(self, key: str, *, transfer_id: str, fence: Fence) -> ClaimOutcome:
         """Claim ``key`` for this transfer, or report why not (see ClaimOutcome).
 
-        Raises FenceLost when the lease is not ours any more or a newer claim of this
-        transfer already wrote; DeliveryInProgress when another transfer holds the key."""
-        update = {
-            "TableName": self.table,
-            "Key": {"pk": {"S": key}},
-            "UpdateExpression": (
-                "SET #s = if_not_exists(#s, :claimed), transfer_id = :tid, claim_token = :t, "
-                "lease_fence = :f, #p = :p, updated_at = :now"
-            ),
-            "ConditionExpression": (
-                "attribute_not_exists(pk) OR "
-                "(transfer_id = :tid AND claim_token <= :t AND #s <> :delivered) OR "
-                "(#s = :claimed AND transfer_id <> :tid AND updated_at < :stale)"
-            ),
-            "ExpressionAttributeNames": {"#s": "state", "#p": "partition"},
-            "ExpressionAttributeValues": {
-                ":claimed": {"S": LedgerState.CLAIMED},
-                ":delivered": {"S": LedgerState.DELIVERED},
-                ":tid": {"S": transfer_id},
-                ":t": {"N": str(fence.claim_token)},
-                ":f": {"N": str(fence.lease_fence)},
-                ":p": {"N": str(fence.partition)},
-                ":now": {"N": repr(time.time())},
-                # A claim of another transfer that never reached commit and went quiet for an
-                # hour is abandoned (its row was lost with a database failover).
-                ":stale": {"N": repr(time.time() - 3600)},
-            },
-        }
-        if self._transact(fence, update):
-            entry = self.get(key)
-            if entry and entry.state == LedgerState.COMMITTING:
-                return ClaimOutcome.COMMITTING_BY_US
-            return ClaimOutcome.CLAIMED
-        entry = self.get(key)
-        if entry is not None and entry.state == LedgerState.DELIVERED:
-            return ClaimOutcome.DELIVERED_BY_US if entry.transfer_id == transfer_id else ClaimOutcome.DELIVERED_BY_OTHER
-        if not self._lease_still_ours(fence):
-            raise FenceLost("This region no longer holds the partition's lease.")
-        if entry is not None and entry.transfer_id == transfer_id:
-            raise FenceLost("A newer claim of this transfer owns the delivery.")
-        raise DeliveryInProgress("Another transfer is delivering the same file to the same destination.")
+        Accepted when the key is new; when this transfer's own earlier claim carries an
+        older or equal ``(lease_fence, claim_token)``; or when another transfer's claim never
+        reached commit and went quiet for an hour (its row was lost with a database failover).
+        Raises FenceLost when a newer claim or lease of this transfer already wrote;
+        DeliveryInProgress when another transfer holds the key."""
+        for _ in range(2):  # a second try only when the entry vanished between write and read
+            now = time.time()
+            written, item = self._conditional_update(
+                "UpdateItem claim",
+                Key={"pk": {"S": key}},
+                UpdateExpression=(
+                    "SET #s = if_not_exists(#s, :claimed), transfer_id = :tid, claim_token = :t, "
+                    "lease_fence = :f, #p = :p, updated_at = :now"
+                ),
+                ConditionExpression=(
+                    "attribute_not_exists(pk) OR "
+                    "(transfer_id = :tid AND #s <> :delivered AND "
+                    " (lease_fence < :f OR (lease_fence = :f AND claim_token <= :t))) OR "
+                    "(#s = :claimed AND transfer_id <> :tid AND updated_at < :stale)"
+                ),
+                ExpressionAttributeNames={"#s": "state", "#p": "partition"},
+                ExpressionAttributeValues={
+                    ":claimed": {"S": LedgerState.CLAIMED},
+                    ":delivered": {"S": LedgerState.DELIVERED},
+                    ":tid": {"S": transfer_id},
+                    ":t": {"N": str(fence.claim_token)},
+                    ":f": {"N": str(fence.lease_fence)},
+                    ":p": {"N": str(fence.partition)},
+                    ":now": {"N": repr(now)},
+                    ":stale": {"N": repr(now - STALE_CLAIM_SECONDS)},
+                },
+            )
+            if written:
+                if item and item.get("state", {}).get("S") == LedgerState.COMMITTING:
+                    return ClaimOutcome.COMMITTING_BY_US
+                return ClaimOutcome.CLAIMED
+            entry = _entry(item) if item else self.get(key)
+            if entry is None:
+                continue
+            if entry.state == LedgerState.DELIVERED:
+                return (
+                    ClaimOutcome.DELIVERED_BY_US
+                    if entry.transfer_id == transfer_id
+                    else ClaimOutcome.DELIVERED_BY_OTHER
+                )
+            if entry.transfer_id == transfer_id:
+                raise FenceLost("A newer claim or lease of this transfer owns the delivery.")
+            raise DeliveryInProgress("Another transfer is delivering the same file to the same destination.")
+        raise DeliveryInProgress("The delivery's ledger entry changed under this claim; trying again later.")
+
+    def _lease_still_ours(self, fence: Fence) -> bool:
+        lease = self._call("GetItem lease", lambda: self.leases.get(fence.partition))
+        return bool(
+            lease and lease.owner_region == fence.region and lease.fence == fence.lease_fence and lease.expires_at > 0
+        )
 
     def begin_commit(self, key: str, *, transfer_id: str, fence: Fence) -> None:
-        """Mark ``committing`` just before the rename / upload completion; FenceLost if we
-        may not."""
-        update = {
-            "TableName": self.table,
-            "Key": {"pk": {"S": key}},
-            "UpdateExpression": "SET #s = :committing, lease_fence = :f, updated_at = :now",
-            "ConditionExpression": "transfer_id = :tid AND claim_token = :t AND #s IN (:claimed, :committing)",
-            "ExpressionAttributeNames": {"#s": "state"},
-            "ExpressionAttributeValues": {
+        """Mark ``committing`` just before the rename / upload completion; FenceLost if we may not.
+
+        First a consistent read of the lease: a region that lost it stops here (an early
+        exit, not the safety argument: the read and the write are not atomic). Then the
+        write, accepted only from the exact ``(lease_fence, claim_token)`` that holds the
+        claim, so any newer claim of this transfer, from this region or the next lease
+        holder, refuses it."""
+        if not self._lease_still_ours(fence):
+            raise FenceLost("This region no longer holds the partition's lease.")
+        written, _ = self._conditional_update(
+            "UpdateItem commit",
+            Key={"pk": {"S": key}},
+            UpdateExpression="SET #s = :committing, updated_at = :now",
+            ConditionExpression=(
+                "transfer_id = :tid AND lease_fence = :f AND claim_token = :t AND #s IN (:claimed, :committing)"
+            ),
+            ExpressionAttributeNames={"#s": "state"},
+            ExpressionAttributeValues={
                 ":committing": {"S": LedgerState.COMMITTING},
                 ":claimed": {"S": LedgerState.CLAIMED},
                 ":tid": {"S": transfer_id},
@@ -222,18 +246,21 @@ class Ledger:
                 ":f": {"N": str(fence.lease_fence)},
                 ":now": {"N": repr(time.time())},
             },
-        }
-        if not self._transact(fence, update):
+        )
+        if not written:
             raise FenceLost("The delivery may not be committed: the lease or the claim moved on.")
 
     def mark_delivered(self, key: str, *, transfer_id: str, sha256: str, size: int) -> None:
         """Record the delivery. Not fenced: the file is in place, and saying so is true
-        whoever says it; only this transfer's entry can be marked."""
-        with _dynamodb("UpdateItem"):
-            self.client.update_item(
+        whoever says it; only this transfer's entry can be marked. ``delivered_at`` feeds
+        the retention sweep's index (only delivered entries carry it)."""
+        now = repr(time.time())
+        self._call(
+            "UpdateItem delivered",
+            lambda: self.client.update_item(
                 TableName=self.table,
                 Key={"pk": {"S": key}},
-                UpdateExpression="SET #s = :delivered, sha256 = :h, #n = :n, updated_at = :now",
+                UpdateExpression="SET #s = :delivered, sha256 = :h, #n = :n, updated_at = :now, delivered_at = :now",
                 ConditionExpression="transfer_id = :tid",
                 ExpressionAttributeNames={"#s": "state", "#n": "size"},
                 ExpressionAttributeValues={
@@ -241,25 +268,28 @@ class Ledger:
                     ":tid": {"S": transfer_id},
                     ":h": {"S": sha256},
                     ":n": {"N": str(size)},
-                    ":now": {"N": repr(time.time())},
+                    ":now": {"N": now},
                 },
-            )
+            ),
+        )
 
     def forget(self, key: str, *, transfer_id: str) -> None:
         """Drop a claim that never committed (the transfer gave up for good), so that a
         later transfer of the same file is not blocked by it."""
-        with _dynamodb("DeleteItem"):
-            try:
-                self.client.delete_item(
+        try:
+            self._call(
+                "DeleteItem",
+                lambda: self.client.delete_item(
                     TableName=self.table,
                     Key={"pk": {"S": key}},
                     ConditionExpression="transfer_id = :tid AND #s = :claimed",
                     ExpressionAttributeNames={"#s": "state"},
                     ExpressionAttributeValues={":tid": {"S": transfer_id}, ":claimed": {"S": LedgerState.CLAIMED}},
-                )
-            except ClientError as exc:
-                if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                    raise
+                ),
+            )
+        except ClientError as exc:
+            if not is_condition_failed(exc):
+                raise
 
 
 def _entry(item: dict) -> LedgerEntry:

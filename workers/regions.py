@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 
+from workers.dynamo import retry_transient
 from workers.leases import REGION_PREFIX
 
 
@@ -79,7 +80,9 @@ class RegionTable:
     def all(self, regions: list[str]) -> dict[str, Region]:
         found: dict[str, Region] = {}
         keys = [{"pk": {"S": f"{REGION_PREFIX}{name}"}} for name in regions]
-        response = self.client.batch_get_item(RequestItems={self.table: {"Keys": keys, "ConsistentRead": True}})
+        response = retry_transient(
+            lambda: self.client.batch_get_item(RequestItems={self.table: {"Keys": keys, "ConsistentRead": True}})
+        )
         for item in response["Responses"].get(self.table, []):
             name = item["pk"]["S"][len(REGION_PREFIX) :]
             found[name] = Region(
@@ -90,9 +93,13 @@ class RegionTable:
             )
         return found
 
+    def _update(self, **request) -> None:
+        # Every region item is written by its own keeper and by operators' commands; on the
+        # MRSC table two such writes at once conflict, and the conflict decides nothing.
+        retry_transient(lambda: self.client.update_item(TableName=self.table, **request))
+
     def heartbeat(self, name: str, *, keeper: str, now: float | None = None) -> None:
-        self.client.update_item(
-            TableName=self.table,
+        self._update(
             Key={"pk": {"S": f"{REGION_PREFIX}{name}"}},
             UpdateExpression="SET last_seen = :now, keeper = :k, #s = if_not_exists(#s, :active)",
             ExpressionAttributeNames={"#s": "state"},
@@ -104,8 +111,7 @@ class RegionTable:
         )
 
     def set_state(self, name: str, state: RegionState, *, moved_to: str = "") -> None:
-        self.client.update_item(
-            TableName=self.table,
+        self._update(
             Key={"pk": {"S": f"{REGION_PREFIX}{name}"}},
             UpdateExpression="SET #s = :s, moved_to = :m, updated_at = :now",
             ExpressionAttributeNames={"#s": "state"},
@@ -117,4 +123,6 @@ class RegionTable:
         )
 
     def forget(self, name: str) -> None:
-        self.client.delete_item(TableName=self.table, Key={"pk": {"S": f"{REGION_PREFIX}{name}"}})
+        retry_transient(
+            lambda: self.client.delete_item(TableName=self.table, Key={"pk": {"S": f"{REGION_PREFIX}{name}"}})
+        )
