@@ -4,6 +4,9 @@ Region, retries, timeouts and the endpoint are decided here, so the same code ru
 the emulator and against AWS. The endpoint is never configured in code: boto3 reads
 ``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_<SERVICE>`` from the environment when the client
 is created, exactly as it would for any other tool.
+
+In the local and test profiles (``FERRY_AWS_GUARD``) every client is guarded: it refuses
+what AWS refuses and the emulator accepts (controlplane/awsguard.py).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from django.conf import settings
+
+from controlplane import awsguard, resources
 
 _lock = threading.Lock()
 _clients: dict[tuple, Any] = {}
@@ -58,7 +63,7 @@ def client(
     if credentials is not None:
         cached = False
     # The endpoint is part of the key: tests point the environment at a fresh emulator.
-    key = (service, region, os.environ.get("AWS_ENDPOINT_URL"), repr(config))
+    key = (service, region, os.environ.get("AWS_ENDPOINT_URL"), repr(config), settings.FERRY_AWS_GUARD)
     if cached:
         with _lock:
             found = _clients.get(key)
@@ -71,10 +76,31 @@ def client(
             aws_secret_access_key=credentials["secret_access_key"],
             aws_session_token=credentials.get("session_token"),
         )
-    made = boto3.session.Session().client(service, **kwargs)
+    made = guard(boto3.session.Session().client(service, **kwargs))
     if cached:
         with _lock:
             _clients.setdefault(key, made)
+    return made
+
+
+def guard_policy() -> awsguard.Policy:
+    """The AWS guard's view of this process, read at every guarded call: its region, the
+    MRSC tables, which region each Ferry queue and staging bucket belongs to, and the
+    cross-region calls the deployment allows (``FERRY_AWS_GUARD_ALLOW``)."""
+    return awsguard.Policy(
+        region=settings.FERRY_REGION,
+        mrsc_tables=frozenset(resources.mrsc_tables()),
+        queue_region=resources.queue_region,
+        bucket_region=resources.staging_bucket_region,
+        allow=tuple(settings.FERRY_AWS_GUARD_ALLOW),
+    )
+
+
+def guard(made: Any) -> Any:
+    """Guard a boto3 client when ``FERRY_AWS_GUARD`` is on (the local and test profiles);
+    the engine's client factory calls this too (workers/apps.py). Returns the client."""
+    if settings.FERRY_AWS_GUARD:
+        awsguard.install(made, guard_policy)
     return made
 
 

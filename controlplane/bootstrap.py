@@ -13,11 +13,49 @@ from dataclasses import dataclass, field
 from botocore.exceptions import ClientError
 from django.conf import settings
 
-from controlplane import aws
-from controlplane.resources import dead_letter_queue, event_rule_name, queues, staging_bucket, tables
+from controlplane import aws, awsguard
+from controlplane.resources import (
+    LEDGER_SWEEP_INDEX,
+    dead_letter_queue,
+    event_rule_name,
+    queues,
+    staging_bucket,
+    tables,
+)
 
 # DynamoDB tables: name → key attribute. All use on-demand capacity.
 TABLE_KEYS = {"leases": "pk", "ledger": "pk", "config": "pk"}
+# Global secondary indexes per table: name → (hash key, range key), both numbers, keys only.
+# deploy/aws/global.yaml declares the same (tests/deploy checks that they agree).
+TABLE_INDEXES: dict[str, dict[str, tuple[str, str]]] = {
+    "ledger": {LEDGER_SWEEP_INDEX: ("partition", "delivered_at")},
+}
+
+
+def index_definition(name: str, keys: tuple[str, str]) -> dict:
+    """A KEYS_ONLY index on two number attributes, as CreateTable / UpdateTable take it."""
+    return {
+        "IndexName": name,
+        "KeySchema": [{"AttributeName": keys[0], "KeyType": "HASH"}, {"AttributeName": keys[1], "KeyType": "RANGE"}],
+        "Projection": {"ProjectionType": "KEYS_ONLY"},
+    }
+
+
+def table_definition(logical: str, name: str) -> dict:
+    """CreateTable arguments of Ferry's table ``logical`` under ``name`` (tests make their
+    own copies of the ledger from this)."""
+    key = TABLE_KEYS[logical]
+    indexes = TABLE_INDEXES.get(logical, {})
+    attributes = {key: "S"} | {attr: "N" for keys in indexes.values() for attr in keys}
+    definition: dict = {
+        "TableName": name,
+        "AttributeDefinitions": [{"AttributeName": a, "AttributeType": t} for a, t in attributes.items()],
+        "KeySchema": [{"AttributeName": key, "KeyType": "HASH"}],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    if indexes:
+        definition["GlobalSecondaryIndexes"] = [index_definition(n, keys) for n, keys in indexes.items()]
+    return definition
 
 
 @dataclass
@@ -42,11 +80,14 @@ def bootstrap(*, create: bool) -> Report:
     report = Report()
     _kms(report, create)
     for region in settings.FERRY_REGIONS:
-        _queues(report, create, region)
-        _bucket(report, create, staging_bucket(region))
-        _event_rule(report, create, region)
+        # Each region's own resources, as that region (its CloudFormation stack on AWS): the
+        # AWS guard refuses one region touching another's queues and staging bucket.
+        with awsguard.acting_as(region):
+            _queues(report, create, region)
+            _bucket(report, create, staging_bucket(region))
+            _event_rule(report, create, region)
     for logical, name in tables().items():
-        _table(report, create, name, TABLE_KEYS[logical])
+        _table(report, create, name, logical)
     return report
 
 
@@ -147,20 +188,33 @@ def _bucket(report: Report, create: bool, bucket: str) -> None:
     _note(report, create, f"s3:{bucket}", exists, make)
 
 
-def _table(report: Report, create: bool, name: str, key: str) -> None:
+def _table(report: Report, create: bool, name: str, logical: str) -> None:
     ddb = aws.client("dynamodb")
-    exists = _exists(lambda: ddb.describe_table(TableName=name), "ResourceNotFoundException")
+    try:
+        found = {i["IndexName"] for i in ddb.describe_table(TableName=name)["Table"].get("GlobalSecondaryIndexes", [])}
+        exists = True
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+            raise
+        found, exists = set(), False
 
     def make() -> None:
-        ddb.create_table(
-            TableName=name,
-            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        ddb.create_table(**table_definition(logical, name))
         ddb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
 
     _note(report, create, f"dynamodb:{name}", exists, make)
+    if not exists:
+        return  # made with its indexes, or reported missing as a whole
+    for index, keys in TABLE_INDEXES.get(logical, {}).items():
+        # A table made before the index existed (an older local stack) gets it added.
+        def add(index: str = index, keys: tuple[str, str] = keys) -> None:
+            ddb.update_table(
+                TableName=name,
+                AttributeDefinitions=[{"AttributeName": a, "AttributeType": "N"} for a in keys],
+                GlobalSecondaryIndexUpdates=[{"Create": index_definition(index, keys)}],
+            )
+
+        _note(report, create, f"dynamodb:{name}/index/{index}", index in found, add)
 
 
 def _event_rule(report: Report, create: bool, region: str) -> None:

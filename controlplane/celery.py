@@ -14,7 +14,9 @@ from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 
-app = Celery("ferry")
+# The AMQP class refuses, in the local and test profiles, a publish to another region's
+# queue, as AWS would (controlplane/publishguard.py).
+app = Celery("ferry", amqp="controlplane.publishguard:GuardedAMQP")
 
 
 def configure(app: Celery) -> None:

@@ -25,3 +25,7 @@ queue_lag = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
 )
 leases_held = Gauge("ferry_leases_held", "Partition leases held by this region", ["region"])
+ledger_swept = Counter("ferry_ledger_swept_total", "Delivered ledger entries deleted by the retention sweep")
+ledger_sweep_failures = Counter(
+    "ferry_ledger_sweep_failures_total", "Ledger retention sweeps cut short by an error (the next sweep carries on)"
+)

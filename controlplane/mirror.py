@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from controlplane import aws
 from controlplane.models import MirrorOutbox, Tenant
+from controlplane.querysets import in_pk_order
 from controlplane.resources import tables
 
 log = logging.getLogger(__name__)
@@ -423,7 +424,7 @@ def tenant_document(tenant: Tenant) -> dict:
 
 
 def _tenant_documents() -> Iterator[tuple[str, int, dict]]:
-    for tenant in Tenant.objects.order_by("id").iterator():
+    for tenant in in_pk_order(Tenant.objects.all()):
         yield str(tenant.id), 1, tenant_document(tenant)
 
 

@@ -169,15 +169,37 @@ FERRY_AWS_CONNECT_TIMEOUT = env.float("FERRY_AWS_CONNECT_TIMEOUT", default=5.0)
 FERRY_AWS_READ_TIMEOUT = env.float("FERRY_AWS_READ_TIMEOUT", default=30.0)
 FERRY_AWS_MAX_ATTEMPTS = env.int("FERRY_AWS_MAX_ATTEMPTS", default=5)
 FERRY_READY_TIMEOUT = env.float("FERRY_READY_TIMEOUT", default=2.0)
+# The emulator accepts what AWS refuses (transactions and TTL on MRSC tables, one region
+# touching the other's queues, staging bucket or secrets): with the guard on, Ferry's AWS
+# clients and Celery publishing refuse it the way AWS does (controlplane/awsguard.py).
+FERRY_AWS_GUARD = env.bool("FERRY_AWS_GUARD", default=_DEV)
+# Cross-region calls the deployment makes on purpose, as service:Operation:resource
+# patterns (fnmatch), e.g. "sqs:SendMessage:ferry-us-west-2-transfers". None today.
+FERRY_AWS_GUARD_ALLOW = env.list("FERRY_AWS_GUARD_ALLOW", default=[])
 
 FERRY_KMS_KEY_ALIAS = env.str("FERRY_KMS_KEY_ALIAS", default=f"alias/{FERRY_RESOURCE_PREFIX}")
-# Endpoint secrets are replicated to these regions (on AWS: the other active region).
-FERRY_SECRET_REPLICA_REGIONS = env.list("FERRY_SECRET_REPLICA_REGIONS", default=[])
+# Endpoint secrets are replicated to these regions (on AWS: the other active region; the
+# creating region itself is skipped). Locally every simulated region gets a replica as on
+# AWS: the emulator replicates into its per-region Secrets Manager, and each region's
+# processes read their own copy (endpoints/secrets.py).
+FERRY_SECRET_REPLICA_REGIONS = env.list("FERRY_SECRET_REPLICA_REGIONS", default=list(FERRY_REGIONS) if _DEV else [])
 FERRY_STAGING_BUCKET = env.str("FERRY_STAGING_BUCKET", default=f"{FERRY_RESOURCE_PREFIX}-staging-{FERRY_REGION}")
 FERRY_TABLE_LEASES = env.str("FERRY_TABLE_LEASES", default=f"{FERRY_RESOURCE_PREFIX}-leases")
 FERRY_TABLE_LEDGER = env.str("FERRY_TABLE_LEDGER", default=f"{FERRY_RESOURCE_PREFIX}-ledger")
 FERRY_TABLE_CONFIG = env.str("FERRY_TABLE_CONFIG", default=f"{FERRY_RESOURCE_PREFIX}-config")
 FERRY_EVENT_BUS = env.str("FERRY_EVENT_BUS", default="default")
+
+# Aurora global database: one region's cluster is the writer; the other region's processes
+# use their own cluster's reader endpoint and write through global write forwarding, which
+# refuses SAVEPOINT, cursors, LOCK, DDL, nextval() and more (controlplane/dbforwarding.py).
+# The writer follows switchovers: region.yaml sets this from its DatabaseWriterRegion.
+FERRY_DATABASE_WRITER_REGION = env.str("FERRY_DATABASE_WRITER_REGION", default=FERRY_REGIONS[0])
+if FERRY_DATABASE_WRITER_REGION != FERRY_REGION and not _DEV and _db["ENGINE"] != "django.db.backends.sqlite3":
+    # A read after this session's own forwarded write must see it (docs/deploy.md, "Write
+    # forwarding"). Sent as a startup option: every (re)connection gets it, no extra round
+    # trip. Only in production: the local and test profiles' servers are not Aurora.
+    _options = _db.setdefault("OPTIONS", {})
+    _options["options"] = f"{_options.get('options', '')} -c apg_write_forward.consistency_mode=session".strip()
 
 # SSRF guard: operators may allow ranges (the tests and the local stack allow loopback).
 FERRY_NETGUARD_ALLOW = env.list("FERRY_NETGUARD_ALLOW", default=[])
@@ -189,10 +211,26 @@ FERRY_HEARTBEAT_INTERVAL = env.float("FERRY_HEARTBEAT_INTERVAL", default=15.0)
 FERRY_LEASE_TTL = env.float("FERRY_LEASE_TTL", default=30.0)
 FERRY_LEASE_GRACE = env.float("FERRY_LEASE_GRACE", default=30.0)
 FERRY_KEEPER_INTERVAL = env.float("FERRY_KEEPER_INTERVAL", default=5.0)
+# Between ticks the keeper sends, this often, the transfers another region created for the
+# partitions it holds (workers/dispatch.py, "hand-off"): the owner learns of them within it.
+FERRY_HANDOFF_INTERVAL = env.float("FERRY_HANDOFF_INTERVAL", default=0.25)
 FERRY_SCHEDULER_INTERVAL = env.float("FERRY_SCHEDULER_INTERVAL", default=30.0)
 FERRY_PARTITIONS = env.int("FERRY_PARTITIONS", default=64)
 # A transfer sent to a queue is not sent again by the keeper's sweep for this long.
 FERRY_REDISPATCH_AFTER = env.float("FERRY_REDISPATCH_AFTER", default=60.0)
+# Delivery-ledger retention. MRSC tables have no TTL: each region's keeper deletes delivered
+# entries of its partitions once older than this (docs/execution.md, "Ledger retention and
+# restores"). 35 days is Aurora's longest point-in-time-restore window, so a database
+# recovered to any restorable point still finds every delivery since in the ledger. Never
+# under 7 days: an S3 event may arrive up to 5 days late (4 days in the events queue after
+# EventBridge's 24 h of retries), and its file must still be refused if already delivered.
+FERRY_LEDGER_RETENTION_DAYS = env.float("FERRY_LEDGER_RETENTION_DAYS", default=35.0)
+if FERRY_LEDGER_RETENTION_DAYS < 7:
+    raise environ.ImproperlyConfigured("FERRY_LEDGER_RETENTION_DAYS must be at least 7 (docs/execution.md)")
+# The keeper sweeps at most every FERRY_LEDGER_SWEEP_INTERVAL seconds (0: never), deleting at
+# most FERRY_LEDGER_SWEEP_BATCH entries a time (about 720,000 a day per region by default).
+FERRY_LEDGER_SWEEP_INTERVAL = env.float("FERRY_LEDGER_SWEEP_INTERVAL", default=60.0)
+FERRY_LEDGER_SWEEP_BATCH = env.int("FERRY_LEDGER_SWEEP_BATCH", default=500)
 # Small files of one route travel together: at most FERRY_BATCH_SIZE per task, each at
 # most FERRY_BATCH_MAX_BYTES, FERRY_BATCH_CONCURRENCY in flight over one connection.
 FERRY_BATCH_SIZE = env.int("FERRY_BATCH_SIZE", default=32)

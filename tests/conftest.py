@@ -233,28 +233,57 @@ def bucket(moto) -> str:
 @pytest.fixture
 def purge_queues(moto) -> Callable[[], None]:
     """Empty this region's queues; called before a worker test so nothing leaks in."""
-    from controlplane import aws
+    from controlplane import aws, awsguard
     from controlplane.resources import queues
 
     def purge() -> None:
         # Not PurgeQueue: SQS (and moto) allow one per queue per minute.
         sqs = aws.client("sqs")
         for region in settings.FERRY_REGIONS:
-            for name in queues(region).all():
-                url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-                while True:
-                    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get(
-                        "Messages", []
-                    )
-                    if not messages:
-                        break
-                    sqs.delete_message_batch(
-                        QueueUrl=url,
-                        Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
-                    )
+            with awsguard.acting_as(region):  # each region empties its own queues
+                _purge(sqs, queues(region).all())
 
     purge()
     return purge
+
+
+def _purge(sqs, names: list[str]) -> None:
+    for name in names:
+        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        while True:
+            messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+            if not messages:
+                break
+            sqs.delete_message_batch(
+                QueueUrl=url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+            )
+
+
+# --- the secondary region's database connection ------------------------------------------
+
+
+@pytest.fixture
+def forwarded_connection(transactional_db, settings):
+    """This test's in-process code runs as the secondary region's does on AWS: its database
+    connection refuses what Aurora write forwarding refuses (controlplane/dbforwarding.py).
+
+    Transactional only: inside a test transaction every ``atomic()`` is a SAVEPOINT. Use it
+    for a whole module with ``pytestmark = pytest.mark.usefixtures("forwarded_connection")``.
+    """
+    from django.db import connection
+
+    from controlplane import dbforwarding
+
+    if connection.in_atomic_block:
+        pytest.fail("forwarded_connection needs django_db(transaction=True): a test transaction makes savepoints")
+    settings.FERRY_DATABASE_WRITER_REGION = next(r for r in settings.FERRY_REGIONS if r != settings.FERRY_REGION)
+    connection.ensure_connection()
+    dbforwarding.install(connection)
+    yield connection
+    # Before transactional_db's teardown (its flush is a TRUNCATE); settings is restored
+    # before that too, so a reconnection meanwhile is not guarded again.
+    dbforwarding.uninstall(connection)
 
 
 # --- tenants and API clients ------------------------------------------------------------

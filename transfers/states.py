@@ -174,7 +174,9 @@ def transition(
         fields.setdefault("claim_expires_at", None)
     if to in TERMINAL:
         fields.setdefault("finished_at", now)
-    with transaction.atomic():
+    # savepoint=False: inside a caller's transaction (cancel) this joins it instead of
+    # opening a SAVEPOINT, which Aurora's write forwarding refuses (controlplane/dbforwarding.py).
+    with transaction.atomic(savepoint=False):
         row = Transfer.objects.filter(id=transfer_id).values("state", "attempt", "claim_token").first()
         if row is None or row["state"] not in states:
             return False
@@ -213,7 +215,7 @@ def claim(transfer_id, *, worker: str, ttl: float, to: State, frm: Iterable[Stat
     now = timezone.now()
     free = Q(claim_expires_at__isnull=True) | Q(claim_expires_at__lt=now)
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # no SAVEPOINT when nested, as in transition()
         row = Transfer.objects.filter(id=transfer_id).values("state", "attempt", "claim_token").first()
         if row is None or row["state"] not in states:
             return None

@@ -9,8 +9,10 @@ Every Ferry write to these tables is a conditional write that is safe to repeat 
 condition still holds for the same caller, or refuses it), so a retry never does twice
 what once would not.
 
-Botocore's own retry handler does not know the conflict code, and an error that
-``controlplane.awsguard`` injects never reaches that handler, so the retry lives here.
+Botocore's standard and adaptive retry modes retry these codes too (with
+``FERRY_AWS_MAX_ATTEMPTS``); this layer adds a few more tries with full jitter on top,
+and covers a conflict that outlasted botocore's budget or that
+``controlplane.awsguard`` injects per call, so Ferry's own code is proven to handle it.
 """
 
 from __future__ import annotations

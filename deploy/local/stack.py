@@ -90,6 +90,9 @@ def main() -> None:
             **moto.env(),
             "FERRY_PROFILE": os.environ.get("FERRY_PROFILE", "local"),
             "FERRY_REGIONS": ",".join(regions),
+            # The simulated Aurora writer: the other region's processes run on a forwarded-
+            # style connection that refuses what write forwarding refuses (docs/deploy.md).
+            "FERRY_DATABASE_WRITER_REGION": os.environ.get("FERRY_DATABASE_WRITER_REGION", regions[0]),
             "FERRY_NETGUARD_ALLOW": os.environ.get("FERRY_NETGUARD_ALLOW", "127.0.0.0/8,::1/128"),
             "PYTHONUNBUFFERED": "1",
         }
@@ -98,7 +101,8 @@ def main() -> None:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{LOCAL / 'ferry.sqlite3'}{suffix}").unlink(missing_ok=True)
         print("migrating and bootstrapping the emulator …", flush=True)
-        _manage(env, "migrate", "--noinput")
+        # DDL only where the writer is: a forwarded connection refuses it.
+        _manage({**env, "FERRY_REGION": env["FERRY_DATABASE_WRITER_REGION"]}, "migrate", "--noinput")
         _manage(env, "bootstrap_aws")
         seed = json.loads(_manage(env, "seed_demo").strip().splitlines()[-1])
 
@@ -179,6 +183,13 @@ def main() -> None:
         print(_banner(values, logs, regions, sftp["server"]), flush=True)
         print(
             "  metrics    " + ", ".join(f"{name} :{port}" for name, port in metrics_ports.items()) + "\n",
+            flush=True,
+        )
+        writer = env["FERRY_DATABASE_WRITER_REGION"]
+        forwarded = [region for region in regions if region != writer]
+        print(
+            f"  database   writer {writer}; {', '.join(forwarded) or 'no region'} on a forwarded-style "
+            "connection (refuses what Aurora write forwarding refuses)\n",
             flush=True,
         )
         while True:

@@ -56,3 +56,26 @@ def test_without_the_variable_the_url_password_stays():
     assert got["PASSWORD"] == "inurl"
     assert got["kms"] == "alias/ferry"
     assert got["replicas"] == []
+
+
+def test_a_ledger_retention_shorter_than_a_late_event_is_refused():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FERRY_", "DATABASE_", "SECRET_KEY"))}
+    env.update(DJANGO_SETTINGS_MODULE="controlplane.settings", FERRY_PROFILE="test")
+    read = (
+        "import django; from django.conf import settings; django.setup(); print(settings.FERRY_LEDGER_RETENTION_DAYS)"
+    )
+
+    def run(days: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", read],
+            cwd=ROOT,
+            env={**env, "FERRY_LEDGER_RETENTION_DAYS": days},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    assert run("7").stdout.strip().splitlines()[-1] == "7.0"
+    refused = run("3")
+    assert refused.returncode != 0 and "FERRY_LEDGER_RETENTION_DAYS must be at least 7" in refused.stderr

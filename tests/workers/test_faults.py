@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from controlplane import aws, tenancy
+from controlplane import aws, awsguard, tenancy
 from controlplane.resources import queues
 from endpoints import services as endpoint_services
 from tests.conftest import KeeperProcess, Worker, run_manage, wait_until
@@ -101,7 +101,14 @@ def region_processes(worker_env, logs_dir, django_db_blocker):
         process.stop()
     procs: dict[str, RegionProcs] = {}
     for name in REGIONS:
-        env = {**worker_env, "FERRY_REGION": name, "FERRY_REGIONS": ",".join(REGIONS)}
+        # us-east-1 holds the (simulated) Aurora writer: us-west-2's processes run on a
+        # forwarded-style connection that refuses what write forwarding refuses.
+        env = {
+            **worker_env,
+            "FERRY_REGION": name,
+            "FERRY_REGIONS": ",".join(REGIONS),
+            "FERRY_DATABASE_WRITER_REGION": REGIONS[0],
+        }
         q = queues(name)
         procs[name] = RegionProcs(
             name=name,
@@ -126,7 +133,8 @@ def region_processes(worker_env, logs_dir, django_db_blocker):
 @pytest.fixture
 def regions(region_processes, purge_queues):
     """Both regions running, active and holding their home partitions; whatever a test
-    killed or paused is brought back for the next one."""
+    killed or paused is brought back for the next one. Afterwards, us-west-2's logs must show
+    no statement that Aurora write forwarding refuses."""
     table = context.region_table()
     for name in REGIONS:
         table.set_state(name, RegionState.ACTIVE)
@@ -134,7 +142,18 @@ def regions(region_processes, purge_queues):
         region.heal()
     for name in REGIONS:
         wait_until(lambda name=name: region_holds(name, home_partitions(name)), timeout=40, message=f"{name}'s leases")
-    return region_processes
+    yield region_processes
+    # The guard raises, but a worker or keeper may catch the error and carry on: its log line
+    # is the evidence (read now: a restarted worker starts a fresh log).
+    guarded = "database connection guarded as write-forwarded"
+    assert guarded not in region_processes[REGIONS[0]].keeper.log_path.read_text(errors="replace")
+    forwarded = region_processes[REGIONS[1]]
+    assert guarded in forwarded.keeper.log_path.read_text(errors="replace")
+    for proc in (forwarded.keeper, *forwarded.workers):
+        log = proc.log_path.read_text(errors="replace") if proc.log_path.exists() else ""
+        refused = [line for line in log.splitlines() if "write forwarding refuses this statement" in line]
+        shown = "\n".join(refused[:5])
+        assert not refused, f"{proc.log_path.name}: SQL that Aurora write forwarding refuses:\n{shown}"
 
 
 # --- endpoints, routes and checks -----------------------------------------------------------
@@ -421,7 +440,8 @@ def test_the_same_message_five_times_delivers_once(regions, sshd, tenant):
     destination = make_endpoint(tenant, sftp_body(sshd, root="/"))
     route = route_in("us-west-2", tenant, source, destination, str(src), str(dst))
     (transfer,) = poll(route)
-    send([str(transfer.id)] * 5, region="us-west-2")
+    with awsguard.acting_as("us-west-2"):  # as us-west-2's own process would (the guard refuses others)
+        send([str(transfer.id)] * 5, region="us-west-2")
     send([str(transfer.id)] * 5, region="us-east-1")  # and to the region that does not hold it
     (done,) = wait_all([route.id], 1, timeout=30)
     time.sleep(2)

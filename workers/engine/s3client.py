@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,6 +30,15 @@ from workers.engine.spec import S3Spec
 
 _lock = threading.Lock()
 _clients: dict[tuple, Any] = {}
+_hooks: list[Callable[[Any], Any]] = []
+
+
+def add_client_hook(hook: Callable[[Any], Any]) -> None:
+    """Call ``hook(client)`` on every client built from now on (once per hook): Ferry's AWS
+    guard registers itself here at start-up, so the engine imports nothing of Ferry's."""
+    with _lock:
+        if hook not in _hooks:
+            _hooks.append(hook)
 
 
 def _env_float(name: str, default: float) -> float:
@@ -108,6 +118,8 @@ def client(spec: S3Spec) -> Any:
             return found
         session = _assumed_session(spec) if spec.role_arn else _base_session(spec)
         made = session.client("s3", region_name=spec.region, config=client_config())
+        for hook in _hooks:
+            hook(made)
         _clients[key] = made
         return made
 
