@@ -14,6 +14,7 @@ import math
 import os
 import time
 import uuid
+from pathlib import Path
 
 from bench.common import Env, Figure, Sizes
 from bench.stack import Stack
@@ -45,7 +46,6 @@ def parse_time(value: str) -> float:
 
 def run(env: Env, sizes: Sizes) -> Figure:
     assert env.sshd
-    count = sizes.event_files
     stack = Stack.shared(env)
     stack.start_workers(events=True, wait=False)
     stack.start_api()
@@ -55,6 +55,13 @@ def run(env: Env, sizes: Sizes) -> Figure:
     destination = stack.sftp_endpoint(env.sshd)
     dst = env.fresh_dir("events")
     route = stack.route(source, "/drop", destination, f"/{dst.name}", "event")
+    return measure(stack, sizes, bucket=bucket, route=route, dst=dst, figure="event_latency")
+
+
+def measure(stack: Stack, sizes: Sizes, *, bucket: str, route: dict, dst: Path, figure: str, where: str = "") -> Figure:
+    """Put ``sizes.event_files`` objects one at a time under ``in/drop/`` of ``bucket`` and
+    time each until ``route`` delivered it into ``dst``; ``where`` adds to the figure's note."""
+    count = sizes.event_files
     s3 = stack.s3()
     put_at: dict[str, float] = {}
     seen_at: dict[str, float] = {}
@@ -76,7 +83,7 @@ def run(env: Env, sizes: Sizes) -> Figure:
     appeared = [round(seen_at[n] - put_at[n], 3) for n in timed]
     p50, p95 = percentile(finished, 50), percentile(finished, 95)
     return Figure(
-        name="event_latency",
+        name=figure,
         ferry=p50,
         peer=None,
         unit="s (p50)",
@@ -85,7 +92,7 @@ def run(env: Env, sizes: Sizes) -> Figure:
         better="lower",
         goal="p50 < 1 s",
         note=f"Reference, not a measured peer: {REFERENCE}. Latency is the transfer's finished_at minus the"
-        " time just before PutObject; objects are put one at a time (an idle service).",
+        " time just before PutObject; objects are put one at a time (an idle service)." + where,
         runs={"ferry": finished},  # one latency per file
         details={
             "files": count,

@@ -21,6 +21,7 @@ from pathlib import Path
 from bench import (
     api_list,
     event_latency,
+    event_latency_other_region,
     memory,
     report,
     route_small_files,
@@ -41,11 +42,13 @@ BENCHMARKS = {
     "memory": memory,
     # The service (issue 5): the whole stack of processes, not the engine alone.
     "event_latency": event_latency,
+    # Issue 11: the same for a file whose partition the other region owns (two regions).
+    "event_latency_other_region": event_latency_other_region,
     "route_small_files": route_small_files,
     "api_list": api_list,
 }
 # Benchmarks whose goal is absolute: their peer is null by design, not by failure.
-NO_PEER = {"event_latency", "api_list"}
+NO_PEER = {"event_latency", "event_latency_other_region", "api_list"}
 
 ANALYSIS_FILE = ROOT / "bench" / "analysis.md"  # hand-written reading of the figures, appended to the report
 

@@ -20,6 +20,7 @@ from django.utils import timezone
 from controlplane import mirror
 from controlplane.errors import Conflict, FerryError, NotFound, ValidationFailed
 from controlplane.models import Tenant
+from controlplane.querysets import in_pk_order
 from endpoints import netguard, secrets
 from endpoints.models import Endpoint
 from workers.engine.spec import S3Spec, SftpSpec
@@ -85,7 +86,7 @@ def _record(endpoint: Endpoint) -> None:
 
 def mirror_documents() -> Iterator[tuple[str, int, dict[str, Any]]]:
     """Every endpoint's mirror document (for ``mirror check``)."""
-    for endpoint in Endpoint.objects.order_by("id").iterator():
+    for endpoint in in_pk_order(Endpoint.objects.all()):
         yield str(endpoint.id), endpoint.version, document_of(endpoint)
 
 
@@ -337,7 +338,12 @@ def to_spec(endpoint: Endpoint) -> SftpSpec | S3Spec:
     credentials: dict[str, Any] = {}
     if endpoint.secret_arn:
         try:
-            credentials, _version = secrets.resolve(arn=endpoint.secret_arn)
+            # The version the row records, not whatever is current: engine pools are keyed on
+            # the endpoint's version, and right after a rotation at the other region's primary
+            # this region's replica may still call the old version current. Until the new one
+            # has replicated, reading it fails transiently instead of pooling old credentials
+            # under the new version.
+            credentials, _version = secrets.resolve(arn=endpoint.secret_arn, version_id=endpoint.secret_version or None)
         except secrets.SecretsUnavailable as exc:
             raise TransientError(str(exc), code="secrets_unavailable") from None
     if endpoint.kind == Endpoint.Kind.SFTP:

@@ -52,6 +52,9 @@ class Route(models.Model):
     # Grows at every change: the mirror's version condition.
     version = models.PositiveIntegerField(default=1)
     next_run_at = models.DateTimeField(null=True, blank=True)
+    # Set by a restore of the database: polls leave files modified before it alone, since
+    # the ledger may no longer remember their delivery (transfers.watermarks). Not mirrored.
+    not_before = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -134,6 +137,10 @@ class Transfer(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     region = models.CharField(max_length=32, blank=True)
     partition = models.PositiveIntegerField()
+    # The region whose process created or re-drove this transfer without holding its
+    # partition, so could not send it (a region enqueues only to its own queues); the
+    # holder's keeper sends it within FERRY_HANDOFF_INTERVAL and clears this. "" otherwise.
+    handoff_from = models.CharField(max_length=32, blank=True, default="", db_default="")
     last_error_code = models.CharField(max_length=64, blank=True)
     last_error_message = models.CharField(max_length=2000, blank=True)
     source_action_state = models.CharField(max_length=16, choices=SourceAction.choices, default=SourceAction.NONE)
@@ -187,6 +194,13 @@ class Transfer(models.Model):
                 fields=["partition", "next_attempt_at"],
                 condition=Q(state__in=sorted(DISPATCHABLE)),
                 name="transfer_dispatch_due",
+            ),
+            # The holder's quick sweep (workers.dispatch.Dispatcher.sweep_handoffs), several
+            # times a second: only marked rows still pending, so tiny whatever the backlog.
+            models.Index(
+                fields=["partition"],
+                condition=Q(state=State.PENDING) & ~Q(handoff_from=""),
+                name="transfer_handoff_due",
             ),
             # The region keeper's sweep for claims whose worker died (expired claim expiry).
             models.Index(

@@ -1,14 +1,20 @@
 """Sending transfers to workers.
 
-Two paths put a transfer on a region's transfer queue:
+A region only ever enqueues to its own queues: on AWS its SQS client and IAM role reach no
+other region's. Three paths put a transfer on this region's transfer queue:
 
-- right after the commit that created or re-drove it (:func:`dispatch_transfers`), to the
-  region that holds its partition now, so a new file starts at once;
-- the region keeper's tick (:class:`Dispatcher`), for the partitions it holds: pending
-  transfers that the first path missed, retries whose ``next_attempt_at`` has come, and
-  active transfers whose claim expired (their worker died).
+- right after the commit that created or re-drove it (:func:`dispatch_transfers`), when
+  this region holds its partition live, so a new file starts at once. Otherwise the
+  transfer is marked for hand-off (``Transfer.handoff_from``) and left to the holder;
+- the holder's hand-off sweep (:meth:`Dispatcher.sweep_handoffs`, at every keeper tick and
+  every ``FERRY_HANDOFF_INTERVAL`` in between), which sends the marked transfers
+  of the partitions it holds and clears the mark: work another region created starts
+  within a fraction of a second;
+- the region keeper's tick (:meth:`Dispatcher.__call__`), the safety net, for the
+  partitions it holds: pending transfers both other paths missed, retries whose
+  ``next_attempt_at`` has come, and active transfers whose claim expired (their worker died).
 
-A message may be sent twice (both paths, a keeper restart, SQS itself); the claim's
+A message may be sent twice (two paths, a keeper restart, SQS itself); the claim's
 compare-and-set makes every copy but one exit at once.
 """
 
@@ -16,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 from django.conf import settings
@@ -73,24 +79,29 @@ def send_batched(transfer_ids: Iterable[str], *, region: str) -> int:
 
 
 def dispatch_transfers(ids: list[str]) -> None:
-    """Enqueue new or re-driven transfers to the region holding each one's partition.
+    """Enqueue new or re-driven transfers whose partition this region holds live, on this
+    region's queue; mark the others for hand-off to whichever region holds (or takes) their
+    partition, whose keeper sends them (:meth:`Dispatcher.sweep_handoffs`).
 
-    Called after commit; a partition nobody holds right now is left to the keeper that
-    takes it. Never raises: the keeper's sweep is the safety net."""
+    Never to another region's queue: kombu looks a queue name up in its own region only
+    and, not finding it there, tries to create it there (docs/regions.md). Called after
+    commit. Never raises: the keeper's sweep is the safety net."""
+    region = settings.FERRY_REGION
     try:
         rows = Transfer.objects.filter(id__in=ids, state=State.PENDING).values_list("id", "partition")
-        by_region: dict[str, list[str]] = {}
-        leases = context.lease_table()
-        owners: dict[int, str | None] = {}
-        now = time.time()
+        held: dict[int, bool] = {}
+        mine: list[str] = []
+        others: list[str] = []
         for transfer_id, partition in rows:
-            if partition not in owners:
-                lease = leases.get(partition)
-                owners[partition] = lease.owner_region if lease and lease.live(now) else None
-            if owners[partition]:
-                by_region.setdefault(owners[partition], []).append(str(transfer_id))
-        for region, region_ids in by_region.items():
-            send_batched(region_ids, region=region)
+            if partition not in held:
+                held[partition] = context.region_lease(partition, region=region) is not None
+            (mine if held[partition] else others).append(str(transfer_id))
+        if others:
+            # One UPDATE for the lot; the holder's quick sweep reads them through a partial
+            # index that holds only marked, still pending rows.
+            Transfer.objects.filter(id__in=others, state=State.PENDING).update(handoff_from=region)
+        if mine:
+            send_batched(mine, region=region)
     except Exception:
         log.warning("immediate dispatch failed; the keeper will dispatch", exc_info=True)
 
@@ -103,16 +114,52 @@ def has_live_claims(partition: int) -> bool:
 
 
 class Dispatcher:
-    """The keeper's sweep over its partitions. Remembers what it sent for a while
-    (FERRY_REDISPATCH_AFTER) so a transfer still waiting in the queue is not sent on
-    every tick."""
+    """The keeper's sweeps over the partitions it holds, onto this region's queue.
+
+    Remembers what it sent for a while (FERRY_REDISPATCH_AFTER), by transfer *and attempt*,
+    so a transfer still waiting in the queue is not sent on every tick, while a retry that
+    falls due sooner (a new attempt) is not held back. ``partitions`` is what the last tick
+    asked it to dispatch (held, usable, region active); the quick sweep stays within it."""
 
     def __init__(self, *, region: str | None = None, limit: int = 1000) -> None:
         self.region = region or settings.FERRY_REGION
         self.limit = limit
-        self.sent: dict[str, float] = {}
+        self.sent: dict[tuple[str, int], float] = {}
+        self.partitions: list[int] = []
+
+    def _remember(self, rows: Iterable[tuple[str, int]], monotonic: float) -> None:
+        for key in rows:
+            self.sent[key] = monotonic
+
+    def sweep_handoffs(self, partitions: list[int]) -> int:
+        """Send the transfers of ``partitions`` that another region's process (or this
+        region's, while it did not hold the partition) created or re-drove, and clear their
+        mark. Cheap enough to run several times a second: one query on a partial index of
+        only the marked, still pending rows."""
+        if not partitions:
+            return 0
+        rows = [
+            (str(i), attempt)
+            for i, attempt in Transfer.objects.filter(state=State.PENDING, partition__in=partitions)
+            .exclude(handoff_from="")
+            .order_by("created_at")
+            .values_list("id", "attempt")[: self.limit]
+        ]
+        if not rows:
+            return 0
+        ids = [transfer_id for transfer_id, _ in rows]
+        send_batched(ids, region=self.region)
+        self._remember(rows, time.monotonic())
+        # Cleared after the send: a crash in between sends them again (a harmless duplicate)
+        # rather than leaving them to the slow sweep.
+        Transfer.objects.filter(id__in=ids).exclude(handoff_from="").update(handoff_from="")
+        log.info("handed-off transfers dispatched", extra={"count": len(ids)})
+        return len(ids)
 
     def __call__(self, partitions: list[int]) -> int:
+        self.partitions = list(partitions)
+        # The tick sweeps hand-offs too, so they wait no longer for a slow tick.
+        handed = self.sweep_handoffs(partitions)
         now = timezone.now()
         redispatch = settings.FERRY_REDISPATCH_AFTER
         monotonic = time.monotonic()
@@ -124,16 +171,41 @@ class Dispatcher:
             | Q(state__in=[State.PENDING, State.FAILED], next_attempt_at__lte=now)
             | Q(state__in=[*ACTIVE, State.STAGED], claim_expires_at__lt=now)
         )
-        ids = [
-            str(i)
-            for i in Transfer.objects.filter(due, partition__in=partitions)
+        rows = [
+            (str(i), attempt)
+            for i, attempt in Transfer.objects.filter(due, partition__in=partitions)
             .order_by("next_attempt_at", "created_at")
-            .values_list("id", flat=True)[: self.limit]
+            .values_list("id", "attempt")[: self.limit]
         ]
-        fresh = [i for i in ids if i not in self.sent]
-        for transfer_id in fresh:
-            self.sent[transfer_id] = monotonic
+        fresh = [row for row in rows if row not in self.sent]
+        self._remember(fresh, monotonic)
         if fresh:
-            send_batched(fresh, region=self.region)
+            send_batched([transfer_id for transfer_id, _ in fresh], region=self.region)
             log.info("dispatched", extra={"count": len(fresh)})
-        return len(fresh)
+        return handed + len(fresh)
+
+
+def sweep_handoffs_until(
+    dispatcher: Dispatcher, *, usable: Callable[[], list[int]], until: float, stop: Callable[[], bool]
+) -> int:
+    """``manage.py run_keeper`` between two ticks: the quick sweep every
+    ``FERRY_HANDOFF_INTERVAL`` until ``until`` (monotonic), over the partitions the last tick
+    dispatched that are still usable. Returns how many transfers it sent; a failed sweep is
+    logged (once per call) and tried again at the next interval."""
+    sent = 0
+    warned = False
+    while not stop():
+        left = until - time.monotonic()
+        if left <= 0:
+            break
+        time.sleep(min(left, settings.FERRY_HANDOFF_INTERVAL))
+        if stop() or time.monotonic() >= until:
+            break  # the tick is due: it decides what may be dispatched
+        try:
+            allowed = set(usable())
+            sent += dispatcher.sweep_handoffs([p for p in dispatcher.partitions if p in allowed])
+        except Exception:
+            if not warned:
+                log.warning("hand-off sweep failed; trying again", exc_info=True)
+                warned = True
+    return sent

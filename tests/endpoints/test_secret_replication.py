@@ -35,6 +35,7 @@ def test_the_own_region_and_blanks_are_not_replica_regions(moto):
     assert "ReplicationStatus" not in aws.client("secretsmanager").describe_secret(SecretId=stored.arn)
 
 
+@override_settings(FERRY_SECRET_REPLICA_REGIONS=[])  # production's default (the local profile replicates)
 def test_without_the_setting_nothing_is_replicated(moto):
     stored = secrets.store(tenant_id=uuid.uuid4(), endpoint_id=uuid.uuid4(), credentials={"password": "y-Secret-3"})
     assert "ReplicationStatus" not in aws.client("secretsmanager").describe_secret(SecretId=stored.arn)
