@@ -35,9 +35,10 @@ from controlplane import mirror
 from controlplane.errors import Conflict, NotFound, ValidationFailed
 from controlplane.metrics import bytes_moved, retries, transfer_seconds
 from controlplane.models import Tenant
+from controlplane.querysets import in_pk_order
 from endpoints import validation as endpoint_validation
 from endpoints.models import Endpoint
-from transfers import backoff, naming, schedule, stability
+from transfers import backoff, naming, schedule, stability, watermarks
 from transfers import options as route_options
 from transfers.models import FileObservation, Route, Transfer, TransferEvent
 from transfers.partitions import partition_of
@@ -135,7 +136,7 @@ def _record(route: Route) -> None:
 
 
 def mirror_documents():
-    for route in Route.objects.order_by("id").iterator():
+    for route in in_pk_order(Route.objects.all()):
         yield str(route.id), route.version, document_of(route)
 
 
@@ -161,10 +162,14 @@ def restore_document(document: dict[str, Any]) -> Route:
         version=document["version"],
     )
     # next_run_at is not mirrored (it changes every run): restored schedules start afresh.
+    # The transfers are lost: polls must not take files whose delivery the ledger may
+    # have forgotten (transfers.watermarks).
+    now = timezone.now()
     Route.objects.filter(pk=route.pk).update(
         created_at=document["created_at"],
         updated_at=document["updated_at"],
-        next_run_at=_next_run(document, timezone.now()),
+        next_run_at=_next_run(document, now),
+        not_before=watermarks.watermark_at(now),
     )
     route.refresh_from_db()
     return route
@@ -516,7 +521,9 @@ def _create_transfers(
         )
     if not new:
         return []
-    with transaction.atomic():
+    # savepoint=False: observe_files calls this inside its own transaction; a nested atomic
+    # would send a SAVEPOINT, which Aurora's write forwarding refuses.
+    with transaction.atomic(savepoint=False):
         Transfer.objects.bulk_create(new, ignore_conflicts=True, batch_size=500)
         created = list(Transfer.objects.filter(id__in=[t.id for t in new]))
         TransferEvent.objects.bulk_create(
@@ -568,6 +575,7 @@ def observe_files(
     files no longer listed are forgotten. Stability (``transfers.stability``):
     ``min_age_seconds`` by mtime, unchanged size and mtime across two polls when
     ``stable_polls``, the done marker when set; ``force`` takes every matching file now.
+    Files modified before the route's restore watermark are never taken (``watermarks``).
 
     Returns the transfers created by this call (already existing ones are not repeated);
     they are dispatched after the commit.
@@ -592,6 +600,16 @@ def observe_files(
         for path, file in listed.items()
         if _in_route(route, path) and not (marker_names and posixpath.basename(path) in marker_names)
     }
+    # Older than the route's restore watermark: the ledger may have forgotten its delivery,
+    # so not even a forced run takes it (the operator decides, docs/execution.md).
+    old = [path for path, file in candidates.items() if watermarks.skip(route, float(file.mtime))]
+    if old:
+        log.info(
+            "files older than the route's restore watermark left alone",
+            extra={"route": str(route.id), "count": len(old), "not_before": str(route.not_before)},
+        )
+        for path in old:
+            del candidates[path]
 
     with transaction.atomic():
         previous = {o.path: o for o in FileObservation.objects.filter(route=route, path__in=list(candidates))}

@@ -12,7 +12,9 @@ which the tests call one at a time). A tick:
 4. acquires the partitions it should hold (free or released at once; taken from a silent
    region only after the lease expired for longer than the grace);
 5. dispatches the held partitions' due work: pending transfers, retries whose time has
-   come and claims that expired (see :mod:`workers.dispatch`).
+   come and claims that expired (see :mod:`workers.dispatch`);
+6. now and then, deletes the held partitions' delivered ledger entries past retention
+   (see :mod:`workers.ledger_sweep`).
 
 Workers hold no leases: they read the lease item and carry its fence into ledger writes.
 """
@@ -63,6 +65,7 @@ class TickReport:
     released: list[int] = field(default_factory=list)
     lost: list[int] = field(default_factory=list)
     dispatched: int = 0
+    swept: int = 0  # delivered ledger entries deleted by this tick's retention sweep
 
 
 def new_owner_id(region: str) -> str:
@@ -79,12 +82,15 @@ class Keeper:
         has_live_claims: Callable[[int], bool],
         dispatch: Callable[[list[int]], int],
         owner: str | None = None,
+        sweep: Callable[[list[int]], int] | None = None,
     ) -> None:
         self.config = config
         self.leases = leases
         self.regions = regions
         self.has_live_claims = has_live_claims
         self.dispatch = dispatch
+        # The ledger's retention sweep (workers.ledger_sweep): paces itself, never fences.
+        self.sweep = sweep
         self.owner = owner or new_owner_id(config.region)
         self.held: dict[int, HeldLease] = {}
 
@@ -137,6 +143,9 @@ class Keeper:
         # the region that takes the partition over, so the handover is not put off.
         if report.held and me.state == RegionState.ACTIVE:
             report.dispatched = self._attempt("dispatch", lambda: self.dispatch(report.held)) or 0
+        if report.held and self.sweep is not None:
+            sweep = self.sweep
+            report.swept = self._attempt("ledger sweep", lambda: sweep(report.held)) or 0
         return report
 
     def _attempt(self, what: str, call: Callable[[], T]) -> T | None:

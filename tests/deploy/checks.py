@@ -256,6 +256,27 @@ def image_tag(template: Mapping[str, Any], parameter: str = "ImageTag") -> list[
     return problems
 
 
+def database_writer_region(template: Mapping[str, Any], parameter: str = "DatabaseWriterRegion") -> list[str]:
+    """Every container that reaches the database (``DATABASE_URL``) is told the writer's
+    region from ``parameter`` (``FERRY_DATABASE_WRITER_REGION``): whether its connection is
+    forwarded, and so its read consistency, follows the parameter that picks its endpoint."""
+    problems: list[str] = []
+    for task, container in container_definitions(template):
+        env = {e.get("Name"): e.get("Value") for e in items(container.get("Environment")) if isinstance(e, dict)}
+        if "DATABASE_URL" not in env:
+            continue
+        if "FERRY_DATABASE_WRITER_REGION" not in env:
+            problems.append(
+                f"task definition {task}, container {container.get('Name')!r}: no FERRY_DATABASE_WRITER_REGION"
+            )
+        elif ref_target(env["FERRY_DATABASE_WRITER_REGION"]) != parameter:
+            problems.append(
+                f"task definition {task}, container {container.get('Name')!r}: FERRY_DATABASE_WRITER_REGION "
+                f"{env['FERRY_DATABASE_WRITER_REGION']!r} is not a Ref to parameter {parameter}"
+            )
+    return problems
+
+
 def _words(command: Any, variables: Mapping[str, str]) -> list[str]:
     """A container Command as words: ``sh -c "..."`` strings split, ``Fn::Sub`` evaluated
     when it can be (else a placeholder word)."""
@@ -462,6 +483,47 @@ def strong_consistency(template: Mapping[str, Any], variables: Mapping[str, str]
                     f"table {logical} ({name}): {type_} with MultiRegionConsistency {consistency!r}; "
                     "it must be an AWS::DynamoDB::GlobalTable with MultiRegionConsistency STRONG"
                 )
+    return problems
+
+
+def table_indexes(
+    template: Mapping[str, Any], variables: Mapping[str, str], expected: Mapping[str, Mapping[str, tuple[str, str]]]
+) -> list[str]:
+    """The tables named in ``expected`` (table name → index name → (hash, range) attribute,
+    both numbers, as ``bootstrap.TABLE_INDEXES`` creates them locally) have those global
+    secondary indexes: the app queries them by name. Tables the template lacks are
+    ``table_schemas``' to report."""
+    problems: list[str] = []
+    for type_ in _TABLE_TYPES:
+        names, _ = named(template, type_, "TableName", variables)
+        for logical, name in sorted(names.items()):
+            p = props(resources(template, type_)[logical])
+            found = {i.get("IndexName"): i for i in as_list(p.get("GlobalSecondaryIndexes")) if isinstance(i, dict)}
+            types = {
+                a.get("AttributeName"): a.get("AttributeType")
+                for a in as_list(p.get("AttributeDefinitions"))
+                if isinstance(a, dict)
+            }
+            for index, (hash_key, range_key) in sorted(expected.get(name, {}).items()):
+                want = [(hash_key, "HASH"), (range_key, "RANGE")]
+                if index not in found:
+                    problems.append(f"table {logical} ({name}): no global secondary index {index!r} {want}")
+                    continue
+                schema = [
+                    (k.get("AttributeName"), k.get("KeyType"))
+                    for k in as_list(found[index].get("KeySchema"))
+                    if isinstance(k, dict)
+                ]
+                if schema != want:
+                    problems.append(
+                        f"table {logical} ({name}): index {index!r} KeySchema {schema}, the app expects {want}"
+                    )
+                    continue
+                problems += [
+                    f"table {logical} ({name}): index {index!r} attribute {attr!r} has type {types.get(attr)!r}, not 'N'"
+                    for attr in (hash_key, range_key)
+                    if types.get(attr) != "N"
+                ]
     return problems
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.core.management import get_commands
 
-from controlplane.bootstrap import TABLE_KEYS
+from controlplane.bootstrap import TABLE_INDEXES, TABLE_KEYS
 from controlplane.resources import queues, tables
 from tests.deploy import cfn, checks
 from tests.deploy.test_templates import REQUIRED_CONDITIONS, SERVICES, UNSCOPABLE, app_queues, variables
@@ -17,6 +17,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 GOOD = FIXTURES / "good"
 BAD = FIXTURES / "bad"
 STRONG_TABLES = [tables()["leases"], tables()["ledger"]]
+INDEXES = {tables()[logical]: indexes for logical, indexes in TABLE_INDEXES.items()}
 
 
 def params(directory: Path, name: str) -> dict[str, str] | None:
@@ -53,6 +54,7 @@ def every_problem(directory: Path) -> list[str]:
     problems += checks.strong_consistency(
         global_, variables(global_, "us-east-1", params(directory, "global")), STRONG_TABLES
     )
+    problems += checks.table_indexes(global_, variables(global_, "us-east-1", params(directory, "global")), INDEXES)
     problems += checks.management_commands(region, get_commands())
     return problems
 
@@ -221,6 +223,13 @@ BAD_GLOBAL = cfn.load(BAD / "global.yaml")
             ],
         ),
         (
+            lambda: checks.table_indexes(BAD_GLOBAL, variables(BAD_GLOBAL, "us-east-1", None), INDEXES),
+            [
+                "table LedgerTable (ferry-ledger): index 'by-partition-delivered' KeySchema [('partition', 'HASH'), "
+                "('updated_at', 'RANGE')], the app expects [('partition', 'HASH'), ('delivered_at', 'RANGE')]"
+            ],
+        ),
+        (
             lambda: checks.management_commands(BAD_REGION, get_commands()),
             ["task definition KeeperTask: runs 'manage.py run_keepr', which Django does not know"],
         ),
@@ -240,6 +249,7 @@ BAD_GLOBAL = cfn.load(BAD / "global.yaml")
         "image-tag",
         "tables",
         "strong-consistency",
+        "table-indexes",
         "management-commands",
     ],
 )
@@ -287,3 +297,75 @@ def test_parameter_file_format_errors_are_named(tmp_path):
     path.write_text('[{"Key": "A", "Value": "1"}]')
     with pytest.raises(ValueError, match=r"\[0\]: not a"):
         checks.load_parameters(path)
+
+
+def test_a_database_task_without_the_writer_region_is_reported():
+    template = cfn.loads(
+        """
+Resources:
+  Told:
+    Type: AWS::ECS::TaskDefinition
+    Properties:
+      ContainerDefinitions:
+        - Name: api
+          Environment:
+            - { Name: DATABASE_URL, Value: postgres://db/ferry }
+            - { Name: FERRY_DATABASE_WRITER_REGION, Value: !Ref DatabaseWriterRegion }
+  Untold:
+    Type: AWS::ECS::TaskDefinition
+    Properties:
+      ContainerDefinitions:
+        - Name: worker
+          Environment: [{ Name: DATABASE_URL, Value: postgres://db/ferry }]
+  Hardcoded:
+    Type: AWS::ECS::TaskDefinition
+    Properties:
+      ContainerDefinitions:
+        - Name: keeper
+          Environment:
+            - { Name: DATABASE_URL, Value: postgres://db/ferry }
+            - { Name: FERRY_DATABASE_WRITER_REGION, Value: us-east-1 }
+  NoDatabase:
+    Type: AWS::ECS::TaskDefinition
+    Properties:
+      ContainerDefinitions: [{ Name: sidecar, Environment: [] }]
+"""
+    )
+    assert checks.database_writer_region(template) == [
+        "task definition Untold, container 'worker': no FERRY_DATABASE_WRITER_REGION",
+        "task definition Hardcoded, container 'keeper': FERRY_DATABASE_WRITER_REGION 'us-east-1' is not a Ref to "
+        "parameter DatabaseWriterRegion",
+    ]
+
+
+def test_a_missing_index_and_an_index_key_of_the_wrong_type_are_reported():
+    template = cfn.loads(
+        """
+Resources:
+  Bare:
+    Type: AWS::DynamoDB::GlobalTable
+    Properties:
+      TableName: bare
+      AttributeDefinitions: [{AttributeName: pk, AttributeType: S}]
+      KeySchema: [{AttributeName: pk, KeyType: HASH}]
+  Stringly:
+    Type: AWS::DynamoDB::GlobalTable
+    Properties:
+      TableName: stringly
+      AttributeDefinitions:
+        - {AttributeName: pk, AttributeType: S}
+        - {AttributeName: partition, AttributeType: S}
+        - {AttributeName: delivered_at, AttributeType: N}
+      KeySchema: [{AttributeName: pk, KeyType: HASH}]
+      GlobalSecondaryIndexes:
+        - IndexName: by-partition-delivered
+          KeySchema: [{AttributeName: partition, KeyType: HASH}, {AttributeName: delivered_at, KeyType: RANGE}]
+          Projection: {ProjectionType: KEYS_ONLY}
+"""
+    )
+    want = {"by-partition-delivered": ("partition", "delivered_at")}
+    assert checks.table_indexes(template, {}, {"bare": want, "stringly": want}) == [
+        "table Bare (bare): no global secondary index 'by-partition-delivered' "
+        "[('partition', 'HASH'), ('delivered_at', 'RANGE')]",
+        "table Stringly (stringly): index 'by-partition-delivered' attribute 'partition' has type 'S', not 'N'",
+    ]

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from django.core.management import get_commands
 
-from controlplane.bootstrap import TABLE_KEYS
+from controlplane.bootstrap import TABLE_INDEXES, TABLE_KEYS
 from controlplane.resources import dead_letter_queue, queues, tables
 from tests.deploy import cfn, checks
 from tests.deploy.tools import AWS_DIR, required_templates
@@ -137,6 +137,10 @@ def test_images_come_from_a_release_tag():
     no_problems(checks.image_tag(load("region.yaml")), "region.yaml")
 
 
+def test_tasks_that_reach_the_database_know_the_writer_region():
+    no_problems(checks.database_writer_region(load("region.yaml")), "region.yaml (controlplane/dbforwarding.py)")
+
+
 @pytest.mark.parametrize("region", REGIONS)
 def test_queue_names_are_the_apps(region):
     template = load("region.yaml")
@@ -165,3 +169,11 @@ def test_lease_and_ledger_tables_are_strongly_consistent():
     strong = [tables()["leases"], tables()["ledger"]]
     problems = checks.strong_consistency(template, variables(template, "us-east-1", params), strong)
     no_problems(problems, "global.yaml (docs: leases and ledger need multi-region strong consistency)")
+
+
+def test_the_tables_have_the_indexes_the_app_queries():
+    template = load("global.yaml")
+    params = parameters(AWS_DIR / "params" / "global.json")
+    expected = {tables()[logical]: indexes for logical, indexes in TABLE_INDEXES.items()}
+    problems = checks.table_indexes(template, variables(template, "us-east-1", params), expected)
+    no_problems(problems, "global.yaml (app: bootstrap.TABLE_INDEXES, workers/ledger_sweep.py)")

@@ -111,6 +111,9 @@ class RouteOut(serializers.Serializer):
     enabled = serializers.BooleanField()
     partition = serializers.IntegerField()
     version = serializers.IntegerField()
+    # Read-only: set by a restore of the database, cleared by an operator
+    # (manage.py route_watermark); polls leave files modified before it alone.
+    not_before = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 

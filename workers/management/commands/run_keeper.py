@@ -7,13 +7,30 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from controlplane import logs
+from controlplane import aws, logs
 from controlplane.metrics import leases_held
+from controlplane.resources import tables
+from transfers import watermarks
 from workers import context
-from workers.dispatch import Dispatcher, has_live_claims
+from workers.dispatch import Dispatcher, has_live_claims, sweep_handoffs_until
 from workers.keeper import Keeper, KeeperConfig
+from workers.ledger_sweep import LedgerSweeper
 
 log = logging.getLogger("ferry.keeper")
+
+
+def build_sweeper() -> LedgerSweeper | None:
+    """The ledger's retention sweep (None when FERRY_LEDGER_SWEEP_INTERVAL is 0)."""
+    if settings.FERRY_LEDGER_SWEEP_INTERVAL <= 0:
+        return None
+    return LedgerSweeper(
+        aws.client("dynamodb"),
+        tables()["ledger"],
+        retention=watermarks.retention().total_seconds(),
+        batch=settings.FERRY_LEDGER_SWEEP_BATCH,
+        interval=settings.FERRY_LEDGER_SWEEP_INTERVAL,
+        holds=watermarks.holds,
+    )
 
 
 def build_keeper() -> Keeper:
@@ -30,6 +47,7 @@ def build_keeper() -> Keeper:
         regions=context.region_table(),
         has_live_claims=has_live_claims,
         dispatch=Dispatcher(),
+        sweep=build_sweeper(),
     )
 
 
@@ -48,9 +66,12 @@ class Command(BaseCommand):
         stopping = []
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
         log.info("keeper started", extra={"partitions": settings.FERRY_PARTITIONS})
+        dispatcher = keeper.dispatch if isinstance(keeper.dispatch, Dispatcher) else None
         try:
             while not stopping:
                 started = time.monotonic()
+                if dispatcher is not None:
+                    dispatcher.partitions = []  # the tick sets what it may dispatch, if anything
                 try:
                     report = keeper.tick()
                     leases_held.labels(region=settings.FERRY_REGION).set(len(report.held))
@@ -68,7 +89,13 @@ class Command(BaseCommand):
                     log.exception("keeper tick failed")
                 if once:
                     break
-                time.sleep(max(0.0, settings.FERRY_KEEPER_INTERVAL - (time.monotonic() - started)))
+                next_tick = started + settings.FERRY_KEEPER_INTERVAL
+                if dispatcher is not None:
+                    # Until the next tick: the quick sweep for work other regions handed over.
+                    sweep_handoffs_until(
+                        dispatcher, usable=keeper.usable_partitions, until=next_tick, stop=lambda: bool(stopping)
+                    )
+                time.sleep(max(0.0, next_tick - time.monotonic()))
         except KeyboardInterrupt:
             pass
         finally:
