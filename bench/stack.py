@@ -340,20 +340,9 @@ class Stack:
             aws_secret_access_key=services.EMULATOR_ENV["AWS_SECRET_ACCESS_KEY"],
         )
 
-    def clear_ledger(self, table: str = "ferry-ledger") -> int:
-        """Delete every delivery-ledger entry; returns how many there were.
-
-        The emulator's TransactWriteItems deep-copies the whole table on every call (to roll
-        back), so each ledger write costs time in proportion to the entries earlier runs
-        left; DynamoDB itself has no such cost. Runs that write to fresh keys may start from
-        an empty ledger without changing what they do."""
+    def ledger_size(self, table: str = "ferry-ledger") -> int:
+        """How many delivery-ledger entries there are (a Select=COUNT scan)."""
         dynamodb = self._client("dynamodb")
-        keys = [
-            {"pk": item["pk"]}
-            for page in dynamodb.get_paginator("scan").paginate(TableName=table, ProjectionExpression="pk")
-            for item in page.get("Items", [])
-        ]
-        for i in range(0, len(keys), 25):
-            batch = [{"DeleteRequest": {"Key": key}} for key in keys[i : i + 25]]
-            dynamodb.batch_write_item(RequestItems={table: batch})
-        return len(keys)
+        return sum(
+            page.get("Count", 0) for page in dynamodb.get_paginator("scan").paginate(TableName=table, Select="COUNT")
+        )

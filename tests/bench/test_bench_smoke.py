@@ -15,7 +15,10 @@ from bench.ferry import available as engine_available
 
 REQUIRED = {"name", "ferry", "peer", "unit", "ratio", "sink", "date"}
 SERVICE = ["event_latency", "route_small_files", "api_list"]  # the whole stack (issue 5)
-ENGINE = [name for name in run.BENCHMARKS if name not in SERVICE]
+# A two-region stack of its own (issue 11): too slow to start for a smoke test; its figure
+# comes from the measuring run (docs/regions.md).
+TWO_REGIONS = ["event_latency_other_region"]
+ENGINE = [name for name in run.BENCHMARKS if name not in SERVICE + TWO_REGIONS]
 
 
 def test_every_benchmark_returns_figures_and_the_json_has_the_required_keys(tmp_path):
@@ -50,10 +53,11 @@ def test_the_service_benchmarks_run_on_one_stack_of_real_processes(tmp_path, mon
     for figure in figures:
         assert figure.ferry is not None and figure.ferry > 0, (figure.name, figure.note)
     assert by_name["route_small_files"].peer and by_name["route_small_files"].ratio
-    # event_latency ran first on the same stack: its delivered files' ledger entries were
-    # cleared before route_small_files timed Ferry.
-    cleared = by_name["route_small_files"].details["ledger_entries_cleared_before_each_run"]
-    assert len(cleared) == Sizes.tiny().runs and cleared[0] >= Sizes.tiny().event_files
+    # event_latency ran first on the same stack: its delivered files' ledger entries are still
+    # there when route_small_files times Ferry, and each Ferry run adds its own.
+    sizes = by_name["route_small_files"].details["ledger_entries_before_each_run"]
+    assert len(sizes) == Sizes.tiny().runs and sizes[0] >= Sizes.tiny().event_files
+    assert sizes == sorted(sizes) and sizes[-1] >= sizes[0] + Sizes.tiny().route_files * (Sizes.tiny().runs - 1)
     assert by_name["event_latency"].peer is None and "1.4 s" in by_name["event_latency"].note
     assert by_name["event_latency"].details["files"] == Sizes.tiny().event_files
     assert by_name["api_list"].details["requests"] == Sizes.tiny().api_requests
