@@ -6,7 +6,7 @@ the emulator and against AWS. The endpoint is never configured in code: boto3 re
 is created, exactly as it would for any other tool.
 
 In the local and test profiles (``FERRY_AWS_GUARD``) every client is guarded: it refuses
-what AWS refuses and the emulator accepts (controlplane/awsguard.py).
+what AWS refuses and the emulator accepts (controlplane/awsguard/).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Celery publishing refuses another region's queue, as AWS does (``FERRY_AWS_GUARD``).
 
-Kombu builds its own SQS clients, so the botocore guard (controlplane/awsguard.py) never
+Kombu builds its own SQS clients, so the botocore guard (controlplane/awsguard/) never
 sees a publish. On AWS a process's SQS client and task role reach only its own region's
 queues (region.yaml): a publish to the other region's queue fails. Locally both regions'
 queues live in one emulator and the publish would go through, so in the local and test

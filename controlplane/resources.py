@@ -54,7 +54,7 @@ def tables() -> dict[str, str]:
 
 # The tables deploy/aws/global.yaml makes global tables in multi-Region strong consistency
 # (MultiRegionConsistency: STRONG), by logical name. AWS refuses transactions and TTL on
-# them, and so does the local guard (controlplane/awsguard.py); a test keeps this list and
+# them, and so does the local guard (controlplane/awsguard/); a test keeps this list and
 # the template equal.
 MRSC_TABLES = ("leases", "ledger")
 

@@ -171,7 +171,7 @@ FERRY_AWS_MAX_ATTEMPTS = env.int("FERRY_AWS_MAX_ATTEMPTS", default=5)
 FERRY_READY_TIMEOUT = env.float("FERRY_READY_TIMEOUT", default=2.0)
 # The emulator accepts what AWS refuses (transactions and TTL on MRSC tables, one region
 # touching the other's queues, staging bucket or secrets): with the guard on, Ferry's AWS
-# clients and Celery publishing refuse it the way AWS does (controlplane/awsguard.py).
+# clients and Celery publishing refuse it the way AWS does (controlplane/awsguard/).
 FERRY_AWS_GUARD = env.bool("FERRY_AWS_GUARD", default=_DEV)
 # Cross-region calls the deployment makes on purpose, as service:Operation:resource
 # patterns (fnmatch), e.g. "sqs:SendMessage:ferry-us-west-2-transfers". None today.

@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import pytest
 from django.conf import settings
+from django.test import override_settings
 
 from deploy.local import services
 
@@ -324,3 +325,21 @@ def run_manage(*args: str, env: dict[str, str] | None = None, check: bool = True
         check=check,
         timeout=120,
     )
+
+
+@pytest.fixture
+def config_table(moto):
+    """A fresh config table per test (the emulator outlives each test's database)."""
+    from controlplane import aws
+
+    name = f"ferry-config-test-{uuid.uuid4().hex[:8]}"
+    ddb = aws.client("dynamodb")
+    ddb.create_table(
+        TableName=name,
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    with override_settings(FERRY_TABLE_CONFIG=name):
+        yield name
+    ddb.delete_table(TableName=name)

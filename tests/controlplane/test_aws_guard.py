@@ -1,4 +1,4 @@
-"""The local stack refuses what AWS refuses (controlplane/awsguard.py, publishguard.py):
+"""The local stack refuses what AWS refuses (controlplane/awsguard/, controlplane/publishguard.py):
 transactions and TTL on MRSC tables, one simulated region touching the other's queues,
 staging bucket or secrets, publishing to the other region's queue; and DynamoDB faults on
 demand. Against the moto server over HTTP; the refusals come back through the real client."""

@@ -9,7 +9,6 @@ import uuid
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import transaction
-from django.test import override_settings
 from rest_framework.test import APIClient
 
 from controlplane import aws, mirror, tenancy
@@ -18,22 +17,6 @@ from endpoints import services
 from endpoints.models import Endpoint
 from tests.conftest import database_url, run_manage
 from tests.endpoints.conftest import patch, post, put, s3_body, sftp_body
-
-
-@pytest.fixture
-def config_table(moto):
-    """A fresh config table per test (the emulator outlives each test's database)."""
-    name = f"ferry-config-test-{uuid.uuid4().hex[:8]}"
-    ddb = aws.client("dynamodb")
-    ddb.create_table(
-        TableName=name,
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    with override_settings(FERRY_TABLE_CONFIG=name):
-        yield name
-    ddb.delete_table(TableName=name)
 
 
 @pytest.fixture

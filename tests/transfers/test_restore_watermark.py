@@ -13,11 +13,10 @@ from datetime import datetime, timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from controlplane import aws, mirror
+from controlplane import mirror
 from controlplane.models import ApiKey, MirrorOutbox, Tenant
 from endpoints.models import Endpoint
 from tests.endpoints.conftest import post, s3_body, sftp_body
@@ -26,22 +25,6 @@ from transfers.models import FileObservation, Route, Transfer
 from transfers.types import RemoteFile
 
 DAY = 24 * 3600
-
-
-@pytest.fixture
-def config_table(moto):
-    """A fresh config table per test (the emulator outlives each test's database)."""
-    name = f"ferry-config-test-{uuid.uuid4().hex[:8]}"
-    ddb = aws.client("dynamodb")
-    ddb.create_table(
-        TableName=name,
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    with override_settings(FERRY_TABLE_CONFIG=name):
-        yield name
-    ddb.delete_table(TableName=name)
 
 
 def client_for(key: str) -> APIClient:

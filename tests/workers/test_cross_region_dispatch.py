@@ -16,7 +16,6 @@ import os
 import uuid
 
 import pytest
-from celery.signals import before_task_publish
 from django.conf import settings
 
 from controlplane import aws, tenancy
@@ -24,7 +23,7 @@ from controlplane.resources import queues
 from endpoints import services as endpoint_services
 from tests.conftest import KeeperProcess, Worker, wait_until
 from tests.endpoints.conftest import s3_body, sftp_body
-from transfers import services as transfer_services
+from tests.workers.conftest import route_in
 from transfers.models import Route, Transfer, TransferEvent
 from transfers.states import State
 from workers import context
@@ -91,39 +90,6 @@ def two_regions(worker_env, logs_dir, django_db_blocker):
                 _wait_for_single_region()
 
 
-@pytest.fixture
-def published(purge_queues):
-    """(queue, transfer ids) of every task message this process publishes."""
-    seen: list[tuple[str, list[str]]] = []
-
-    def record(sender=None, body=None, routing_key=None, **_):
-        args = body[0] if isinstance(body, (list, tuple)) else []
-        ids = args[0] if args and isinstance(args[0], list) else list(args[:1])
-        seen.append((routing_key, [str(i) for i in ids]))
-
-    before_task_publish.connect(record, weak=False)
-    yield seen
-    before_task_publish.disconnect(record)
-
-
-def route_homed_in(region: str, tenant, source, destination, src: str, dst: str) -> Route:
-    for _ in range(100):
-        route = transfer_services.create_route(
-            tenant=tenant,
-            name=f"r-{uuid.uuid4().hex[:8]}",
-            source_endpoint=source,
-            source_path=src,
-            destination_endpoint=destination,
-            destination_path=dst,
-            trigger_type="manual",
-            options={"min_age_seconds": 0},
-        )
-        if home_region(route.partition, REGIONS) == region:
-            return route
-        transfer_services.delete_route(route=route)
-    raise AssertionError(f"no route landed in {region}")
-
-
 def poll(route: Route) -> list[Transfer]:
     from workers.scheduler import poll_route
 
@@ -139,8 +105,8 @@ def test_work_for_the_other_regions_partition_is_handed_over_and_delivered_there
     folder.mkdir()
     data = os.urandom(4096)
     (folder / "one.bin").write_bytes(data)
-    west_route = route_homed_in(WEST, tenant, source, destination, str(folder), "/west")
-    east_route = route_homed_in(EAST, tenant, source, destination, str(folder), "/east")
+    west_route = route_in(WEST, tenant, source, destination, str(folder), "/west")
+    east_route = route_in(EAST, tenant, source, destination, str(folder), "/east")
 
     (theirs,) = poll(west_route)  # committed; the immediate path ran on commit
     (ours,) = poll(east_route)

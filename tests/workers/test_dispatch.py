@@ -15,7 +15,6 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from celery.signals import before_task_publish
 from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
@@ -40,22 +39,6 @@ def here(settings):
     # which refuses what Aurora write forwarding refuses: dispatch runs in both regions.
     settings.FERRY_DATABASE_WRITER_REGION = HERE
     return HERE
-
-
-@pytest.fixture
-def published(moto, purge_queues):
-    """(queue, transfer ids) of every task message this process publishes."""
-    seen: list[tuple[str, list[str]]] = []
-
-    def record(sender=None, body=None, routing_key=None, **_):
-        args = body[0] if isinstance(body, (list, tuple)) else []
-        ids = args[0] if args and isinstance(args[0], list) else list(args[:1])
-        seen.append((routing_key, [str(i) for i in ids]))
-
-    before_task_publish.connect(record, weak=False)
-    yield seen
-    before_task_publish.disconnect(record)
-    purge_queues()
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from controlplane.resources import queues
 from endpoints import services as endpoint_services
 from tests.conftest import KeeperProcess, Worker, run_manage, wait_until
 from tests.endpoints.conftest import s3_body, sftp_body
-from transfers import services as transfer_services
+from tests.workers.conftest import route_in
 from transfers.models import Route, Transfer
 from transfers.states import State
 from workers import context
@@ -168,25 +168,6 @@ def make_endpoint(tenant, body: dict):
     return endpoint_services.create_endpoint(
         tenant=tenant, name=body["name"], kind=body["kind"], config=body["config"], credentials=body.get("credentials")
     )
-
-
-def route_in(region: str, tenant, source, destination, src: str, dst: str) -> Route:
-    """A manual route whose partition's home is ``region``."""
-    for _ in range(100):
-        route = transfer_services.create_route(
-            tenant=tenant,
-            name=f"r-{uuid.uuid4().hex[:8]}",
-            source_endpoint=source,
-            source_path=src,
-            destination_endpoint=destination,
-            destination_path=dst,
-            trigger_type="manual",
-            options={"min_age_seconds": 0},
-        )
-        if home_region(route.partition, REGIONS) == region:
-            return route
-        transfer_services.delete_route(route=route)
-    raise AssertionError("no route landed in the region")
 
 
 def write_files(folder: Path, sizes: list[int]) -> dict[str, str]:

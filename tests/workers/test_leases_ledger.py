@@ -9,7 +9,7 @@ import pytest
 
 from controlplane import aws
 from controlplane.resources import tables
-from workers.leases import HeldLease, Lease, LeaseTable
+from workers.leases import HeldLease, Lease
 from workers.ledger import (
     ClaimOutcome,
     DeliveryInProgress,
@@ -19,16 +19,6 @@ from workers.ledger import (
     LedgerUnavailable,
     delivery_key,
 )
-
-
-@pytest.fixture
-def leases(moto) -> LeaseTable:
-    return LeaseTable(aws.client("dynamodb"), tables()["leases"])
-
-
-@pytest.fixture
-def ledger(leases) -> Ledger:
-    return Ledger(aws.client("dynamodb"), tables()["ledger"], leases)
 
 
 def a_partition() -> int:

@@ -17,7 +17,7 @@ from controlplane.resources import tables
 from tests.workers.test_keeper import make_keeper, table  # noqa: F401 - the fixture
 from workers import dynamo
 from workers.leases import LeaseTable
-from workers.ledger import ClaimOutcome, Fence, Ledger, LedgerUnavailable, delivery_key
+from workers.ledger import ClaimOutcome, Fence, LedgerUnavailable, delivery_key
 from workers.regions import RegionTable
 
 CONFLICT = "ReplicatedWriteConflictException"
@@ -27,16 +27,6 @@ def _key() -> str:
     return delivery_key(
         tenant_id="t", destination_endpoint_id="e", destination_path=f"/in/{uuid.uuid4()}", source_identity="src@1"
     )
-
-
-@pytest.fixture
-def leases(moto) -> LeaseTable:
-    return LeaseTable(aws.client("dynamodb"), tables()["leases"])
-
-
-@pytest.fixture
-def ledger(leases) -> Ledger:
-    return Ledger(aws.client("dynamodb"), tables()["ledger"], leases)
 
 
 def test_a_delivery_rides_through_conflicts_without_costing_an_attempt(leases, ledger):
