@@ -21,6 +21,7 @@ Workers hold no leases: they read the lease item and carry its fence into ledger
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -116,7 +117,25 @@ class Keeper:
         me = (states or {}).get(cfg.region, Region(cfg.region))
         # Without the region states nobody knows who should own what: keep what is held,
         # move nothing, and decide again next tick.
-        for partition in range(cfg.partitions) if states is not None else ():
+        if states is not None:
+            self._rebalance(states, leases, me, now, report)
+        report.held = self.usable_partitions()
+        # A draining region only lets its in-flight transfers finish: new work waits for
+        # the region that takes the partition over, so the handover is not put off.
+        if report.held and me.state == RegionState.ACTIVE:
+            report.dispatched = self._attempt("dispatch", lambda: self.dispatch(report.held)) or 0
+        if report.held and self.sweep is not None:
+            sweep = self.sweep
+            report.swept = self._attempt("ledger sweep", lambda: sweep(report.held)) or 0
+        return report
+
+    def _rebalance(
+        self, states: dict[str, Region], leases: dict[int, Lease] | None, me: Region, now: float, report: TickReport
+    ) -> None:
+        """Hand over what this region should no longer hold; acquire what it should (only
+        with a fresh lease scan, and only while the region is active)."""
+        cfg = self.config
+        for partition in range(cfg.partitions):
             want = (
                 desired_owner(
                     partition,
@@ -129,24 +148,16 @@ class Keeper:
                 == cfg.region
             )
             if partition in self.held and not want:
+                at_once = me.state == RegionState.FAILED_OVER
                 self._attempt(
                     f"hand-over of partition {partition}",
-                    lambda p=partition: self._hand_over(p, at_once=me.state == RegionState.FAILED_OVER, report=report),
+                    functools.partial(self._hand_over, partition, at_once=at_once, report=report),
                 )
             elif partition not in self.held and want and me.state == RegionState.ACTIVE and leases is not None:
                 self._attempt(
                     f"acquisition of partition {partition}",
-                    lambda p=partition: self._acquire(p, leases.get(p), states, now, report),
+                    functools.partial(self._acquire, partition, leases.get(partition), states, now, report),
                 )
-        report.held = self.usable_partitions()
-        # A draining region only lets its in-flight transfers finish: new work waits for
-        # the region that takes the partition over, so the handover is not put off.
-        if report.held and me.state == RegionState.ACTIVE:
-            report.dispatched = self._attempt("dispatch", lambda: self.dispatch(report.held)) or 0
-        if report.held and self.sweep is not None:
-            sweep = self.sweep
-            report.swept = self._attempt("ledger sweep", lambda: sweep(report.held)) or 0
-        return report
 
     def _attempt(self, what: str, call: Callable[[], T]) -> T | None:
         """Run one step of the tick; a failure is logged and skipped until the next tick."""
@@ -218,8 +229,6 @@ class Keeper:
     def release_all(self) -> None:
         """Give every lease up (a clean shutdown), so the next holder need not wait."""
         for partition, held in list(self.held.items()):
-            self._attempt(
-                f"release of partition {partition}",
-                lambda p=partition, f=held.fence: self.leases.release(p, owner=self.owner, fence=f),
-            )
+            release = functools.partial(self.leases.release, partition, owner=self.owner, fence=held.fence)
+            self._attempt(f"release of partition {partition}", release)
             del self.held[partition]

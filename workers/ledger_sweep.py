@@ -26,6 +26,7 @@ restores").
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -161,7 +162,7 @@ class LedgerSweeper:
             }
             if start:
                 request["ExclusiveStartKey"] = start
-            page = retry_transient(lambda request=request: self.client.query(**request))
+            page = retry_transient(functools.partial(self.client.query, **request))
             keys += [{"pk": item["pk"]} for item in page.get("Items", [])]
             start = page.get("LastEvaluatedKey")
             if not start:
