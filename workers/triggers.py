@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from controlplane import aws
-from controlplane.resources import queues
+from controlplane.resources import dead_letter_queue, queues
 from endpoints.models import Endpoint
 from endpoints.services import to_spec
 from transfers import services as transfer_services
@@ -61,8 +61,16 @@ def handle_object_created(event: ObjectCreated) -> int:
 
 def build_consumer(*, wait: int | None = None) -> EventConsumer:
     sqs = aws.client("sqs")
-    url = sqs.get_queue_url(QueueName=queues().events)["QueueUrl"]
-    return EventConsumer(sqs, url, handle_object_created, wait=settings.FERRY_SQS_WAIT_TIME if wait is None else wait)
+    name = queues().events
+    url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    dlq_url = sqs.get_queue_url(QueueName=dead_letter_queue(name))["QueueUrl"]
+    return EventConsumer(
+        sqs,
+        url,
+        handle_object_created,
+        wait=settings.FERRY_SQS_WAIT_TIME if wait is None else wait,
+        dlq_url=dlq_url,
+    )
 
 
 def enable_bucket_events(endpoint: Endpoint) -> bool:
