@@ -2,7 +2,7 @@
 
 Accepts EventBridge "Object Created" events and classic S3 notification records (a
 bucket that notifies SQS directly, or SNS-wrapped), decodes keys (S3 sends them
-URL-encoded with ``+`` for spaces), ignores ``s3:TestEvent``, and tolerates duplicates:
+URL-encoded in both, with ``+`` for spaces: :func:`decode_key`), ignores ``s3:TestEvent``, and tolerates duplicates:
 creation is idempotent on (route, key, version), so a message seen twice, or two events
 for one object (moto sends two for a multipart upload), make one transfer.
 
@@ -27,14 +27,10 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ObjectCreated:
     bucket: str
-    key: str  # decoded with unquote_plus, as AWS encodes keys in both event kinds
-    raw_key: str  # as sent: the emulator sends keys unencoded, so the handler tries both
+    key: str  # as S3 names the object: decoded with decode_key
     version: str  # VersionId when the bucket is versioned, else the ETag
     size: int | None
     region: str
-
-    def candidate_keys(self) -> list[str]:
-        return [self.key] if self.key == self.raw_key else [self.key, self.raw_key]
 
 
 def _version(version_id: str | None, etag: str | None) -> str:
@@ -147,7 +143,6 @@ def _eventbridge(doc: dict) -> list[ObjectCreated]:
         ObjectCreated(
             bucket=bucket,
             key=decode_key(obj.get("key")),
-            raw_key=obj["key"],
             version=_version(
                 _text(obj.get("version-id"), "version-id", optional=True),
                 _text(obj.get("etag") or obj.get("eTag"), "etag", optional=True),
@@ -168,7 +163,6 @@ def _record(record: dict) -> ObjectCreated | None:
     return ObjectCreated(
         bucket=bucket,
         key=decode_key(obj.get("key")),
-        raw_key=obj["key"],
         version=_version(
             _text(obj.get("versionId"), "versionId", optional=True),
             _text(obj.get("eTag") or obj.get("etag"), "eTag", optional=True),
