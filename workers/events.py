@@ -54,9 +54,7 @@ def _object(value: Any, what: str) -> dict:
     return value
 
 
-def _text(value: Any, what: str, *, optional: bool = False, max_length: int = 1024) -> str | None:
-    if value is None and optional:
-        return None
+def _text(value: Any, what: str, *, max_length: int = 1024) -> str:
     if not isinstance(value, str) or not value:
         raise UnreadableEvent(f"{what} is not a non-empty string")
     if len(value) > max_length:
@@ -70,6 +68,10 @@ def _text(value: Any, what: str, *, optional: bool = False, max_length: int = 10
     except UnicodeEncodeError as exc:
         raise UnreadableEvent(f"{what} is not valid Unicode") from exc
     return value
+
+
+def _optional_text(value: Any, what: str) -> str | None:
+    return None if value is None else _text(value, what)
 
 
 def _bucket(value: Any) -> str:
@@ -144,11 +146,11 @@ def _eventbridge(doc: dict) -> list[ObjectCreated]:
             bucket=bucket,
             key=decode_key(obj.get("key")),
             version=_version(
-                _text(obj.get("version-id"), "version-id", optional=True),
-                _text(obj.get("etag") or obj.get("eTag"), "etag", optional=True),
+                _optional_text(obj.get("version-id"), "version-id"),
+                _optional_text(obj.get("etag") or obj.get("eTag"), "etag"),
             ),
             size=_size(obj.get("size")),
-            region=_text(doc.get("region"), "region", optional=True) or "",
+            region=_optional_text(doc.get("region"), "region") or "",
         )
     ]
 
@@ -164,11 +166,11 @@ def _record(record: dict) -> ObjectCreated | None:
         bucket=bucket,
         key=decode_key(obj.get("key")),
         version=_version(
-            _text(obj.get("versionId"), "versionId", optional=True),
-            _text(obj.get("eTag") or obj.get("etag"), "eTag", optional=True),
+            _optional_text(obj.get("versionId"), "versionId"),
+            _optional_text(obj.get("eTag") or obj.get("etag"), "eTag"),
         ),
         size=_size(obj.get("size")),
-        region=_text(record.get("awsRegion"), "awsRegion", optional=True) or "",
+        region=_optional_text(record.get("awsRegion"), "awsRegion") or "",
     )
 
 

@@ -50,4 +50,4 @@ def encode_eventbridge_keys() -> None:
 if __name__ == "__main__":
     encode_eventbridge_keys()
     sys.argv[0] = "moto_server"
-    sys.exit(main())
+    main()
