@@ -66,6 +66,14 @@ def test_every_request_string_in_the_schema_has_a_maximum():
     options = resolve(components["RouteIn"])["properties"]["options"]["properties"]
     move_to = next(o for o in options["after_delivery"]["oneOf"] if o.get("type") == "object")
     assert move_to["properties"]["move_to"]["maxLength"] == 1024
+    # Endpoint config and credentials are typed per kind, so the walk above saw their strings.
+    config = resolve(components["EndpointCreate"])["properties"]["config"]
+    assert [
+        c["properties"]["host" if "host" in c["properties"] else "bucket"]["maxLength"] for c in config["oneOf"]
+    ] == [
+        255,
+        63,
+    ]
 
 
 @pytest.mark.parametrize("char", LINE_SPLITTERS)
