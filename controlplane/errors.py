@@ -65,14 +65,24 @@ _CODES = {
 }
 
 
+def _encodable(text: Any) -> str:
+    # A lone surrogate (from a "\ud800" escape that reached a field name or message)
+    # cannot be encoded as UTF-8: rendering it would turn a 400 into a 500. "?" instead.
+    return str(text).encode("utf-8", "replace").decode("utf-8")
+
+
 def body(
     *, status: int, code: str | None = None, message: str, fields: dict | None = None, request_id: str | None = None
 ) -> dict[str, Any]:
+    """The error shape. Never echoes text that cannot be encoded (see :func:`_encodable`)."""
     return {
         "error": {
             "code": code or _CODES.get(status, "error"),
-            "message": message,
-            "fields": fields or {},
+            "message": _encodable(message),
+            "fields": {
+                _encodable(path): [_encodable(m) for m in (msgs if isinstance(msgs, list) else [msgs])]
+                for path, msgs in (fields or {}).items()
+            },
             "request_id": request_id,
         }
     }

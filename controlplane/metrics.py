@@ -29,3 +29,9 @@ ledger_swept = Counter("ferry_ledger_swept_total", "Delivered ledger entries del
 ledger_sweep_failures = Counter(
     "ferry_ledger_sweep_failures_total", "Ledger retention sweeps cut short by an error (the next sweep carries on)"
 )
+event_messages = Counter(
+    "ferry_event_messages_total",
+    "S3 event messages read by the event consumer, by outcome (handled, poison: moved to the DLQ, failed: left"
+    " for SQS to deliver again)",
+    ["outcome"],
+)

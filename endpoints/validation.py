@@ -13,6 +13,7 @@ import re
 
 import asyncssh
 
+from controlplane.text import CONTROL_CHARS as _CONTROL
 from workers.engine import hostkeys
 
 MAX_PINS = 10
@@ -21,7 +22,6 @@ MAX_PASSWORD = 1024
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _USERNAME = re.compile(r"^[A-Za-z0-9._@+-][A-Za-z0-9._@+\\ -]{0,254}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}$")

@@ -6,20 +6,23 @@ A route's ``destination.name`` template may use ``{name}`` (``report.csv``), ``{
 ``%Y-%m-%d``) and ``{transfer_id}``. The result is one file name: no ``/``.
 
 File names coming from remote servers are untrusted: a name with a ``..`` segment, an
-absolute path, NUL or another control character never becomes a destination name.
+absolute path, NUL or another control character (any that can split a line:
+``controlplane.text``) never becomes a destination name.
 """
 
 from __future__ import annotations
 
 import posixpath
-import re
 import string
 from datetime import datetime
+
+from controlplane.text import CONTROL_CHARS
 
 FIELDS = frozenset({"name", "stem", "ext", "date", "transfer_id"})
 DEFAULT_DATE_FORMAT = "%Y-%m-%d"
 MAX_NAME = 255
-CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+MAX_PATH = 1024  # characters, as Route and Transfer store paths (max_length=1024)
+MAX_TEMPLATE = 255
 _formatter = string.Formatter()
 
 
@@ -35,6 +38,8 @@ def check_remote_path(path: str) -> str:
     """
     if not path or not path.strip():
         raise UnsafeName("The path is empty.")
+    if len(path) > MAX_PATH:
+        raise UnsafeName(f"The path is longer than {MAX_PATH} characters.")
     if CONTROL_CHARS.search(path):
         raise UnsafeName("The path contains control characters.")
     parts = [p for p in path.split("/") if p not in ("", ".")]
@@ -66,6 +71,8 @@ def check_template(template: str) -> str:
     """Validate a name template without rendering it for a real file."""
     if not template:
         raise UnsafeName("The name template is empty.")
+    if len(template) > MAX_TEMPLATE:
+        raise UnsafeName(f"The name template is longer than {MAX_TEMPLATE} characters.")
     if "/" in template or "\\" in template or CONTROL_CHARS.search(template):
         raise UnsafeName("The name template makes one file name: no '/', '\\' or control characters.")
     try:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from botocore.exceptions import ClientError
 from django.conf import settings
 from django.db import close_old_connections
 
 from controlplane import aws
-from controlplane.resources import queues
+from controlplane.resources import dead_letter_queue, queues
 from endpoints.models import Endpoint
 from endpoints.services import to_spec
 from transfers import services as transfer_services
@@ -20,49 +19,31 @@ from workers.events import EventConsumer, ObjectCreated
 log = logging.getLogger(__name__)
 
 
-def _existing_key(event: ObjectCreated) -> str | None:
-    """Which reading of the event's key names a real object (AWS URL-encodes keys in
-    events, the emulator does not): asked of the bucket with a watching endpoint's
-    credentials. None when no event route watches the bucket."""
-    endpoint = (
-        Endpoint.objects.filter(
-            kind=Endpoint.Kind.S3, config__bucket=event.bucket, routes_as_source__trigger_type=Route.Trigger.EVENT
-        )
-        .order_by("created_at")
-        .first()
-    )
-    if endpoint is None:
-        return None
-    candidates = event.candidate_keys()
-    if len(candidates) == 1:
-        return candidates[0]
-    client = s3client.client(to_spec(endpoint))
-    for key in candidates:
-        try:
-            client.head_object(Bucket=event.bucket, Key=key)
-            return key
-        except ClientError:
-            continue
-    return candidates[0]
-
-
 def handle_object_created(event: ObjectCreated) -> int:
     """Create the transfers an object-created event calls for; returns how many are new
     (a repeated event finds its transfers already there and makes none)."""
     close_old_connections()
-    key = _existing_key(event)
-    if key is None:
-        return 0
+    # The key is already decoded exactly as AWS encodes it (workers.events.decode_key); the
+    # local stack's emulator encodes it the same way (deploy/local/moto_server.py), so no
+    # guessing between readings: "x+y.bin" and "x y.bin" are two objects.
     made = transfer_services.create_from_s3_event(
-        bucket=event.bucket, key=key, version=event.version, size=event.size, region=event.region or None
+        bucket=event.bucket, key=event.key, version=event.version, size=event.size, region=event.region or None
     )
     return len(made)
 
 
 def build_consumer(*, wait: int | None = None) -> EventConsumer:
     sqs = aws.client("sqs")
-    url = sqs.get_queue_url(QueueName=queues().events)["QueueUrl"]
-    return EventConsumer(sqs, url, handle_object_created, wait=settings.FERRY_SQS_WAIT_TIME if wait is None else wait)
+    name = queues().events
+    url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    dlq_url = sqs.get_queue_url(QueueName=dead_letter_queue(name))["QueueUrl"]
+    return EventConsumer(
+        sqs,
+        url,
+        handle_object_created,
+        wait=settings.FERRY_SQS_WAIT_TIME if wait is None else wait,
+        dlq_url=dlq_url,
+    )
 
 
 def enable_bucket_events(endpoint: Endpoint) -> bool:

@@ -168,7 +168,8 @@ def start_moto(*, port: int | None = None, log_path: Path | None = None) -> Moto
     """The moto server (S3, SQS, DynamoDB, Secrets Manager, KMS, STS, EventBridge) over HTTP."""
     port = port or free_port()
     process = spawn(
-        [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        # moto_server with S3's EventBridge events encoding keys as AWS does (moto_server.py).
+        [sys.executable, str(Path(__file__).with_name("moto_server.py")), "-H", "127.0.0.1", "-p", str(port)],
         name="moto",
         env={"MOTO_ALLOW_NONEXISTENT_REGION": "true", "MOTO_S3_DEFAULT_MAX_KEYS": "1000"},
         log_path=log_path,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
 from endpoints import netguard, validation
@@ -182,12 +183,37 @@ def _name_free(tenant, name: str, exclude: Any = None) -> None:
 
 # --- request bodies --------------------------------------------------------------------
 
+# ``config`` and ``credentials`` are validated by kind (above), so the serializer fields are
+# free-form objects; the schema shows the per-kind shapes with their limits instead.
+
+
+@extend_schema_field(
+    PolymorphicProxySerializer(
+        component_name="EndpointConfig",
+        serializers=[SftpConfigSerializer, S3ConfigSerializer],
+        resource_type_field_name=None,
+    )
+)
+class ConfigField(serializers.DictField):
+    """An endpoint's config: :class:`SftpConfigSerializer` or :class:`S3ConfigSerializer`."""
+
+
+@extend_schema_field(
+    PolymorphicProxySerializer(
+        component_name="EndpointCredentials",
+        serializers=[SftpCredentialsSerializer, S3CredentialsSerializer],
+        resource_type_field_name=None,
+    )
+)
+class CredentialsField(serializers.DictField):
+    """An endpoint's credentials, by kind."""
+
 
 class EndpointCreateSerializer(StrictSerializer):
     name = serializers.CharField(max_length=100)
     kind = serializers.ChoiceField(choices=Endpoint.Kind.choices)
-    config = serializers.DictField()
-    credentials = serializers.DictField(required=False, allow_null=True, default=None)
+    config = ConfigField()
+    credentials = CredentialsField(required=False, allow_null=True, default=None)
 
     def validate_name(self, value: str) -> str:
         value = _rule(validation.name, value)
@@ -224,7 +250,7 @@ class EndpointUpdateSerializer(StrictSerializer):
         "credentials": "Rotate credentials with PUT /endpoints/{id}/credentials.",
     }
     name = serializers.CharField(max_length=100, required=False)
-    config = serializers.DictField(required=False)
+    config = ConfigField(required=False)
 
     def validate_name(self, value: str) -> str:
         value = _rule(validation.name, value)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
@@ -12,6 +11,7 @@ from rest_framework.views import APIView
 from controlplane import tenancy
 from controlplane.errors import FerryError, ValidationFailed
 from controlplane.pagination import CursorPage
+from controlplane.parsers import parse_time
 from endpoints import netguard, probes, selectors, services
 from endpoints.api import serializers as s
 from endpoints.models import Endpoint
@@ -37,7 +37,7 @@ class EndpointListView(APIView):
             raise ValidationFailed("The request is not valid.", fields={"kind": ["Use sftp or s3."]})
         since = None
         if request.query_params.get("since"):
-            since = parse_datetime(request.query_params["since"])
+            since = parse_time(request.query_params["since"])
             if since is None:
                 raise ValidationFailed("The request is not valid.", fields={"since": ["Use an ISO 8601 time."]})
         endpoints = selectors.endpoint_list(tenant=tenancy.tenant_of(request), kind=kind, since=since)

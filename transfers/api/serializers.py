@@ -15,8 +15,45 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from endpoints.api.serializers import StrictSerializer
+from transfers import naming
+from transfers import options as route_options
 from transfers.models import Route, Transfer
 from transfers.states import State
+
+# --- options: one schema, the limits transfers.options enforces ----------------------------
+
+OPTIONS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "Route options (docs/transfers.md); omitted ones keep their defaults.",
+    "properties": {
+        "min_age_seconds": {"type": "integer", "minimum": 0, "maximum": 7 * 24 * 3600},
+        "stable_polls": {"type": "boolean"},
+        "done_marker": {"type": "string", "maxLength": naming.MAX_TEMPLATE, "nullable": True},
+        "after_delivery": {
+            "oneOf": [
+                {"type": "string", "enum": ["keep", "delete"]},
+                {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["move_to"],
+                    "properties": {"move_to": {"type": "string", "maxLength": naming.MAX_PATH}},
+                },
+            ]
+        },
+        "on_conflict": {"type": "string", "enum": list(route_options.ON_CONFLICT)},
+        "always_stage": {"type": "boolean"},
+        "verify": {"type": "string", "enum": list(route_options.VERIFY)},
+        "max_attempts": {"type": "integer", "minimum": 1, "maximum": route_options.MAX_ATTEMPTS_LIMIT},
+    },
+}
+
+
+@extend_schema_field(OPTIONS_SCHEMA)
+class OptionsField(serializers.DictField):
+    """A free-form object here (``transfers.options.normalize`` validates it, with field
+    paths such as ``options.after_delivery.move_to``); typed, with its limits, in the schema."""
+
 
 # --- routes: input --------------------------------------------------------------------------
 
@@ -47,7 +84,7 @@ class RouteIn(StrictSerializer):
     source = RouteSourceIn()
     destination = RouteDestinationIn()
     trigger = RouteTriggerIn(required=False)
-    options = serializers.DictField(required=False)
+    options = OptionsField(required=False)
     enabled = serializers.BooleanField(required=False)
 
     def to_spec(self) -> dict[str, Any]:
@@ -156,7 +193,7 @@ class AdhocTransferIn(StrictSerializer):
 
     source = AdhocEndIn()
     destination = AdhocEndIn()
-    options = serializers.DictField(required=False)
+    options = OptionsField(required=False)
 
 
 class TransferSourceOut(serializers.Serializer):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
@@ -15,6 +14,7 @@ from controlplane import tenancy
 from controlplane.errors import Conflict, FerryError, ValidationFailed
 from controlplane.logs import bind
 from controlplane.pagination import CursorPage
+from controlplane.parsers import parse_time
 from transfers import naming, selectors, services
 from transfers.api import serializers as s
 from transfers.states import State
@@ -125,7 +125,7 @@ def _filters(request: Request) -> dict:
             errors["state"] = [f"Unknown state(s) {', '.join(bad)}; use {', '.join(State.values)}."]
         out["states"] = wanted
     if params.get("since"):
-        since = parse_datetime(params["since"])
+        since = parse_time(params["since"])
         if since is None or since.tzinfo is None:
             errors["since"] = ["Use an ISO 8601 time with its offset, such as 2026-01-31T00:00:00Z."]
         out["since"] = since

@@ -34,7 +34,13 @@ class Command(BaseCommand):
                     if report.messages:
                         log.info(
                             "events handled",
-                            extra={"messages": report.messages, "events": report.events, "transfers": report.transfers},
+                            extra={
+                                "messages": report.messages,
+                                "events": report.events,
+                                "transfers": report.transfers,
+                                "poison": report.unreadable,
+                                "failed": report.failed,
+                            },
                         )
                 except Exception:
                     log.exception("event consumer tick failed")
