@@ -1,7 +1,7 @@
 """One Ferry operation in its own process: ``python -m bench.ferry_child '<json request>'``.
 
 Imports the engine exactly as a worker would (no Django), notes the resident memory once
-imported ("idle"), runs the operation through ``workers.engine.copy``, and prints one JSON
+imported ("idle"), runs the operation through ``engine.copy``, and prints one JSON
 line: the seconds the call took (connections included: the pool starts cold), the idle and
 peak RSS (VmHWM), and what the engine returned.
 
@@ -27,9 +27,9 @@ def status_kib(field: str) -> int:
 
 
 def main(request: dict) -> dict:
-    from workers.engine import copy as engine
-    from workers.engine.locations import S3Location, SftpLocation
-    from workers.engine.spec import S3Spec, SftpSpec
+    from engine import copy as engine
+    from engine.locations import S3Location, SftpLocation
+    from engine.spec import S3Spec, SftpSpec
 
     sftp = SftpSpec(**{**request["sftp"], "host_keys": tuple(request["sftp"]["host_keys"])})
     s3 = S3Spec(**request["s3"])
@@ -62,7 +62,7 @@ def main(request: dict) -> dict:
         # The folder is listed through the engine, as the scheduler would, inside the timed span.
         listed = True
         try:
-            from workers.engine.listing import list_files
+            from engine.listing import list_files
         except ImportError:
             listed = False
         if listed:
@@ -85,8 +85,8 @@ def main(request: dict) -> dict:
         # default requests in flight, SHA-256 of the stream) into a local file, like `sftp get`.
         import hashlib
 
-        from workers.engine import runtime, sftpio
-        from workers.engine.pool import get_pool
+        from engine import runtime, sftpio
+        from engine.pool import get_pool
 
         source = loc(request["source"])
 

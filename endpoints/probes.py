@@ -22,10 +22,10 @@ from controlplane import aws
 from endpoints import netguard, secrets
 from endpoints.models import Endpoint
 from endpoints.services import s3_spec, sftp_spec
-from workers.engine import hostkeys
-from workers.engine.sftp_connect import connect
-from workers.engine.spec import S3Spec, SftpSpec
-from workers.errors import AuthenticationFailed, HostKeyMismatch, TransferError
+from engine import hostkeys
+from engine.errors import AuthenticationFailed, HostKeyMismatch, TransferError
+from engine.sftp_connect import connect
+from engine.spec import S3Spec, SftpSpec
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)

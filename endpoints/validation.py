@@ -13,7 +13,7 @@ import re
 
 import asyncssh
 
-from workers.engine import hostkeys
+from engine import hostkeys
 
 MAX_PINS = 10
 MAX_PRIVATE_KEY = 16 * 1024

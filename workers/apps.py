@@ -7,7 +7,7 @@ class WorkersConfig(AppConfig):
 
     def ready(self) -> None:
         from controlplane import aws
-        from workers.engine import s3client
+        from engine import s3client
 
         # The engine builds its own S3 clients; they are guarded like the control plane's
         # (FERRY_AWS_GUARD: another region's staging bucket is refused as AWS would).

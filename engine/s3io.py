@@ -26,10 +26,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from workers.engine import runtime
-from workers.engine.hashing import StreamHasher
-from workers.engine.spec import S3Spec
-from workers.errors import TransferError, classify
+from engine import runtime
+from engine.errors import TransferError, classify
+from engine.hashing import StreamHasher
+from engine.spec import S3Spec
 
 log = logging.getLogger("ferry.engine")
 
@@ -389,7 +389,7 @@ class S3Upload:
     async def _complete(self, total: int, count: int) -> UploadResult:
         sha = await self._hash.hexdigest()
         if self.size_hint is not None and total != self.size_hint:
-            from workers.errors import SizeMismatch
+            from engine.errors import SizeMismatch
 
             raise SizeMismatch(f"Read {total} bytes where the source announced {self.size_hint}.")
         parts = [self._parts[n] for n in range(1, count + 1)]

@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from tests.workers.engine.conftest import MIB, payload, s3, s3_loc, sftp_loc, sha, visible
-from workers.engine.copy import CopyOptions, copy, deliver, stage
-from workers.errors import DestinationExists, SourceMissing
+from engine.copy import CopyOptions, copy, deliver, stage
+from engine.errors import DestinationExists, SourceMissing
+from tests.engine.conftest import MIB, payload, s3, s3_loc, sftp_loc, sha, visible
 
 
 class Ledger(Exception):

@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from tests.workers.engine.conftest import make_sftp_spec, payload, s3, s3_loc, sftp_loc, sha
-from workers.engine.copy import CopyResult, copy_many
-from workers.engine.listing import delete, list_files, move
-from workers.engine.pool import get_pool
-from workers.errors import DestinationExists, SourceMissing
+from engine.copy import CopyResult, copy_many
+from engine.errors import DestinationExists, SourceMissing
+from engine.listing import delete, list_files, move
+from engine.pool import get_pool
+from tests.engine.conftest import make_sftp_spec, payload, s3, s3_loc, sftp_loc, sha
 
 
 def test_copy_many_small_files_over_one_connection(sshd, s3spec, folder):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
-from workers.engine import runtime
+from engine import runtime
 
 BATCH = 1024 * 1024
 

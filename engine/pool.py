@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 
 import asyncssh
 
-from workers.engine import sftp_connect
-from workers.engine.spec import SftpSpec
-from workers.errors import TransferError, classify
+from engine import sftp_connect
+from engine.errors import TransferError, classify
+from engine.spec import SftpSpec
 
 
 @dataclass(eq=False)

@@ -2,7 +2,7 @@
 
 The synchronous entry points (``copy``, ``stage``, ``deliver``, ``copy_many``) run their
 coroutine on the engine loop (``runtime.run``). Every failure leaves as a
-``workers.errors.TransientError`` or ``PermanentError``.
+``engine.errors.TransientError`` or ``PermanentError``.
 
 Directions:
 
@@ -33,12 +33,8 @@ from typing import Any
 
 import asyncssh
 
-from workers.engine import runtime, s3client, s3io, sftpio
-from workers.engine.hashing import StreamHasher
-from workers.engine.locations import Location, S3Location, SftpLocation
-from workers.engine.pool import SftpSession, get_pool
-from workers.engine.spec import S3Spec
-from workers.errors import (
+from engine import runtime, s3client, s3io, sftpio
+from engine.errors import (
     ChecksumMismatch,
     DestinationExists,
     PermanentError,
@@ -48,6 +44,10 @@ from workers.errors import (
     TransientError,
     classify,
 )
+from engine.hashing import StreamHasher
+from engine.locations import Location, S3Location, SftpLocation
+from engine.pool import SftpSession, get_pool
+from engine.spec import S3Spec
 
 log = logging.getLogger("ferry.engine")
 

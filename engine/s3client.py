@@ -26,7 +26,7 @@ from botocore.config import Config
 from botocore.credentials import RefreshableCredentials
 from botocore.session import get_session
 
-from workers.engine.spec import S3Spec
+from engine.spec import S3Spec
 
 _lock = threading.Lock()
 _clients: dict[tuple, Any] = {}
