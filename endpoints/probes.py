@@ -22,7 +22,7 @@ from controlplane import aws
 from endpoints import netguard, secrets
 from endpoints.models import Endpoint
 from endpoints.services import s3_spec, sftp_spec
-from engine import hostkeys
+from engine import hostkeys, s3client
 from engine.errors import AuthenticationFailed, HostKeyMismatch, TransferError
 from engine.sftp_connect import connect
 from engine.spec import S3Spec, SftpSpec
@@ -180,10 +180,7 @@ def assume_role(spec: S3Spec, *, session_name: str) -> dict[str, str]:
     """Temporary credentials for the customer's role, assumed with the endpoint's own keys
     (or Ferry's, when it has none) and the external id."""
     sts = aws.client("sts", region=spec.region, credentials=_own_credentials(spec))
-    kwargs: dict[str, Any] = {"RoleArn": spec.role_arn, "RoleSessionName": session_name[:64], "DurationSeconds": 900}
-    if spec.external_id:
-        kwargs["ExternalId"] = spec.external_id
-    got = sts.assume_role(**kwargs)["Credentials"]
+    got = s3client.assume_role(sts, spec, session_name=session_name, duration_seconds=900)
     return {
         "access_key_id": got["AccessKeyId"],
         "secret_access_key": got["SecretAccessKey"],

@@ -27,7 +27,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from engine import runtime
-from engine.errors import TransferError, classify
+from engine.errors import SizeMismatch, TransferError, classify
 from engine.hashing import StreamHasher
 from engine.spec import S3Spec
 
@@ -180,7 +180,8 @@ class S3Upload:
 
     ``if_none_match``: complete with ``If-None-Match: *`` (a 412 comes back as outcome
     ``precondition_failed`` and the upload is aborted). ``resume``: look for an unfinished
-    multipart upload of this key and reuse its parts whose SHA-256 matches ours.
+    multipart upload of this key and reuse its parts whose SHA-256 matches ours. ``run``'s
+    chunks come from ``plumbing.Pipeline``, whose ``hasher`` this is.
     """
 
     client: Any
@@ -189,13 +190,13 @@ class S3Upload:
     transfer_id: str
     size_hint: int | None
     part_size: int
+    hasher: StreamHasher  # fed by the caller's chunk pipeline; the upload reads its digest
     parts_in_flight: int = 4
     if_none_match: bool = True
     resume: bool = False
     checksums: bool = True
     before_commit: Any = None
     progress: Any = None
-    _hash: StreamHasher = field(default_factory=StreamHasher)
     _parts: dict[int, dict] = field(default_factory=dict)
     _existing: dict[int, dict] = field(default_factory=dict)
     _tasks: set = field(default_factory=set)
@@ -223,7 +224,6 @@ class S3Upload:
         part_number = 0
         try:
             async for chunk in chunks:
-                await self._hash.update(chunk)
                 view = memoryview(chunk)
                 while view:
                     take = min(len(view), self.part_size - pending_len)
@@ -260,7 +260,7 @@ class S3Upload:
             self._raise_failed()
             return await self._complete(total, part_number)
         except BaseException:
-            await self._hash.aclose()
+            await self.hasher.aclose()
             await self._cancel_parts()
             if self.upload_id is not None:
                 await self.abort()
@@ -362,7 +362,7 @@ class S3Upload:
             sem.release()
 
     async def _put_single(self, body: bytes) -> UploadResult:
-        sha = await self._hash.hexdigest()
+        sha = await self.hasher.hexdigest()
         args = self._base_args()
         args["Body"] = body
         if self.spec.object_tags:
@@ -387,10 +387,8 @@ class S3Upload:
             await result
 
     async def _complete(self, total: int, count: int) -> UploadResult:
-        sha = await self._hash.hexdigest()
+        sha = await self.hasher.hexdigest()
         if self.size_hint is not None and total != self.size_hint:
-            from engine.errors import SizeMismatch
-
             raise SizeMismatch(f"Read {total} bytes where the source announced {self.size_hint}.")
         parts = [self._parts[n] for n in range(1, count + 1)]
         if self.before_commit is not None:
