@@ -38,6 +38,7 @@ CHUNK = 1 * MIB
 MIN_PART = 8 * MIB
 MAX_PARTS = 9000  # S3 allows 10,000: leave room for a source that grows while read
 SINGLE_COPY_LIMIT = 5 * 1024 * MIB
+Response = dict[str, Any]  # a boto3 response (or a part of one), as botocore parsed it
 
 META_TRANSFER = "ferry-transfer-id"
 TAG_SHA256 = "ferry-sha256"
@@ -63,11 +64,11 @@ def sse_args(spec: S3Spec) -> dict[str, str]:
     return args
 
 
-def transfer_id_of(head: dict) -> str | None:
+def transfer_id_of(head: Response) -> str | None:
     """The transfer id in an object's metadata (some servers change the key's case)."""
     for name, value in (head.get("Metadata") or {}).items():
         if name.lower() == META_TRANSFER:
-            return value
+            return str(value)
     return None
 
 
@@ -79,10 +80,11 @@ def status_of(exc: ClientError) -> int:
     return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
 
 
-async def head(client: Any, bucket: str, key: str) -> dict | None:
+async def head(client: Any, bucket: str, key: str) -> Response | None:
     """HeadObject, or None when there is no such object."""
     try:
-        return await runtime.in_thread(client.head_object, Bucket=bucket, Key=key)
+        found: Response = await runtime.in_thread(client.head_object, Bucket=bucket, Key=key)
+        return found
     except ClientError as exc:
         if status_of(exc) == 404 or error_code(exc) in ("404", "NoSuchKey", "NotFound"):
             return None
@@ -100,7 +102,7 @@ async def sha256_tag(client: Any, bucket: str, key: str) -> str | None:
         raise
     for tag in tags.get("TagSet", []):
         if tag.get("Key") == TAG_SHA256:
-            return tag.get("Value")
+            return str(tag["Value"])
     return None
 
 
@@ -197,9 +199,9 @@ class S3Upload:
     checksums: bool = True
     before_commit: Any = None
     progress: Any = None
-    _parts: dict[int, dict] = field(default_factory=dict)
-    _existing: dict[int, dict] = field(default_factory=dict)
-    _tasks: set = field(default_factory=set)
+    _parts: dict[int, Response] = field(default_factory=dict)
+    _existing: dict[int, Response] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _error: BaseException | None = None
     upload_id: str | None = None
     reused_parts: int = 0
@@ -304,7 +306,7 @@ class S3Upload:
         uploads = [u for u in listing.get("Uploads", []) if u.get("Key") == self.key]
         uploads.sort(key=lambda u: u.get("Initiated") or 0, reverse=True)
         for upload in uploads:
-            parts: dict[int, dict] = {}
+            parts: dict[int, Response] = {}
             marker = 0
             while True:
                 page = await runtime.in_thread(
@@ -422,17 +424,17 @@ class S3Upload:
 _MD5_ETAG = re.compile(r'^"?[0-9a-f]{32}"?$')
 
 
-def _provable(part: dict) -> bool:
+def _provable(part: Response) -> bool:
     """A completed part can be compared with our bytes: by its SHA-256 (AWS reports it in
     ListParts when the upload was created with ChecksumAlgorithm SHA256), else by an ETag
     that is the part's MD5 (plain and SSE-S3 uploads; the moto server reports no checksums)."""
     return bool(part.get("ChecksumSHA256") or _MD5_ETAG.match(part.get("ETag", "")))
 
 
-def _same_bytes(part: dict, body: bytes, checksum: str | None) -> bool:
+def _same_bytes(part: Response, body: bytes, checksum: str | None) -> bool:
     if part.get("ChecksumSHA256"):
-        return part["ChecksumSHA256"] == (checksum or b64sha256(body))
-    return part.get("ETag", "").strip('"') == hashlib.md5(body, usedforsecurity=False).hexdigest()
+        return bool(part["ChecksumSHA256"] == (checksum or b64sha256(body)))
+    return bool(part.get("ETag", "").strip('"') == hashlib.md5(body, usedforsecurity=False).hexdigest())
 
 
 def raise_classified(exc: BaseException, context: str) -> None:

@@ -35,7 +35,7 @@ async def _existing_s3(client: Any, dest: S3Location, transfer_id: str, options:
 
 
 async def _settle_s3_conflict(
-    client: Any, dest: S3Location, head: dict, transfer_id: str, options: CopyOptions
+    client: Any, dest: S3Location, head: s3io.Response, transfer_id: str, options: CopyOptions
 ) -> CopyResult | None:
     if s3io.transfer_id_of(head) == transfer_id:
         sha = await s3io.sha256_tag(client, dest.spec.bucket, dest.key) if dest.spec.object_tags else None
