@@ -21,7 +21,7 @@ class EngineConfig:
 
     connect_timeout: float = 5.0  # seconds
     read_timeout: float = 30.0  # seconds
-    max_attempts: int = 5  # botocore's adaptive retries, first attempt included
+    max_attempts: int = 5  # botocore's adaptive retries (it makes one attempt more in all)
     addressing_style: str = "auto"  # "path" for S3-compatible servers without virtual hosts
     max_pool_connections: int = 64  # HTTP connections per S3 client (parts in flight share them)
 
