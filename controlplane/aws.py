@@ -1,4 +1,10 @@
-"""The one place boto3 clients are built.
+"""The Django side's boto3 clients: Ferry's own resources (queues, tables, secrets, its
+buckets), cached and guarded.
+
+Clients for a customer's S3 endpoint are built by the engine (``engine.s3client``: its
+credentials, assume-role and policy); the retry and timeout policy itself is the
+engine's ``botocore_config``, fed from settings here (:func:`engine_config`), so it is
+written once.
 
 Region, retries, timeouts and the endpoint are decided here, so the same code runs against
 the emulator and against AWS. The endpoint is never configured in code: boto3 reads

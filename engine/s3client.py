@@ -129,12 +129,23 @@ def client(spec: S3Spec) -> Any:
         found = _clients.get(key)
         if found is not None:
             return found
-        session = _assumed_session(spec, config) if spec.role_arn else _base_session(spec)
-        made = session.client("s3", region_name=spec.region, config=botocore_config(config))
-        for hook in _hooks:
-            hook(made)
+        made = _build(spec, config)
         _clients[key] = made
         return made
+
+
+def build(spec: S3Spec) -> Any:
+    """A new S3 client for ``spec``, never cached: for one-off uses with credentials that
+    must not outlive the call (an endpoint's connection test). Copies use :func:`client`."""
+    return _build(spec, current())
+
+
+def _build(spec: S3Spec, config: EngineConfig) -> Any:
+    session = _assumed_session(spec, config) if spec.role_arn else _base_session(spec)
+    made = session.client("s3", region_name=spec.region, config=botocore_config(config))
+    for hook in list(_hooks):
+        hook(made)
+    return made
 
 
 os.register_at_fork(after_in_child=lambda: _clients.clear())  # no HTTP pools shared across a fork
