@@ -8,14 +8,14 @@ from bench.common import ChildRun, Env
 
 
 def available() -> bool:
-    """Whether ``workers.engine.copy`` exists in this checkout."""
+    """Whether ``engine.copy`` exists in this checkout."""
     try:
-        return importlib.util.find_spec("workers.engine.copy") is not None
+        return importlib.util.find_spec("engine.copy") is not None
     except ImportError:
         return False
 
 
-NOT_MERGED = "Ferry's engine (workers.engine.copy) is not in this checkout: Ferry's figure is null."
+NOT_MERGED = "Ferry's engine (engine.copy) is not in this checkout: Ferry's figure is null."
 
 
 def try_ferry(env: Env, request: dict, errors: list[str]) -> ChildRun | None:

@@ -1,7 +1,7 @@
 """One Ferry operation in its own process: ``python -m bench.ferry_child '<json request>'``.
 
 Imports the engine exactly as a worker would (no Django), notes the resident memory once
-imported ("idle"), runs the operation through ``workers.engine.copy``, and prints one JSON
+imported ("idle"), runs the operation through ``engine.copy``, and prints one JSON
 line: the seconds the call took (connections included: the pool starts cold), the idle and
 peak RSS (VmHWM), and what the engine returned.
 
@@ -13,6 +13,7 @@ where LOC is ``{"sftp": "/abs/path"}`` or ``{"s3": "key"}``.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import uuid
@@ -27,9 +28,21 @@ def status_kib(field: str) -> int:
 
 
 def main(request: dict) -> dict:
-    from workers.engine import copy as engine
-    from workers.engine.locations import S3Location, SftpLocation
-    from workers.engine.spec import S3Spec, SftpSpec
+    from bench.batch import copy_many
+    from engine import copy as engine
+    from engine.config import EngineConfig, configure
+    from engine.locations import S3Location, SftpLocation
+    from engine.spec import S3Spec, SftpSpec
+
+    # The engine reads no environment: the benchmark hands it the policy it ran under
+    # before (the engine's former defaults; path-style addressing for rclone serve s3).
+    configure(
+        EngineConfig(
+            connect_timeout=10.0,
+            read_timeout=60.0,
+            addressing_style=os.environ.get("FERRY_S3_ADDRESSING_STYLE", "auto"),
+        )
+    )
 
     sftp = SftpSpec(**{**request["sftp"], "host_keys": tuple(request["sftp"]["host_keys"])})
     s3 = S3Spec(**request["s3"])
@@ -52,7 +65,7 @@ def main(request: dict) -> dict:
         report = {"sha256": result.sha256, "size": result.size, "outcome": result.outcome}
     elif op == "copy_many":
         items = [(loc(s), loc(d), tid) for s, d, tid in request["items"]]
-        results = engine.copy_many(items, options=options, concurrency=request.get("concurrency", 8))
+        results = copy_many(items, options=options, concurrency=request.get("concurrency", 8))
         seconds = time.perf_counter() - start
         failed = [repr(r) for r in results if not hasattr(r, "sha256")]
         if failed:
@@ -62,7 +75,7 @@ def main(request: dict) -> dict:
         # The folder is listed through the engine, as the scheduler would, inside the timed span.
         listed = True
         try:
-            from workers.engine.listing import list_files
+            from engine.listing import list_files
         except ImportError:
             listed = False
         if listed:
@@ -74,7 +87,7 @@ def main(request: dict) -> dict:
             ]
         else:
             items = [(loc(s), loc(d), tid) for s, d, tid in request["fallback_items"]]
-        results = engine.copy_many(items, options=options, concurrency=request.get("concurrency", 8))
+        results = copy_many(items, options=options, concurrency=request.get("concurrency", 8))
         seconds = time.perf_counter() - start
         failed = [repr(r) for r in results if not hasattr(r, "sha256")]
         if failed:
@@ -85,8 +98,8 @@ def main(request: dict) -> dict:
         # default requests in flight, SHA-256 of the stream) into a local file, like `sftp get`.
         import hashlib
 
-        from workers.engine import runtime, sftpio
-        from workers.engine.pool import get_pool
+        from engine import runtime, sftpio
+        from engine.pool import get_pool
 
         source = loc(request["source"])
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 
 def read_asyncssh(req: dict) -> int:
-    from workers.engine import sftp_connect
-    from workers.engine.spec import SftpSpec
+    from engine import sftp_connect
+    from engine.spec import SftpSpec
 
     spec = SftpSpec(
         endpoint_id="bench",

@@ -1,4 +1,10 @@
-"""The one place boto3 clients are built.
+"""The Django side's boto3 clients: Ferry's own resources (queues, tables, secrets, its
+buckets), cached and guarded.
+
+Clients for a customer's S3 endpoint are built by the engine (``engine.s3client``: its
+credentials, assume-role and policy); the retry and timeout policy itself is the
+engine's ``botocore_config``, fed from settings here (:func:`engine_config`), so it is
+written once.
 
 Region, retries, timeouts and the endpoint are decided here, so the same code runs against
 the emulator and against AWS. The endpoint is never configured in code: boto3 reads
@@ -11,6 +17,7 @@ what AWS refuses and the emulator accepts (controlplane/awsguard/).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from typing import Any
@@ -20,9 +27,22 @@ from botocore.config import Config
 from django.conf import settings
 
 from controlplane import awsguard, resources
+from engine import s3client
+from engine.config import EngineConfig
 
 _lock = threading.Lock()
 _clients: dict[tuple, Any] = {}
+
+
+def engine_config() -> EngineConfig:
+    """Ferry's AWS client policy from settings: the engine runs under it (workers/apps.py
+    hands it over at start-up) and so do the control plane's clients (:func:`client_config`)."""
+    return EngineConfig(
+        connect_timeout=settings.FERRY_AWS_CONNECT_TIMEOUT,
+        read_timeout=settings.FERRY_AWS_READ_TIMEOUT,
+        max_attempts=settings.FERRY_AWS_MAX_ATTEMPTS,
+        addressing_style=settings.FERRY_S3_ADDRESSING_STYLE,
+    )
 
 
 def client_config(
@@ -32,17 +52,16 @@ def client_config(
     max_attempts: int | None = None,
     max_pool_connections: int = 32,
 ) -> Config:
-    """A botocore Config with Ferry's retry and timeout policy."""
-    return Config(
-        connect_timeout=connect_timeout or settings.FERRY_AWS_CONNECT_TIMEOUT,
-        read_timeout=read_timeout or settings.FERRY_AWS_READ_TIMEOUT,
-        retries={"mode": "adaptive", "max_attempts": max_attempts or settings.FERRY_AWS_MAX_ATTEMPTS},
-        max_pool_connections=max_pool_connections,
-        # Streaming checksums (boto3 >= 1.36) are refused by some S3-compatible servers;
-        # Ferry computes its own SHA-256 and sends checksums where they are required.
-        request_checksum_calculation="when_required",
-        response_checksum_validation="when_required",
+    """A botocore Config with Ferry's retry and timeout policy (built by the engine's
+    ``botocore_config``, so the policy is written once), optionally tightened per call."""
+    policy = engine_config()
+    policy = dataclasses.replace(
+        policy,
+        connect_timeout=connect_timeout or policy.connect_timeout,
+        read_timeout=read_timeout or policy.read_timeout,
+        max_attempts=max_attempts or policy.max_attempts,
     )
+    return s3client.botocore_config(policy, max_pool_connections=max_pool_connections)
 
 
 def client(
@@ -105,6 +124,8 @@ def guard(made: Any) -> Any:
 
 
 def reset_clients() -> None:
-    """Forget cached clients (after the environment's endpoint changed)."""
+    """Forget cached clients (after the environment's endpoint changed), the engine's too:
+    they are cached without the endpoint in their key."""
     with _lock:
         _clients.clear()
+    s3client.reset_clients()

@@ -168,6 +168,8 @@ FERRY_RESOURCE_PREFIX = env.str("FERRY_RESOURCE_PREFIX", default="ferry")
 FERRY_AWS_CONNECT_TIMEOUT = env.float("FERRY_AWS_CONNECT_TIMEOUT", default=5.0)
 FERRY_AWS_READ_TIMEOUT = env.float("FERRY_AWS_READ_TIMEOUT", default=30.0)
 FERRY_AWS_MAX_ATTEMPTS = env.int("FERRY_AWS_MAX_ATTEMPTS", default=5)
+# "path" for S3-compatible servers without virtual-host addressing (the engine's clients).
+FERRY_S3_ADDRESSING_STYLE = env.str("FERRY_S3_ADDRESSING_STYLE", default="auto")
 FERRY_READY_TIMEOUT = env.float("FERRY_READY_TIMEOUT", default=2.0)
 # The emulator accepts what AWS refuses (transactions and TTL on MRSC tables, one region
 # touching the other's queues, staging bucket or secrets): with the guard on, Ferry's AWS

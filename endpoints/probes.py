@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, TypeVar
 
 import asyncssh
@@ -22,10 +22,10 @@ from controlplane import aws
 from endpoints import netguard, secrets
 from endpoints.models import Endpoint
 from endpoints.services import s3_spec, sftp_spec
-from workers.engine import hostkeys
-from workers.engine.sftp_connect import connect
-from workers.engine.spec import S3Spec, SftpSpec
-from workers.errors import AuthenticationFailed, HostKeyMismatch, TransferError
+from engine import hostkeys, s3client, s3io
+from engine.errors import AuthenticationFailed, HostKeyMismatch, TransferError
+from engine.sftp_connect import connect
+from engine.spec import S3Spec, SftpSpec
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -176,14 +176,25 @@ def _own_credentials(spec: S3Spec) -> dict[str, str] | None:
     return None
 
 
+def _with_credentials(spec: S3Spec, credentials: dict[str, str] | None) -> S3Spec:
+    """``spec`` using ``credentials`` as they are (no role to assume any more); None: the
+    process's default chain."""
+    if credentials is None:
+        return replace(spec, role_arn=None, access_key_id=None, secret_access_key=None)
+    return replace(
+        spec,
+        role_arn=None,
+        access_key_id=credentials["access_key_id"],
+        secret_access_key=credentials["secret_access_key"],
+        session_token=credentials.get("session_token"),
+    )
+
+
 def assume_role(spec: S3Spec, *, session_name: str) -> dict[str, str]:
     """Temporary credentials for the customer's role, assumed with the endpoint's own keys
     (or Ferry's, when it has none) and the external id."""
     sts = aws.client("sts", region=spec.region, credentials=_own_credentials(spec))
-    kwargs: dict[str, Any] = {"RoleArn": spec.role_arn, "RoleSessionName": session_name[:64], "DurationSeconds": 900}
-    if spec.external_id:
-        kwargs["ExternalId"] = spec.external_id
-    got = sts.assume_role(**kwargs)["Credentials"]
+    got = s3client.assume_role(sts, spec, session_name=session_name, duration_seconds=900)
     return {
         "access_key_id": got["AccessKeyId"],
         "secret_access_key": got["SecretAccessKey"],
@@ -214,7 +225,8 @@ def check_s3(endpoint: Endpoint) -> _Steps:
             steps.add("assume_role", False, f"Could not assume {spec.role_arn}: {_aws_reason(exc)}.", started)
             return steps
         steps.add("assume_role", True, f"Assumed {spec.role_arn}.", started)
-    s3 = aws.client("s3", region=spec.region, credentials=client_credentials)
+    # Built by the engine, as a copy's would be, but uncached: the credentials are this test's.
+    s3 = s3client.build(_with_credentials(spec, client_credentials))
 
     started = time.monotonic()
     try:
@@ -230,10 +242,7 @@ def check_s3(endpoint: Endpoint) -> _Steps:
     started = time.monotonic()
     key = f"{spec.prefix}{PROBE_PREFIX}{uuid.uuid4().hex}"
     put: dict[str, Any] = {"Bucket": spec.bucket, "Key": key, "Body": b"ferry connection test\n"}
-    if spec.sse:
-        put["ServerSideEncryption"] = spec.sse
-        if spec.sse == "aws:kms" and spec.kms_key_id:
-            put["SSEKMSKeyId"] = spec.kms_key_id
+    put.update(s3io.sse_args(spec))
     try:
         s3.put_object(**put)
         s3.delete_object(Bucket=spec.bucket, Key=key)

@@ -23,8 +23,8 @@ from controlplane.models import Tenant
 from controlplane.querysets import in_pk_order
 from endpoints import netguard, secrets
 from endpoints.models import Endpoint
-from workers.engine.spec import S3Spec, SftpSpec
-from workers.errors import PermanentError, TransientError
+from engine.errors import PermanentError, TransientError
+from engine.spec import S3Spec, SftpSpec
 
 log = logging.getLogger(__name__)
 
@@ -332,7 +332,7 @@ def to_spec(endpoint: Endpoint) -> SftpSpec | S3Spec:
     """What the engine needs to reach ``endpoint``: its config, its current credentials and,
     for SFTP, the address the SSRF guard checked just now (connect there).
 
-    Raises workers.errors types: PermanentError ``address_refused`` (the guard refused the
+    Raises engine.errors types: PermanentError ``address_refused`` (the guard refused the
     host), TransientError ``dns`` or ``secrets_unavailable``.
     """
     credentials: dict[str, Any] = {}

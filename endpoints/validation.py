@@ -14,7 +14,7 @@ import re
 import asyncssh
 
 from controlplane.text import CONTROL_CHARS as _CONTROL
-from workers.engine import hostkeys
+from engine import hostkeys
 
 MAX_PINS = 10
 MAX_PRIVATE_KEY = 16 * 1024

@@ -38,12 +38,12 @@ from controlplane.models import Tenant
 from controlplane.querysets import in_pk_order
 from endpoints import validation as endpoint_validation
 from endpoints.models import Endpoint
+from engine.listing import PART_RE
 from transfers import backoff, naming, schedule, stability, watermarks
 from transfers import options as route_options
 from transfers.models import FileObservation, Route, Transfer, TransferEvent
 from transfers.partitions import partition_of
 from transfers.states import REDRIVABLE, TRANSITIONS, State, transition
-from workers.engine.listing import PART_RE
 
 log = logging.getLogger(__name__)
 
@@ -662,7 +662,7 @@ def observe_files(
 
 
 def _s3_relative(endpoint: Endpoint, key: str) -> str | None:
-    from workers.engine.locations import s3_relative_path
+    from engine.locations import s3_relative_path
 
     return s3_relative_path((endpoint.config or {}).get("prefix") or "", key)
 
@@ -879,7 +879,7 @@ def _error_parts(error: BaseException) -> tuple[bool, str, str]:
     """(transient, code, customer-safe message). Unexpected exceptions count as transient;
     their text may hold internals, so only the type name is stored (the traceback is logged
     by the caller)."""
-    from workers.errors import TransferError
+    from engine.errors import TransferError
 
     if isinstance(error, TransferError):
         return error.transient, error.code, str(error)[:2000]

@@ -1,6 +1,6 @@
 """Plain data the transfers app accepts from the execution side.
 
-``RemoteFile`` mirrors ``workers.engine.listing.RemoteFile`` (engine branch); services
+``RemoteFile`` mirrors ``engine.listing.RemoteFile`` (engine branch); services
 accept any object with these attributes, so either works.
 """
 

@@ -32,8 +32,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from engine.errors import TransferError
 from workers.dynamo import is_condition_failed, retry_transient
-from workers.errors import TransferError
 from workers.leases import LeaseTable
 
 # A claim of another transfer that never reached commit and went quiet this long is

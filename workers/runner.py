@@ -36,18 +36,18 @@ from django.utils import timezone
 from controlplane import logs
 from controlplane.resources import staging_bucket
 from endpoints.services import to_spec
+from engine import copy as engine
+from engine import listing
+from engine.errors import DestinationExists, TransferError
+from engine.locations import Location, S3Location, SftpLocation, location_of
+from engine.sftpio import part_path
+from engine.spec import S3Spec, SftpSpec
 from transfers import services as transfer_services
 from transfers import states
 from transfers.models import Transfer
 from transfers.naming import rename_candidate
 from transfers.states import State
 from workers import context
-from workers.engine import copy as engine
-from workers.engine import listing
-from workers.engine.locations import Location, S3Location, SftpLocation, location_of
-from workers.engine.sftpio import part_path
-from workers.engine.spec import S3Spec, SftpSpec
-from workers.errors import DestinationExists, TransferError
 from workers.ledger import ClaimOutcome, DeliveryInProgress, Fence, FenceLost, delivery_key
 
 log = logging.getLogger("ferry.runner")

@@ -16,12 +16,12 @@ from django.utils import timezone
 
 from controlplane import logs
 from endpoints.services import to_spec
+from engine import listing
+from engine.errors import TransferError
+from engine.locations import location_of, relative_path
 from transfers import services as transfer_services
 from transfers.models import Route, Transfer
 from workers import context
-from workers.engine import listing
-from workers.engine.locations import location_of, relative_path
-from workers.errors import TransferError
 
 log = logging.getLogger(__name__)
 

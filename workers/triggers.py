@@ -11,9 +11,9 @@ from controlplane import aws
 from controlplane.resources import dead_letter_queue, queues
 from endpoints.models import Endpoint
 from endpoints.services import to_spec
+from engine import s3client
 from transfers import services as transfer_services
 from transfers.models import Route
-from workers.engine import s3client
 from workers.events import EventConsumer, ObjectCreated
 
 log = logging.getLogger(__name__)

@@ -219,7 +219,7 @@ def _start_sftp(port: int) -> dict:
         }
     import secrets
 
-    from workers.engine.hostkeys import pin_of
+    from engine.hostkeys import pin_of
 
     password = secrets.token_urlsafe(12)
     user = os.environ.get("USER", "demo")

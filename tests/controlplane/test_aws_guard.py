@@ -23,9 +23,9 @@ from kombu import Queue
 from controlplane import aws, awsguard, publishguard
 from controlplane.celery import app
 from controlplane.resources import MRSC_TABLES, dead_letter_queue, mrsc_tables, queues, staging_bucket, tables
+from engine import s3client
+from engine.spec import S3Spec
 from tests.deploy import cfn
-from workers.engine import s3client
-from workers.engine.spec import S3Spec
 
 ROOT = Path(__file__).resolve().parents[2]
 WEST = {"FERRY_REGION": "us-west-2", "FERRY_STAGING_BUCKET": "ferry-staging-us-west-2"}

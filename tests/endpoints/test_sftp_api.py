@@ -134,7 +134,7 @@ def test_guard_runs_again_at_connect_time(api, moto, sshd):
     with override_settings(FERRY_NETGUARD_ALLOW=[]):
         check = failed_check(post(api, f"/endpoints/{endpoint.id}/test", {}).json())
         assert check["name"] == "guard"
-        from workers.errors import PermanentError
+        from engine.errors import PermanentError
 
         with pytest.raises(PermanentError) as err:
             services.to_spec(endpoint)

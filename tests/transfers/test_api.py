@@ -152,7 +152,7 @@ def test_run_maps_listing_failures_to_clear_errors(api, endpoints, monkeypatch):
     src, dst = endpoints
     route = post(api, "/routes", route_body(src, dst, trigger={"type": "manual"})).json()
     import workers.scheduler
-    from workers.errors import AuthenticationFailed
+    from engine.errors import AuthenticationFailed
 
     def not_yet(route_obj, force=False):
         raise NotImplementedError
@@ -271,7 +271,7 @@ def test_detail_shows_progress_error_and_timeline(api, route, make_transfer):
     transfer = make_transfer(route=route, source_size=100, bytes_total=100)
     token = states.claim(transfer.id, worker="w1", ttl=30, to=State.DELIVERING, frm=[State.PENDING])
     states.heartbeat(transfer.id, claim_token=token, ttl=30, bytes_done=40)
-    from workers.errors import TransientError
+    from engine.errors import TransientError
 
     services.record_failure(transfer.id, token, TransientError("Connection reset.", code="network"), now=timezone.now())
     data = api.get(f"{V1}/transfers/{transfer.id}").json()
@@ -345,7 +345,7 @@ def test_fast_rendering_matches_drf_field_by_field(api, route, make_transfer):
     transfer = make_transfer(route=route, source_size=100, bytes_total=100)
     token = states.claim(transfer.id, worker="w1", ttl=30, to=State.DELIVERING, frm=[State.PENDING])
     states.heartbeat(transfer.id, claim_token=token, ttl=30, bytes_done=40)
-    from workers.errors import TransientError
+    from engine.errors import TransientError
 
     services.record_failure(transfer.id, token, TransientError("reset", code="network"), now=timezone.now())
     adhoc = make_transfer(route=route, source_path="/out/ä b.csv", state=State.SUCCEEDED)

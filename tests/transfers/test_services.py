@@ -12,11 +12,11 @@ from django.utils import timezone
 from controlplane import tenancy
 from controlplane.errors import Conflict, ValidationFailed
 from controlplane.models import MirrorOutbox
+from engine.errors import AuthenticationFailed, TransientError
 from transfers import services
 from transfers.models import FileObservation, Route, Transfer, TransferEvent
 from transfers.states import State
 from transfers.types import RemoteFile
-from workers.errors import AuthenticationFailed, TransientError
 
 
 @pytest.fixture

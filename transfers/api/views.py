@@ -94,7 +94,7 @@ class RouteRunView(APIView):
         if not route.enabled:
             raise Conflict("The route is disabled; enable it to run it.", code="route_disabled")
         # Imported lazily: the listing is the execution side's (workers depends on transfers).
-        from workers.errors import TransferError
+        from engine.errors import TransferError
         from workers.scheduler import poll_route
 
         try:

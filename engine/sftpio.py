@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import posixpath
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from typing import cast
 
 import asyncssh
 
@@ -55,18 +57,19 @@ async def read_stream(
         size = (await sftp.stat(path)).size or 0
     async with sftp.open(path, "rb", block_size=block, max_requests=1) as f:
         offset = start
-        pending: deque[asyncio.Task] = deque()
+        pending: deque[asyncio.Future[bytes]] = deque()
         try:
             while offset < size or pending:
                 while offset < size and len(pending) < max(1, in_flight):
                     length = min(block, size - offset)
-                    pending.append(asyncio.ensure_future(f.read(length, offset)))
+                    # asyncssh types read() as str; a file opened "rb" returns bytes.
+                    pending.append(asyncio.ensure_future(cast("Awaitable[bytes]", f.read(length, offset))))
                     offset += length
                 data = await pending.popleft()
                 if data:
                     yield data
             while True:  # confirm EOF; follow a file that grew (the caller's count notices)
-                data = await f.read(block, offset)
+                data = cast(bytes, await f.read(block, offset))
                 if not data:
                     return
                 offset += len(data)
@@ -86,7 +89,7 @@ class SftpWriter:
         self._f = f
         self._block = block
         self._sem = asyncio.Semaphore(requests_in_flight(block, in_flight))
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._error: BaseException | None = None
         self.offset = 0
 
@@ -157,8 +160,6 @@ def part_path(path: str, transfer_id: str, tag: str = "") -> str:
 
 async def hash_remote(sftp: asyncssh.SFTPClient, path: str, *, in_flight: int = 16) -> tuple[str, int]:
     """SHA-256 (hex) and size of a remote file, read back in a stream."""
-    import hashlib
-
     h = hashlib.sha256()
     n = 0
     async for chunk in read_stream(sftp, path, in_flight=in_flight):

@@ -5,7 +5,9 @@ process (the benchmarks), so it builds its own clients here with the same policy
 adaptive retries, ``request_checksum_calculation="when_required"`` (boto3 >= 1.36 otherwise
 sends streaming checksums that some S3-compatible servers refuse; Ferry sends its own
 SHA-256 per part), and the endpoint left to boto3, which reads ``AWS_ENDPOINT_URL`` /
-``AWS_ENDPOINT_URL_S3`` from the environment by itself.
+``AWS_ENDPOINT_URL_S3`` from the environment by itself. Timeouts, attempts and addressing
+come from the caller's :class:`engine.config.EngineConfig`; the engine reads no
+environment of its own.
 
 Credentials: the spec's access keys when it has them, else the process's default chain
 (the worker's task role); with ``role_arn`` those are used to assume the customer's role
@@ -26,10 +28,11 @@ from botocore.config import Config
 from botocore.credentials import RefreshableCredentials
 from botocore.session import get_session
 
-from workers.engine.spec import S3Spec
+from engine.config import EngineConfig, current
+from engine.spec import S3Spec
 
 _lock = threading.Lock()
-_clients: dict[tuple, Any] = {}
+_clients: dict[tuple[object, ...], Any] = {}
 _hooks: list[Callable[[Any], Any]] = []
 
 
@@ -41,24 +44,36 @@ def add_client_hook(hook: Callable[[Any], Any]) -> None:
             _hooks.append(hook)
 
 
-def _env_float(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
-
-
-def client_config(*, max_pool_connections: int = 64) -> Config:
-    """Ferry's retry and timeout policy for S3 data transfers."""
+def botocore_config(config: EngineConfig, *, max_pool_connections: int | None = None) -> Config:
+    """Ferry's retry and timeout policy as a botocore Config: the one place it is spelled out
+    (``controlplane.aws`` builds its clients' Config here too)."""
     return Config(
-        connect_timeout=_env_float("FERRY_AWS_CONNECT_TIMEOUT", 10),
-        read_timeout=_env_float("FERRY_AWS_READ_TIMEOUT", 60),
-        retries={"mode": "adaptive", "max_attempts": int(_env_float("FERRY_AWS_MAX_ATTEMPTS", 5))},
-        max_pool_connections=max_pool_connections,
+        connect_timeout=config.connect_timeout,
+        read_timeout=config.read_timeout,
+        retries={"mode": "adaptive", "max_attempts": config.max_attempts},
+        max_pool_connections=max_pool_connections or config.max_pool_connections,
+        # Streaming checksums (boto3 >= 1.36) are refused by some S3-compatible servers;
+        # Ferry computes its own SHA-256 and sends checksums where they are required.
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
-        s3={"addressing_style": os.environ.get("FERRY_S3_ADDRESSING_STYLE", "auto")},
+        s3={"addressing_style": config.addressing_style},
     )
+
+
+def assume_role(sts: Any, spec: S3Spec, *, session_name: str, duration_seconds: int = 3600) -> dict[str, Any]:
+    """STS AssumeRole of the spec's role with its external id, through ``sts`` (the caller's
+    client: the engine's own, or the control plane's guarded one for connection tests).
+    Returns the ``Credentials`` mapping (AccessKeyId, SecretAccessKey, SessionToken,
+    Expiration)."""
+    kwargs: dict[str, Any] = {
+        "RoleArn": spec.role_arn,
+        "RoleSessionName": session_name[:64],  # STS refuses longer names
+        "DurationSeconds": duration_seconds,
+    }
+    if spec.external_id:
+        kwargs["ExternalId"] = spec.external_id
+    credentials: dict[str, Any] = sts.assume_role(**kwargs)["Credentials"]
+    return credentials
 
 
 def _base_session(spec: S3Spec) -> boto3.session.Session:
@@ -72,21 +87,16 @@ def _base_session(spec: S3Spec) -> boto3.session.Session:
     return boto3.session.Session(region_name=spec.region)
 
 
-def _assumed_session(spec: S3Spec) -> boto3.session.Session:
+def _assumed_session(spec: S3Spec, config: EngineConfig) -> boto3.session.Session:
     """A session whose credentials come from STS AssumeRole (with the external id) and refresh
     themselves before they expire."""
     base = _base_session(spec)
-    sts = base.client("sts", region_name=spec.region or os.environ.get("AWS_DEFAULT_REGION"), config=client_config())
+    # No region given: the base session's own (the spec's, else boto3's default chain).
+    sts = base.client("sts", config=botocore_config(config))
 
     def fetch() -> dict[str, str]:
-        kwargs: dict[str, Any] = {
-            "RoleArn": spec.role_arn,
-            "RoleSessionName": f"ferry-{spec.endpoint_id}"[:48] + f"-{uuid.uuid4().hex[:8]}",
-            "DurationSeconds": 3600,
-        }
-        if spec.external_id:
-            kwargs["ExternalId"] = spec.external_id
-        creds = sts.assume_role(**kwargs)["Credentials"]
+        session_name = f"ferry-{spec.endpoint_id}"[:48] + f"-{uuid.uuid4().hex[:8]}"
+        creds = assume_role(sts, spec, session_name=session_name)
         expiry = creds["Expiration"]
         if not isinstance(expiry, datetime):  # pragma: no cover - botocore parses it
             expiry = datetime.now(UTC) + timedelta(hours=1)
@@ -106,22 +116,36 @@ def _assumed_session(spec: S3Spec) -> boto3.session.Session:
 
 
 def client(spec: S3Spec) -> Any:
-    """A (cached, thread-safe) S3 client for ``spec``.
+    """A (cached, thread-safe) S3 client for ``spec``, built under the configuration in force
+    (``engine.config.configure``).
 
     Cached per endpoint and config version (a rotated secret bumps the version) and per
-    ``AWS_ENDPOINT_URL`` (tests point the environment at a fresh emulator).
+    engine configuration. The endpoint URL is boto3's to read; a caller that points the
+    environment at another server calls :func:`reset_clients` (``controlplane.aws`` does).
     """
-    key = (spec.pool_key, spec.role_arn, os.environ.get("AWS_ENDPOINT_URL"), os.environ.get("AWS_ENDPOINT_URL_S3"))
+    config = current()
+    key = (spec.pool_key, spec.role_arn, config)
     with _lock:
         found = _clients.get(key)
         if found is not None:
             return found
-        session = _assumed_session(spec) if spec.role_arn else _base_session(spec)
-        made = session.client("s3", region_name=spec.region, config=client_config())
-        for hook in _hooks:
-            hook(made)
+        made = _build(spec, config)
         _clients[key] = made
         return made
+
+
+def build(spec: S3Spec) -> Any:
+    """A new S3 client for ``spec``, never cached: for one-off uses with credentials that
+    must not outlive the call (an endpoint's connection test). Copies use :func:`client`."""
+    return _build(spec, current())
+
+
+def _build(spec: S3Spec, config: EngineConfig) -> Any:
+    session = _assumed_session(spec, config) if spec.role_arn else _base_session(spec)
+    made = session.client("s3", region_name=spec.region, config=botocore_config(config))
+    for hook in list(_hooks):
+        hook(made)
+    return made
 
 
 os.register_at_fork(after_in_child=lambda: _clients.clear())  # no HTTP pools shared across a fork

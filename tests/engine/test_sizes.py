@@ -2,8 +2,8 @@
 
 import pytest
 
-from workers.engine.s3io import MIB, part_size_for
-from workers.engine.sftpio import part_path, requests_in_flight
+from engine.s3io import MIB, part_size_for
+from engine.sftpio import part_path, requests_in_flight
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,9 @@ import threading
 from urllib.parse import urlparse
 
 from deploy.local.services import free_port
-from tests.workers.engine.conftest import MIB, payload, s3, s3_loc, sftp_loc, sha
-from workers.engine import s3client
-from workers.engine.copy import copy
+from engine import s3client
+from engine.copy import copy
+from tests.engine.conftest import MIB, payload, s3, s3_loc, sftp_loc, sha
 
 
 class CuttingProxy:

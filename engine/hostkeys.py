@@ -72,4 +72,4 @@ class PinningClient(asyncssh.SSHClient):
 
 
 # Trust nothing by default: asyncssh then asks validate_host_public_key about each key.
-NO_KNOWN_HOSTS: tuple[list, list, list] = ([], [], [])
+NO_KNOWN_HOSTS: tuple[list[str], list[str], list[str]] = ([], [], [])

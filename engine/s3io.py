@@ -26,10 +26,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from workers.engine import runtime
-from workers.engine.hashing import StreamHasher
-from workers.engine.spec import S3Spec
-from workers.errors import TransferError, classify
+from engine import runtime
+from engine.errors import SizeMismatch, TransferError, classify
+from engine.hashing import StreamHasher
+from engine.spec import S3Spec
 
 log = logging.getLogger("ferry.engine")
 
@@ -38,6 +38,7 @@ CHUNK = 1 * MIB
 MIN_PART = 8 * MIB
 MAX_PARTS = 9000  # S3 allows 10,000: leave room for a source that grows while read
 SINGLE_COPY_LIMIT = 5 * 1024 * MIB
+Response = dict[str, Any]  # a boto3 response (or a part of one), as botocore parsed it
 
 META_TRANSFER = "ferry-transfer-id"
 TAG_SHA256 = "ferry-sha256"
@@ -63,11 +64,11 @@ def sse_args(spec: S3Spec) -> dict[str, str]:
     return args
 
 
-def transfer_id_of(head: dict) -> str | None:
+def transfer_id_of(head: Response) -> str | None:
     """The transfer id in an object's metadata (some servers change the key's case)."""
     for name, value in (head.get("Metadata") or {}).items():
         if name.lower() == META_TRANSFER:
-            return value
+            return str(value)
     return None
 
 
@@ -79,10 +80,11 @@ def status_of(exc: ClientError) -> int:
     return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
 
 
-async def head(client: Any, bucket: str, key: str) -> dict | None:
+async def head(client: Any, bucket: str, key: str) -> Response | None:
     """HeadObject, or None when there is no such object."""
     try:
-        return await runtime.in_thread(client.head_object, Bucket=bucket, Key=key)
+        found: Response = await runtime.in_thread(client.head_object, Bucket=bucket, Key=key)
+        return found
     except ClientError as exc:
         if status_of(exc) == 404 or error_code(exc) in ("404", "NoSuchKey", "NotFound"):
             return None
@@ -100,7 +102,7 @@ async def sha256_tag(client: Any, bucket: str, key: str) -> str | None:
         raise
     for tag in tags.get("TagSet", []):
         if tag.get("Key") == TAG_SHA256:
-            return tag.get("Value")
+            return str(tag["Value"])
     return None
 
 
@@ -180,7 +182,8 @@ class S3Upload:
 
     ``if_none_match``: complete with ``If-None-Match: *`` (a 412 comes back as outcome
     ``precondition_failed`` and the upload is aborted). ``resume``: look for an unfinished
-    multipart upload of this key and reuse its parts whose SHA-256 matches ours.
+    multipart upload of this key and reuse its parts whose SHA-256 matches ours. ``run``'s
+    chunks come from ``plumbing.Pipeline``, whose ``hasher`` this is.
     """
 
     client: Any
@@ -189,16 +192,16 @@ class S3Upload:
     transfer_id: str
     size_hint: int | None
     part_size: int
+    hasher: StreamHasher  # fed by the caller's chunk pipeline; the upload reads its digest
     parts_in_flight: int = 4
     if_none_match: bool = True
     resume: bool = False
     checksums: bool = True
     before_commit: Any = None
     progress: Any = None
-    _hash: StreamHasher = field(default_factory=StreamHasher)
-    _parts: dict[int, dict] = field(default_factory=dict)
-    _existing: dict[int, dict] = field(default_factory=dict)
-    _tasks: set = field(default_factory=set)
+    _parts: dict[int, Response] = field(default_factory=dict)
+    _existing: dict[int, Response] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _error: BaseException | None = None
     upload_id: str | None = None
     reused_parts: int = 0
@@ -223,7 +226,6 @@ class S3Upload:
         part_number = 0
         try:
             async for chunk in chunks:
-                await self._hash.update(chunk)
                 view = memoryview(chunk)
                 while view:
                     take = min(len(view), self.part_size - pending_len)
@@ -260,7 +262,7 @@ class S3Upload:
             self._raise_failed()
             return await self._complete(total, part_number)
         except BaseException:
-            await self._hash.aclose()
+            await self.hasher.aclose()
             await self._cancel_parts()
             if self.upload_id is not None:
                 await self.abort()
@@ -304,7 +306,7 @@ class S3Upload:
         uploads = [u for u in listing.get("Uploads", []) if u.get("Key") == self.key]
         uploads.sort(key=lambda u: u.get("Initiated") or 0, reverse=True)
         for upload in uploads:
-            parts: dict[int, dict] = {}
+            parts: dict[int, Response] = {}
             marker = 0
             while True:
                 page = await runtime.in_thread(
@@ -362,7 +364,7 @@ class S3Upload:
             sem.release()
 
     async def _put_single(self, body: bytes) -> UploadResult:
-        sha = await self._hash.hexdigest()
+        sha = await self.hasher.hexdigest()
         args = self._base_args()
         args["Body"] = body
         if self.spec.object_tags:
@@ -387,10 +389,8 @@ class S3Upload:
             await result
 
     async def _complete(self, total: int, count: int) -> UploadResult:
-        sha = await self._hash.hexdigest()
+        sha = await self.hasher.hexdigest()
         if self.size_hint is not None and total != self.size_hint:
-            from workers.errors import SizeMismatch
-
             raise SizeMismatch(f"Read {total} bytes where the source announced {self.size_hint}.")
         parts = [self._parts[n] for n in range(1, count + 1)]
         if self.before_commit is not None:
@@ -424,17 +424,17 @@ class S3Upload:
 _MD5_ETAG = re.compile(r'^"?[0-9a-f]{32}"?$')
 
 
-def _provable(part: dict) -> bool:
+def _provable(part: Response) -> bool:
     """A completed part can be compared with our bytes: by its SHA-256 (AWS reports it in
     ListParts when the upload was created with ChecksumAlgorithm SHA256), else by an ETag
     that is the part's MD5 (plain and SSE-S3 uploads; the moto server reports no checksums)."""
     return bool(part.get("ChecksumSHA256") or _MD5_ETAG.match(part.get("ETag", "")))
 
 
-def _same_bytes(part: dict, body: bytes, checksum: str | None) -> bool:
+def _same_bytes(part: Response, body: bytes, checksum: str | None) -> bool:
     if part.get("ChecksumSHA256"):
-        return part["ChecksumSHA256"] == (checksum or b64sha256(body))
-    return part.get("ETag", "").strip('"') == hashlib.md5(body, usedforsecurity=False).hexdigest()
+        return bool(part["ChecksumSHA256"] == (checksum or b64sha256(body)))
+    return bool(part.get("ETag", "").strip('"') == hashlib.md5(body, usedforsecurity=False).hexdigest())
 
 
 def raise_classified(exc: BaseException, context: str) -> None:

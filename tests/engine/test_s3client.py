@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import uuid
 
-from tests.workers.engine.conftest import MIB, payload, s3, s3_loc, sftp_loc, sha
-from workers.engine import s3client
-from workers.engine.copy import copy, stage
-from workers.engine.spec import S3Spec
+from engine import s3client
+from engine.copy import copy, stage
+from engine.spec import S3Spec
+from tests.engine.conftest import MIB, payload, s3, s3_loc, sftp_loc, sha
 
 
 def test_assume_role_with_external_id(bucket, sftp_spec, folder):

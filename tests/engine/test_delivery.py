@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from tests.workers.engine.conftest import MIB, payload, s3, s3_loc, sftp_loc, sha, visible
-from workers.engine.copy import CopyOptions, copy, deliver, stage
-from workers.errors import DestinationExists, SourceMissing
+from engine.copy import CopyOptions, copy, stage
+from engine.errors import DestinationExists, SourceMissing
+from tests.engine.conftest import MIB, payload, s3, s3_loc, sftp_loc, sha, visible
 
 
 class Ledger(Exception):
@@ -175,7 +175,7 @@ def test_stage_then_deliver_to_s3_uses_a_server_side_copy(sftp_spec, s3spec, fol
     staged = stage(sftp_loc(sftp_spec, folder / "a.bin"), staging, transfer_id="t-11")
     assert (staged.outcome, staged.sha256, staged.staged) == ("delivered", sha(data), staging)
     caplog.set_level(logging.INFO, logger="ferry.engine")
-    done = deliver(staging, s3_loc(s3spec, "out/a.bin"), transfer_id="t-11", options=CopyOptions(verify="reread"))
+    done = copy(staging, s3_loc(s3spec, "out/a.bin"), transfer_id="t-11", options=CopyOptions(verify="reread"))
     assert (done.outcome, done.sha256, done.size) == ("delivered", sha(data), len(data))
     assert any(r.message == "server-side copy" for r in caplog.records)
     head = s3().head_object(Bucket=s3spec.bucket, Key="out/a.bin")
@@ -184,7 +184,7 @@ def test_stage_then_deliver_to_s3_uses_a_server_side_copy(sftp_spec, s3spec, fol
     tags = s3().get_object_tagging(Bucket=s3spec.bucket, Key="out/a.bin")["TagSet"]
     assert {"Key": "ferry-sha256", "Value": sha(data)} in tags
     # Delivering again (a retry after bookkeeping was lost) finds its own object.
-    assert deliver(staging, s3_loc(s3spec, "out/a.bin"), transfer_id="t-11").outcome == "already_delivered"
+    assert copy(staging, s3_loc(s3spec, "out/a.bin"), transfer_id="t-11").outcome == "already_delivered"
 
 
 def test_progress_is_reported_up_to_the_size(sftp_spec, s3spec, folder):

@@ -8,10 +8,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.workers.engine.conftest import make_sftp_spec, payload, s3_loc, sftp_loc
-from workers.engine import runtime
-from workers.engine.copy import copy
-from workers.engine.pool import ConnectionPool, get_pool
+from engine import runtime
+from engine.copy import copy
+from engine.pool import ConnectionPool, get_pool
+from tests.engine.conftest import make_sftp_spec, payload, s3_loc, sftp_loc
 
 
 def established_to(port: int) -> int:

@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from tests.workers.engine.conftest import MIB, payload, s3, s3_loc, sftp_loc, sha
-from workers.engine.copy import CopyOptions, copy
+from engine.copy import CopyOptions, copy
+from tests.engine.conftest import MIB, payload, s3, s3_loc, sftp_loc, sha
 
 SIZES = [0, 1, 8 * MIB + 1, 64 * MIB]
 SIZE_IDS = ["0B", "1B", "part+1", "64MiB"]

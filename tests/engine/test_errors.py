@@ -8,7 +8,7 @@ import asyncssh
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
-from workers.errors import (
+from engine.errors import (
     AuthenticationFailed,
     DestinationExists,
     PermissionDenied,

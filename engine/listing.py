@@ -11,10 +11,10 @@ from typing import Any
 
 import asyncssh
 
-from workers.engine import runtime, s3client, s3io, sftpio
-from workers.engine.locations import Location, S3Location, SftpLocation
-from workers.engine.pool import get_pool
-from workers.errors import DestinationExists, TransferError, classify
+from engine import runtime, s3client, s3io, sftpio
+from engine.errors import DestinationExists, TransferError, classify
+from engine.locations import Location, S3Location, SftpLocation
+from engine.pool import get_pool
 
 # In-flight deliveries (``.NAME.<transfer id>.part``) are never files to pick up.
 PART_RE = re.compile(r"^\..+\.[^.]+\.part$")

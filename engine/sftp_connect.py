@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncssh
 
-from workers.engine import hostkeys
-from workers.engine.spec import SftpSpec
-from workers.errors import AuthenticationFailed, HostKeyMismatch, PermanentError, TransientError
+from engine import hostkeys
+from engine.errors import AuthenticationFailed, HostKeyMismatch, PermanentError, TransientError
+from engine.spec import SftpSpec
 
 # aes128-gcm is the fastest here (asyncssh's default order puts slower ciphers first).
 ENCRYPTION_ALGS = [

@@ -1,13 +1,13 @@
-"""workers.engine.sftp_connect against OpenSSH's sshd: errors carry their kind."""
+"""engine.sftp_connect against OpenSSH's sshd: errors carry their kind."""
 
 import asyncio
 
 import pytest
 
 from deploy.local.services import free_port
-from workers.engine.sftp_connect import connect
-from workers.engine.spec import SftpSpec
-from workers.errors import AuthenticationFailed, HostKeyMismatch, TransientError
+from engine.errors import AuthenticationFailed, HostKeyMismatch, TransientError
+from engine.sftp_connect import connect
+from engine.spec import SftpSpec
 
 
 def spec_for(sshd, **overrides) -> SftpSpec:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 
-from workers.engine import runtime
+from engine import runtime
 
 BATCH = 1024 * 1024
 
@@ -22,7 +22,7 @@ class StreamHasher:
         self._hash = hashlib.sha256()
         self._batch: list[bytes] = []
         self._batch_len = 0
-        self._pending: asyncio.Future | None = None
+        self._pending: asyncio.Future[None] | None = None
 
     def _update_all(self, chunks: list[bytes]) -> None:
         for chunk in chunks:

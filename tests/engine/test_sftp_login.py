@@ -5,7 +5,7 @@ import asyncio
 import asyncssh
 import pytest
 
-from workers.engine import hostkeys
+from engine import hostkeys
 
 
 async def _connect(sshd, pins, **kwargs):

@@ -15,10 +15,10 @@ import time
 import pytest
 
 from deploy.local.services import free_port
-from tests.workers.engine.conftest import MIB, make_sftp_spec, payload, s3, s3_loc, sftp_loc, sha, visible
-from workers.engine.copy import CopyOptions, copy
-from workers.engine.spec import SftpSpec
-from workers.errors import AuthenticationFailed, HostKeyMismatch, TransientError
+from engine.copy import CopyOptions, copy
+from engine.errors import AuthenticationFailed, HostKeyMismatch, TransientError
+from engine.spec import SftpSpec
+from tests.engine.conftest import MIB, make_sftp_spec, payload, s3, s3_loc, sftp_loc, sha, visible
 
 
 def kill_sshd_sessions(sshd) -> int:
@@ -138,8 +138,8 @@ def test_reset_connection_is_transient(s3spec):
 
 
 def test_s3_permission_problems_are_permanent(sftp_spec, folder, moto):
-    from workers.engine.spec import S3Spec
-    from workers.errors import PermanentError
+    from engine.errors import PermanentError
+    from engine.spec import S3Spec
 
     (folder / "a").write_bytes(b"a")
     spec = S3Spec(endpoint_id="nob", version=1, bucket="no-such-bucket-here", region="us-east-1")

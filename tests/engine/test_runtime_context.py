@@ -2,7 +2,7 @@
 
 import contextvars
 
-from workers.engine import runtime
+from engine import runtime
 
 request = contextvars.ContextVar("request", default=None)
 

@@ -23,16 +23,18 @@ from dataclasses import dataclass, field
 
 import asyncssh
 
-from workers.engine import sftp_connect
-from workers.engine.spec import SftpSpec
-from workers.errors import TransferError, classify
+from engine import sftp_connect
+from engine.errors import TransferError, classify
+from engine.spec import SftpSpec
+
+PoolKey = tuple[str, int]  # SftpSpec.pool_key: endpoint id, config version
 
 
 @dataclass(eq=False)
 class SftpSession:
     """One SSH connection with its SFTP channel. Several requests may share it at once."""
 
-    key: tuple
+    key: PoolKey
     conn: asyncssh.SSHClientConnection
     sftp: asyncssh.SFTPClient
     last_used: float = field(default_factory=time.monotonic)
@@ -64,26 +66,26 @@ class ConnectionPool:
     def __init__(self, *, idle_timeout: float = 60.0, connect_timeout: float = 15.0) -> None:
         self.idle_timeout = idle_timeout
         self.connect_timeout = connect_timeout
-        self._slots: dict[tuple, _Slot] = {}
-        self._reaper: asyncio.Task | None = None
+        self._slots: dict[PoolKey, _Slot] = {}
+        self._reaper: asyncio.Task[None] | None = None
 
     # --- observability (tests, metrics) ---------------------------------------------------
 
-    def open_count(self, key: tuple | None = None) -> int:
+    def open_count(self, key: PoolKey | None = None) -> int:
         """Connections open now, for one key or all."""
         if key is not None:
             return self._slots[key].open if key in self._slots else 0
         return sum(s.open for s in self._slots.values())
 
-    def peak_count(self, key: tuple) -> int:
+    def peak_count(self, key: PoolKey) -> int:
         """The most connections ever open at once for ``key``."""
         return self._slots[key].peak if key in self._slots else 0
 
-    def opened_total(self, key: tuple) -> int:
+    def opened_total(self, key: PoolKey) -> int:
         """How many connections were ever opened for ``key`` (a replaced one counts twice)."""
         return self._slots[key].opened_total if key in self._slots else 0
 
-    def sessions(self, key: tuple) -> list[SftpSession]:
+    def sessions(self, key: PoolKey) -> list[SftpSession]:
         """Every open session of ``key``, leased or idle (fault-injection tests)."""
         return list(self._slots[key].live) if key in self._slots else []
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import posixpath
 from dataclasses import dataclass
 
-from workers.engine.spec import S3Spec, SftpSpec
+from engine.spec import S3Spec, SftpSpec
 
 
 @dataclass(frozen=True)

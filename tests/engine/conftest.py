@@ -11,10 +11,10 @@ from pathlib import Path
 import boto3
 import pytest
 
-from workers.engine import runtime
-from workers.engine.locations import S3Location, SftpLocation
-from workers.engine.pool import get_pool
-from workers.engine.spec import S3Spec, SftpSpec
+from engine import runtime
+from engine.locations import S3Location, SftpLocation
+from engine.pool import get_pool
+from engine.spec import S3Spec, SftpSpec
 
 MIB = 1024 * 1024
 

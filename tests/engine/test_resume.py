@@ -9,8 +9,8 @@ import logging
 
 import pytest
 
-from tests.workers.engine.conftest import MIB, payload, s3, s3_loc, sha
-from workers.engine.copy import CopyOptions, copy
+from engine.copy import CopyOptions, copy
+from tests.engine.conftest import MIB, payload, s3, s3_loc, sha
 
 PART = 5 * MIB
 
