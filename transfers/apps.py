@@ -6,6 +6,9 @@ class TransfersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from transfers import services
+        # Imported here, not at the top: Django loads this module before the models.
+        from transfers import mirror_docs, usage
 
-        services.register_mirror()
+        mirror_docs.register_mirror()
+        # Endpoints ask, before a deletion, whether routes or transfers use the endpoint.
+        usage.register()

@@ -56,6 +56,9 @@ ACTIVE: frozenset[State] = frozenset({State.STAGING, State.DELIVERING})
 HELD: frozenset[State] = ACTIVE | {State.STAGED}
 # No worker will move these again on its own. ``dead`` waits for a person: re-drive or cancel.
 TERMINAL: frozenset[State] = frozenset({State.SUCCEEDED, State.DEAD, State.SKIPPED, State.CANCELLED})
+# Still on its way (not terminal): a route or an endpoint with such a transfer cannot be
+# deleted.
+MOVING: frozenset[State] = frozenset(State) - TERMINAL
 # Finished for good: nothing, not even a re-drive, moves these.
 FINISHED: frozenset[State] = frozenset({State.SUCCEEDED, State.SKIPPED, State.CANCELLED})
 # What the dispatcher enqueues (pending now; failed once next_attempt_at has come).

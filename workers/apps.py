@@ -6,9 +6,19 @@ class WorkersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # Imported here, not at the top: Django loads this module before the models, and
+        # these import them.
         from controlplane import aws
+        from transfers import intake, routes
+        from workers import dispatch, scheduler, triggers
         from workers.engine import s3client
 
         # The engine builds its own S3 clients; they are guarded like the control plane's
         # (FERRY_AWS_GUARD: another region's staging bucket is refused as AWS would).
         s3client.add_client_hook(aws.guard)
+        # The lower apps call up through hooks (imports run one way: controlplane ←
+        # endpoints ← transfers ← workers): new transfers are dispatched, manual runs
+        # list the source, event routes get their bucket's events turned on.
+        intake.register_dispatcher(dispatch.dispatch_transfers)
+        intake.register_poller(scheduler.poll_route)
+        routes.register_bucket_events(triggers.enable_bucket_events)

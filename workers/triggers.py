@@ -12,7 +12,7 @@ from controlplane import aws
 from controlplane.resources import queues
 from endpoints.models import Endpoint
 from endpoints.services import to_spec
-from transfers import services as transfer_services
+from transfers import intake
 from transfers.models import Route
 from workers.engine import s3client
 from workers.events import EventConsumer, ObjectCreated
@@ -53,7 +53,7 @@ def handle_object_created(event: ObjectCreated) -> int:
     key = _existing_key(event)
     if key is None:
         return 0
-    made = transfer_services.create_from_s3_event(
+    made = intake.create_from_s3_event(
         bucket=event.bucket, key=key, version=event.version, size=event.size, region=event.region or None
     )
     return len(made)

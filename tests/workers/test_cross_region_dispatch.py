@@ -24,7 +24,7 @@ from controlplane.resources import queues
 from endpoints import services as endpoint_services
 from tests.conftest import KeeperProcess, Worker, wait_until
 from tests.endpoints.conftest import s3_body, sftp_body
-from transfers import services as transfer_services
+from transfers import routes
 from transfers.models import Route, Transfer, TransferEvent
 from transfers.states import State
 from workers import context
@@ -108,7 +108,7 @@ def published(purge_queues):
 
 def route_homed_in(region: str, tenant, source, destination, src: str, dst: str) -> Route:
     for _ in range(100):
-        route = transfer_services.create_route(
+        route = routes.create_route(
             tenant=tenant,
             name=f"r-{uuid.uuid4().hex[:8]}",
             source_endpoint=source,
@@ -120,7 +120,7 @@ def route_homed_in(region: str, tenant, source, destination, src: str, dst: str)
         )
         if home_region(route.partition, REGIONS) == region:
             return route
-        transfer_services.delete_route(route=route)
+        routes.delete_route(route=route)
     raise AssertionError(f"no route landed in {region}")
 
 

@@ -27,7 +27,7 @@ from controlplane.resources import queues
 from endpoints import services as endpoint_services
 from tests.conftest import KeeperProcess, Worker, run_manage, wait_until
 from tests.endpoints.conftest import s3_body, sftp_body
-from transfers import services as transfer_services
+from transfers import routes
 from transfers.models import Route, Transfer
 from transfers.states import State
 from workers import context
@@ -173,7 +173,7 @@ def make_endpoint(tenant, body: dict):
 def route_in(region: str, tenant, source, destination, src: str, dst: str) -> Route:
     """A manual route whose partition's home is ``region``."""
     for _ in range(100):
-        route = transfer_services.create_route(
+        route = routes.create_route(
             tenant=tenant,
             name=f"r-{uuid.uuid4().hex[:8]}",
             source_endpoint=source,
@@ -185,7 +185,7 @@ def route_in(region: str, tenant, source, destination, src: str, dst: str) -> Ro
         )
         if home_region(route.partition, REGIONS) == region:
             return route
-        transfer_services.delete_route(route=route)
+        routes.delete_route(route=route)
     raise AssertionError("no route landed in the region")
 
 

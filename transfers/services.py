@@ -1,0 +1,75 @@
+"""Operator and customer actions on a transfer: re-drive and cancel.
+
+The admin and the API call these; every state change goes through ``transfers.states``
+(compare-and-set, with a timeline event). What the other parts of the app do: routes in
+``transfers.routes``, new transfers in ``transfers.intake``, a worker's outcomes in
+``transfers.lifecycle``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.db.models import F
+
+from controlplane.errors import Conflict
+from transfers.intake import dispatch_after_commit
+from transfers.models import Transfer
+from transfers.states import REDRIVABLE, TRANSITIONS, State, transition
+
+log = logging.getLogger(__name__)
+
+CANCELLABLE = frozenset(s for s, tos in TRANSITIONS.items() if State.CANCELLED in tos)
+
+
+def redrive(transfer: Transfer, *, by: str = "api") -> Transfer:
+    """Send a ``failed`` or ``dead`` transfer round again (409 ``invalid_state`` otherwise).
+
+    Attempt policy: a re-drive grants a fresh attempt budget (``attempt`` back to 0, the
+    route's ``max_attempts`` again); the timeline keeps every earlier attempt. The staging
+    object is kept, so the execution resumes from staging without reading the source again.
+    """
+    if transfer.source_endpoint.deleted_at or transfer.destination_endpoint.deleted_at:
+        raise Conflict("An endpoint of this transfer was deleted, so it cannot run again.", code="endpoint_deleted")
+    detail = f"re-driven by {by} after {transfer.attempt} attempt(s)"
+    if transfer.staging_key:
+        detail += "; resumes from staging"
+    moved = transition(
+        transfer.id,
+        to=State.PENDING,
+        frm=REDRIVABLE,
+        detail=detail,
+        attempt=0,
+        next_attempt_at=None,
+        last_error_code="",
+        last_error_message="",
+        finished_at=None,
+    )
+    if not moved:
+        transfer.refresh_from_db(fields=["state"])
+        raise Conflict(
+            f"Only failed or dead transfers can be re-driven; this one is {transfer.state}.", code="invalid_state"
+        )
+    dispatch_after_commit([transfer.id])
+    transfer.refresh_from_db()
+    log.info("transfer re-driven", extra={"transfer": str(transfer.id), "by": by})
+    return transfer
+
+
+def cancel(transfer: Transfer, *, by: str = "api") -> Transfer:
+    """Cancel a transfer that has not finished (409 ``invalid_state`` otherwise).
+
+    Raises the claim token, so a worker still holding the claim loses its next fenced
+    write or heartbeat and stops. A kept staging object is left to the staging expiry.
+    """
+    with transaction.atomic():
+        moved = transition(transfer.id, to=State.CANCELLED, frm=CANCELLABLE, detail=f"cancelled by {by}")
+        if moved:
+            Transfer.objects.filter(id=transfer.id).update(claim_token=F("claim_token") + 1)
+    if not moved:
+        transfer.refresh_from_db(fields=["state"])
+        raise Conflict(f"This transfer is {transfer.state} and can no longer be cancelled.", code="invalid_state")
+    transfer.refresh_from_db()
+    log.info("transfer cancelled", extra={"transfer": str(transfer.id), "by": by})
+    return transfer
