@@ -15,6 +15,7 @@ from transfers import intake, lifecycle, states
 from transfers.models import Route, Transfer
 from transfers.states import State
 from transfers.types import RemoteFile
+from workers.errors import AuthenticationFailed
 
 pytestmark = pytest.mark.django_db
 V1 = "/api/v1"
@@ -133,9 +134,8 @@ def test_run_uses_the_scheduler_and_refuses_disabled_routes(api, endpoints, monk
         calls.append(force)
         return intake.observe_files(route_obj, [RemoteFile("/outbound/a.csv", 5, 1.0)], now=timezone.now(), force=force)
 
-    import workers.scheduler
-
-    monkeypatch.setattr(workers.scheduler, "poll_route", poll_route)
+    # The poller the workers app registered at start-up (intake.register_poller), replaced.
+    monkeypatch.setattr(intake, "_poller", poll_route)
     response = post(api, f"/routes/{route['id']}/run", {"force": True})
     assert response.status_code == 200, response.content
     assert [t["source"]["path"] for t in response.json()["results"]] == ["/outbound/a.csv"]
@@ -149,18 +149,13 @@ def test_run_uses_the_scheduler_and_refuses_disabled_routes(api, endpoints, monk
 def test_run_maps_listing_failures_to_clear_errors(api, endpoints, monkeypatch):
     src, dst = endpoints
     route = post(api, "/routes", route_body(src, dst, trigger={"type": "manual"})).json()
-    import workers.scheduler
-    from workers.errors import AuthenticationFailed
-
-    def not_yet(route_obj, force=False):
-        raise NotImplementedError
 
     def refused(route_obj, force=False):
         raise AuthenticationFailed("The server refused the credentials.")
 
-    monkeypatch.setattr(workers.scheduler, "poll_route", not_yet)
+    monkeypatch.setattr(intake, "_poller", None)  # no execution side registered
     assert post(api, f"/routes/{route['id']}/run", {}).status_code == 503
-    monkeypatch.setattr(workers.scheduler, "poll_route", refused)
+    monkeypatch.setattr(intake, "_poller", refused)
     response = post(api, f"/routes/{route['id']}/run", {})
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "source_authentication_failed"
