@@ -1,7 +1,9 @@
 """Routes, transfers, their timeline, and what the polls saw.
 
 Fields, choices, constraints and cheap properties only: writes go through
-``transfers.services`` and ``transfers.states``.
+``transfers.routes`` (routes), ``transfers.intake`` (new transfers), ``transfers.lifecycle``
+(a worker's changes), ``transfers.services`` (re-drive, cancel), all on top of
+``transfers.states``.
 """
 
 from __future__ import annotations
@@ -86,19 +88,8 @@ class Route(models.Model):
 class Transfer(models.Model):
     """One file moving along one route (or an ad-hoc request).
 
-    States (``transfers.states`` holds the table and the compare-and-set)::
-
-                 ┌──────────────────────────────────────────────┐
-                 │                                              ▼
-        pending ─┴─▶ staging ──▶ staged ──▶ delivering ──▶ succeeded
-           │            │           │           │ └──────▶ skipped
-           │            ▼           ▼           ▼
-           └────────▶ failed ◀──────┴───────────┘   (transient error, attempts left)
-                        │  └──(next_attempt_at)──▶ staging | delivering
-                        ▼
-                      dead ──(re-drive)──▶ pending   (permanent error / attempts used up)
-
-        every state but succeeded, skipped and cancelled ──(cancel)──▶ cancelled
+    Its states, their diagram and the allowed transitions are in ``transfers.states``
+    (the one place that holds them, with the compare-and-set).
 
     Direct copies go pending → delivering; SFTP → SFTP (and ``always_stage``) go through
     staging. ``claim_token`` grows at every claim and fences the worker's writes.

@@ -12,14 +12,23 @@ UPDATE matches nothing and the transition reports the lost race. The read never 
 the outcome on its own; it only names the value being compared, so the event records the
 true previous state even when several ``frm`` states are accepted.
 
-The diagram (also on :class:`transfers.models.Transfer`)::
+The diagram (the only one; ``TRANSITIONS`` below is its table)::
 
-    pending ──▶ staging ──▶ staged ──▶ delivering ──▶ succeeded
-       │           │           │            │  └────▶ skipped
-       └───────────┴─────▶ delivering (direct copies skip staging)
-    any active ──▶ failed ──(next_attempt_at)──▶ staging | delivering (re-claimed)
-    any active ──▶ dead ──(re-drive)──▶ pending
-    not finished ──▶ cancelled
+             ┌──────────────────────────────────────────────┐
+             │                                              ▼
+    pending ─┴─▶ staging ──▶ staged ──▶ delivering ──▶ succeeded
+       │            │           │           │ └──────▶ skipped
+       │            ▼           ▼           ▼
+       └────────▶ failed ◀──────┴───────────┘   (transient error, attempts left)
+                    │  └──(next_attempt_at)──▶ staging | delivering
+                    ▼
+                  dead ──(re-drive)──▶ pending   (permanent error / attempts used up)
+
+    staging | staged | delivering ──(permanent error)──▶ dead
+    every state but succeeded, skipped and cancelled ──(cancel)──▶ cancelled
+
+Direct copies go pending → delivering; SFTP → SFTP (and ``always_stage``) go through
+staging. A claim that expired is taken again in the same active state (``RECLAIM``).
 """
 
 from __future__ import annotations
