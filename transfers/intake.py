@@ -302,10 +302,6 @@ def observe_files(
 # --- S3 events ------------------------------------------------------------------------------
 
 
-def _s3_relative(endpoint: Endpoint, key: str) -> str | None:
-    return s3_relative_path((endpoint.config or {}).get("prefix") or "", key)
-
-
 def create_from_s3_event(
     *, bucket: str, key: str, version: str | None, size: int | None, region: str | None
 ) -> list[Transfer]:
@@ -330,7 +326,7 @@ def create_from_s3_event(
         endpoint_region = (route.source_endpoint.config or {}).get("region")
         if region and endpoint_region and endpoint_region != region:
             continue
-        path = _s3_relative(route.source_endpoint, key)
+        path = s3_relative_path((route.source_endpoint.config or {}).get("prefix") or "", key)
         if path is None:
             continue
         try:
