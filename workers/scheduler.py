@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from controlplane import logs
 from endpoints.services import to_spec
-from transfers import intake
+from transfers import intake, routes
 from transfers.models import Route, Transfer
 from workers import context
 from workers.engine import listing
@@ -50,10 +50,10 @@ def scheduler_tick() -> int:
         return 0
     now = timezone.now()
     created = 0
-    routes = Route.objects.filter(
+    due = Route.objects.filter(
         enabled=True, trigger_type=Route.Trigger.SCHEDULE, partition__in=partitions, next_run_at__lte=now
     ).select_related("source_endpoint")
-    for route in routes:
+    for route in due:
         if not routes.take_due_run(route, now=now):
             continue
         with logs.bound(tenant=str(route.tenant_id), route=str(route.id), partition=route.partition):

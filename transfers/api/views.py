@@ -42,9 +42,9 @@ def _no_body(request: Request) -> None:
 class RouteListView(APIView):
     @extend_schema(responses=s.RouteOut(many=True))
     def get(self, request: Request) -> Response:
-        routes = selectors.route_list(tenant=tenancy.tenant_of(request))
+        found = selectors.route_list(tenant=tenancy.tenant_of(request))
         paginator = CursorPage()
-        page = paginator.paginate_queryset(routes, request, view=self)
+        page = paginator.paginate_queryset(found, request, view=self)
         return paginator.get_paginated_response(s.RouteOut(page, many=True).data)
 
     @extend_schema(request=s.RouteIn, responses={201: s.RouteOut})
