@@ -1,12 +1,14 @@
-"""Read-only admin for tenants and API keys (never the key hash)."""
+"""Read-only admin for tenants and API keys (never the key hash), and the one read-only
+base every app's admin pages and inlines use."""
 
 from django.contrib import admin
 
 from controlplane.models import ApiKey, MirrorOutbox, Tenant, WorkerPing
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Operators look; changes go through services, commands and the API."""
+class ReadOnly:
+    """Operators look; changes go through services, commands and the API (admin actions
+    that call a service, such as re-drive, are the exception each admin declares)."""
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -16,6 +18,17 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class ReadOnlyAdmin(ReadOnly, admin.ModelAdmin):
+    """A read-only admin page."""
+
+
+class ReadOnlyInline(ReadOnly, admin.TabularInline):
+    """A read-only inline table (no add, change or delete rows)."""
+
+    extra = 0
+    can_delete = False
 
 
 @admin.register(Tenant)

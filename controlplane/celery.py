@@ -10,7 +10,11 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from django.conf import settings
 from kombu import Queue
+
+from controlplane import worker_metrics  # noqa: F401 - connects the worker metrics server
+from controlplane.resources import queues
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 
@@ -20,10 +24,6 @@ app = Celery("ferry", amqp="controlplane.publishguard:GuardedAMQP")
 
 
 def configure(app: Celery) -> None:
-    from django.conf import settings
-
-    from controlplane.resources import queues
-
     q = queues()
     app.conf.update(
         broker_url=settings.CELERY_BROKER_URL,
@@ -80,5 +80,3 @@ def configure(app: Celery) -> None:
 
 configure(app)
 app.autodiscover_tasks(["controlplane", "workers", "transfers", "endpoints"])
-
-from workers import worker_metrics  # noqa: E402, F401 - connects the worker metrics server

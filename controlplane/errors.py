@@ -44,6 +44,13 @@ class Conflict(FerryError):
     code = "conflict"
 
 
+class Unavailable(FerryError):
+    """503: a service Ferry depends on (or a feature) is not available now; try again."""
+
+    status_code = 503
+    code = "unavailable"
+
+
 class ValidationFailed(FerryError):
     status_code = 400
     code = "validation_error"

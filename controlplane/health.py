@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -26,7 +27,8 @@ def _check_database() -> None:
         cursor.execute("SELECT 1")
 
 
-def _fast_client(service: str):
+def fast_client(service: str) -> Any:
+    """A client for a probe or a scrape: one attempt, FERRY_READY_TIMEOUT to connect and read."""
     timeout = settings.FERRY_READY_TIMEOUT
     return aws.client(
         service,
@@ -35,11 +37,11 @@ def _fast_client(service: str):
 
 
 def _check_sqs() -> None:
-    _fast_client("sqs").get_queue_url(QueueName=queues().transfers)
+    fast_client("sqs").get_queue_url(QueueName=queues().transfers)
 
 
 def _check_dynamodb() -> None:
-    _fast_client("dynamodb").describe_table(TableName=tables()["leases"])
+    fast_client("dynamodb").describe_table(TableName=tables()["leases"])
 
 
 CHECKS: dict[str, Callable[[], None]] = {
@@ -100,23 +102,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
 
 
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    from transfers.selectors import sample_state_metrics
-
-    sample_state_metrics()  # transfers by state: one grouped count, fresh at every scrape
-    _sample_leases()
+    # Gauges read at scrape time (transfers by state, leases held) come from the apps that
+    # own the data, through the samplers they registered at start-up (metrics.register_sampler).
+    metrics.sample_all()
     return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
-
-
-def _sample_leases() -> None:
-    """Partition leases held per region, read from the lease table (one scan). A scrape
-    must not fail because DynamoDB is slow: the gauge keeps its last value then."""
-    from workers.leases import LeaseTable
-
-    try:
-        now = time.time()
-        leases = LeaseTable(_fast_client("dynamodb"), tables()["leases"]).all()
-    except Exception:
-        return
-    for region in settings.FERRY_REGIONS:
-        held = sum(1 for lease in leases.values() if lease.owner_region == region and lease.live(now))
-        metrics.leases_held.labels(region=region).set(held)

@@ -6,6 +6,8 @@ processes serve theirs on ``FERRY_METRICS_PORT`` (see ``workers``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import Counter, Gauge, Histogram
 
 http_requests = Counter("ferry_http_requests_total", "API requests by method and status", ["method", "status"])
@@ -35,3 +37,20 @@ event_messages = Counter(
     " for SQS to deliver again)",
     ["outcome"],
 )
+
+
+# Gauges read when /metrics is scraped, from data the other apps own (transfers by state,
+# leases held). They register their samplers at start-up (AppConfig.ready): the control
+# plane imports none of them.
+_samplers: dict[str, Callable[[], object]] = {}
+
+
+def register_sampler(name: str, sampler: Callable[[], object]) -> None:
+    """Run ``sampler`` at every scrape of ``/metrics`` (registering a name again replaces it).
+    A sampler must be cheap and must not raise for a slow dependency (keep the last value)."""
+    _samplers[name] = sampler
+
+
+def sample_all() -> None:
+    for sampler in list(_samplers.values()):
+        sampler()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -12,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 
 from controlplane import logs
 from controlplane.errors import error_response
+from controlplane.health import healthz
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -33,8 +35,6 @@ class LivenessProbeMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.path == "/healthz" and request.method in ("GET", "HEAD"):
-            from controlplane.health import healthz
-
             return healthz(request)
         return self.get_response(request)
 
@@ -55,8 +55,6 @@ class RequestContextMiddleware:
         response = self.get_response(request)
         response["X-Request-ID"] = request.request_id
         if not request.path.startswith(("/healthz", "/metrics", "/static/")):
-            import logging
-
             logging.getLogger("ferry.access").info(
                 "%s %s %s",
                 request.method,

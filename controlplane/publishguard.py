@@ -18,9 +18,10 @@ from collections.abc import Callable
 from typing import Any
 
 from celery.app.amqp import AMQP
+from django.conf import settings
 from kombu.exceptions import OperationalError
 
-from controlplane import awsguard
+from controlplane import aws, awsguard
 
 
 class PublishRefused(OperationalError):
@@ -40,12 +41,8 @@ def destinations(*, exchange: Any, routing_key: str | None, declare: Any = None)
 def check(*, exchange: Any, routing_key: str | None, declare: Any = None) -> None:
     """Raise :class:`PublishRefused` if the guard is on and the message would reach another
     region's Ferry queue that the deployment does not allow."""
-    from django.conf import settings
-
     if not settings.FERRY_AWS_GUARD:
         return
-    from controlplane import aws
-
     policy = awsguard.effective(aws.guard_policy())
     for name in sorted(destinations(exchange=exchange, routing_key=routing_key, declare=declare)):
         refusal = awsguard.check_queue(policy, "SendMessage", name)

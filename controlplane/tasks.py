@@ -8,6 +8,7 @@ from datetime import datetime
 
 from django.conf import settings
 
+from controlplane import mirror
 from controlplane.celery import app
 from controlplane.models import WorkerPing
 
@@ -28,8 +29,6 @@ def ping(nonce: str, sent_at: str) -> None:
 @app.task(name="controlplane.tasks.mirror_drain")
 def mirror_drain() -> dict:
     """The periodic sweep of the config outbox (after-commit drains catch almost everything)."""
-    from controlplane import mirror
-
     result = mirror.drain_all()
     pruned = mirror.prune()
     return {"written": result.written, "superseded": result.superseded, "failed": result.failed, "pruned": pruned}

@@ -18,6 +18,8 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
+from controlplane import mirror
+from controlplane.logs import bind
 from controlplane.models import ApiKey, Tenant
 
 KEY_PREFIX = "fry"
@@ -36,8 +38,6 @@ def _hash(key: str) -> str:
 
 def create_tenant(*, name: str) -> Tenant:
     """Create a tenant; names are unique (IntegrityError when taken). Mirrored (see mirror.py)."""
-    from controlplane import mirror
-
     with transaction.atomic():
         tenant = Tenant.objects.create(name=name)
         mirror.record_tenant(tenant)
@@ -91,8 +91,6 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         key = authenticate_key(token.strip())
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
-        from controlplane.logs import bind
-
         bind(tenant=str(key.tenant_id))
         return (TenantUser(key.tenant), key)
 

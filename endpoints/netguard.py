@@ -17,6 +17,8 @@ import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from django.conf import settings
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -193,8 +195,6 @@ def guard(
 def guard_from_settings(host: str, port: int, *, check_ports: bool = True) -> Checked:
     """:func:`guard` with the operator's allow-list (``FERRY_NETGUARD_ALLOW``) and SFTP
     ports (``FERRY_SFTP_ALLOWED_PORTS``; ``check_ports=False`` for non-SFTP hosts)."""
-    from django.conf import settings
-
     allow = parse_networks(settings.FERRY_NETGUARD_ALLOW)
     ports = parse_ports(settings.FERRY_SFTP_ALLOWED_PORTS) if check_ports else frozenset()
     return guard(host, port, allow=allow, allowed_ports=ports)

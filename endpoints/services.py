@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -18,7 +19,7 @@ from django.db.models import ProtectedError, RestrictedError
 from django.utils import timezone
 
 from controlplane import mirror
-from controlplane.errors import Conflict, FerryError, NotFound, ValidationFailed
+from controlplane.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from controlplane.models import Tenant
 from controlplane.querysets import in_pk_order
 from endpoints import netguard, secrets
@@ -29,13 +30,6 @@ from engine.spec import S3Spec, SftpSpec
 log = logging.getLogger(__name__)
 
 MIRROR_KIND = "endpoint"
-# Reverse relations from the transfers app's Route (source and destination endpoint).
-ROUTE_RELATIONS = ("routes_as_source", "routes_as_destination")
-
-
-class Unavailable(FerryError):
-    status_code = 503
-    code = "unavailable"
 
 
 def _name_taken() -> ValidationFailed:
@@ -216,26 +210,34 @@ def rotate_credentials(*, endpoint: Endpoint, credentials: dict[str, Any]) -> En
     return locked
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What refers to an endpoint, as the app that owns routes and transfers answers it."""
+
+    routed: bool = False  # a route names it as its source or destination
+    moving: bool = False  # a transfer to or from it has not finished
+    referenced: bool = False  # a transfer (finished or not) names it: its history stays
+
+
+# Registered at start-up by the transfers app (TransfersConfig.ready), which builds on this
+# one: endpoints do not import routes or transfers.
+_usage: Callable[[Endpoint], Usage] | None = None
+
+
+def register_usage(check: Callable[[Endpoint], Usage]) -> None:
+    """Register what tells, before a deletion, which routes and transfers use an endpoint."""
+    global _usage
+    _usage = check
+
+
+def endpoint_usage(endpoint: Endpoint) -> Usage:
+    """Who uses ``endpoint`` (nothing, when no app registered a check)."""
+    return _usage(endpoint) if _usage is not None else Usage()
+
+
 def endpoint_in_use(endpoint: Endpoint) -> bool:
-    """True while a route names this endpoint as its source or destination.
-
-    Routes live in the transfers app; the reverse relations exist once it defines them.
-    """
-    for relation in ROUTE_RELATIONS:
-        manager = getattr(endpoint, relation, None)
-        if manager is not None and manager.exists():
-            return True
-    return False
-
-
-def _transfers_naming(endpoint: Endpoint) -> Any:
-    """Transfers whose source or destination is this endpoint (imported here: the transfers
-    app builds on this one and imports its models)."""
-    from django.db.models import Q
-
-    from transfers.models import Transfer
-
-    return Transfer.objects.filter(Q(source_endpoint=endpoint) | Q(destination_endpoint=endpoint))
+    """True while a route names this endpoint as its source or destination."""
+    return endpoint_usage(endpoint).routed
 
 
 def delete_endpoint(*, endpoint: Endpoint) -> None:
@@ -248,8 +250,6 @@ def delete_endpoint(*, endpoint: Endpoint) -> None:
     ``secrets.RECOVERY_WINDOW_DAYS``; the mirror gets a tombstone so an older copy cannot
     reappear.
     """
-    from transfers.states import TERMINAL
-
     in_use = Conflict("A route uses this endpoint; change or delete the route first.", code="endpoint_in_use")
     try:
         with transaction.atomic():
@@ -258,14 +258,14 @@ def delete_endpoint(*, endpoint: Endpoint) -> None:
                 raise NotFound("Not found.")
             if endpoint_in_use(locked):
                 raise in_use
-            transfers = _transfers_naming(locked)
-            if transfers.exclude(state__in=TERMINAL).exists():
+            usage = endpoint_usage(locked)
+            if usage.moving:
                 raise Conflict(
                     "Transfers to or from this endpoint have not finished; cancel them or wait for them.",
                     code="endpoint_busy",
                 )
             version = locked.version + 1
-            if transfers.exists():
+            if usage.referenced:
                 locked.deleted_at = timezone.now()
                 locked.version = version
                 locked.save(update_fields=["deleted_at", "version", "updated_at"])

@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirec
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 
-from controlplane.admin import ReadOnlyAdmin
+from controlplane.admin import ReadOnlyAdmin, ReadOnlyInline
 from controlplane.errors import Conflict
 from transfers import services
 from transfers.models import Route, Transfer, TransferEvent
@@ -40,29 +40,18 @@ class RouteAdmin(ReadOnlyAdmin):
     list_select_related = ["tenant", "source_endpoint", "destination_endpoint"]
 
 
-class TransferEventInline(admin.TabularInline):
+class TransferEventInline(ReadOnlyInline):
     """The timeline, oldest first."""
 
     model = TransferEvent
     fields = ["at", "from_state", "to_state", "attempt", "region", "worker", "detail"]
     readonly_fields = fields
     ordering = ["at", "id"]
-    extra = 0
-    can_delete = False
     verbose_name_plural = "Timeline"
 
     def has_view_permission(self, request, obj=None) -> bool:
         # Whoever may see a transfer sees its timeline (no separate event permission).
         return request.user.has_perm("transfers.view_transfer")
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(Transfer)

@@ -1,7 +1,9 @@
 """Routes, transfers, their timeline, and what the polls saw.
 
 Fields, choices, constraints and cheap properties only: writes go through
-``transfers.services`` and ``transfers.states``.
+``transfers.routes`` (routes), ``transfers.intake`` (new transfers), ``transfers.lifecycle``
+(a worker's changes), ``transfers.services`` (re-drive, cancel), all on top of
+``transfers.states``.
 """
 
 from __future__ import annotations
@@ -86,19 +88,8 @@ class Route(models.Model):
 class Transfer(models.Model):
     """One file moving along one route (or an ad-hoc request).
 
-    States (``transfers.states`` holds the table and the compare-and-set)::
-
-                 ┌──────────────────────────────────────────────┐
-                 │                                              ▼
-        pending ─┴─▶ staging ──▶ staged ──▶ delivering ──▶ succeeded
-           │            │           │           │ └──────▶ skipped
-           │            ▼           ▼           ▼
-           └────────▶ failed ◀──────┴───────────┘   (transient error, attempts left)
-                        │  └──(next_attempt_at)──▶ staging | delivering
-                        ▼
-                      dead ──(re-drive)──▶ pending   (permanent error / attempts used up)
-
-        every state but succeeded, skipped and cancelled ──(cancel)──▶ cancelled
+    Its states, their diagram and the allowed transitions are in ``transfers.states``
+    (the one place that holds them, with the compare-and-set).
 
     Direct copies go pending → delivering; SFTP → SFTP (and ``always_stage``) go through
     staging. ``claim_token`` grows at every claim and fences the worker's writes.
@@ -113,7 +104,7 @@ class Transfer(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="transfers")
     # Null for ad-hoc transfers, and for the history of a deleted route (a route is only
-    # deleted once none of its transfers is still moving, see services.delete_route).
+    # deleted once none of its transfers is still moving, see routes.delete_route).
     route = models.ForeignKey(Route, on_delete=models.SET_NULL, null=True, blank=True, related_name="transfers")
     source_endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="+")
     source_path = models.CharField(max_length=1024)

@@ -8,7 +8,9 @@ handles the skipped and repeated hours).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from croniter import CroniterBadCronError, CroniterBadDateError, CroniterNotAlphaError, croniter
@@ -55,3 +57,13 @@ def next_run_after(cron: str, tz: str, after: datetime) -> datetime:
 def is_due(next_run_at: datetime | None, now: datetime) -> bool:
     """A schedule with no next run yet is due at once (it then gets one)."""
     return next_run_at is None or next_run_at <= now
+
+
+def next_run_of(values: Mapping[str, Any], now: datetime) -> datetime | None:
+    """When a route (its ``trigger_type``, ``enabled``, ``cron``, ``timezone``) runs next
+    after ``now``: None unless it is an enabled schedule. ``"schedule"`` is
+    ``Route.Trigger.SCHEDULE``; this module stays free of models so routes and the mirror's
+    restore both use it."""
+    if values["trigger_type"] != "schedule" or not values["enabled"]:
+        return None
+    return next_run_after(values["cron"], values["timezone"], now)

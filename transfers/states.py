@@ -12,14 +12,23 @@ UPDATE matches nothing and the transition reports the lost race. The read never 
 the outcome on its own; it only names the value being compared, so the event records the
 true previous state even when several ``frm`` states are accepted.
 
-The diagram (also on :class:`transfers.models.Transfer`)::
+The diagram (the only one; ``TRANSITIONS`` below is its table)::
 
-    pending ──▶ staging ──▶ staged ──▶ delivering ──▶ succeeded
-       │           │           │            │  └────▶ skipped
-       └───────────┴─────▶ delivering (direct copies skip staging)
-    any active ──▶ failed ──(next_attempt_at)──▶ staging | delivering (re-claimed)
-    any active ──▶ dead ──(re-drive)──▶ pending
-    not finished ──▶ cancelled
+             ┌──────────────────────────────────────────────┐
+             │                                              ▼
+    pending ─┴─▶ staging ──▶ staged ──▶ delivering ──▶ succeeded
+       │            │           │           │ └──────▶ skipped
+       │            ▼           ▼           ▼
+       └────────▶ failed ◀──────┴───────────┘   (transient error, attempts left)
+                    │  └──(next_attempt_at)──▶ staging | delivering
+                    ▼
+                  dead ──(re-drive)──▶ pending   (permanent error / attempts used up)
+
+    staging | staged | delivering ──(permanent error)──▶ dead
+    every state but succeeded, skipped and cancelled ──(cancel)──▶ cancelled
+
+Direct copies go pending → delivering; SFTP → SFTP (and ``always_stage``) go through
+staging. A claim that expired is taken again in the same active state (``RECLAIM``).
 """
 
 from __future__ import annotations
@@ -32,6 +41,13 @@ from django.conf import settings
 from django.db import models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+
+from controlplane.metrics import transfer_transitions
+
+# The models use this module's table (choices, partial indexes), so they import it at class
+# definition; this module reaches them through the module object, read at call time. Django
+# always loads transfers.models first (and this module while it does).
+from transfers import models as transfer_models
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +72,9 @@ ACTIVE: frozenset[State] = frozenset({State.STAGING, State.DELIVERING})
 HELD: frozenset[State] = ACTIVE | {State.STAGED}
 # No worker will move these again on its own. ``dead`` waits for a person: re-drive or cancel.
 TERMINAL: frozenset[State] = frozenset({State.SUCCEEDED, State.DEAD, State.SKIPPED, State.CANCELLED})
+# Still on its way (not terminal): a route or an endpoint with such a transfer cannot be
+# deleted.
+MOVING: frozenset[State] = frozenset(State) - TERMINAL
 # Finished for good: nothing, not even a re-drive, moves these.
 FINISHED: frozenset[State] = frozenset({State.SUCCEEDED, State.SKIPPED, State.CANCELLED})
 # What the dispatcher enqueues (pending now; failed once next_attempt_at has come).
@@ -123,9 +142,7 @@ def _states(frm: Iterable[State | str]) -> list[State]:
 
 
 def _record_event(transfer_id, *, frm: str, to: str, attempt: int, worker: str, detail: str, at) -> None:
-    from transfers.models import TransferEvent
-
-    TransferEvent.objects.create(
+    transfer_models.TransferEvent.objects.create(
         transfer_id=transfer_id,
         at=at,
         from_state=frm,
@@ -138,8 +155,6 @@ def _record_event(transfer_id, *, frm: str, to: str, attempt: int, worker: str, 
 
 
 def _count(to: State) -> None:
-    from controlplane.metrics import transfer_transitions
-
     transfer_transitions.labels(to_state=to.value).inc()
 
 
@@ -162,8 +177,6 @@ def transition(
     transaction. Entering a state without a worker (pending, failed, terminal ones) clears
     the claim expiry; entering a terminal one sets ``finished_at`` unless given.
     """
-    from transfers.models import Transfer
-
     to = State(to)
     states = _states(frm)
     for state in states:
@@ -177,12 +190,12 @@ def transition(
     # savepoint=False: inside a caller's transaction (cancel) this joins it instead of
     # opening a SAVEPOINT, which Aurora's write forwarding refuses (controlplane/dbforwarding.py).
     with transaction.atomic(savepoint=False):
-        row = Transfer.objects.filter(id=transfer_id).values("state", "attempt", "claim_token").first()
+        row = transfer_models.Transfer.objects.filter(id=transfer_id).values("state", "attempt", "claim_token").first()
         if row is None or row["state"] not in states:
             return False
         if claim_token is not None and row["claim_token"] != claim_token:
             return False
-        query = Transfer.objects.filter(id=transfer_id, state=row["state"])
+        query = transfer_models.Transfer.objects.filter(id=transfer_id, state=row["state"])
         if claim_token is not None:
             query = query.filter(claim_token=claim_token)
         if query.update(state=to, updated_at=now, **fields) != 1:
@@ -203,8 +216,6 @@ def claim(transfer_id, *, worker: str, ttl: float, to: State, frm: Iterable[Stat
     :func:`heartbeat`). Returns None when the claim was refused: a duplicate message, a
     live claim elsewhere, or a transfer that moved on.
     """
-    from transfers.models import Transfer
-
     to = State(to)
     if to not in ACTIVE:
         raise ValueError(f"a claim moves a transfer into an active state, not {to}")
@@ -216,10 +227,10 @@ def claim(transfer_id, *, worker: str, ttl: float, to: State, frm: Iterable[Stat
     free = Q(claim_expires_at__isnull=True) | Q(claim_expires_at__lt=now)
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     with transaction.atomic(savepoint=False):  # no SAVEPOINT when nested, as in transition()
-        row = Transfer.objects.filter(id=transfer_id).values("state", "attempt", "claim_token").first()
+        row = transfer_models.Transfer.objects.filter(id=transfer_id).values("state", "attempt", "claim_token").first()
         if row is None or row["state"] not in states:
             return None
-        updated = Transfer.objects.filter(
+        updated = transfer_models.Transfer.objects.filter(
             free, due, id=transfer_id, state=row["state"], claim_token=row["claim_token"]
         ).update(
             state=to,
@@ -246,11 +257,11 @@ def heartbeat(transfer_id, *, claim_token: int, ttl: float, bytes_done: int | No
     """Extend a claim (and record progress) while the transfer is held (staging, staged,
     delivering) under ``claim_token``. False: the claim is lost (re-claimed, cancelled),
     stop working."""
-    from transfers.models import Transfer
-
     now = timezone.now()
     fields: dict = {"claim_expires_at": now + timedelta(seconds=ttl), "heartbeat_at": now}
     if bytes_done is not None:
         fields["bytes_done"] = bytes_done
-    updated = Transfer.objects.filter(id=transfer_id, claim_token=claim_token, state__in=list(HELD)).update(**fields)
+    updated = transfer_models.Transfer.objects.filter(
+        id=transfer_id, claim_token=claim_token, state__in=list(HELD)
+    ).update(**fields)
     return updated == 1

@@ -9,8 +9,22 @@ class WorkersConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # Imported here, not at the top: Django loads this module before the models, and
+        # these import them.
+        from controlplane import metrics
+        from transfers import intake, routes
+        from workers import dispatch, samplers, scheduler, triggers
+
         # The engine reads no environment: it runs under the settings' AWS policy.
         config.configure(aws.engine_config())
         # The engine builds its own S3 clients; they are guarded like the control plane's
         # (FERRY_AWS_GUARD: another region's staging bucket is refused as AWS would).
         s3client.add_client_hook(aws.guard)
+        # The lower apps call up through hooks (imports run one way: controlplane ←
+        # endpoints ← transfers ← workers): new transfers are dispatched, manual runs
+        # list the source, event routes get their bucket's events turned on, /metrics
+        # samples the leases held.
+        intake.register_dispatcher(dispatch.dispatch_transfers)
+        intake.register_poller(scheduler.poll_route)
+        routes.register_bucket_events(triggers.enable_bucket_events)
+        metrics.register_sampler("leases", samplers.sample_leases)

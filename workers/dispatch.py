@@ -34,14 +34,13 @@ from controlplane.resources import queues
 from transfers.models import Transfer
 from transfers.states import ACTIVE, State
 from workers import context
+from workers.tasks import run_batch, run_transfer
 
 log = logging.getLogger(__name__)
 
 
 def send(transfer_ids: Iterable[str], *, region: str) -> int:
     """Enqueue ``run_transfer`` for each id on ``region``'s transfer queue."""
-    from workers.tasks import run_transfer
-
     # A Queue object, not a name: this process's task_queues list only its own region's
     # queues (what its worker consumes), and dispatch may target the other region.
     queue = Queue(queues(region).transfers)
@@ -54,8 +53,6 @@ def send(transfer_ids: Iterable[str], *, region: str) -> int:
 
 def send_batched(transfer_ids: Iterable[str], *, region: str) -> int:
     """Enqueue transfers; small files of one route go together as ``run_batch`` tasks."""
-    from workers.tasks import run_batch
-
     ids = [str(i) for i in transfer_ids]
     rows = Transfer.objects.filter(id__in=ids).values_list("id", "route_id", "bytes_total")
     singles: list[str] = []

@@ -12,7 +12,8 @@ The order (DESIGN.md §3, §4):
    rename / upload completion the ``before_commit`` hook checks the claim is still ours
    and marks the ledger key ``committing`` (fenced). A worker that lost either stops
    there and its temporary file is removed by the engine.
-5. **Record** the outcome: success (ledger ``delivered``), skip, or failure (transient →
+5. **Record** the outcome through ``transfers.lifecycle`` (the one door into the state
+   machine): success (ledger ``delivered``), skip, or failure (transient →
    retry later, permanent → dead); then the after-delivery action on the source.
 
 A worker that lost its fence records nothing: the transfer belongs to whoever holds the
@@ -42,11 +43,10 @@ from engine.errors import DestinationExists, TransferError
 from engine.locations import Location, S3Location, SftpLocation, location_of
 from engine.sftpio import part_path
 from engine.spec import S3Spec, SftpSpec
-from transfers import services as transfer_services
-from transfers import states
+from transfers import lifecycle
 from transfers.models import Transfer
 from transfers.naming import rename_candidate
-from transfers.states import State
+from transfers.states import TERMINAL, State
 from workers import context
 from workers.ledger import ClaimOutcome, DeliveryInProgress, Fence, FenceLost, delivery_key
 
@@ -112,9 +112,7 @@ class _Heartbeat:
         self.bytes_done = done
 
     def beat(self) -> bool:
-        alive = states.heartbeat(
-            self.transfer_id, claim_token=self.claim_token, ttl=settings.FERRY_CLAIM_TTL, bytes_done=self.bytes_done
-        )
+        alive = lifecycle.heartbeat(self.transfer_id, self.claim_token, bytes_done=self.bytes_done)
         if not alive:
             self.lost.set()
         return alive
@@ -170,7 +168,7 @@ def run_transfer(transfer_id: str, *, shared: engine.SharedSessions | None = Non
     transfer = Transfer.objects.select_related("source_endpoint", "destination_endpoint").filter(id=transfer_id).first()
     if transfer is None:
         return "missing"
-    if transfer.state in states.TERMINAL:
+    if transfer.state in TERMINAL:
         return "finished"
     with logs.bound(
         region=settings.FERRY_REGION,
@@ -184,7 +182,7 @@ def run_transfer(transfer_id: str, *, shared: engine.SharedSessions | None = Non
             log.info("partition not held by this region; leaving the transfer to its holder")
             return "not_our_partition"
         plan = _plan(transfer)
-        token = states.claim(transfer.id, worker=worker_name(), ttl=settings.FERRY_CLAIM_TTL, to=plan.to, frm=plan.frm)
+        token = lifecycle.claim(transfer.id, worker=worker_name(), to=plan.to, frm=plan.frm)
         if token is None:
             return "not_claimed"
         transfer.refresh_from_db()
@@ -213,12 +211,12 @@ def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat, shared: en
         outcome = ledger.claim(key, transfer_id=str(transfer.id), fence=fence)
         if outcome == ClaimOutcome.DELIVERED_BY_OTHER:
             _to_delivering(transfer, token)
-            transfer_services.record_skipped(transfer.id, token, reason="already delivered by another transfer")
+            lifecycle.record_skipped(transfer.id, token, reason="already delivered by another transfer")
             return "skipped"
         if outcome == ClaimOutcome.DELIVERED_BY_US:
             entry = ledger.get(key)
             _to_delivering(transfer, token)
-            transfer_services.record_success(
+            lifecycle.record_success(
                 transfer.id,
                 token,
                 sha256=entry.sha256 if entry else transfer.sha256,
@@ -241,10 +239,10 @@ def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat, shared: en
                 shared=shared,
             )
             if transfer.state == State.STAGING:
-                transfer_services.record_staged(
+                lifecycle.record_staged(
                     transfer.id, token, staging_key=staging.key, sha256=staged.sha256, bytes_total=staged.size
                 )
-                _claimed_transition(transfer, token, frm=State.STAGED, to=State.DELIVERING, detail="delivering")
+                _to_delivering_from_staged(transfer, token)
             source = staging
 
         def before_commit() -> None:
@@ -255,13 +253,13 @@ def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat, shared: en
         result, final_path = _deliver(transfer, source, destination_spec, heartbeat, before_commit, token, shared)
         if result.outcome == "skipped":
             ledger.forget(key, transfer_id=str(transfer.id))
-            transfer_services.record_skipped(transfer.id, token, reason="destination exists (on_conflict: skip)")
+            lifecycle.record_skipped(transfer.id, token, reason="destination exists (on_conflict: skip)")
             return "skipped"
         ledger.mark_delivered(key, transfer_id=str(transfer.id), sha256=result.sha256, size=result.size)
         detail = ""
         if result.outcome == "already_delivered":
             detail = "the destination already held this transfer's file (an earlier attempt delivered it)"
-        transfer_services.record_success(
+        lifecycle.record_success(
             transfer.id,
             token,
             sha256=result.sha256,
@@ -279,14 +277,14 @@ def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat, shared: en
         log.warning("fence lost; leaving the transfer to the newer claim or lease", extra={"reason": str(exc)})
         return "fence_lost"
     except (TransferError, DeliveryInProgress) as exc:
-        state = transfer_services.record_failure(transfer.id, token, exc, now=timezone.now())
+        state = lifecycle.record_failure(transfer.id, token, exc, now=timezone.now())
         log.warning("transfer attempt failed", extra={"code": exc.code, "error": str(exc), "state": str(state)})
         if state == State.DEAD:
             ledger.forget(key, transfer_id=str(transfer.id))
         return str(state)
     except Exception as exc:
         log.exception("unexpected error while running a transfer")
-        state = transfer_services.record_failure(transfer.id, token, exc, now=timezone.now())
+        state = lifecycle.record_failure(transfer.id, token, exc, now=timezone.now())
         return str(state)
 
 
@@ -330,20 +328,20 @@ def _remove_older_parts(destination_spec, final_path: str, transfer: Transfer, t
 def _to_delivering(transfer: Transfer, token: int) -> None:
     """From a staging claim, walk to delivering (a ledger answer ended the work early)."""
     if transfer.state == State.STAGING:
-        transfer_services.record_staged(
+        lifecycle.record_staged(
             transfer.id,
             token,
             staging_key=transfer.staging_key,
             sha256=transfer.sha256,
             bytes_total=transfer.bytes_total or 0,
         )
-        _claimed_transition(transfer, token, frm=State.STAGED, to=State.DELIVERING, detail="delivering")
+        _to_delivering_from_staged(transfer, token)
 
 
-def _claimed_transition(transfer: Transfer, token: int, *, frm: State, to: State, detail: str) -> None:
-    if not states.transition(transfer.id, to=to, frm=[frm], claim_token=token, detail=detail, worker=worker_name()):
+def _to_delivering_from_staged(transfer: Transfer, token: int) -> None:
+    if not lifecycle.record_delivering(transfer.id, token, worker=worker_name()):
         raise FenceLost("The claim on this transfer was lost.")
-    transfer.state = to
+    transfer.state = State.DELIVERING
 
 
 def _remove_staging(staging: S3Location) -> None:
@@ -377,8 +375,8 @@ def run_source_action(transfer: Transfer) -> bool:
             target = location_of(spec, posixpath.join(action["move_to"], posixpath.basename(transfer.source_path)))
             listing.move(source, target.path if isinstance(target, SftpLocation) else target.key)
     except TransferError as exc:
-        transfer_services.record_source_action(transfer.id, ok=False, error=f"{exc.code}: {exc}")
+        lifecycle.record_source_action(transfer.id, ok=False, error=f"{exc.code}: {exc}")
         log.warning("after-delivery action failed", extra={"code": exc.code, "error": str(exc)})
         return False
-    transfer_services.record_source_action(transfer.id, ok=True)
+    lifecycle.record_source_action(transfer.id, ok=True)
     return True

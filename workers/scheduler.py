@@ -3,7 +3,7 @@
 Each tick takes the enabled schedule routes of the partitions this region holds whose
 ``next_run_at`` has come, claims the run by compare-and-set (``take_due_run``: one poll
 per run even with several workers), lists the source and hands the files to
-``transfers.services.observe_files``, which applies the stability rule with what earlier
+``transfers.intake.observe_files``, which applies the stability rule with what earlier
 polls saw and creates transfers idempotently.
 """
 
@@ -19,9 +19,10 @@ from endpoints.services import to_spec
 from engine import listing
 from engine.errors import TransferError
 from engine.locations import location_of, relative_path
-from transfers import services as transfer_services
+from transfers import intake, routes
 from transfers.models import Route, Transfer
 from workers import context
+from workers.runner import run_source_action
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ def poll_route(route: Route, force: bool = False) -> list[Transfer]:
         path = relative_path(spec, item.path)
         if path is not None:
             files.append(dataclasses.replace(item, path=path))
-    return transfer_services.observe_files(route, files, now=timezone.now(), force=force)
+    return intake.observe_files(route, files, now=timezone.now(), force=force)
 
 
 def scheduler_tick() -> int:
@@ -49,11 +50,11 @@ def scheduler_tick() -> int:
         return 0
     now = timezone.now()
     created = 0
-    routes = Route.objects.filter(
+    due = Route.objects.filter(
         enabled=True, trigger_type=Route.Trigger.SCHEDULE, partition__in=partitions, next_run_at__lte=now
     ).select_related("source_endpoint")
-    for route in routes:
-        if not transfer_services.take_due_run(route, now=now):
+    for route in due:
+        if not routes.take_due_run(route, now=now):
             continue
         with logs.bound(tenant=str(route.tenant_id), route=str(route.id), partition=route.partition):
             try:
@@ -67,8 +68,6 @@ def scheduler_tick() -> int:
 
 def retry_source_actions(limit: int = 100, max_attempts: int = 5) -> int:
     """Run after-delivery actions that failed (or never ran) again, a few times."""
-    from workers.runner import run_source_action
-
     partitions = context.held_partitions()
     pending = Transfer.objects.filter(
         partition__in=partitions,

@@ -7,34 +7,28 @@ import time
 
 from controlplane.celery import app
 from controlplane.metrics import queue_lag
+from workers import runner, scheduler
 
 
 @app.task(name="workers.tasks.run_transfer")
 def run_transfer(transfer_id: str, enqueued_at: float | None = None) -> str:
     """Run one transfer (see workers.runner)."""
-    from workers.runner import run_transfer as run
-
     if enqueued_at:
         queue_lag.observe(max(0.0, time.time() - enqueued_at))
-    return run(transfer_id)
+    return runner.run_transfer(transfer_id)
 
 
 @app.task(name="workers.tasks.run_batch")
 def run_batch(transfer_ids: list[str], enqueued_at: float | None = None) -> dict[str, str]:
     """Run small transfers of one route together over one connection (workers.runner)."""
-    from workers.runner import run_batch as run
-
     if enqueued_at:
         queue_lag.observe(max(0.0, time.time() - enqueued_at))
-    return run(transfer_ids)
+    return runner.run_batch(transfer_ids)
 
 
 @app.task(name="workers.tasks.scheduler_tick")
 def scheduler_tick() -> int:
     """Poll the due schedule routes of the partitions this region holds."""
-    from workers.scheduler import retry_source_actions
-    from workers.scheduler import scheduler_tick as tick
-
-    created = tick()
-    retry_source_actions()
+    created = scheduler.scheduler_tick()
+    scheduler.retry_source_actions()
     return created

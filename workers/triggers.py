@@ -12,7 +12,7 @@ from controlplane.resources import dead_letter_queue, queues
 from endpoints.models import Endpoint
 from endpoints.services import to_spec
 from engine import s3client
-from transfers import services as transfer_services
+from transfers import intake
 from transfers.models import Route
 from workers.events import EventConsumer, ObjectCreated
 
@@ -26,7 +26,7 @@ def handle_object_created(event: ObjectCreated) -> int:
     # The key is already decoded exactly as AWS encodes it (workers.events.decode_key); the
     # local stack's emulator encodes it the same way (deploy/local/moto_server.py), so no
     # guessing between readings: "x+y.bin" and "x y.bin" are two objects.
-    made = transfer_services.create_from_s3_event(
+    made = intake.create_from_s3_event(
         bucket=event.bucket, key=event.key, version=event.version, size=event.size, region=event.region or None
     )
     return len(made)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
@@ -60,8 +61,6 @@ class SftpConfigSerializer(StrictSerializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         # The SSRF guard at onboarding (it runs again at every connect).
-        from django.conf import settings
-
         try:
             netguard.check_port(attrs["port"], allowed_ports=netguard.parse_ports(settings.FERRY_SFTP_ALLOWED_PORTS))
         except netguard.Refused as exc:

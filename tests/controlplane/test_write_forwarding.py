@@ -312,8 +312,8 @@ def test_the_common_paths_run_on_a_forwarded_connection(moto, source_bucket, buc
 
     from endpoints import services as endpoint_services
     from tests.endpoints.conftest import s3_body
+    from transfers import intake, lifecycle, routes, states
     from transfers import services as transfer_services
-    from transfers import states
     from transfers.models import Transfer
     from transfers.states import State
     from workers.scheduler import poll_route
@@ -329,7 +329,7 @@ def test_the_common_paths_run_on_a_forwarded_connection(moto, source_bucket, buc
 
     source, destination = endpoint(s3_body(source_bucket)), endpoint(s3_body(bucket))
     endpoint_services.update_endpoint(endpoint=destination, expected_version=destination.version, name="renamed")
-    route = transfer_services.create_route(
+    route = routes.create_route(
         tenant=tenant,
         name="fw-route",
         source_endpoint=source,
@@ -340,17 +340,17 @@ def test_the_common_paths_run_on_a_forwarded_connection(moto, source_bucket, buc
         trigger_type="manual",
         options={"min_age_seconds": 0},
     )
-    route = transfer_services.update_route(route=route, expected_version=route.version, enabled=True)
+    route = routes.update_route(route=route, expected_version=route.version, enabled=True)
 
     # Intake: a poll of the source (the scheduler's path), an S3 event, an ad-hoc request.
     polled = poll_route(route, force=True)
     assert sorted(t.source_path for t in polled) == ["/out/a.csv", "/out/b.csv"]
     assert poll_route(route, force=True) == []  # idempotent
-    from_event = transfer_services.create_from_s3_event(
+    from_event = intake.create_from_s3_event(
         bucket=source_bucket, key="incoming/out/c.csv", version="v1", size=3, region="us-east-1"
     )
     assert from_event == []  # a manual route does not watch events
-    adhoc, created = transfer_services.create_adhoc_transfer(
+    adhoc, created = intake.create_adhoc_transfer(
         tenant,
         source_endpoint=source,
         source_path="/out/a.csv",
@@ -367,16 +367,16 @@ def test_the_common_paths_run_on_a_forwarded_connection(moto, source_bucket, buc
     token = states.claim(first.id, worker="w/1", ttl=30, to=State.STAGING, frm=[State.PENDING])
     assert token is not None
     assert states.heartbeat(first.id, claim_token=token, ttl=30, bytes_done=5)
-    assert transfer_services.record_staged(first.id, token, staging_key="s/k", sha256="0" * 64, bytes_total=10)
+    assert lifecycle.record_staged(first.id, token, staging_key="s/k", sha256="0" * 64, bytes_total=10)
     assert states.transition(first.id, to=State.DELIVERING, frm=[State.STAGED], claim_token=token)
-    assert transfer_services.record_success(first.id, token, sha256="0" * 64, bytes_total=10, now=now)
+    assert lifecycle.record_success(first.id, token, sha256="0" * 64, bytes_total=10, now=now)
     token = states.claim(second.id, worker="w/2", ttl=30, to=State.DELIVERING, frm=[State.PENDING])
-    failed = transfer_services.record_failure(second.id, token, RuntimeError("boom"), now=now)
+    failed = lifecycle.record_failure(second.id, token, RuntimeError("boom"), now=now)
     assert failed == State.FAILED
     Transfer.objects.filter(id=second.id).update(state=State.DEAD)
     transfer_services.redrive(Transfer.objects.get(id=second.id), by="test")
     token = states.claim(second.id, worker="w/2", ttl=30, to=State.DELIVERING, frm=[State.PENDING])
-    assert transfer_services.record_skipped(second.id, token, reason="already delivered")
+    assert lifecycle.record_skipped(second.id, token, reason="already delivered")
     transfer_services.cancel(Transfer.objects.get(id=adhoc.id), by="test")
     assert Transfer.objects.get(id=adhoc.id).state == State.CANCELLED
 
@@ -395,7 +395,7 @@ def test_the_common_paths_run_on_a_forwarded_connection(moto, source_bucket, buc
     mirror.prune(older_than=timedelta(0))
 
     # Deletions: the route (its transfers finished), then an endpoint.
-    transfer_services.delete_route(route=route)
+    routes.delete_route(route=route)
     endpoint_services.delete_endpoint(endpoint=destination)
 
 
@@ -404,7 +404,7 @@ def test_a_nested_atomic_put_back_into_a_service_path_is_refused(monkeypatch):
     """The guard is what keeps the flattening: give the poll intake its savepoints back
     (``atomic(savepoint=False)`` ignored) and it fails on the forwarded connection."""
     from endpoints.models import Endpoint
-    from transfers import services as transfer_services
+    from transfers import intake, routes
     from transfers.models import Transfer
     from transfers.types import RemoteFile
 
@@ -413,7 +413,7 @@ def test_a_nested_atomic_put_back_into_a_service_path_is_refused(monkeypatch):
         Endpoint.objects.create(tenant=tenant, name=name, kind="s3", config={"bucket": "b", "prefix": ""})
         for name in ("src", "dst")
     )
-    route = transfer_services.create_route(
+    route = routes.create_route(
         tenant=tenant,
         name="nested",
         source_endpoint=source,
@@ -430,8 +430,8 @@ def test_a_nested_atomic_put_back_into_a_service_path_is_refused(monkeypatch):
 
     monkeypatch.setattr(transaction, "atomic", atomic_with_savepoints)
     with pytest.raises(WriteForwardingRefused) as refused:
-        transfer_services.observe_files(route, files, now=timezone.now(), force=True)
+        intake.observe_files(route, files, now=timezone.now(), force=True)
     assert refused.value.rule == "SAVEPOINT"
     assert not Transfer.objects.filter(route=route).exists()
     monkeypatch.undo()
-    assert len(transfer_services.observe_files(route, files, now=timezone.now(), force=True)) == 1
+    assert len(intake.observe_files(route, files, now=timezone.now(), force=True)) == 1

@@ -5,14 +5,13 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from django.apps import apps
 from django.contrib.auth.models import User
-from django.db import connection, models
 from rest_framework.test import APIClient
 
 from endpoints import services
 from endpoints.models import Endpoint
 from tests.endpoints.conftest import patch, post, put, s3_body, sftp_body
+from transfers import routes
 
 pytestmark = pytest.mark.django_db
 
@@ -67,44 +66,17 @@ def test_list_paginates_filters_and_pins_its_query_count(api, moto, django_asser
     assert len(api.get("/api/v1/endpoints?since=2000-01-01T00:00:00Z").json()["results"]) == 7
 
 
-@pytest.fixture
-def fake_routes(db):
-    """A minimal route model (PROTECT foreign keys with the transfers app's related names),
-    created for one test and removed again. When the real Route exists its reverse
-    accessors are put back afterwards."""
-    accessors = ("routes_as_source", "routes_as_destination")
-    saved = {name: Endpoint.__dict__.get(name) for name in accessors}
-
-    class FakeRoute(models.Model):
-        source_endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="routes_as_source")
-        destination_endpoint = models.ForeignKey(
-            Endpoint, on_delete=models.PROTECT, related_name="routes_as_destination"
-        )
-
-        class Meta:
-            app_label = "endpoints"
-
-        def __str__(self) -> str:
-            return str(self.pk)
-
-    with connection.schema_editor() as editor:
-        editor.create_model(FakeRoute)
-    yield FakeRoute
-    # The test's transaction rollback drops the table (PostgreSQL DDL is transactional);
-    # the model goes from the registry and Endpoint gets its own accessors back.
-    for name, descriptor in saved.items():
-        if descriptor is None:
-            delattr(Endpoint, name)
-        else:
-            setattr(Endpoint, name, descriptor)
-    del apps.all_models["endpoints"]["fakeroute"]
-    apps.clear_cache()
-
-
-def test_delete_is_refused_while_a_route_uses_the_endpoint(api, moto, bucket, fake_routes, monkeypatch, secret_names):
+def test_delete_is_refused_while_a_route_uses_the_endpoint(api, moto, bucket, monkeypatch, secret_names):
     source = post(api, "/endpoints", s3_body(bucket, name="src")).json()
     dest = post(api, "/endpoints", s3_body(bucket, name="dst")).json()
-    route = fake_routes.objects.create(source_endpoint_id=source["id"], destination_endpoint_id=dest["id"])
+    route = routes.create_route(
+        tenant=api.tenant,
+        name="uses-both",
+        source_endpoint=source["id"],
+        source_path="/out",
+        destination_endpoint=dest["id"],
+        destination_path="/in",
+    )
     assert services.endpoint_in_use(Endpoint.objects.get(pk=dest["id"]))
     names = secret_names()
     for endpoint in (source, dest):
@@ -117,7 +89,7 @@ def test_delete_is_refused_while_a_route_uses_the_endpoint(api, moto, bucket, fa
     assert Endpoint.objects.count() == 2
     assert secret_names() == names
     monkeypatch.undo()
-    route.delete()
+    routes.delete_route(route=route)
     assert not services.endpoint_in_use(Endpoint.objects.get(pk=dest["id"]))
     assert api.delete(f"/api/v1/endpoints/{source['id']}").status_code == 204
 

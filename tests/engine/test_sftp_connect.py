@@ -24,29 +24,39 @@ def spec_for(sshd, **overrides) -> SftpSpec:
     return SftpSpec(**values)
 
 
-def _login(spec):
-    async def main():
-        conn = await connect(spec, timeout=5)
-        conn.close()
-        await conn.wait_closed()
+def _login(spec) -> tuple[str, str]:
+    """Log in and return (the user the server accepted, the home folder SFTP reports)."""
 
-    asyncio.run(main())
+    async def main() -> tuple[str, str]:
+        conn = await connect(spec, timeout=5)
+        try:
+            async with conn.start_sftp_client() as sftp:
+                return conn.get_extra_info("username"), await sftp.realpath(".")
+        finally:
+            conn.close()
+            await conn.wait_closed()
+
+    return asyncio.run(main())
 
 
 def test_key_login(sshd):
-    _login(spec_for(sshd))
+    user, home = _login(spec_for(sshd))
+    assert user == sshd.key_user and home.startswith("/")
 
 
 def test_passphrase_key_login(sshd):
-    _login(
-        spec_for(sshd, private_key=sshd.client_key_passphrase_path.read_text(), passphrase=sshd.client_key_passphrase)
+    spec = spec_for(
+        sshd, private_key=sshd.client_key_passphrase_path.read_text(), passphrase=sshd.client_key_passphrase
     )
+    user, home = _login(spec)
+    assert user == sshd.key_user and home.startswith("/")
 
 
 def test_password_login(sshd):
     if sshd.password_user is None:
         pytest.fail("password logins need the test run as root (a system user with a password)")
-    _login(spec_for(sshd, username=sshd.password_user, private_key=None, password=sshd.password))
+    user, _ = _login(spec_for(sshd, username=sshd.password_user, private_key=None, password=sshd.password))
+    assert user == sshd.password_user
 
 
 def test_wrong_password_is_permanent(sshd):

@@ -1,13 +1,16 @@
 """Factories for transfers tests: endpoints made straight through the model (no secrets
-needed), routes and transfers through the services."""
+needed), routes and transfers through the models, a tenant and a route spec."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from controlplane import tenancy
+from controlplane.models import Tenant
 from endpoints.models import Endpoint
 from transfers.models import Route, Transfer
 from transfers.partitions import partition_of
@@ -78,3 +81,25 @@ def make_transfer(db, make_route) -> Callable[..., Transfer]:
         return Transfer.objects.create(**values)
 
     return make
+
+
+@pytest.fixture
+def tenant(db) -> Tenant:
+    return tenancy.create_tenant(name=f"t-{uuid.uuid4().hex[:8]}")
+
+
+def route_spec(source: Endpoint, destination: Endpoint, **overrides: Any) -> dict[str, Any]:
+    """A valid schedule route's spec for ``routes.create_route`` (``overrides`` replace keys)."""
+    spec: dict[str, Any] = {
+        "name": f"r-{uuid.uuid4().hex[:6]}",
+        "source_endpoint": source.id,
+        "source_path": "/out",
+        "pattern": "*.csv",
+        "destination_endpoint": destination.id,
+        "destination_path": "/in",
+        "trigger_type": "schedule",
+        "cron": "*/5 * * * *",
+        "options": {"min_age_seconds": 0},
+    }
+    spec.update(overrides)
+    return spec

@@ -11,7 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from transfers import services, states
+from engine.errors import AuthenticationFailed
+from transfers import intake, lifecycle, states
 from transfers.models import Route, Transfer
 from transfers.states import State
 from transfers.types import RemoteFile
@@ -131,13 +132,10 @@ def test_run_uses_the_scheduler_and_refuses_disabled_routes(api, endpoints, monk
 
     def poll_route(route_obj, force=False):
         calls.append(force)
-        return services.observe_files(
-            route_obj, [RemoteFile("/outbound/a.csv", 5, 1.0)], now=timezone.now(), force=force
-        )
+        return intake.observe_files(route_obj, [RemoteFile("/outbound/a.csv", 5, 1.0)], now=timezone.now(), force=force)
 
-    import workers.scheduler
-
-    monkeypatch.setattr(workers.scheduler, "poll_route", poll_route)
+    # The poller the workers app registered at start-up (intake.register_poller), replaced.
+    monkeypatch.setattr(intake, "_poller", poll_route)
     response = post(api, f"/routes/{route['id']}/run", {"force": True})
     assert response.status_code == 200, response.content
     assert [t["source"]["path"] for t in response.json()["results"]] == ["/outbound/a.csv"]
@@ -151,18 +149,13 @@ def test_run_uses_the_scheduler_and_refuses_disabled_routes(api, endpoints, monk
 def test_run_maps_listing_failures_to_clear_errors(api, endpoints, monkeypatch):
     src, dst = endpoints
     route = post(api, "/routes", route_body(src, dst, trigger={"type": "manual"})).json()
-    import workers.scheduler
-    from engine.errors import AuthenticationFailed
-
-    def not_yet(route_obj, force=False):
-        raise NotImplementedError
 
     def refused(route_obj, force=False):
         raise AuthenticationFailed("The server refused the credentials.")
 
-    monkeypatch.setattr(workers.scheduler, "poll_route", not_yet)
+    monkeypatch.setattr(intake, "_poller", None)  # no execution side registered
     assert post(api, f"/routes/{route['id']}/run", {}).status_code == 503
-    monkeypatch.setattr(workers.scheduler, "poll_route", refused)
+    monkeypatch.setattr(intake, "_poller", refused)
     response = post(api, f"/routes/{route['id']}/run", {})
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "source_authentication_failed"
@@ -273,7 +266,9 @@ def test_detail_shows_progress_error_and_timeline(api, route, make_transfer):
     states.heartbeat(transfer.id, claim_token=token, ttl=30, bytes_done=40)
     from engine.errors import TransientError
 
-    services.record_failure(transfer.id, token, TransientError("Connection reset.", code="network"), now=timezone.now())
+    lifecycle.record_failure(
+        transfer.id, token, TransientError("Connection reset.", code="network"), now=timezone.now()
+    )
     data = api.get(f"{V1}/transfers/{transfer.id}").json()
     assert data["state"] == "failed" and data["attempt"] == 1 and data["max_attempts"] == 5
     assert data["progress"]["bytes_done"] == 40 and data["progress"]["bytes_total"] == 100
@@ -347,7 +342,7 @@ def test_fast_rendering_matches_drf_field_by_field(api, route, make_transfer):
     states.heartbeat(transfer.id, claim_token=token, ttl=30, bytes_done=40)
     from engine.errors import TransientError
 
-    services.record_failure(transfer.id, token, TransientError("reset", code="network"), now=timezone.now())
+    lifecycle.record_failure(transfer.id, token, TransientError("reset", code="network"), now=timezone.now())
     adhoc = make_transfer(route=route, source_path="/out/ä b.csv", state=State.SUCCEEDED)
     for row in (transfer, adhoc):
         loaded = selectors.transfer_get(tenant=api.tenant, transfer_id=row.id, timeline=True)

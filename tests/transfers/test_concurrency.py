@@ -12,7 +12,7 @@ from django.db import connection
 from django.utils import timezone
 
 from controlplane import tenancy
-from transfers import services, states
+from transfers import intake, routes, states
 from transfers.models import Transfer, TransferEvent
 from transfers.states import State
 from transfers.types import RemoteFile
@@ -64,7 +64,7 @@ def test_concurrent_claims_have_one_winner(tenant, make_route, make_transfer):
 
 def test_concurrent_polls_and_events_make_one_row(tenant, make_endpoint):
     src, dst = make_endpoint(tenant, "sftp"), make_endpoint(tenant, "s3")
-    route = services.create_route(
+    route = routes.create_route(
         tenant=tenant,
         name="r",
         source_endpoint=src,
@@ -73,14 +73,14 @@ def test_concurrent_polls_and_events_make_one_row(tenant, make_endpoint):
         destination_path="/in",
     )
     files = [RemoteFile(f"/out/f{n}.csv", 10, 1000.0) for n in range(20)]
-    created = race(lambda i: services.observe_files(route, files, now=timezone.now(), force=True))
+    created = race(lambda i: intake.observe_files(route, files, now=timezone.now(), force=True))
     assert sum(len(c) for c in created) == 20  # each file created by exactly one poll
     assert Transfer.objects.filter(route=route).count() == 20
     assert TransferEvent.objects.filter(transfer__route=route).count() == 20
 
     s3 = make_endpoint(tenant, "s3", bucket="race-bucket", prefix="")
     sftp = make_endpoint(tenant, "sftp")
-    services.create_route(
+    routes.create_route(
         tenant=tenant,
         name="ev",
         source_endpoint=s3,
@@ -88,7 +88,7 @@ def test_concurrent_polls_and_events_make_one_row(tenant, make_endpoint):
         trigger_type="event",
     )
     made = race(
-        lambda i: services.create_from_s3_event(bucket="race-bucket", key="a.csv", version="v1", size=1, region=None)
+        lambda i: intake.create_from_s3_event(bucket="race-bucket", key="a.csv", version="v1", size=1, region=None)
     )
     assert sum(len(m) for m in made) == 1
     assert Transfer.objects.filter(source_endpoint=s3).count() == 1
@@ -97,7 +97,7 @@ def test_concurrent_polls_and_events_make_one_row(tenant, make_endpoint):
 def test_concurrent_adhoc_requests_with_one_key_make_one_transfer(tenant, make_endpoint):
     src, dst = make_endpoint(tenant, "sftp"), make_endpoint(tenant, "s3")
     results = race(
-        lambda i: services.create_adhoc_transfer(
+        lambda i: intake.create_adhoc_transfer(
             tenant,
             source_endpoint=src.id,
             source_path="/out/a.csv",

@@ -20,7 +20,7 @@ from controlplane import mirror
 from controlplane.models import ApiKey, MirrorOutbox, Tenant
 from endpoints.models import Endpoint
 from tests.endpoints.conftest import post, s3_body, sftp_body
-from transfers import services, watermarks
+from transfers import intake, watermarks
 from transfers.models import FileObservation, Route, Transfer
 from transfers.types import RemoteFile
 
@@ -132,7 +132,7 @@ def test_a_watermark_hides_older_files_from_the_stability_rule_too(make_route, m
     route = make_route(tenant, not_before=timezone.now() - timedelta(days=1))
     w = route.not_before.timestamp()
     listing = [RemoteFile("/out/old.csv", 5, w - 1), RemoteFile("/out/new.csv", 5, w + 1)]
-    assert [t.source_path for t in services.observe_files(route, listing, now=timezone.now(), force=True)] == [
+    assert [t.source_path for t in intake.observe_files(route, listing, now=timezone.now(), force=True)] == [
         "/out/new.csv"
     ]
     # Not even remembered for the next poll's stability check.
@@ -146,7 +146,7 @@ def test_s3_events_are_not_held_back_by_a_watermark(make_route, make_endpoint, m
     tenant, _ = make_tenant()
     source = make_endpoint(tenant, "s3", bucket="dr-events", prefix="incoming/")
     route = make_route(tenant, source=source, trigger_type="event", not_before=timezone.now())
-    made = services.create_from_s3_event(
+    made = intake.create_from_s3_event(
         bucket="dr-events", key="incoming/out/x.csv", version="v1", size=5, region="us-east-1"
     )
     assert [t.route_id for t in made] == [route.id]

@@ -9,7 +9,7 @@ from celery.signals import before_task_publish
 
 from controlplane import aws
 from controlplane.resources import tables
-from transfers import services as transfer_services
+from transfers import routes
 from transfers.models import Route
 from workers.leases import LeaseTable
 from workers.ledger import Ledger
@@ -47,7 +47,7 @@ def published(moto, purge_queues):
 def route_in(region: str, tenant, source, destination, src: str, dst: str) -> Route:
     """A manual route whose partition's home is ``region``."""
     for _ in range(100):
-        route = transfer_services.create_route(
+        route = routes.create_route(
             tenant=tenant,
             name=f"r-{uuid.uuid4().hex[:8]}",
             source_endpoint=source,
@@ -59,5 +59,5 @@ def route_in(region: str, tenant, source, destination, src: str, dst: str) -> Ro
         )
         if home_region(route.partition, REGIONS) == region:
             return route
-        transfer_services.delete_route(route=route)
+        routes.delete_route(route=route)
     raise AssertionError(f"no route landed in {region}")

@@ -11,11 +11,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane import tenancy
-from controlplane.errors import Conflict, FerryError, ValidationFailed
+from controlplane.errors import Conflict, FerryError, Unavailable, ValidationFailed
 from controlplane.logs import bind
 from controlplane.pagination import CursorPage
 from controlplane.parsers import parse_time
-from transfers import naming, selectors, services
+from engine.errors import TransferError
+from transfers import intake, naming, routes, selectors, services
 from transfers.api import serializers as s
 from transfers.states import State
 
@@ -23,11 +24,6 @@ from transfers.states import State
 class SourceUnavailable(FerryError):
     status_code = 502
     code = "source_unavailable"
-
-
-class NotReady(FerryError):
-    status_code = 503
-    code = "unavailable"
 
 
 def _valid(serializer_class, request: Request, *, partial: bool = False):
@@ -46,15 +42,15 @@ def _no_body(request: Request) -> None:
 class RouteListView(APIView):
     @extend_schema(responses=s.RouteOut(many=True))
     def get(self, request: Request) -> Response:
-        routes = selectors.route_list(tenant=tenancy.tenant_of(request))
+        found = selectors.route_list(tenant=tenancy.tenant_of(request))
         paginator = CursorPage()
-        page = paginator.paginate_queryset(routes, request, view=self)
+        page = paginator.paginate_queryset(found, request, view=self)
         return paginator.get_paginated_response(s.RouteOut(page, many=True).data)
 
     @extend_schema(request=s.RouteIn, responses={201: s.RouteOut})
     def post(self, request: Request) -> Response:
         spec = _valid(s.RouteIn, request).to_spec()
-        route = services.create_route(tenant=tenancy.tenant_of(request), **spec)
+        route = routes.create_route(tenant=tenancy.tenant_of(request), **spec)
         return Response(s.RouteOut(route).data, status=status.HTTP_201_CREATED)
 
 
@@ -69,14 +65,14 @@ class RouteDetailView(APIView):
         route = selectors.route_get(tenant=tenancy.tenant_of(request), route_id=route_id)
         bind(route=str(route.id))
         spec = _valid(s.RouteIn, request, partial=True).to_spec()
-        route = services.update_route(route=route, expected_version=route.version, **spec)
+        route = routes.update_route(route=route, expected_version=route.version, **spec)
         return Response(s.RouteOut(route).data)
 
     @extend_schema(responses={204: None})
     def delete(self, request: Request, route_id) -> Response:
         route = selectors.route_get(tenant=tenancy.tenant_of(request), route_id=route_id)
         bind(route=str(route.id))
-        services.delete_route(route=route)
+        routes.delete_route(route=route)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -93,14 +89,12 @@ class RouteRunView(APIView):
         force = _valid(s.RunIn, request).validated_data["force"]
         if not route.enabled:
             raise Conflict("The route is disabled; enable it to run it.", code="route_disabled")
-        # Imported lazily: the listing is the execution side's (workers depends on transfers).
-        from engine.errors import TransferError
-        from workers.scheduler import poll_route
-
+        # The listing is the execution side's: it registered the poller at start-up
+        # (imports run one way, workers depends on transfers).
         try:
-            created = poll_route(route, force)
+            created = intake.poll_now(route, force=force)
         except NotImplementedError:
-            raise NotReady("Manual runs are not available yet.") from None
+            raise Unavailable("Manual runs are not available yet.") from None
         except TransferError as exc:
             raise SourceUnavailable(f"The source could not be listed: {exc}", code=f"source_{exc.code}") from None
         return Response({"results": s.TransferOut(created, many=True).data, "next": None})
@@ -171,7 +165,7 @@ class TransferListView(APIView):
                 fields={"Idempotency-Key": ["This header is required."]},
             )
         data = _valid(s.AdhocTransferIn, request).validated_data
-        transfer, created = services.create_adhoc_transfer(
+        transfer, created = intake.create_adhoc_transfer(
             tenancy.tenant_of(request),
             source_endpoint=data["source"]["endpoint"],
             source_path=data["source"]["path"],

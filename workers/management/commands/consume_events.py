@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from controlplane import logs
+from workers.metrics_server import start_metrics_server
 from workers.triggers import build_consumer
 
 log = logging.getLogger("ferry.events")
@@ -19,8 +20,6 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="handle one batch and exit")
 
     def handle(self, *args, once: bool, **options) -> None:
-        from workers.metrics_server import start_metrics_server
-
         start_metrics_server()
         logs.bind(region=settings.FERRY_REGION)
         consumer = build_consumer()

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from workers import context
+from workers.admin import lease_rows
 from workers.regions import RegionState
 
 
@@ -45,8 +46,6 @@ class Command(BaseCommand):
         self._status()
 
     def _status(self) -> None:
-        from workers.admin import lease_rows
-
         regions, partitions = lease_rows()
         self.stdout.write("\nregion       state        moved_to     last seen    partitions held")
         for r in regions:

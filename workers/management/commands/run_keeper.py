@@ -15,6 +15,7 @@ from workers import context
 from workers.dispatch import Dispatcher, has_live_claims, sweep_handoffs_until
 from workers.keeper import Keeper, KeeperConfig
 from workers.ledger_sweep import LedgerSweeper
+from workers.metrics_server import start_metrics_server
 
 log = logging.getLogger("ferry.keeper")
 
@@ -58,8 +59,6 @@ class Command(BaseCommand):
         parser.add_argument("--once", action="store_true", help="run one tick and exit")
 
     def handle(self, *args, once: bool, **options) -> None:
-        from workers.metrics_server import start_metrics_server
-
         start_metrics_server()
         keeper = build_keeper()
         logs.bind(region=settings.FERRY_REGION, keeper=keeper.owner)

@@ -3,6 +3,7 @@ import os
 from django.core.management.base import BaseCommand, CommandError
 
 from controlplane.bootstrap import bootstrap
+from workers.triggers import enable_all_bucket_events
 
 
 class Command(BaseCommand):
@@ -27,8 +28,6 @@ class Command(BaseCommand):
         for name in report.missing:
             self.stdout.write(f"MISSING  {name}")
         if do_create:
-            from workers.triggers import enable_all_bucket_events
-
             for bucket in enable_all_bucket_events():
                 self.stdout.write(f"wired    s3:{bucket} → EventBridge")
         if report.missing:

@@ -9,7 +9,7 @@ import pytest
 
 from controlplane import mirror, tenancy
 from endpoints import services as endpoint_services
-from transfers import services
+from transfers import mirror_docs, routes
 from transfers.models import Route
 
 
@@ -42,7 +42,7 @@ def _item(route_id):
 def test_route_changes_reach_the_mirror(moto):
     tenant = tenancy.create_tenant(name=f"m-{uuid.uuid4().hex[:8]}")
     src, dst = _endpoints(tenant)
-    route = services.create_route(
+    route = routes.create_route(
         tenant=tenant,
         name="mirrored",
         source_endpoint=src.id,
@@ -52,12 +52,12 @@ def test_route_changes_reach_the_mirror(moto):
     )
     item = _item(route.id)
     assert item is not None and item.version == 1 and item.document["name"] == "mirrored"
-    route = services.update_route(route=route, options={"max_attempts": 2})
+    route = routes.update_route(route=route, options={"max_attempts": 2})
     item = _item(route.id)
     assert item.version == 2 and item.document["options"]["max_attempts"] == 2
     report = mirror.check()
     assert not [d for d in report.drift if str(route.id) in d.pk or str(tenant.id) in d.pk], report.drift
-    services.delete_route(route=route)
+    routes.delete_route(route=route)
     item = _item(route.id)
     assert item.deleted and item.version == 3
 
@@ -66,10 +66,10 @@ def test_route_changes_reach_the_mirror(moto):
 def test_a_route_restores_from_its_document(make_route, make_tenant):
     tenant, _ = make_tenant()
     route = make_route(tenant, options={**Route._meta.get_field("options").default(), "max_attempts": 7})
-    document = services.document_of(route)
+    document = mirror_docs.document_of(route)
     Route.objects.filter(id=route.id).delete()
-    restored = services.restore_document(document)
-    assert services.document_of(restored) == document
+    restored = mirror_docs.restore_document(document)
+    assert mirror_docs.document_of(restored) == document
     assert "route" in [k.name for k in mirror.kinds()]
 
 
@@ -77,6 +77,6 @@ def test_a_route_restores_from_its_document(make_route, make_tenant):
 def test_a_restored_schedule_route_gets_its_next_run(make_route, make_tenant):
     tenant, _ = make_tenant()
     route = make_route(tenant, trigger_type="schedule", cron="*/5 * * * *")
-    document = services.document_of(route)
+    document = mirror_docs.document_of(route)
     Route.objects.filter(id=route.id).delete()
-    assert services.restore_document(document).next_run_at is not None
+    assert mirror_docs.restore_document(document).next_run_at is not None

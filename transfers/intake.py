@@ -1,0 +1,448 @@
+"""Transfers come in: from polls of a route's source, from S3 events, from ad-hoc requests.
+
+Creation is idempotent: the database's unique keys (route + source path + source version;
+tenant + Idempotency-Key) make a repeated poll, a repeated event or a retried request find
+the existing row. Each creation writes its timeline event through ``transfers.lifecycle``.
+
+New transfers are handed to the execution side after the commit, never inside the
+transaction (a worker must find the row it was told about), through the dispatcher the
+workers app registers at start-up (:func:`register_dispatcher`); this app does not import
+the workers. Manual runs list the source through the poller it registers the same way
+(:func:`register_poller`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import logging
+import posixpath
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from controlplane.errors import Conflict
+from controlplane.models import Tenant
+from endpoints.models import Endpoint
+from engine.listing import PART_RE
+from engine.locations import s3_relative_path
+from transfers import lifecycle, naming, stability, watermarks
+from transfers import options as route_options
+from transfers.models import FileObservation, Route, Transfer
+from transfers.partitions import partition_of
+from transfers.routes import check_path, endpoint_of, inside, invalid
+from transfers.states import State
+
+log = logging.getLogger(__name__)
+
+
+class RemoteFileLike(Protocol):
+    path: str
+    size: int
+    mtime: float
+    version: str | None
+
+
+# --- hooks the execution side registers at start-up (WorkersConfig.ready) ----------------
+
+Dispatcher = Callable[[list[str]], None]
+Poller = Callable[[Route, bool], list[Transfer]]
+_dispatcher: Dispatcher | None = None
+_poller: Poller | None = None
+
+
+def register_dispatcher(hook: Dispatcher) -> None:
+    """Register what enqueues new or re-driven transfers (called after the commit with
+    their ids; it must not raise: the region keeper's sweep is the safety net)."""
+    global _dispatcher
+    _dispatcher = hook
+
+
+def register_poller(hook: Poller) -> None:
+    """Register what lists a route's source now and creates its transfers (manual runs)."""
+    global _poller
+    _poller = hook
+
+
+def dispatch_after_commit(ids: Sequence[uuid.UUID | str]) -> None:
+    """Hand new or re-driven transfers to the execution side once the commit is done."""
+    if not ids:
+        return
+    hook = _dispatcher
+    if hook is None:
+        # No execution side in this process: the region keeper's sweep dispatches them.
+        return
+    id_list = [str(i) for i in ids]
+
+    def dispatch() -> None:
+        try:
+            hook(id_list)
+        except Exception:
+            # The rows are committed; the region keeper's dispatch picks them up.
+            log.warning("dispatch after commit failed; the keeper will dispatch", exc_info=True)
+
+    transaction.on_commit(dispatch)
+
+
+def poll_now(route: Route, *, force: bool = False) -> list[Transfer]:
+    """A manual run: list ``route``'s source now and create transfers for its stable files
+    (all matching ones with ``force``). Raises NotImplementedError when no poller is
+    registered, and the poller's TransferError when the source cannot be listed."""
+    if _poller is None:
+        raise NotImplementedError("no poller registered")
+    return _poller(route, force)
+
+
+# --- polls ----------------------------------------------------------------------------------
+
+
+def _in_route(route: Route, path: str) -> bool:
+    """Whether ``path`` is a file the route takes: in its folder (or below, if recursive)
+    and matching its pattern."""
+    folder, name = posixpath.split(path)
+    if route.recursive:
+        if not inside(folder, route.source_path):
+            return False
+    elif folder != route.source_path:
+        return False
+    # Ferry's own in-flight uploads (".NAME.<transfer id>.part") are never a source file,
+    # even when one route's destination folder is another route's source.
+    return not PART_RE.match(name) and fnmatch.fnmatchcase(name, route.pattern)
+
+
+def _version_of(file: RemoteFileLike) -> str:
+    version = getattr(file, "version", None)
+    if version:
+        return str(version)
+    return f"{int(file.size)}:{int(file.mtime)}"
+
+
+def _create_transfers(
+    route: Route, items: list[tuple[str, str, int | None]], *, now: datetime, detail: str
+) -> list[Transfer]:
+    """Create the transfers of ``(source path, version, size)`` not created before.
+
+    Idempotent and race-safe: rows that exist are skipped; a concurrent insert of the same
+    key wins (``ignore_conflicts``) and only rows this call inserted are returned.
+    """
+    if not items:
+        return []
+    existing = set(
+        Transfer.objects.filter(route=route, source_path__in={path for path, _, _ in items}).values_list(
+            "source_path", "source_version"
+        )
+    )
+    new: list[Transfer] = []
+    seen: set[tuple[str, str]] = set()
+    for path, version, size in items:
+        if (path, version) in existing or (path, version) in seen:
+            continue
+        seen.add((path, version))
+        transfer_id = uuid.uuid4()
+        try:
+            destination = naming.destination_path(
+                folder=route.destination_path,
+                template=route.name_template,
+                source_path=path,
+                source_root=route.source_path,
+                transfer_id=str(transfer_id),
+                at=now,
+            )
+        except naming.UnsafeName as exc:
+            log.warning("source file name refused", extra={"route": str(route.id), "path": path, "reason": str(exc)})
+            continue
+        new.append(
+            Transfer(
+                id=transfer_id,
+                tenant_id=route.tenant_id,
+                route=route,
+                source_endpoint_id=route.source_endpoint_id,
+                source_path=path,
+                source_version=version,
+                source_size=size,
+                bytes_total=size,
+                destination_endpoint_id=route.destination_endpoint_id,
+                destination_path=destination,
+                options=dict(route.options),
+                max_attempts=route.options.get("max_attempts", route_options.DEFAULTS["max_attempts"]),
+                partition=route.partition,
+                state=State.PENDING,
+            )
+        )
+    if not new:
+        return []
+    # savepoint=False: observe_files calls this inside its own transaction; a nested atomic
+    # would send a SAVEPOINT, which Aurora's write forwarding refuses.
+    with transaction.atomic(savepoint=False):
+        Transfer.objects.bulk_create(new, ignore_conflicts=True, batch_size=500)
+        created = list(Transfer.objects.filter(id__in=[t.id for t in new]))
+        lifecycle.record_created(created, at=now, detail=detail)
+        dispatch_after_commit([t.id for t in created])
+    return created
+
+
+def _marker_names(route: Route, names: Iterable[str]) -> dict[str, str]:
+    """File name → its done-marker's name, for a route with a done marker."""
+    template = route.options.get("done_marker")
+    if not template:
+        return {}
+    out = {}
+    for name in names:
+        try:
+            out[name] = naming.render(template, source_name=name, transfer_id="", at=timezone.now())
+        except naming.UnsafeName:
+            continue
+    return out
+
+
+def observe_files(
+    route: Route, files: Sequence[RemoteFileLike], *, now: datetime, force: bool = False
+) -> list[Transfer]:
+    """Record one poll of ``route``'s source and create transfers for the stable files.
+
+    ``files`` is the complete listing of the route's folder (and sub-folders when
+    recursive), paths relative to the endpoint root with a leading ``/``; this function
+    applies the folder and pattern rules itself, so pass the unfiltered listing when the
+    route has a done marker (markers usually do not match the pattern). Observations of
+    files no longer listed are forgotten. Stability (``transfers.stability``):
+    ``min_age_seconds`` by mtime, unchanged size and mtime across two polls when
+    ``stable_polls``, the done marker when set; ``force`` takes every matching file now.
+    Files modified before the route's restore watermark are never taken (``watermarks``).
+
+    Returns the transfers created by this call (already existing ones are not repeated);
+    they are dispatched after the commit.
+    """
+    opts = route.options or {}
+    listed: dict[str, RemoteFileLike] = {}
+    for file in files:
+        try:
+            path = naming.check_remote_path(file.path)
+        except naming.UnsafeName as exc:
+            log.warning("listed path refused", extra={"route": str(route.id), "path": file.path, "reason": str(exc)})
+            continue
+        listed[path] = file
+    by_folder: dict[str, set[str]] = {}
+    for path in listed:
+        folder, name = posixpath.split(path)
+        by_folder.setdefault(folder, set()).add(name)
+    markers_of = _marker_names(route, (posixpath.basename(p) for p in listed))
+    marker_names = set(markers_of.values())
+    candidates = {
+        path: file
+        for path, file in listed.items()
+        if _in_route(route, path) and not (marker_names and posixpath.basename(path) in marker_names)
+    }
+    # Older than the route's restore watermark: the ledger may have forgotten its delivery,
+    # so not even a forced run takes it (the operator decides, docs/execution.md).
+    old = [path for path, file in candidates.items() if watermarks.skip(route, float(file.mtime))]
+    if old:
+        log.info(
+            "files older than the route's restore watermark left alone",
+            extra={"route": str(route.id), "count": len(old), "not_before": str(route.not_before)},
+        )
+        for path in old:
+            del candidates[path]
+
+    with transaction.atomic():
+        previous = {o.path: o for o in FileObservation.objects.filter(route=route, path__in=list(candidates))}
+        to_create: list[FileObservation] = []
+        to_update: list[FileObservation] = []
+        stable: list[tuple[str, str, int | None]] = []
+        for path, file in candidates.items():
+            size, mtime = int(file.size), float(file.mtime)
+            old = previous.get(path)
+            before = stability.Observation(size=old.size, mtime=old.mtime, polls=old.polls) if old else None
+            current = stability.observe(before, size=size, mtime=mtime)
+            folder, name = posixpath.split(path)
+            marker = markers_of.get(name)
+            decision = stability.decide(
+                current,
+                now=now.timestamp(),
+                min_age_seconds=int(opts.get("min_age_seconds") or 0),
+                stable_polls=bool(opts.get("stable_polls", True)),
+                marker_required=bool(opts.get("done_marker")),
+                marker_present=marker is not None and marker in by_folder.get(folder, set()),
+                force=force,
+            )
+            if old is None:
+                to_create.append(
+                    FileObservation(
+                        route=route,
+                        path=path,
+                        size=size,
+                        mtime=mtime,
+                        version=_version_of(file),
+                        first_seen_at=now,
+                        last_seen_at=now,
+                        polls=current.polls,
+                    )
+                )
+            else:
+                old.size, old.mtime, old.polls, old.last_seen_at = size, mtime, current.polls, now
+                old.version = _version_of(file)
+                to_update.append(old)
+            if decision.stable:
+                stable.append((path, _version_of(file), size))
+        FileObservation.objects.filter(route=route).exclude(path__in=list(candidates)).delete()
+        # ignore_conflicts: a concurrent poll of the same route inserted it; its count stands.
+        FileObservation.objects.bulk_create(to_create, ignore_conflicts=True, batch_size=500)
+        FileObservation.objects.bulk_update(
+            to_update, ["size", "mtime", "polls", "last_seen_at", "version"], batch_size=500
+        )
+        detail = "created by a manual run (forced)" if force else "created by a poll of the source"
+        return _create_transfers(route, stable, now=now, detail=detail)
+
+
+# --- S3 events ------------------------------------------------------------------------------
+
+
+def create_from_s3_event(
+    *, bucket: str, key: str, version: str | None, size: int | None, region: str | None
+) -> list[Transfer]:
+    """Create a transfer on every enabled event route watching this object.
+
+    A route watches ``key`` when its source is an S3 endpoint on ``bucket`` whose prefix
+    starts the key, and the rest of the key lies in the route's folder and matches its
+    pattern. ``key`` is already decoded (``unquote_plus``). ``version`` is the VersionId,
+    or the ETag for unversioned buckets; a repeated event for the same version finds the
+    existing transfer. No stability wait: S3 objects appear whole. Endpoints that name a
+    region other than the event's are skipped.
+    """
+    routes = Route.objects.filter(
+        enabled=True,
+        trigger_type=Route.Trigger.EVENT,
+        source_endpoint__kind=Endpoint.Kind.S3,
+        source_endpoint__config__bucket=bucket,
+    ).select_related("source_endpoint")
+    created: list[Transfer] = []
+    now = timezone.now()
+    for route in routes:
+        endpoint_region = (route.source_endpoint.config or {}).get("region")
+        if region and endpoint_region and endpoint_region != region:
+            continue
+        path = s3_relative_path((route.source_endpoint.config or {}).get("prefix") or "", key)
+        if path is None:
+            continue
+        try:
+            path = naming.check_remote_path(path)
+        except naming.UnsafeName:
+            log.warning("event key refused", extra={"route": str(route.id), "key": key})
+            continue
+        if not _in_route(route, path):
+            continue
+        created += _create_transfers(
+            route, [(path, version or f"size:{size}", size)], now=now, detail="created by an S3 event"
+        )
+    return created
+
+
+# --- ad-hoc requests ------------------------------------------------------------------------
+
+
+def _fingerprint(**values: Any) -> str:
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def create_adhoc_transfer(
+    tenant: Tenant,
+    *,
+    source_endpoint: Endpoint | uuid.UUID | str,
+    source_path: str,
+    destination_endpoint: Endpoint | uuid.UUID | str,
+    destination_path: str,
+    options: dict[str, Any] | None,
+    idempotency_key: str,
+) -> tuple[Transfer, bool]:
+    """One file, no route. Returns ``(transfer, created)``.
+
+    The same ``idempotency_key`` (per tenant) within ``FERRY_IDEMPOTENCY_TTL`` (24 h)
+    returns the transfer it created the first time; with a different body it is refused
+    (409 ``idempotency_conflict``). A ``destination_path`` ending in ``/`` is a folder: the
+    source file name is appended.
+    """
+    key = (idempotency_key or "").strip()
+    if not key or len(key) > 255 or naming.CONTROL_CHARS.search(key):
+        raise invalid({"Idempotency-Key": ["Send an Idempotency-Key header of 1-255 printable characters."]})
+    errors: dict[str, list[str]] = {}
+    source = endpoint_of(tenant, source_endpoint, "source.endpoint", errors)
+    destination = endpoint_of(tenant, destination_endpoint, "destination.endpoint", errors)
+    src = check_path(source_path, "source.path", errors) if isinstance(source_path, str) else ""
+    if src == "/" and "source.path" not in errors:
+        errors["source.path"] = ["Name a file, not the root."]
+    dst = ""
+    if not isinstance(destination_path, str) or not destination_path:
+        errors["destination.path"] = ["Must be a path."]
+    elif "source.path" not in errors:
+        raw = destination_path + posixpath.basename(src) if destination_path.endswith("/") else destination_path
+        dst = check_path(raw, "destination.path", errors)
+        if dst == "/" and "destination.path" not in errors:
+            errors["destination.path"] = ["Name a file, not the root."]
+    try:
+        opts = route_options.normalize(options)
+    except route_options.InvalidOptions as exc:
+        errors.update({f"options.{k}": v for k, v in exc.fields.items()})
+        opts = {}
+    if errors:
+        raise invalid(errors)
+    assert source is not None and destination is not None
+    fingerprint = _fingerprint(
+        source_endpoint=str(source.pk),
+        source_path=src,
+        destination_endpoint=str(destination.pk),
+        destination_path=dst,
+        options=opts,
+    )
+    now = timezone.now()
+
+    def existing() -> tuple[Transfer, bool] | None:
+        found = Transfer.objects.filter(tenant=tenant, idempotency_key=key).first()
+        if found is None:
+            return None
+        if found.idempotency_fingerprint != fingerprint:
+            raise Conflict("This Idempotency-Key was used with a different request.", code="idempotency_conflict")
+        return found, False
+
+    # A key older than the TTL is free again; the old transfer keeps its history.
+    Transfer.objects.filter(tenant=tenant, idempotency_key=key, idempotency_expires_at__lte=now).update(
+        idempotency_key=None
+    )
+    found = existing()
+    if found:
+        return found
+    transfer_id = uuid.uuid4()
+    try:
+        with transaction.atomic():
+            transfer = Transfer.objects.create(
+                id=transfer_id,
+                tenant=tenant,
+                route=None,
+                source_endpoint=source,
+                source_path=src,
+                # Each ad-hoc request is its own delivery (its key guards against repeats);
+                # a later request for the same file, with a new key, delivers again.
+                source_version=f"adhoc:{transfer_id}",
+                destination_endpoint=destination,
+                destination_path=dst,
+                options=opts,
+                max_attempts=opts["max_attempts"],
+                partition=partition_of(transfer_id),
+                idempotency_key=key,
+                idempotency_expires_at=now + timedelta(seconds=settings.FERRY_IDEMPOTENCY_TTL),
+                idempotency_fingerprint=fingerprint,
+            )
+            lifecycle.record_created([transfer], at=now, detail="created by an API request")
+            dispatch_after_commit([transfer.id])
+    except IntegrityError:
+        # A concurrent request with the same key won.
+        found = existing()
+        if found:
+            return found
+        raise
+    log.info("ad-hoc transfer created", extra={"transfer": str(transfer.id)})
+    return transfer, True

@@ -1,0 +1,226 @@
+"""A transfer's life as the worker drives it: the execution side's ONE door into the state
+machine.
+
+Creation (:func:`record_created`), then claim, heartbeat, staged, delivering, success,
+skipped, failure and the source action: each writes the timeline (TransferEvent) and the
+metrics. ``transfers.states`` is the table and the compare-and-set underneath; this module
+decides which change a worker's outcome is. A worker that lost its claim (cancelled,
+re-claimed) gets ``False`` / ``None`` back and nothing is written.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from controlplane.errors import NotFound
+from controlplane.metrics import bytes_moved, retries, transfer_seconds, transfer_transitions
+from engine.errors import TransferError
+from transfers import backoff, states
+from transfers.models import Transfer, TransferEvent
+from transfers.states import State, transition
+
+# The states a worker holds its claim in (an outcome is recorded from one of these).
+_CLAIMED = (State.STAGING, State.STAGED, State.DELIVERING)
+
+
+# --- creation -----------------------------------------------------------------------------
+
+
+def record_created(transfers: Sequence[Transfer], *, at: datetime, detail: str) -> None:
+    """The timeline's first event of new ``pending`` transfers, and their count. Call in the
+    transaction that inserted them (``transfers.intake``)."""
+    if not transfers:
+        return
+    TransferEvent.objects.bulk_create(
+        [
+            TransferEvent(
+                transfer=t,
+                at=at,
+                from_state="",
+                to_state=State.PENDING,
+                region=settings.FERRY_REGION,
+                detail=detail,
+                attempt=0,
+            )
+            for t in transfers
+        ],
+        batch_size=500,
+    )
+    transfer_transitions.labels(to_state=State.PENDING.value).inc(len(transfers))
+
+
+# --- a worker's claim ---------------------------------------------------------------------
+
+
+def claim(transfer_id: uuid.UUID | str, *, worker: str, to: State, frm: Sequence[State]) -> int | None:
+    """Take a transfer for ``worker`` (``states.claim``, with FERRY_CLAIM_TTL): the new claim
+    token, or None when refused (a duplicate message, a live claim elsewhere, moved on)."""
+    return states.claim(transfer_id, worker=worker, ttl=settings.FERRY_CLAIM_TTL, to=to, frm=frm)
+
+
+def heartbeat(transfer_id: uuid.UUID | str, claim_token: int, *, bytes_done: int | None = None) -> bool:
+    """Extend the claim by FERRY_CLAIM_TTL and record progress. False: the claim is lost."""
+    return states.heartbeat(transfer_id, claim_token=claim_token, ttl=settings.FERRY_CLAIM_TTL, bytes_done=bytes_done)
+
+
+def record_delivering(transfer_id: uuid.UUID | str, claim_token: int, *, worker: str) -> bool:
+    """Staged (or a ledger answer ended the staging early): staged → delivering. False when
+    the claim was lost."""
+    return transition(
+        transfer_id,
+        to=State.DELIVERING,
+        frm=[State.STAGED],
+        claim_token=claim_token,
+        detail="delivering",
+        worker=worker,
+    )
+
+
+# --- outcomes -----------------------------------------------------------------------------
+
+
+def _error_parts(error: BaseException) -> tuple[bool, str, str]:
+    """(transient, code, customer-safe message). Unexpected exceptions count as transient;
+    their text may hold internals, so only the type name is stored (the traceback is logged
+    by the caller)."""
+    if isinstance(error, TransferError):
+        return error.transient, error.code, str(error)[:2000]
+    return True, "unexpected_error", f"Unexpected error ({type(error).__name__}); the logs have the details."
+
+
+def record_failure(transfer_id: uuid.UUID | str, claim_token: int, error: BaseException, *, now: datetime) -> State:
+    """Record a failed attempt of the worker holding ``claim_token``; returns the new state.
+
+    Transient errors (and unexpected exceptions) → ``failed`` with ``next_attempt_at`` =
+    now + backoff (``transfers.backoff``) while attempts remain, else ``dead``; permanent
+    errors → ``dead`` at once. Code and message are kept on the transfer and in the
+    timeline. When the claim was lost (cancelled, re-claimed) nothing is written and the
+    transfer's current state is returned.
+    """
+    transient, code, message = _error_parts(error)
+    row = Transfer.objects.filter(id=transfer_id).values("attempt", "max_attempts").first()
+    if row is None:
+        raise NotFound("Not found.")
+    retry = transient and row["attempt"] < row["max_attempts"]
+    to = State.FAILED if retry else State.DEAD
+    fields: dict[str, Any] = {"last_error_code": code[:64], "last_error_message": message}
+    if retry:
+        wait = backoff.delay(row["attempt"])
+        fields["next_attempt_at"] = now + timedelta(seconds=wait)
+        detail = f"{code}: {message} (attempt {row['attempt']} of {row['max_attempts']}; retry in {wait:.1f}s)"
+    else:
+        fields["next_attempt_at"] = None
+        why = "permanent error" if not transient else f"attempts used up ({row['attempt']})"
+        detail = f"{code}: {message} ({why})"
+    if transition(transfer_id, to=to, frm=_CLAIMED, claim_token=claim_token, detail=detail[:1000], **fields):
+        if retry:
+            retries.labels(code=code[:64]).inc()
+        return to
+    current = Transfer.objects.filter(id=transfer_id).values_list("state", flat=True).first()
+    return State(current)
+
+
+def record_staged(
+    transfer_id: uuid.UUID | str, claim_token: int, *, staging_key: str, sha256: str, bytes_total: int
+) -> bool:
+    """The source is copied to staging: staging → staged. False when the claim was lost."""
+    return transition(
+        transfer_id,
+        to=State.STAGED,
+        frm=[State.STAGING],
+        claim_token=claim_token,
+        detail=f"staged {bytes_total} bytes",
+        staging_key=staging_key,
+        sha256=sha256,
+        bytes_total=bytes_total,
+        bytes_done=bytes_total,
+    )
+
+
+def record_success(
+    transfer_id: uuid.UUID | str,
+    claim_token: int,
+    *,
+    sha256: str,
+    bytes_total: int,
+    now: datetime,
+    destination_path: str | None = None,
+    detail: str = "",
+) -> bool:
+    """Delivered and verified: delivering → succeeded, with the checksum and size.
+
+    ``destination_path`` records the final name when ``on_conflict: rename`` chose
+    another. Schedules the source action (``after_delivery`` other than ``keep``) as
+    ``pending``. False when the claim was lost (nothing written).
+    """
+    row = (
+        Transfer.objects.filter(id=transfer_id)
+        .values("options", "started_at", "source_endpoint__kind", "destination_endpoint__kind")
+        .first()
+    )
+    if row is None:
+        return False
+    action = (row["options"] or {}).get("after_delivery", "keep")
+    fields: dict[str, Any] = {
+        "sha256": sha256,
+        "bytes_total": bytes_total,
+        "bytes_done": bytes_total,
+        "finished_at": now,
+        "next_attempt_at": None,
+        "last_error_code": "",
+        "last_error_message": "",
+        "source_action_state": Transfer.SourceAction.NONE if action == "keep" else Transfer.SourceAction.PENDING,
+    }
+    if destination_path:
+        fields["destination_path"] = destination_path
+    ok = transition(
+        transfer_id,
+        to=State.SUCCEEDED,
+        frm=[State.DELIVERING],
+        claim_token=claim_token,
+        detail=detail or f"delivered {bytes_total} bytes, sha256 {sha256[:12]}…",
+        **fields,
+    )
+    if ok:
+        bytes_moved.labels(direction=f"{row['source_endpoint__kind']}-{row['destination_endpoint__kind']}").inc(
+            bytes_total
+        )
+        if row["started_at"]:
+            transfer_seconds.observe(max(0.0, (now - row["started_at"]).total_seconds()))
+    return ok
+
+
+def record_skipped(transfer_id: uuid.UUID | str, claim_token: int, *, reason: str) -> bool:
+    """Nothing to deliver (already delivered per the ledger, or ``on_conflict: skip``)."""
+    return transition(
+        transfer_id,
+        to=State.SKIPPED,
+        frm=[State.STAGING, State.DELIVERING],
+        claim_token=claim_token,
+        detail=reason[:1000],
+        next_attempt_at=None,
+    )
+
+
+def record_source_action(transfer_id: uuid.UUID | str, *, ok: bool, error: str = "") -> bool:
+    """The after-delivery action on the source ran: ``done``, or ``failed`` with its error
+    (retried on its own; the delivery stands either way). Compare-and-set on the action's
+    own state, so two runs cannot both count."""
+    updated = Transfer.objects.filter(
+        id=transfer_id,
+        state=State.SUCCEEDED,
+        source_action_state__in=[Transfer.SourceAction.PENDING, Transfer.SourceAction.FAILED],
+    ).update(
+        source_action_state=Transfer.SourceAction.DONE if ok else Transfer.SourceAction.FAILED,
+        source_action_error="" if ok else error[:2000],
+        source_action_attempts=F("source_action_attempts") + 1,
+        updated_at=timezone.now(),
+    )
+    return updated == 1
