@@ -34,7 +34,9 @@ BACKOFF_CAP = 10.0  # seconds between receives of a queue while SQS does not ans
 
 def backoff(failures: int, *, base: float, cap: float = BACKOFF_CAP) -> float:
     """Full-jitter delay before the next receive after ``failures`` failed ones in a row."""
-    return random.uniform(0, min(cap, max(base, 0.1) * 2**failures))
+    # The exponent is bounded: an outage of hours counts thousands of failures, and
+    # 2.0 ** 1100 overflows a float.
+    return random.uniform(0, min(cap, max(base, 0.1) * 2 ** min(failures, 32)))
 
 
 class Channel(SQS.Channel):

@@ -16,6 +16,7 @@ import uuid
 import pytest
 
 from controlplane.resources import queues
+from controlplane.sqs import BACKOFF_CAP, backoff
 from deploy.local import services
 from tests.conftest import Worker, wait_until
 from tests.transfers.test_flow import create, folder, route_body, run_route, sftp_endpoint, wait_state
@@ -99,3 +100,8 @@ def test_a_worker_rides_out_an_sqs_outage_and_then_delivers(api, sshd, outage_wo
     assert (dst / "after-outage.bin").read_bytes() == data
     assert "SQS receive works again" in worker.log_path.read_text(errors="replace")
     assert worker.process.proc.poll() is None
+
+
+def test_receive_backoff_grows_to_its_cap_and_survives_a_long_outage() -> None:
+    assert all(0 <= backoff(1, base=0.2) <= 0.4 for _ in range(100))
+    assert all(0 <= backoff(n, base=0.2) <= BACKOFF_CAP for n in (5, 40, 5000) for _ in range(100))
