@@ -27,7 +27,14 @@ def configure(app: Celery) -> None:
     q = queues()
     app.conf.update(
         broker_url=settings.CELERY_BROKER_URL,
+        # Kombu's SQS transport with a failed receive taken as an empty one (controlplane/sqs.py):
+        # without it, SQS unreachable for a moment ends every worker with "Unrecoverable error".
+        broker_transport="controlplane.sqs:Transport",
+        # A lost broker connection is retried for ever (Celery's default gives up after 100
+        # tries), with Celery's backoff: 2 s more per try, at most 30 s apart.
+        broker_connection_retry=True,
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
         broker_transport_options={
             "region": settings.FERRY_AWS_REGION,
             # Plain http towards the emulator; boto3 still picks the endpoint itself.

@@ -210,9 +210,14 @@ FERRY_SFTP_ALLOWED_PORTS = env.list("FERRY_SFTP_ALLOWED_PORTS", default=[])
 # Timers (seconds). Tests shorten them.
 FERRY_CLAIM_TTL = env.float("FERRY_CLAIM_TTL", default=60.0)
 FERRY_HEARTBEAT_INTERVAL = env.float("FERRY_HEARTBEAT_INTERVAL", default=15.0)
-FERRY_LEASE_TTL = env.float("FERRY_LEASE_TTL", default=30.0)
-FERRY_LEASE_GRACE = env.float("FERRY_LEASE_GRACE", default=30.0)
-FERRY_KEEPER_INTERVAL = env.float("FERRY_KEEPER_INTERVAL", default=5.0)
+# Region takeover (docs/regions.md, "Timers and clock skew"): a silent region's partitions
+# move at most lease TTL + grace + one keeper interval (22 s) after its last heartbeat; its
+# keeper stopped using them TTL/3 (5 s) before they could expire, and the grace adds 5 s
+# more for clock skew between regions. The fault test scales these ratios down.
+FERRY_TAKEOVER_DEFAULTS = {"FERRY_LEASE_TTL": 15.0, "FERRY_LEASE_GRACE": 5.0, "FERRY_KEEPER_INTERVAL": 2.0}
+FERRY_LEASE_TTL = env.float("FERRY_LEASE_TTL", default=FERRY_TAKEOVER_DEFAULTS["FERRY_LEASE_TTL"])
+FERRY_LEASE_GRACE = env.float("FERRY_LEASE_GRACE", default=FERRY_TAKEOVER_DEFAULTS["FERRY_LEASE_GRACE"])
+FERRY_KEEPER_INTERVAL = env.float("FERRY_KEEPER_INTERVAL", default=FERRY_TAKEOVER_DEFAULTS["FERRY_KEEPER_INTERVAL"])
 # Between ticks the keeper sends, this often, the transfers another region created for the
 # partitions it holds (workers/dispatch.py, "hand-off"): the owner learns of them within it.
 FERRY_HANDOFF_INTERVAL = env.float("FERRY_HANDOFF_INTERVAL", default=0.25)

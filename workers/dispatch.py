@@ -14,6 +14,10 @@ other region's. Three paths put a transfer on this region's transfer queue:
   partitions it holds: pending transfers both other paths missed, retries whose
   ``next_attempt_at`` has come, and active transfers whose claim expired (their worker died).
 
+Retries also ride along with the hand-off sweep between ticks (:meth:`Dispatcher.sweep_due_retries`),
+so a retry is sent within ``FERRY_HANDOFF_INTERVAL`` of its ``next_attempt_at`` rather than at
+the next tick: backoff delays are seconds long, the keeper interval would add up to its own.
+
 A message may be sent twice (two paths, a keeper restart, SQS itself); the claim's
 compare-and-set makes every copy but one exit at once.
 """
@@ -32,7 +36,7 @@ from kombu import Queue
 
 from controlplane.resources import queues
 from transfers.models import Transfer
-from transfers.states import ACTIVE, State
+from transfers.states import ACTIVE, DISPATCHABLE, State
 from workers import context
 from workers.tasks import run_batch, run_transfer
 
@@ -153,6 +157,29 @@ class Dispatcher:
         log.info("handed-off transfers dispatched", extra={"count": len(ids)})
         return len(ids)
 
+    def sweep_due_retries(self, partitions: list[int]) -> int:
+        """Send the transfers of ``partitions`` whose ``next_attempt_at`` has come and that were
+        not sent for that attempt yet. Cheap enough for every quick sweep: the partial index
+        ``transfer_dispatch_due`` (partition, next_attempt_at; pending and failed rows only)
+        answers it with a range scan per partition."""
+        if not partitions:
+            return 0
+        rows = [
+            (str(i), attempt)
+            for i, attempt in Transfer.objects.filter(
+                state__in=sorted(DISPATCHABLE), partition__in=partitions, next_attempt_at__lte=timezone.now()
+            )
+            .order_by("next_attempt_at")
+            .values_list("id", "attempt")[: self.limit]
+        ]
+        fresh = [row for row in rows if row not in self.sent]
+        if not fresh:
+            return 0
+        send_batched([transfer_id for transfer_id, _ in fresh], region=self.region)
+        self._remember(fresh, time.monotonic())
+        log.info("due retries dispatched", extra={"count": len(fresh)})
+        return len(fresh)
+
     def __call__(self, partitions: list[int]) -> int:
         self.partitions = list(partitions)
         # The tick sweeps hand-offs too, so they wait no longer for a slow tick.
@@ -185,10 +212,10 @@ class Dispatcher:
 def sweep_handoffs_until(
     dispatcher: Dispatcher, *, usable: Callable[[], list[int]], until: float, stop: Callable[[], bool]
 ) -> int:
-    """``manage.py run_keeper`` between two ticks: the quick sweep every
-    ``FERRY_HANDOFF_INTERVAL`` until ``until`` (monotonic), over the partitions the last tick
-    dispatched that are still usable. Returns how many transfers it sent; a failed sweep is
-    logged (once per call) and tried again at the next interval."""
+    """``manage.py run_keeper`` between two ticks: the quick sweeps (hand-offs, then due
+    retries) every ``FERRY_HANDOFF_INTERVAL`` until ``until`` (monotonic), over the partitions
+    the last tick dispatched that are still usable. Returns how many transfers it sent; a
+    failed sweep is logged (once per call) and tried again at the next interval."""
     sent = 0
     warned = False
     while not stop():
@@ -200,7 +227,9 @@ def sweep_handoffs_until(
             break  # the tick is due: it decides what may be dispatched
         try:
             allowed = set(usable())
-            sent += dispatcher.sweep_handoffs([p for p in dispatcher.partitions if p in allowed])
+            partitions = [p for p in dispatcher.partitions if p in allowed]
+            sent += dispatcher.sweep_handoffs(partitions)
+            sent += dispatcher.sweep_due_retries(partitions)
         except Exception:
             if not warned:
                 log.warning("hand-off sweep failed; trying again", exc_info=True)

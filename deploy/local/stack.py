@@ -24,6 +24,7 @@ import urllib.request
 from pathlib import Path
 
 from deploy.local import services
+from deploy.local.supervise import Supervisor
 
 ROOT = services.ROOT
 LOCAL = ROOT / ".local"
@@ -68,13 +69,14 @@ def main() -> None:
             continue
         raise SystemExit(f"port {port} is taken; set {name} to another port")
 
-    running: list[services.Process] = []
     infrastructure: list[services.Process] = []  # the emulator and the SFTP server
+    # Ferry's own processes: one that exits is started again (deploy/local/supervise.py).
+    ferry = Supervisor(say=lambda line: print(line, flush=True))
 
     def stop_all(*_args) -> None:
         # Ferry's processes first, while the emulator and the SFTP server still answer: a
         # keeper stopping releases its leases, and nothing logs a refused connection.
-        services.stop_together([p for p in reversed(running) if p not in infrastructure])
+        services.stop_together(list(reversed(ferry.processes())))
         services.stop_together(list(reversed(infrastructure)))
 
     # Ctrl-C even when started from a shell that ignores SIGINT in the background.
@@ -83,7 +85,6 @@ def main() -> None:
     try:
         # The emulator keeps nothing, so neither does the database: start both fresh.
         moto = services.start_moto(port=moto_port, log_path=logs / "moto.log")
-        running.append(moto.process)
         infrastructure.append(moto.process)
         env = {
             **os.environ,
@@ -107,28 +108,25 @@ def main() -> None:
         seed = json.loads(_manage(env, "seed_demo").strip().splitlines()[-1])
 
         sftp = _start_sftp(sftp_port)
-        running.append(sftp["process"])
         infrastructure.append(sftp["process"])
 
         api_url = f"http://127.0.0.1:{api_port}"
-        running.append(
-            services.spawn(
-                [
-                    str(services.VENV_BIN / "gunicorn"),
-                    "controlplane.wsgi:application",
-                    "--bind",
-                    f"127.0.0.1:{api_port}",
-                    "--workers",
-                    "2",
-                    "--threads",
-                    "4",
-                    "--error-logfile",
-                    "-",
-                ],
-                name="api",
-                env={**env, "FERRY_REGION": regions[0]},
-                log_path=logs / "api.log",
-            )
+        ferry.spawn(
+            [
+                str(services.VENV_BIN / "gunicorn"),
+                "controlplane.wsgi:application",
+                "--bind",
+                f"127.0.0.1:{api_port}",
+                "--workers",
+                "2",
+                "--threads",
+                "4",
+                "--error-logfile",
+                "-",
+            ],
+            name="api",
+            env={**env, "FERRY_REGION": regions[0]},
+            log_path=logs / "api.log",
         )
         celery = [PY, "-m", "celery", "-A", "controlplane.celery"]
         metrics_base = _port("FERRY_METRICS_BASE_PORT", 9100)
@@ -152,11 +150,7 @@ def main() -> None:
                     shutil.rmtree(folder, ignore_errors=True)
                     folder.mkdir(parents=True)
                     process_env["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
-                running.append(
-                    services.spawn(
-                        command, name=f"{name}-{region}", env=process_env, log_path=logs / f"{name}-{region}.log"
-                    )
-                )
+                ferry.spawn(command, name=f"{name}-{region}", env=process_env, log_path=logs / f"{name}-{region}.log")
         _wait_http(f"{api_url}/healthz")
 
         values = {
@@ -192,10 +186,17 @@ def main() -> None:
             "connection (refuses what Aurora write forwarding refuses)\n",
             flush=True,
         )
+        print(
+            "  restarts   a Ferry process that exits is started again, and said so here and in its log\n",
+            flush=True,
+        )
         while True:
-            for process in running:
+            # Without the emulator or the SFTP server nothing works, and a restarted emulator
+            # would be empty: those stop the stack. Ferry's own processes are restarted.
+            for process in infrastructure:
                 if process.proc.poll() is not None:
                     raise SystemExit(f"{process.name} exited ({process.proc.returncode}); see {process.log_path}")
+            ferry.check()
             time.sleep(1)
     except KeyboardInterrupt:
         print("\nstopping …", flush=True)

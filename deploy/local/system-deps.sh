@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Install the system services Ferry's tests and local stack use, when absent.
-# As root this may apt-get install openssh-server and postgresql; otherwise it explains.
+# As root this may apt-get install openssh-server, postgresql and socat; otherwise it explains.
 # --optional: never fail (make run falls back to asyncssh's SFTP server without sshd).
 set -euo pipefail
 optional=${1:-}
 missing=()
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server openssh-client)
 command -v ssh-keygen >/dev/null || missing+=(openssh-client)
+# The broker-outage test forwards SQS through socat, which it stops and starts.
+if [ "$optional" != "--optional" ]; then command -v socat >/dev/null || missing+=(socat); fi
 if [ "$optional" != "--optional" ] && [ -z "${DATABASE_URL:-}" ]; then
   command -v pg_ctlcluster >/dev/null || ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
 fi

@@ -23,7 +23,7 @@ from controlplane import tenancy
 from controlplane.resources import queues
 from endpoints.models import Endpoint
 from transfers.models import Transfer
-from transfers.states import State
+from transfers.states import DISPATCHABLE, State
 from workers import context
 from workers.dispatch import Dispatcher, dispatch_transfers, sweep_handoffs_until
 
@@ -177,6 +177,67 @@ def test_the_keepers_memo_holds_back_a_resend_but_not_the_next_attempt(published
     Transfer.objects.filter(id=retry.id).update(attempt=2, next_attempt_at=due)
     assert dispatcher([partition]) == 1
     assert ids_sent(published) == [str(retry.id)] * 2
+
+
+@pytest.mark.usefixtures("forwarded_connection")
+def test_the_quick_sweep_sends_a_retry_once_it_falls_due(published, partitions, make, settings):
+    settings.FERRY_REDISPATCH_AFTER = 60
+    numbers, _ = partitions
+    partition = next(numbers)
+    soon = make(partition, state=State.FAILED, attempt=1, next_attempt_at=timezone.now() + timedelta(seconds=0.6))
+    later = make(partition, state=State.FAILED, attempt=1, next_attempt_at=timezone.now() + timedelta(hours=1))
+    dispatcher = Dispatcher(region=HERE)
+    dispatcher.partitions = [partition]  # what the last tick dispatched
+
+    def sweep(seconds: float) -> int:
+        return sweep_handoffs_until(
+            dispatcher, usable=lambda: [partition], until=time.monotonic() + seconds, stop=lambda: False
+        )
+
+    assert sweep(0.3) == 0  # not due yet
+    assert sweep(0.8) == 1  # due during this sweep: sent between ticks, not at the next one
+    assert ids_sent(published) == [str(soon.id)]
+    assert sweep(0.3) == 0  # one send per attempt
+    assert dispatcher([partition]) == 0  # and the tick knows it was sent
+    Transfer.objects.filter(id=soon.id).update(attempt=2, next_attempt_at=timezone.now())
+    assert dispatcher.sweep_due_retries([partition]) == 1  # the next attempt goes at once
+    assert str(later.id) not in ids_sent(published)
+
+
+def test_the_due_retry_query_reads_the_dispatch_index_under_a_large_backlog(partitions, make):
+    numbers, _ = partitions
+    partition = next(numbers)
+    template = make(partition)
+    backlog = [
+        Transfer(
+            tenant_id=template.tenant_id,
+            source_endpoint_id=template.source_endpoint_id,
+            source_path=f"/out/{i}.csv",
+            source_version="1:1",
+            destination_endpoint_id=template.destination_endpoint_id,
+            destination_path=f"/in/{i}.csv",
+            partition=partition + (i % 8),
+            state=State.SUCCEEDED,
+        )
+        for i in range(10_000)
+    ]
+    Transfer.objects.bulk_create(backlog, batch_size=2000)
+    for _ in range(3):
+        make(partition, state=State.FAILED, attempt=1, next_attempt_at=timezone.now() - timedelta(seconds=1))
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE transfers_transfer")
+    query = (
+        Transfer.objects.filter(
+            state__in=sorted(DISPATCHABLE),
+            partition__in=list(range(partition, partition + 8)),
+            next_attempt_at__lte=timezone.now(),
+        )
+        .order_by("next_attempt_at")
+        .values_list("id", "attempt")
+    )
+    plan = query.explain()
+    assert "transfer_dispatch_due" in plan, plan
+    assert len(list(query[:1000])) == 3
 
 
 def test_the_handoff_query_reads_a_small_index_under_a_large_backlog(partitions, make):
