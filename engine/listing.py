@@ -22,10 +22,12 @@ PART_RE = re.compile(r"^\..+\.[^.]+\.part$")
 
 @dataclass(frozen=True)
 class RemoteFile:
-    path: str  # absolute SFTP path, or full S3 key
+    path: str  # as listed: absolute SFTP path or full S3 key (workers.scheduler makes it endpoint-relative)
     size: int
     mtime: float
-    version: str  # SFTP: f"{size}:{int(mtime)}"; S3: VersionId or ETag
+    # SFTP: f"{size}:{int(mtime)}"; S3: VersionId or ETag. Empty when the lister does not
+    # know it: the transfers app then derives the SFTP form.
+    version: str = ""
 
 
 def _wanted(name: str, pattern: str) -> bool:

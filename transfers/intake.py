@@ -21,7 +21,7 @@ import posixpath
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -30,7 +30,7 @@ from django.utils import timezone
 from controlplane.errors import Conflict
 from controlplane.models import Tenant
 from endpoints.models import Endpoint
-from engine.listing import PART_RE
+from engine.listing import PART_RE, RemoteFile
 from engine.locations import s3_relative_path
 from transfers import lifecycle, naming, stability, watermarks
 from transfers import options as route_options
@@ -40,13 +40,6 @@ from transfers.routes import check_path, endpoint_of, inside, invalid
 from transfers.states import State
 
 log = logging.getLogger(__name__)
-
-
-class RemoteFileLike(Protocol):
-    path: str
-    size: int
-    mtime: float
-    version: str | None
 
 
 # --- hooks the execution side registers at start-up (WorkersConfig.ready) ----------------
@@ -116,10 +109,9 @@ def _in_route(route: Route, path: str) -> bool:
     return not PART_RE.match(name) and fnmatch.fnmatchcase(name, route.pattern)
 
 
-def _version_of(file: RemoteFileLike) -> str:
-    version = getattr(file, "version", None)
-    if version:
-        return str(version)
+def _version_of(file: RemoteFile) -> str:
+    if file.version:
+        return file.version
     return f"{int(file.size)}:{int(file.mtime)}"
 
 
@@ -201,9 +193,7 @@ def _marker_names(route: Route, names: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def observe_files(
-    route: Route, files: Sequence[RemoteFileLike], *, now: datetime, force: bool = False
-) -> list[Transfer]:
+def observe_files(route: Route, files: Sequence[RemoteFile], *, now: datetime, force: bool = False) -> list[Transfer]:
     """Record one poll of ``route``'s source and create transfers for the stable files.
 
     ``files`` is the complete listing of the route's folder (and sub-folders when
@@ -219,7 +209,7 @@ def observe_files(
     they are dispatched after the commit.
     """
     opts = route.options or {}
-    listed: dict[str, RemoteFileLike] = {}
+    listed: dict[str, RemoteFile] = {}
     for file in files:
         try:
             path = naming.check_remote_path(file.path)

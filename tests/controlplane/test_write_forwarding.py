@@ -404,9 +404,9 @@ def test_a_nested_atomic_put_back_into_a_service_path_is_refused(monkeypatch):
     """The guard is what keeps the flattening: give the poll intake its savepoints back
     (``atomic(savepoint=False)`` ignored) and it fails on the forwarded connection."""
     from endpoints.models import Endpoint
+    from engine.listing import RemoteFile
     from transfers import intake, routes
     from transfers.models import Transfer
-    from transfers.types import RemoteFile
 
     tenant = tenancy.create_tenant(name=f"fw-{uuid.uuid4().hex[:8]}")
     source, destination = (

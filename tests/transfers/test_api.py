@@ -12,10 +12,10 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from engine.errors import AuthenticationFailed
+from engine.listing import RemoteFile
 from transfers import intake, lifecycle, states
 from transfers.models import Route, Transfer
 from transfers.states import State
-from transfers.types import RemoteFile
 
 pytestmark = pytest.mark.django_db
 V1 = "/api/v1"

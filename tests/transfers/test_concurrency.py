@@ -12,10 +12,10 @@ from django.db import connection
 from django.utils import timezone
 
 from controlplane import tenancy
+from engine.listing import RemoteFile
 from transfers import intake, routes, states
 from transfers.models import Transfer, TransferEvent
 from transfers.states import State
-from transfers.types import RemoteFile
 
 # Transactional: commits run their on_commit hooks (mirror drain, dispatch), so AWS
 # clients must point at the moto server, never at a real endpoint.

@@ -19,10 +19,10 @@ from rest_framework.test import APIClient
 from controlplane import mirror
 from controlplane.models import ApiKey, MirrorOutbox, Tenant
 from endpoints.models import Endpoint
+from engine.listing import RemoteFile
 from tests.endpoints.conftest import post, s3_body, sftp_body
 from transfers import intake, watermarks
 from transfers.models import FileObservation, Route, Transfer
-from transfers.types import RemoteFile
 
 DAY = 24 * 3600
 

@@ -11,11 +11,11 @@ from django.utils import timezone
 from controlplane import tenancy
 from controlplane.errors import Conflict, ValidationFailed
 from controlplane.models import MirrorOutbox
+from engine.listing import RemoteFile
 from tests.transfers.conftest import route_spec
 from transfers import intake, routes, services
 from transfers.models import Route
 from transfers.states import State
-from transfers.types import RemoteFile
 
 pytestmark = pytest.mark.django_db
 
