@@ -43,10 +43,16 @@ log = logging.getLogger(__name__)
 
 
 class RemoteFileLike(Protocol):
-    path: str
-    size: int
-    mtime: float
-    version: str | None
+    # Read-only: intake only reads a listed file, so the engine's frozen ``RemoteFile``
+    # (whose ``version`` is always a ``str``) fits, as does anything with these fields.
+    @property
+    def path(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def mtime(self) -> float: ...
+    @property
+    def version(self) -> str | None: ...
 
 
 # --- hooks the execution side registers at start-up (WorkersConfig.ready) ----------------
@@ -240,13 +246,13 @@ def observe_files(
     }
     # Older than the route's restore watermark: the ledger may have forgotten its delivery,
     # so not even a forced run takes it (the operator decides, docs/execution.md).
-    old = [path for path, file in candidates.items() if watermarks.skip(route, float(file.mtime))]
-    if old:
+    too_old = [path for path, file in candidates.items() if watermarks.skip(route, float(file.mtime))]
+    if too_old:
         log.info(
             "files older than the route's restore watermark left alone",
-            extra={"route": str(route.id), "count": len(old), "not_before": str(route.not_before)},
+            extra={"route": str(route.id), "count": len(too_old), "not_before": str(route.not_before)},
         )
-        for path in old:
+        for path in too_old:
             del candidates[path]
 
     with transaction.atomic():
