@@ -299,8 +299,8 @@ def check() -> CheckReport:
     }
     mirrored: dict[str, MirrorItem | None] = {}
     for pk, item in scan():
-        kind = pk.partition("#")[0]
-        if kind in _kinds:
+        kind_name = pk.partition("#")[0]
+        if kind_name in _kinds:
             mirrored[pk] = item
     expected: dict[str, tuple[int, dict]] = {}
     for kind in kinds():
@@ -362,15 +362,15 @@ def repair(report: CheckReport | None = None) -> list[Drift]:
     for drift in report.drift:
         item = mirrored.get(drift.pk)
         if drift.pk in documents:
-            kind, object_id, version, document = documents[drift.pk]
-            row = MirrorOutbox(kind=kind, object_id=object_id, version=version, document=document)
+            kind_name, object_id, version, document = documents[drift.pk]
+            row = MirrorOutbox(kind=kind_name, object_id=object_id, version=version, document=document)
             # Unreadable, or a version Ferry never wrote: only an outside edit does that.
             newer_outside = drift.pk in mirrored and (item is None or item.version > version)
             condition = "" if newer_outside else "attribute_not_exists(pk) OR #v <= :v"
         else:
-            kind, _, object_id = drift.pk.partition("#")
+            kind_name, _, object_id = drift.pk.partition("#")
             version = (item.version if item else 0) + 1
-            row = MirrorOutbox(kind=kind, object_id=object_id, version=version, document=None)
+            row = MirrorOutbox(kind=kind_name, object_id=object_id, version=version, document=None)
             condition = "attribute_not_exists(pk) OR #v < :v"
         if _put(ddb, row, condition=condition):
             repaired.append(drift)
@@ -396,20 +396,21 @@ def restore() -> RestoreResult:
     busy = [kind.name for kind in kinds() if kind.exists()]
     if busy:
         raise MirrorError(f"the database is not empty (has: {', '.join(busy)}); restore only fills an empty one")
-    items: dict[str, list[MirrorItem]] = {kind.name: [] for kind in kinds()}
+    # Per kind name: (object id, document) of every live item.
+    items: dict[str, list[tuple[str, dict]]] = {kind.name: [] for kind in kinds()}
     unreadable = []
     for pk, item in scan():
         if item is None:
             unreadable.append(pk)
         elif item.kind in items and not item.deleted and item.document is not None:
-            items[item.kind].append(item)
+            items[item.kind].append((item.object_id, item.document))
     if unreadable:
         raise MirrorError(f"unreadable mirror items: {', '.join(sorted(unreadable))}")
     result = RestoreResult()
     with transaction.atomic():
         for kind in kinds():
-            for item in sorted(items[kind.name], key=lambda i: i.object_id):
-                restored = kind.restore(item.document)
+            for _, document in sorted(items[kind.name], key=lambda i: i[0]):
+                restored = kind.restore(document)
                 if kind.name == "tenant":
                     result.tenants.append(restored)
             result.counts[kind.name] = len(items[kind.name])
@@ -424,6 +425,7 @@ def tenant_document(tenant: Tenant) -> dict:
 
 
 def _tenant_documents() -> Iterator[tuple[str, int, dict]]:
+    tenant: Tenant  # see in_pk_order: the model is not inferred from an untyped queryset
     for tenant in in_pk_order(Tenant.objects.all()):
         yield str(tenant.id), 1, tenant_document(tenant)
 

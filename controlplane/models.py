@@ -6,6 +6,8 @@ import uuid
 
 from django.db import models
 
+from controlplane.choices import TextChoices
+
 
 class Tenant(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -19,7 +21,7 @@ class Tenant(models.Model):
 class ApiKey(models.Model):
     """A tenant's API key. Only a hash is kept; the prefix lets people tell keys apart."""
 
-    class Scope(models.TextChoices):
+    class Scope(TextChoices):
         READ = "read"
         WRITE = "write"
 

@@ -25,6 +25,9 @@ def in_pk_order(queryset: QuerySet[M], *, batch: int = BATCH) -> Iterator[M]:
     Each page is its own query (``pk > last`` … ``LIMIT batch``), so unlike one cursor the
     pages are not one snapshot: a row inserted or deleted meanwhile may or may not be seen.
     The callers (mirror check, repair) tolerate that; they already skip in-flight changes.
+
+    Django has no type information here (no django-stubs), so ``QuerySet[M]`` is ``Any`` to
+    mypy and ``M`` cannot be inferred: callers declare their loop variable's model.
     """
     if batch < 1:
         raise ValueError("batch must be at least 1")

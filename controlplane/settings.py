@@ -85,6 +85,7 @@ TEMPLATES = [
 # --- database -------------------------------------------------------------------------
 
 LOCAL_DIR = Path(env.str("FERRY_LOCAL_DIR", default=str(BASE_DIR / ".local")))
+_default_db: str | None
 if FERRY_PROFILE == "local":
     _default_db = f"sqlite:///{LOCAL_DIR / 'ferry.sqlite3'}"
 elif FERRY_PROFILE == "test":

@@ -11,6 +11,7 @@ import uuid
 
 from django.db import models
 
+from controlplane.choices import TextChoices
 from controlplane.models import Tenant
 
 
@@ -22,7 +23,7 @@ class LiveEndpoints(models.Manager):
 
 
 class Endpoint(models.Model):
-    class Kind(models.TextChoices):
+    class Kind(TextChoices):
         SFTP = "sftp"
         S3 = "s3"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
+from typing import overload
 
 from engine.spec import S3Spec, SftpSpec
 
@@ -46,6 +47,10 @@ def _folder(prefix: str) -> str:
     return prefix if not prefix or prefix.endswith("/") else prefix + "/"
 
 
+@overload
+def location_of(spec: SftpSpec, path: str) -> SftpLocation: ...
+@overload
+def location_of(spec: S3Spec, path: str) -> S3Location: ...
 def location_of(spec: SftpSpec | S3Spec, path: str) -> Location:
     """Where a route path (``/outbound/a.csv``, relative to the endpoint) lives: under the
     SFTP root, or under the S3 prefix."""

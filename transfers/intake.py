@@ -230,13 +230,13 @@ def observe_files(route: Route, files: Sequence[RemoteFile], *, now: datetime, f
     }
     # Older than the route's restore watermark: the ledger may have forgotten its delivery,
     # so not even a forced run takes it (the operator decides, docs/execution.md).
-    old = [path for path, file in candidates.items() if watermarks.skip(route, float(file.mtime))]
-    if old:
+    too_old = [path for path, file in candidates.items() if watermarks.skip(route, float(file.mtime))]
+    if too_old:
         log.info(
             "files older than the route's restore watermark left alone",
-            extra={"route": str(route.id), "count": len(old), "not_before": str(route.not_before)},
+            extra={"route": str(route.id), "count": len(too_old), "not_before": str(route.not_before)},
         )
-        for path in old:
+        for path in too_old:
             del candidates[path]
 
     with transaction.atomic():

@@ -56,6 +56,7 @@ def record_deleted(route_id: str, version: int) -> None:
 
 
 def mirror_documents() -> Iterator[tuple[str, int, dict[str, Any]]]:
+    route: Route  # see in_pk_order: the model is not inferred from an untyped queryset
     for route in in_pk_order(Route.objects.all()):
         yield str(route.id), route.version, document_of(route)
 

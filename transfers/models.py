@@ -13,6 +13,7 @@ import uuid
 from django.db import models
 from django.db.models import Q
 
+from controlplane.choices import TextChoices
 from controlplane.models import Tenant
 from endpoints.models import Endpoint
 from transfers.options import DEFAULTS as OPTION_DEFAULTS
@@ -30,7 +31,7 @@ class Route(models.Model):
     leading ``/``. ``options`` is validated by ``transfers.options.normalize``.
     """
 
-    class Trigger(models.TextChoices):
+    class Trigger(TextChoices):
         SCHEDULE = "schedule"
         EVENT = "event"
         MANUAL = "manual"
@@ -95,7 +96,7 @@ class Transfer(models.Model):
     staging. ``claim_token`` grows at every claim and fences the worker's writes.
     """
 
-    class SourceAction(models.TextChoices):
+    class SourceAction(TextChoices):
         NONE = "none"  # keep: nothing to do
         PENDING = "pending"
         DONE = "done"

@@ -38,10 +38,11 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from controlplane.choices import TextChoices
 from controlplane.metrics import transfer_transitions
 
 # The models use this module's table (choices, partial indexes), so they import it at class
@@ -52,7 +53,7 @@ from transfers import models as transfer_models
 log = logging.getLogger(__name__)
 
 
-class State(models.TextChoices):
+class State(TextChoices):
     PENDING = "pending"
     STAGING = "staging"
     STAGED = "staged"

@@ -12,6 +12,7 @@ from controlplane.resources import dead_letter_queue, queues
 from endpoints.models import Endpoint
 from endpoints.services import to_spec
 from engine import s3client
+from engine.spec import S3Spec
 from transfers import intake
 from transfers.models import Route
 from workers.events import EventConsumer, ObjectCreated
@@ -51,7 +52,11 @@ def enable_bucket_events(endpoint: Endpoint) -> bool:
     into the bucket's existing notification configuration (never replacing it). Returns
     False when it was on already. A bucket in another account is configured by its owner
     (docs/transfers.md)."""
-    client = s3client.client(to_spec(endpoint))
+    spec = to_spec(endpoint)
+    if not isinstance(spec, S3Spec):
+        # Only an S3 endpoint can be an event route's source (route validation).
+        raise TypeError(f"bucket events need an S3 endpoint, not {endpoint.kind}")
+    client = s3client.client(spec)
     bucket = endpoint.config["bucket"]
     current = client.get_bucket_notification_configuration(Bucket=bucket)
     current.pop("ResponseMetadata", None)
