@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from controlplane import aws
 from endpoints import netguard, secrets
 from endpoints.models import Endpoint
-from endpoints.services import s3_spec, sftp_spec
+from endpoints.specs import s3_spec, sftp_spec
 from engine import hostkeys, s3client, s3io
 from engine.errors import AuthenticationFailed, HostKeyMismatch, TransferError
 from engine.sftp_connect import connect

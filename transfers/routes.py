@@ -5,16 +5,14 @@ Field names in errors are the API's (``source.endpoint``, ``trigger.cron``,
 the endpoint's root (SFTP) or key prefix (S3), written with a leading ``/``. Every change
 writes the config mirror's outbox row in its transaction (``transfers.mirror_docs``).
 
-An event route needs its source bucket to send events: the execution side turns that on
-through the hook it registers at start-up (:func:`register_bucket_events`), since this app
-does not import the workers.
+An event route needs its source bucket to send events: turned on after the commit through
+``endpoints.sources``.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +21,7 @@ from django.utils import timezone
 
 from controlplane.errors import Conflict, NotFound, ValidationFailed
 from controlplane.models import Tenant
+from endpoints import sources
 from endpoints import validation as endpoint_validation
 from endpoints.models import Endpoint
 from transfers import mirror_docs, naming, schedule
@@ -52,16 +51,6 @@ FIELD_PATHS = {
     "enabled": "enabled",
 }
 ROUTE_FIELDS = tuple(FIELD_PATHS)
-
-# Set at start-up by the execution side (WorkersConfig.ready): turns on S3 → EventBridge
-# notifications for an event route's source bucket.
-_bucket_events: Callable[[Endpoint], object] | None = None
-
-
-def register_bucket_events(hook: Callable[[Endpoint], object]) -> None:
-    """Register what turns on bucket events for an event route's source endpoint."""
-    global _bucket_events
-    _bucket_events = hook
 
 
 def invalid(fields: dict[str, list[str]]) -> ValidationFailed:
@@ -223,15 +212,9 @@ def _wire_bucket_events(route: Route) -> None:
     if route.trigger_type != Route.Trigger.EVENT:
         return
 
-    hook = _bucket_events
-    if hook is None:
-        # Nothing registered (the execution side is not installed): the bucket's owner or
-        # ``bootstrap_aws`` turns events on.
-        return
-
     def wire() -> None:
         try:
-            hook(route.source_endpoint)
+            sources.enable_bucket_events(route.source_endpoint)
         except Exception:
             log.warning(
                 "could not turn on EventBridge notifications for the source bucket",

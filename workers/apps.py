@@ -12,8 +12,8 @@ class WorkersConfig(AppConfig):
         # Imported here, not at the top: Django loads this module before the models, and
         # these import them.
         from controlplane import metrics
-        from transfers import intake, routes
-        from workers import dispatch, samplers, scheduler, triggers
+        from transfers import intake
+        from workers import dispatch, samplers, scheduler
 
         # The engine reads no environment: it runs under the settings' AWS policy.
         config.configure(aws.engine_config())
@@ -22,9 +22,7 @@ class WorkersConfig(AppConfig):
         s3client.add_client_hook(aws.guard)
         # The lower apps call up through hooks (imports run one way: controlplane ←
         # endpoints ← transfers ← workers): new transfers are dispatched, manual runs
-        # list the source, event routes get their bucket's events turned on, /metrics
-        # samples the leases held.
+        # list the source, /metrics samples the leases held.
         intake.register_dispatcher(dispatch.dispatch_transfers)
         intake.register_poller(scheduler.poll_route)
-        routes.register_bucket_events(triggers.enable_bucket_events)
         metrics.register_sampler("leases", samplers.sample_leases)

@@ -36,7 +36,7 @@ from django.utils import timezone
 
 from controlplane import logs
 from controlplane.resources import staging_bucket
-from endpoints.services import to_spec
+from endpoints.specs import to_spec
 from engine import copy as engine
 from engine import listing
 from engine.errors import DestinationExists, TransferError

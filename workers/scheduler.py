@@ -15,7 +15,7 @@ import logging
 from django.utils import timezone
 
 from controlplane import logs
-from endpoints.services import to_spec
+from endpoints.specs import to_spec
 from engine import listing
 from engine.errors import TransferError
 from engine.locations import location_of, relative_path

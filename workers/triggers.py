@@ -9,10 +9,8 @@ from django.db import close_old_connections
 
 from controlplane import aws
 from controlplane.resources import dead_letter_queue, queues
+from endpoints import sources
 from endpoints.models import Endpoint
-from endpoints.services import to_spec
-from engine import s3client
-from engine.spec import S3Spec
 from transfers import intake
 from transfers.models import Route
 from workers.events import EventConsumer, ObjectCreated
@@ -47,30 +45,6 @@ def build_consumer(*, wait: int | None = None) -> EventConsumer:
     )
 
 
-def enable_bucket_events(endpoint: Endpoint) -> bool:
-    """Turn on S3 → EventBridge notifications for an event route's source bucket, merged
-    into the bucket's existing notification configuration (never replacing it). Returns
-    False when it was on already. A bucket in another account is configured by its owner
-    (docs/transfers.md)."""
-    spec = to_spec(endpoint)
-    if not isinstance(spec, S3Spec):
-        # Only an S3 endpoint can be an event route's source (route validation).
-        raise TypeError(f"bucket events need an S3 endpoint, not {endpoint.kind}")
-    client = s3client.client(spec)
-    bucket = endpoint.config["bucket"]
-    current = client.get_bucket_notification_configuration(Bucket=bucket)
-    current.pop("ResponseMetadata", None)
-    was_on = "EventBridgeConfiguration" in current
-    # Put even when it looks on: some S3 implementations (the emulator) never report it,
-    # and putting the same merged configuration again changes nothing.
-    current["EventBridgeConfiguration"] = {}
-    client.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=current)
-    if was_on:
-        return False
-    log.info("EventBridge notifications enabled", extra={"bucket": bucket, "endpoint": str(endpoint.id)})
-    return True
-
-
 def enable_all_bucket_events() -> list[str]:
     """Wire every bucket that an enabled event route watches (bootstrap_aws runs this)."""
     done = []
@@ -79,7 +53,7 @@ def enable_all_bucket_events() -> list[str]:
     ).distinct()
     for endpoint in endpoints:
         try:
-            if enable_bucket_events(endpoint):
+            if sources.enable_bucket_events(endpoint):
                 done.append(endpoint.config["bucket"])
         except Exception:
             log.warning("could not enable bucket events", extra={"endpoint": str(endpoint.id)}, exc_info=True)

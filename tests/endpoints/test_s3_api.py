@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controlplane import aws
-from endpoints import services
+from endpoints import specs
 from endpoints.models import Endpoint
 from tests.endpoints.conftest import failed_check, patch, post, put, random_access_key, s3_body, secret_value
 
@@ -48,7 +48,7 @@ def test_s3_create_read_change_rotate_test_delete(api, moto, bucket, secret_name
     assert rotated.json()["credentials"]["version"] != created["credentials"]["version"]
     endpoint = Endpoint.objects.get(pk=created["id"])
     assert secret_value(endpoint.secret_arn) == {"access_key_id": key_id, "secret_access_key": secret}
-    spec = services.to_spec(endpoint)
+    spec = specs.to_spec(endpoint)
     assert (spec.access_key_id, spec.secret_access_key, spec.bucket, spec.prefix) == (key_id, secret, bucket, "other/")
 
     assert api.delete(f"/api/v1{path}").status_code == 204

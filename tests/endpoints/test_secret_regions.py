@@ -143,7 +143,7 @@ def test_a_rolled_back_creation_deletes_the_secret_and_its_replica_at_once(store
 @pytest.mark.django_db
 def test_the_engine_reads_the_version_the_row_records(stored, make_tenant):
     from endpoints.models import Endpoint
-    from endpoints.services import to_spec
+    from endpoints.specs import to_spec
 
     tenant, _ = make_tenant()
     endpoint = Endpoint.objects.create(

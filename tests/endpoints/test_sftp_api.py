@@ -6,7 +6,7 @@ import pytest
 from django.test import override_settings
 
 from deploy.local.services import free_port
-from endpoints import services
+from endpoints import specs
 from endpoints.models import Endpoint
 from tests.endpoints.conftest import failed_check, patch, post, put, secret_value, sftp_body
 
@@ -137,13 +137,13 @@ def test_guard_runs_again_at_connect_time(api, moto, sshd):
         from engine.errors import PermanentError
 
         with pytest.raises(PermanentError) as err:
-            services.to_spec(endpoint)
+            specs.to_spec(endpoint)
         assert err.value.code == "address_refused"
 
 
 def test_to_spec_resolves_current_secret_and_checked_address(api, moto, sshd):
     endpoint = Endpoint.objects.get(pk=post(api, "/endpoints", sftp_body(sshd, auth="key_passphrase")).json()["id"])
-    spec = services.to_spec(endpoint)
+    spec = specs.to_spec(endpoint)
     assert spec.connect_address == "127.0.0.1"
     assert spec.private_key == sshd.client_key_passphrase_path.read_text()
     assert spec.passphrase == sshd.client_key_passphrase
@@ -152,7 +152,7 @@ def test_to_spec_resolves_current_secret_and_checked_address(api, moto, sshd):
     assert sshd.client_key_passphrase not in repr(spec)
     put(api, f"/endpoints/{endpoint.id}/credentials", {"private_key": sshd.client_key.read_text()})
     endpoint.refresh_from_db()
-    rotated = services.to_spec(endpoint)
+    rotated = specs.to_spec(endpoint)
     assert rotated.passphrase is None
     assert rotated.private_key == sshd.client_key.read_text()
     assert rotated.pool_key != spec.pool_key
