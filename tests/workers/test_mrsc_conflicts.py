@@ -90,7 +90,8 @@ def test_a_keeper_tick_survives_every_dynamodb_write_failing_and_recovers_after(
 
 
 def test_a_failed_hand_over_keeps_the_lease_until_its_release_is_written(table):  # noqa: F811
-    east = make_keeper(table, "us-east-1")
+    # A TTL long enough that the conflicts' retries never outlast a lease's usable life.
+    east = make_keeper(table, "us-east-1", ttl=30.0)
     east.tick()
     RegionTable(aws.client("dynamodb"), table).set_state("us-east-1", "draining")
     with awsguard.inject(CONFLICT, operations={"UpdateItem"}, tables={table}, per="call"):
