@@ -204,24 +204,30 @@ def test_the_quick_sweep_sends_a_retry_once_it_falls_due(published, partitions, 
     assert str(later.id) not in ids_sent(published)
 
 
+def add_backlog(template: Transfer, partition: int, **fields) -> None:
+    """10,000 transfers like ``template``, spread over eight partitions from ``partition``."""
+    Transfer.objects.bulk_create(
+        [
+            Transfer(
+                tenant_id=template.tenant_id,
+                source_endpoint_id=template.source_endpoint_id,
+                source_path=f"/out/{i}.csv",
+                source_version="1:1",
+                destination_endpoint_id=template.destination_endpoint_id,
+                destination_path=f"/in/{i}.csv",
+                partition=partition + (i % 8),
+                **fields,
+            )
+            for i in range(10_000)
+        ],
+        batch_size=2000,
+    )
+
+
 def test_the_due_retry_query_reads_the_dispatch_index_under_a_large_backlog(partitions, make):
     numbers, _ = partitions
     partition = next(numbers)
-    template = make(partition)
-    backlog = [
-        Transfer(
-            tenant_id=template.tenant_id,
-            source_endpoint_id=template.source_endpoint_id,
-            source_path=f"/out/{i}.csv",
-            source_version="1:1",
-            destination_endpoint_id=template.destination_endpoint_id,
-            destination_path=f"/in/{i}.csv",
-            partition=partition + (i % 8),
-            state=State.SUCCEEDED,
-        )
-        for i in range(10_000)
-    ]
-    Transfer.objects.bulk_create(backlog, batch_size=2000)
+    add_backlog(make(partition), partition, state=State.SUCCEEDED)
     for _ in range(3):
         make(partition, state=State.FAILED, attempt=1, next_attempt_at=timezone.now() - timedelta(seconds=1))
     with connection.cursor() as cursor:
@@ -243,20 +249,7 @@ def test_the_due_retry_query_reads_the_dispatch_index_under_a_large_backlog(part
 def test_the_handoff_query_reads_a_small_index_under_a_large_backlog(partitions, make):
     numbers, _ = partitions
     partition = next(numbers)
-    template = make(partition)
-    backlog = [
-        Transfer(
-            tenant_id=template.tenant_id,
-            source_endpoint_id=template.source_endpoint_id,
-            source_path=f"/out/{i}.csv",
-            source_version="1:1",
-            destination_endpoint_id=template.destination_endpoint_id,
-            destination_path=f"/in/{i}.csv",
-            partition=partition + (i % 8),
-        )
-        for i in range(10_000)
-    ]
-    Transfer.objects.bulk_create(backlog, batch_size=2000)
+    add_backlog(make(partition), partition)
     for _ in range(3):
         make(partition, handoff_from=OTHER)
     with connection.cursor() as cursor:
