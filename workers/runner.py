@@ -41,7 +41,7 @@ from engine import copy as engine
 from engine import listing
 from engine.errors import DestinationExists, TransferError
 from engine.locations import Location, S3Location, SftpLocation, location_of
-from engine.sftpio import part_path
+from engine.sftpio import legacy_part_path, part_path
 from engine.spec import S3Spec, SftpSpec
 from transfers import lifecycle
 from transfers.models import Transfer
@@ -314,15 +314,20 @@ def _deliver(transfer, source: Location, destination_spec, heartbeat: _Heartbeat
 
 def _remove_older_parts(destination_spec, final_path: str, transfer: Transfer, token: int) -> None:
     """Remove temporary files that earlier claims of this transfer may have left (a worker
-    killed mid-upload): each claim writes its own ``.NAME.<id>.<claim token>.part``."""
+    killed mid-upload): each claim writes its own ``.ferry-<id>.<claim token>.part``, and a
+    worker of the previous release wrote ``.NAME.<id>.<claim token>.part``."""
     if not isinstance(destination_spec, SftpSpec) or token <= 1:
         return
     final = location_of(destination_spec, final_path)
     for older in range(max(1, token - 10), token):
-        try:
-            listing.delete(SftpLocation(destination_spec, part_path(final.path, str(transfer.id), str(older))))
-        except TransferError:
-            log.warning("an older temporary file was not removed", extra={"claim_token": older})
+        for name in (part_path, legacy_part_path):
+            path = name(final.path, str(transfer.id), str(older))
+            if len(posixpath.basename(path).encode()) > 255:
+                continue  # a legacy name too long for any file system never existed
+            try:
+                listing.delete(SftpLocation(destination_spec, path))
+            except TransferError:
+                log.warning("an older temporary file was not removed", extra={"claim_token": older})
 
 
 def _to_delivering(transfer: Transfer, token: int) -> None:

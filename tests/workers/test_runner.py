@@ -165,6 +165,38 @@ def test_sftp_to_sftp_goes_through_staging_and_removes_it(endpoint, source_file,
     assert left.get("Contents", []) == []
 
 
+@pytest.mark.parametrize(
+    ("name", "leftover"),
+    [
+        # The usual file-system limit is 255 bytes a name: the temporary name must not grow it.
+        ("é" * 100 + "n" * 51 + ".csv", ".ferry-{id}.1.part"),
+        # A worker of the previous release named its temporary file after the target.
+        ("b.csv", ".b.csv.{id}.2.part"),
+    ],
+    ids=["255-byte-name", "legacy-part-left"],
+)
+def test_long_names_are_delivered_and_older_parts_of_both_forms_removed(
+    endpoint, source_file, make_transfer, sshd, name, leftover
+):
+    assert len(name.encode()) <= 255
+    data = os.urandom(30_000)
+    source_path, path = source_file(data)
+    sftp = endpoint("sftp")
+    folder = sshd.data_dir / f"{source_path.parent.name}-out"
+    folder.mkdir()
+    folder.chmod(0o777)
+    # Two earlier claims died mid-upload: this run is claim 3.
+    transfer = make_transfer(sftp, path, sftp, f"/{folder.name}/{name}", claim_token=2)
+    (folder / leftover.format(id=transfer.id)).write_bytes(b"a killed worker's upload")
+
+    assert run_transfer(str(transfer.id)) == "succeeded"
+
+    transfer.refresh_from_db()
+    assert transfer.state == State.SUCCEEDED, transfer.last_error_message
+    assert sorted(p.name for p in folder.iterdir()) == [name]
+    assert (folder / name).read_bytes() == data
+
+
 def test_a_missing_source_is_dead_at_once_with_its_code(endpoint, make_transfer):
     transfer = make_transfer(endpoint("sftp"), f"/nowhere-{uuid.uuid4().hex[:6]}/a.csv", endpoint("s3"), "/x/a.csv")
 
