@@ -59,6 +59,9 @@ def worker_name() -> str:
     return f"{settings.FERRY_REGION}/{socket.gethostname()}/{os.getpid()}"
 
 
+STAGING_LABEL = "Ferry's staging area"
+
+
 def staging_location(transfer: Transfer) -> S3Location:
     """The transfer's staging object in this region's staging bucket (Ferry's own account)."""
     spec = S3Spec(
@@ -68,6 +71,9 @@ def staging_location(transfer: Transfer) -> S3Location:
         region=settings.FERRY_AWS_REGION,
         sse="aws:kms",
         kms_key_id=settings.FERRY_KMS_KEY_ALIAS,
+        # Customers read transfer errors: never name Ferry's bucket there (issue 13 item 6).
+        # The failure's log line carries the bucket and key (``staging`` below).
+        label=STAGING_LABEL,
     )
     return S3Location(spec, transfer.staging_key or f"staging/{transfer.tenant_id}/{transfer.id}")
 
@@ -207,6 +213,7 @@ def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat, shared: en
     token = fence.claim_token
     key = delivery_key_of(transfer)
     ledger = context.ledger()
+    staging: S3Location | None = None
     try:
         outcome = ledger.claim(key, transfer_id=str(transfer.id), fence=fence)
         if outcome == ClaimOutcome.DELIVERED_BY_OTHER:
@@ -278,12 +285,17 @@ def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat, shared: en
         return "fence_lost"
     except (TransferError, DeliveryInProgress) as exc:
         state = lifecycle.record_failure(transfer.id, token, exc, now=timezone.now())
-        log.warning("transfer attempt failed", extra={"code": exc.code, "error": str(exc), "state": str(state)})
+        # The operator's line names what the customer's message does not (the staging bucket).
+        where = {"staging": staging.uri} if staging is not None else {}
+        log.warning(
+            "transfer attempt failed", extra={"code": exc.code, "error": str(exc), "state": str(state), **where}
+        )
         if state == State.DEAD:
             ledger.forget(key, transfer_id=str(transfer.id))
         return str(state)
     except Exception as exc:
-        log.exception("unexpected error while running a transfer")
+        where = {"staging": staging.uri} if staging is not None else {}
+        log.exception("unexpected error while running a transfer", extra=where)
         state = lifecycle.record_failure(transfer.id, token, exc, now=timezone.now())
         return str(state)
 
@@ -354,7 +366,7 @@ def _remove_staging(staging: S3Location) -> None:
         listing.delete(staging)
     except TransferError:
         # Lifecycle rules on the staging bucket remove leftovers; the delivery stands.
-        log.warning("staging object not removed", extra={"staging": str(staging)})
+        log.warning("staging object not removed", extra={"staging": staging.uri})
 
 
 def _after_delivery(transfer: Transfer) -> None:
