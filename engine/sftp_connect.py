@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncssh
 
 from engine import hostkeys
-from engine.errors import AuthenticationFailed, HostKeyMismatch, PermanentError, TransientError
+from engine.errors import AuthenticationFailed, HostKeyMismatch, PermanentError, TransientError, classify
 from engine.spec import SftpSpec
 
 # aes128-gcm is the fastest here (asyncssh's default order puts slower ciphers first).
@@ -63,6 +63,9 @@ async def connect(spec: SftpSpec, *, timeout: float = 15.0) -> asyncssh.SSHClien
     except ConnectionRefusedError as exc:
         raise TransientError(f"Connection refused by {spec.host}:{spec.port}.", code="connection_refused") from exc
     except (OSError, asyncssh.ConnectionLost, asyncssh.DisconnectError) as exc:
+        said = classify(exc)
+        if isinstance(said, HostKeyMismatch):  # the server gave the reason itself
+            raise said from exc
         if client.seen is None:
             # OpenSSH drops the connection (a reset or EOF, no reason given) when no host key
             # algorithm is shared: a pin of a key type the server lacks. That is no network
