@@ -270,30 +270,10 @@ class ScanFailed(Exception):
     """No host key could be read; the message is customer-safe."""
 
 
-async def _key_for(address: str, port: int, algs: list[str]) -> asyncssh.SSHKey | None:
-    try:
-        return await asyncio.wait_for(
-            asyncssh.get_server_host_key(address, port, server_host_key_algs=algs, config=None),
-            timeout=SCAN_TIMEOUT,
-        )
-    except (asyncssh.Error, OSError, TimeoutError):
-        return None
-
-
-async def _scan(address: str, port: int) -> list[str]:
-    # One handshake per key type: a server shows one host key per negotiated algorithm.
-    found = await asyncio.gather(*(_key_for(address, port, algs) for algs in hostkeys.KEY_TYPE_ALGORITHMS.values()))
-    pins: list[str] = []
-    for key in found:
-        if key is not None and hostkeys.pin_of(key) not in pins:
-            pins.append(hostkeys.pin_of(key))
-    return pins
-
-
 def scan_host_keys(host: str, port: int) -> dict[str, Any]:
     """The server's host keys as pins, one per key type it offers (after the SSRF guard)."""
     checked = netguard.guard_from_settings(host, port)
-    pins = run_async(lambda: _scan(checked.address, port))
+    pins = run_async(lambda: hostkeys.scan(checked.address, port, timeout=SCAN_TIMEOUT))
     if not pins:
         raise ScanFailed(f"Could not read a host key from {host}:{port} (no SSH server answered).")
     return {"host": host, "port": port, "address": checked.address, "host_keys": pins}

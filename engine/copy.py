@@ -120,7 +120,7 @@ async def _stage(
         sha = await s3io.sha256_tag(client, staging.spec.bucket, staging.key) if staging.spec.object_tags else None
         if sha:
             size = int(head["ContentLength"])
-            log.info("reusing staged copy", extra={"staging": str(staging), "transfer_id": transfer_id})
+            log.info("reusing staged copy", extra={"staging": staging.uri, "transfer_id": transfer_id})
             return CopyResult(
                 sha256=sha, size=size, destination=staging.key, outcome="already_delivered", staged=staging
             )

@@ -147,6 +147,10 @@ def _classify(exc: BaseException) -> TransferError:
         return HostKeyMismatch("The server's host key is not pinned for this endpoint.")
     if isinstance(exc, asyncssh.PermissionDenied):
         return AuthenticationFailed("The server refused the login.")
+    if isinstance(exc, asyncssh.KeyExchangeFailed) and "host key" in (exc.reason or "").lower():
+        # No host key algorithm in common (a pin of a key type the server lacks), said by a
+        # server that sends a reason: permanent, unlike the network faults around it.
+        return HostKeyMismatch(f"No host key algorithm in common with the server ({exc.reason}).")
     if isinstance(exc, asyncssh.ChannelOpenError):
         # Usually MaxSessions reached or the server going away: try again later.
         return TransientError(f"The server refused a new channel: {exc.reason}", code="channel_refused")

@@ -8,6 +8,7 @@ fingerprint is pinned for that type.
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import asyncssh
@@ -69,6 +70,43 @@ class PinningClient(asyncssh.SSHClient):
     def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
         self.seen = pin_of(key)
         return (key_type_of(key), key.get_fingerprint("sha256")) in self._pins
+
+
+async def _key_for(address: str, port: int, algs: list[str], timeout: float) -> asyncssh.SSHKey | None:
+    try:
+        return await asyncio.wait_for(
+            asyncssh.get_server_host_key(address, port, server_host_key_algs=algs, config=None), timeout=timeout
+        )
+    except (asyncssh.Error, OSError, TimeoutError):
+        return None
+
+
+async def scan(address: str, port: int, *, timeout: float = 10.0) -> list[str]:
+    """The server's host keys as pins, one per key type it offers ([] when none answered).
+
+    One handshake per key type: a server shows one host key per negotiated algorithm, and
+    an SSH server does not otherwise say which key types it has.
+    """
+    found = await asyncio.gather(*(_key_for(address, port, algs, timeout) for algs in KEY_TYPE_ALGORITHMS.values()))
+    pins: list[str] = []
+    for key in found:
+        if key is not None and pin_of(key) not in pins:
+            pins.append(pin_of(key))
+    return pins
+
+
+def type_mismatch_message(offered_pins: list[str], pinned: list[str]) -> str:
+    """Customer-safe text for a server none of whose host key types is pinned."""
+
+    def describe(types: list[str]) -> str:
+        return "; ".join(f"{t} ({', '.join(KEY_TYPE_ALGORITHMS.get(t, [t]))})" for t in types)
+
+    offered = list(dict.fromkeys(p.split(" ", 1)[0] for p in offered_pins))
+    wanted = list(dict.fromkeys(parse_pin(p)[0] for p in pinned))
+    return (
+        f"The server offers host key types {describe(offered)}, but this endpoint pins only {describe(wanted)}. "
+        "Scan the server's host keys again and pin one of its keys."
+    )
 
 
 # Trust nothing by default: asyncssh then asks validate_host_public_key about each key.

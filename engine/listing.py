@@ -16,8 +16,10 @@ from engine.errors import DestinationExists, TransferError, classify
 from engine.locations import Location, S3Location, SftpLocation
 from engine.pool import get_pool
 
-# In-flight deliveries (``.NAME.<transfer id>.part``) are never files to pick up.
-PART_RE = re.compile(r"^\..+\.[^.]+\.part$")
+# In-flight deliveries are never files to pick up: ``.ferry-<transfer id>[.<claim>].part``
+# (sftpio.part_path) and the previous release's ``.NAME.<transfer id>[.<claim>].part``,
+# which a worker of that release may have left behind.
+PART_RE = re.compile(r"^\.ferry-[^./]+(\.[0-9]+)?\.part$|^\..+\.[^.]+\.part$")
 
 
 @dataclass(frozen=True)

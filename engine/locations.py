@@ -32,6 +32,12 @@ class S3Location:
     key: str
 
     def __str__(self) -> str:
+        """Customer-safe: the spec's ``label`` when it has one, else ``uri``."""
+        return self.spec.label or self.uri
+
+    @property
+    def uri(self) -> str:
+        """``s3://bucket/key``, for operator logs."""
         return f"s3://{self.spec.bucket}/{self.key}"
 
     @property

@@ -175,7 +175,7 @@ async def open_source(sessions: Sessions, source: Location, options: CopyOptions
     client = s3client.client(source.spec)
     head = await s3io.head(client, source.spec.bucket, source.key)
     if head is None:
-        raise SourceMissing(f"s3://{source.spec.bucket}/{source.key} does not exist.")
+        raise SourceMissing(f"{source} does not exist.")
     etag = head.get("ETag")
 
     def s3_chunks() -> AsyncIterator[bytes]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncssh
 
 from engine import hostkeys
-from engine.errors import AuthenticationFailed, HostKeyMismatch, PermanentError, TransientError
+from engine.errors import AuthenticationFailed, HostKeyMismatch, PermanentError, TransientError, classify
 from engine.spec import SftpSpec
 
 # aes128-gcm is the fastest here (asyncssh's default order puts slower ciphers first).
@@ -63,5 +63,25 @@ async def connect(spec: SftpSpec, *, timeout: float = 15.0) -> asyncssh.SSHClien
     except ConnectionRefusedError as exc:
         raise TransientError(f"Connection refused by {spec.host}:{spec.port}.", code="connection_refused") from exc
     except (OSError, asyncssh.ConnectionLost, asyncssh.DisconnectError) as exc:
+        said = classify(exc)
+        if isinstance(said, HostKeyMismatch):  # the server gave the reason itself
+            raise said from exc
+        if client.seen is None:
+            # OpenSSH drops the connection (a reset or EOF, no reason given) when no host key
+            # algorithm is shared: a pin of a key type the server lacks. That is no network
+            # fault, and retrying cannot help, so ask the server which key types it has.
+            offered = await _offered_if_unpinned(spec, timeout)
+            if offered:
+                raise HostKeyMismatch(hostkeys.type_mismatch_message(offered, list(spec.host_keys))) from exc
         message = f"Could not connect to {spec.host}:{spec.port}: {type(exc).__name__}."
         raise TransientError(message, code="connection_failed") from exc
+
+
+async def _offered_if_unpinned(spec: SftpSpec, timeout: float) -> list[str]:
+    """The server's host keys when it has some but of no pinned type, else [] (a real
+    network fault, or a server that answers none of our handshakes)."""
+    offered = await hostkeys.scan(spec.connect_address or spec.host, spec.port, timeout=timeout)
+    pinned_types = {hostkeys.parse_pin(p)[0] for p in spec.host_keys}
+    if any(pin.split(" ", 1)[0] in pinned_types for pin in offered):
+        return []
+    return offered

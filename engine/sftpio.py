@@ -149,10 +149,21 @@ async def remove_quietly(sftp: asyncssh.SFTPClient, path: str) -> bool:
 
 
 def part_path(path: str, transfer_id: str, tag: str = "") -> str:
-    """``/dir/NAME`` → ``/dir/.NAME.<transfer id>[.<tag>].part`` (same folder, so the rename
-    is atomic). The tag (the transfer service passes its claim token) gives each claim its
-    own temporary file: a paused worker that wakes up writes only to its own file, never
-    into another claim's upload or the delivered file."""
+    """``/dir/NAME`` → ``/dir/.ferry-<transfer id>[.<tag>].part`` (same folder, so the rename
+    is atomic). The name does not contain NAME, so it stays short whatever NAME is: a
+    255-byte destination name (the usual file-system limit) is legal and must be
+    deliverable. The transfer id ties the file to its transfer (and so to NAME, which the
+    transfer row holds). The tag (the transfer service passes its claim token) gives each
+    claim its own temporary file: a paused worker that wakes up writes only to its own
+    file, never into another claim's upload or the delivered file."""
+    folder = posixpath.dirname(path)
+    suffix = f".{tag}" if tag else ""
+    return posixpath.join(folder, f".ferry-{transfer_id}{suffix}.part")
+
+
+def legacy_part_path(path: str, transfer_id: str, tag: str = "") -> str:
+    """The previous release's temporary name, ``/dir/.NAME.<transfer id>[.<tag>].part``:
+    still removed by cleanup, for the files a worker of that release left behind."""
     folder, name = posixpath.split(path)
     suffix = f".{tag}" if tag else ""
     return posixpath.join(folder, f".{name}.{transfer_id}{suffix}.part")

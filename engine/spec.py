@@ -51,6 +51,11 @@ class S3Spec:
     # the engine never sends or reads object tags (the SHA-256 is still returned, and a
     # staging object without its tag is not reused).
     object_tags: bool = True
+    # How messages name this bucket (``str`` of an S3Location), instead of
+    # ``s3://bucket/key``: the transfer service calls its own staging bucket "Ferry's
+    # staging area", so a customer's error never names Ferry's internal resources. Logs
+    # use ``S3Location.uri``, which always names the bucket.
+    label: str = ""
 
     @property
     def pool_key(self) -> tuple[str, int]:

@@ -50,7 +50,7 @@ async def _settle_s3_conflict(
         return None
     if options.on_conflict == "skip":
         return CopyResult(sha256="", size=int(head["ContentLength"]), destination=dest.key, outcome="skipped")
-    raise DestinationExists(f"s3://{dest.spec.bucket}/{dest.key} already exists (another file).")
+    raise DestinationExists(f"{dest} already exists (another file).")
 
 
 async def _hash_s3(client: Any, bucket: str, key: str) -> tuple[str, int]:
@@ -65,7 +65,7 @@ async def _hash_s3(client: Any, bucket: str, key: str) -> tuple[str, int]:
 async def _check_s3_delivery(client: Any, dest: S3Location, transfer_id: str, sha: str, size: int, verify: str) -> None:
     head = await s3io.head(client, dest.spec.bucket, dest.key)
     if head is None:
-        raise SizeMismatch(f"s3://{dest.spec.bucket}/{dest.key} is missing right after it was written.", code="lost")
+        raise SizeMismatch(f"{dest} is missing right after it was written.", code="lost")
     owner = s3io.transfer_id_of(head)
     if owner is None:
         # Some S3-compatible servers drop user metadata (rclone serve s3 on multipart
@@ -73,15 +73,15 @@ async def _check_s3_delivery(client: Any, dest: S3Location, transfer_id: str, sh
         log.warning("destination object carries no transfer id metadata", extra={"key": dest.key})
     elif owner != transfer_id:
         # A server that ignores If-None-Match let someone else's write win the race.
-        raise DestinationExists(f"s3://{dest.spec.bucket}/{dest.key} was replaced by another writer.")
+        raise DestinationExists(f"{dest} was replaced by another writer.")
     if int(head["ContentLength"]) != size:
-        raise SizeMismatch(f"s3://{dest.spec.bucket}/{dest.key} holds {head['ContentLength']} bytes, {size} written.")
+        raise SizeMismatch(f"{dest} holds {head['ContentLength']} bytes, {size} written.")
     if verify == "reread":
         got, n = await _hash_s3(client, dest.spec.bucket, dest.key)
         if got != sha or n != size:
             # Ours (checked above) and wrong: remove it so a retry can deliver.
             await runtime.in_thread(client.delete_object, Bucket=dest.spec.bucket, Key=dest.key)
-            raise ChecksumMismatch(f"s3://{dest.spec.bucket}/{dest.key} reads back with another SHA-256.")
+            raise ChecksumMismatch(f"{dest} reads back with another SHA-256.")
 
 
 async def to_s3(
@@ -131,7 +131,7 @@ async def to_s3(
         head = await s3io.head(client, dest.spec.bucket, dest.key)
         settled = await _settle_s3_conflict(client, dest, head or {}, transfer_id, options) if head else None
         if settled is None:  # gone again, or overwrite: the caller's retry writes it
-            raise classify(TimeoutError(), context=f"s3://{dest.spec.bucket}/{dest.key} changed under us")
+            raise classify(TimeoutError(), context=f"{dest} changed under us")
         return settled
     progress.finish(result.size)
     await _check_s3_delivery(client, dest, transfer_id, result.sha256, result.size, options.verify)

@@ -1,6 +1,6 @@
 """Copying to an SFTP destination: written to a temporary name, renamed into place.
 
-Atomic delivery (DESIGN §4): the bytes go to ``.NAME.<transfer id>.part`` beside the
+Atomic delivery (DESIGN §4): the bytes go to ``.ferry-<transfer id>.<claim>.part`` beside the
 target, which the plain SFTP rename (it refuses to overwrite) moves into place. A target
 that already holds this transfer's bytes counts as ``already_delivered``; another file is
 a conflict settled by ``on_conflict``. The source is read through the chunk pipeline

@@ -104,7 +104,8 @@ def _in_route(route: Route, path: str) -> bool:
             return False
     elif folder != route.source_path:
         return False
-    # Ferry's own in-flight uploads (".NAME.<transfer id>.part") are never a source file,
+    # Ferry's own in-flight uploads (".ferry-<transfer id>.<claim>.part", or the previous
+    # release's ".NAME.<transfer id>.<claim>.part") are never a source file,
     # even when one route's destination folder is another route's source.
     return not PART_RE.match(name) and fnmatch.fnmatchcase(name, route.pattern)
 

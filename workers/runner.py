@@ -41,7 +41,7 @@ from engine import copy as engine
 from engine import listing
 from engine.errors import DestinationExists, TransferError
 from engine.locations import Location, S3Location, SftpLocation, location_of
-from engine.sftpio import part_path
+from engine.sftpio import legacy_part_path, part_path
 from engine.spec import S3Spec, SftpSpec
 from transfers import lifecycle
 from transfers.models import Transfer
@@ -59,6 +59,9 @@ def worker_name() -> str:
     return f"{settings.FERRY_REGION}/{socket.gethostname()}/{os.getpid()}"
 
 
+STAGING_LABEL = "Ferry's staging area"
+
+
 def staging_location(transfer: Transfer) -> S3Location:
     """The transfer's staging object in this region's staging bucket (Ferry's own account)."""
     spec = S3Spec(
@@ -68,6 +71,9 @@ def staging_location(transfer: Transfer) -> S3Location:
         region=settings.FERRY_AWS_REGION,
         sse="aws:kms",
         kms_key_id=settings.FERRY_KMS_KEY_ALIAS,
+        # Customers read transfer errors: never name Ferry's bucket there (issue 13 item 6).
+        # The failure's log line carries the bucket and key (``staging`` below).
+        label=STAGING_LABEL,
     )
     return S3Location(spec, transfer.staging_key or f"staging/{transfer.tenant_id}/{transfer.id}")
 
@@ -207,6 +213,7 @@ def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat, shared: en
     token = fence.claim_token
     key = delivery_key_of(transfer)
     ledger = context.ledger()
+    staging: S3Location | None = None
     try:
         outcome = ledger.claim(key, transfer_id=str(transfer.id), fence=fence)
         if outcome == ClaimOutcome.DELIVERED_BY_OTHER:
@@ -278,12 +285,17 @@ def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat, shared: en
         return "fence_lost"
     except (TransferError, DeliveryInProgress) as exc:
         state = lifecycle.record_failure(transfer.id, token, exc, now=timezone.now())
-        log.warning("transfer attempt failed", extra={"code": exc.code, "error": str(exc), "state": str(state)})
+        # The operator's line names what the customer's message does not (the staging bucket).
+        where = {"staging": staging.uri} if staging is not None else {}
+        log.warning(
+            "transfer attempt failed", extra={"code": exc.code, "error": str(exc), "state": str(state), **where}
+        )
         if state == State.DEAD:
             ledger.forget(key, transfer_id=str(transfer.id))
         return str(state)
     except Exception as exc:
-        log.exception("unexpected error while running a transfer")
+        where = {"staging": staging.uri} if staging is not None else {}
+        log.exception("unexpected error while running a transfer", extra=where)
         state = lifecycle.record_failure(transfer.id, token, exc, now=timezone.now())
         return str(state)
 
@@ -314,15 +326,20 @@ def _deliver(transfer, source: Location, destination_spec, heartbeat: _Heartbeat
 
 def _remove_older_parts(destination_spec, final_path: str, transfer: Transfer, token: int) -> None:
     """Remove temporary files that earlier claims of this transfer may have left (a worker
-    killed mid-upload): each claim writes its own ``.NAME.<id>.<claim token>.part``."""
+    killed mid-upload): each claim writes its own ``.ferry-<id>.<claim token>.part``, and a
+    worker of the previous release wrote ``.NAME.<id>.<claim token>.part``."""
     if not isinstance(destination_spec, SftpSpec) or token <= 1:
         return
     final = location_of(destination_spec, final_path)
     for older in range(max(1, token - 10), token):
-        try:
-            listing.delete(SftpLocation(destination_spec, part_path(final.path, str(transfer.id), str(older))))
-        except TransferError:
-            log.warning("an older temporary file was not removed", extra={"claim_token": older})
+        for name in (part_path, legacy_part_path):
+            path = name(final.path, str(transfer.id), str(older))
+            if len(posixpath.basename(path).encode()) > 255:
+                continue  # a legacy name too long for any file system never existed
+            try:
+                listing.delete(SftpLocation(destination_spec, path))
+            except TransferError:
+                log.warning("an older temporary file was not removed", extra={"claim_token": older})
 
 
 def _to_delivering(transfer: Transfer, token: int) -> None:
@@ -349,7 +366,7 @@ def _remove_staging(staging: S3Location) -> None:
         listing.delete(staging)
     except TransferError:
         # Lifecycle rules on the staging bucket remove leftovers; the delivery stands.
-        log.warning("staging object not removed", extra={"staging": str(staging)})
+        log.warning("staging object not removed", extra={"staging": staging.uri})
 
 
 def _after_delivery(transfer: Transfer) -> None:

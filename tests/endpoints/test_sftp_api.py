@@ -97,6 +97,15 @@ def test_read_change_rotate_delete(api, moto, sshd, secret_names):
     assert api.delete(f"/api/v1{path}").status_code == 404
 
 
+def test_pinned_key_type_the_server_lacks_fails_the_host_key_check(api, moto, sshd):
+    # The test sshd has no RSA host key: the handshake shares no host key algorithm.
+    body = sftp_body(sshd, host_keys=["ssh-rsa SHA256:" + "B" * 43])
+    endpoint_id = post(api, "/endpoints", body).json()["id"]
+    check = failed_check(post(api, f"/endpoints/{endpoint_id}/test", {}).json())
+    assert check["name"] == "host_key"
+    assert "ssh-ed25519" in check["detail"] and "rsa-sha2-256" in check["detail"]
+
+
 def test_wrong_pin_names_host_key_check_and_fingerprint_seen(api, moto, sshd):
     body = sftp_body(sshd, host_keys=["ssh-ed25519 SHA256:" + "B" * 43])
     endpoint_id = post(api, "/endpoints", body).json()["id"]

@@ -34,6 +34,19 @@ def test_retry_after_sftp_rename_counts_as_delivered(src_object, sftp_spec, fold
     assert visible(folder) == ["report.csv"]
 
 
+def test_255_byte_name_is_delivered_to_sftp(src_object, sftp_spec, folder):
+    # The usual file-system limit is 255 bytes per name: the temporary name must not grow it.
+    name = "é" * 100 + "n" * 51 + ".csv"
+    assert len(name.encode()) == 255
+    src, data = src_object
+    result = copy(
+        src, sftp_loc(sftp_spec, folder / name), transfer_id=str(uuid.uuid4()), options=CopyOptions(part_tag="2")
+    )
+    assert result.outcome == "delivered"
+    assert visible(folder) == [name]
+    assert (folder / name).read_bytes() == data
+
+
 def test_retry_after_s3_complete_counts_as_delivered(sftp_spec, s3spec, folder):
     data = payload(9 * MIB, seed=3)  # multipart
     (folder / "big.bin").write_bytes(data)
@@ -118,7 +131,7 @@ def test_before_commit_failure_removes_the_part_file(src_object, sftp_spec, fold
 
     with pytest.raises(Ledger):
         copy(src, sftp_loc(sftp_spec, folder / "report.csv"), transfer_id="t-7", before_commit=fenced_write)
-    assert seen == [[".report.csv.t-7.part"]]  # written under the temporary name first
+    assert seen == [[".ferry-t-7.part"]]  # written under the temporary name first
     assert visible(folder) == []
 
 

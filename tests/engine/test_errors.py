@@ -41,6 +41,14 @@ def client_error(code: str, status: int, op: str = "PutObject") -> ClientError:
         (OSError(errno.EHOSTUNREACH, "unreachable"), True, "network"),
         (asyncssh.ConnectionLost("gone"), True, "connection_lost"),
         (asyncssh.PermissionDenied("no"), False, "authentication_failed"),
+        (
+            asyncssh.KeyExchangeFailed(
+                "No matching server host key algorithm found, sent rsa-sha2-512 and received ssh-ed25519"
+            ),
+            False,
+            "host_key_mismatch",
+        ),
+        (asyncssh.KeyExchangeFailed("No matching encryption algorithm found"), True, "connection_lost"),
         (asyncssh.SFTPNoSuchFile("no"), False, "source_missing"),
         (asyncssh.SFTPPermissionDenied("no"), False, "permission_denied"),
         (asyncssh.SFTPFailure("eh"), True, "sftp_failure"),

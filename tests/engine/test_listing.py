@@ -15,7 +15,8 @@ from tests.engine.conftest import s3, s3_loc, sftp_loc
 def test_list_sftp_folder(sftp_spec, folder):
     (folder / "a.csv").write_bytes(b"aa")
     (folder / "b.txt").write_bytes(b"b")
-    (folder / ".a.csv.t-1.part").write_bytes(b"in flight")
+    (folder / ".a.csv.t-1.part").write_bytes(b"in flight")  # the previous release's name
+    (folder / ".ferry-t-2.3.part").write_bytes(b"in flight")
     (folder / "sub").mkdir()
     (folder / "sub" / "c.csv").write_bytes(b"ccc")
     past = time.time() - 100

@@ -90,3 +90,13 @@ def test_closed_port_is_transient():
         )
     assert err.value.transient
     assert err.value.code == "connection_refused"
+
+
+def test_pinned_key_type_the_server_lacks_is_a_host_key_mismatch(sshd):
+    # The test sshd has Ed25519 and ECDSA host keys only: an RSA pin shares no algorithm with it.
+    assert "ssh-rsa" not in sshd.host_key_pins
+    with pytest.raises(HostKeyMismatch) as err:
+        _login(spec_for(sshd, host_keys=("ssh-rsa SHA256:" + "B" * 43,)))
+    assert not err.value.transient and err.value.code == "host_key_mismatch"
+    message = str(err.value)
+    assert "rsa-sha2-512" in message and "ssh-ed25519" in message

@@ -10,6 +10,7 @@ through the model: nothing is dispatched, the test is the worker.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -163,6 +164,61 @@ def test_sftp_to_sftp_goes_through_staging_and_removes_it(endpoint, source_file,
     assert transfer.staging_key
     left = aws.client("s3").list_objects_v2(Bucket=staging_bucket(), Prefix=transfer.staging_key)
     assert left.get("Contents", []) == []
+
+
+def test_a_staging_failure_names_ferrys_staging_area_not_its_bucket(
+    endpoint, source_file, make_transfer, sshd, monkeypatch, caplog
+):
+    # A staging bucket that does not exist (on the moto server): every staging call fails.
+    missing = f"ferry-staging-gone-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setattr("workers.runner.staging_bucket", lambda: missing)
+    _, path = source_file(os.urandom(1000))
+    sftp = endpoint("sftp")
+    transfer = make_transfer(sftp, path, sftp, f"/staging-err-{uuid.uuid4().hex[:6]}.csv")
+
+    with caplog.at_level(logging.WARNING, logger="ferry.runner"):
+        run_transfer(str(transfer.id))
+
+    transfer.refresh_from_db()
+    assert transfer.last_error_code == "bucket_missing", transfer.last_error_message
+    assert missing not in transfer.last_error_message
+    assert "Ferry's staging area" in transfer.last_error_message
+    events = TransferEvent.objects.filter(transfer=transfer)
+    assert not [e for e in events if missing in str(e.detail)]
+    logged = [r for r in caplog.records if r.getMessage() == "transfer attempt failed"]
+    assert logged and missing in logged[-1].staging
+
+
+@pytest.mark.parametrize(
+    ("name", "leftover"),
+    [
+        # The usual file-system limit is 255 bytes a name: the temporary name must not grow it.
+        ("é" * 100 + "n" * 51 + ".csv", ".ferry-{id}.1.part"),
+        # A worker of the previous release named its temporary file after the target.
+        ("b.csv", ".b.csv.{id}.2.part"),
+    ],
+    ids=["255-byte-name", "legacy-part-left"],
+)
+def test_long_names_are_delivered_and_older_parts_of_both_forms_removed(
+    endpoint, source_file, make_transfer, sshd, name, leftover
+):
+    assert len(name.encode()) <= 255
+    data = os.urandom(30_000)
+    source_path, path = source_file(data)
+    sftp = endpoint("sftp")
+    folder = sshd.data_dir / f"{source_path.parent.name}-out"
+    folder.mkdir()
+    folder.chmod(0o777)
+    # Two earlier claims died mid-upload: this run is claim 3.
+    transfer = make_transfer(sftp, path, sftp, f"/{folder.name}/{name}", claim_token=2)
+    (folder / leftover.format(id=transfer.id)).write_bytes(b"a killed worker's upload")
+
+    assert run_transfer(str(transfer.id)) == "succeeded"
+
+    transfer.refresh_from_db()
+    assert transfer.state == State.SUCCEEDED, transfer.last_error_message
+    assert sorted(p.name for p in folder.iterdir()) == [name]
+    assert (folder / name).read_bytes() == data
 
 
 def test_a_missing_source_is_dead_at_once_with_its_code(endpoint, make_transfer):
