@@ -337,6 +337,33 @@ def test_after_delivery_delete_and_move(api, sshd, bucket, stack, action):
     assert done.source_action_error == ""
 
 
+@pytest.mark.parametrize("action", ["delete", "move"])
+def test_after_delivery_handles_the_done_marker_with_its_file(api, sshd, bucket, stack, action):
+    """Issue 13 item 18: the marker was left behind, so it lingered (and a new file of the
+    same name would have been taken at once)."""
+    src = folder(sshd, f"out-{uuid.uuid4().hex[:6]}")
+    (src / "a.csv").write_bytes(b"1,2,3\n")
+    (src / "a.csv.done").write_bytes(b"")
+    (src / "b.csv").write_bytes(b"4,5,6\n")  # no marker yet: not taken, and left alone
+    source = sftp_endpoint(api, sshd)
+    destination = s3_endpoint(api, bucket)
+    after = "delete" if action == "delete" else {"move_to": f"/{src.name}/archive"}
+    options = {"after_delivery": after, "done_marker": "{name}.done", "stable_polls": False}
+    route = create(api, "/api/v1/routes", route_body(source, f"/{src.name}", destination, "/marked", options=options))
+    (created,) = run_route(api, route["id"])
+    assert Transfer.objects.get(id=created["id"]).source_path == f"/{src.name}/a.csv"
+    wait_state(created["id"], State.SUCCEEDED)
+    done = wait_until(
+        lambda: Transfer.objects.filter(id=created["id"], source_action_state="done").first(),
+        timeout=20,
+        message="the after-delivery action",
+    )
+    assert done.source_action_error == ""
+    assert sorted(p.name for p in src.iterdir() if p.is_file()) == ["b.csv"]
+    if action == "move":
+        assert sorted(p.name for p in (src / "archive").iterdir()) == ["a.csv", "a.csv.done"]
+
+
 def test_small_files_of_a_route_travel_as_one_batch(api, sshd, bucket, stack):
     src = folder(sshd, f"out-{uuid.uuid4().hex[:6]}")
     files = {f"s{i:02d}.txt": os.urandom(4096) for i in range(24)}

@@ -226,3 +226,12 @@ def test_options_defaults_and_validation():
         options.normalize({"max_attempts": True})
     with pytest.raises(options.InvalidOptions):
         options.normalize({"after_delivery": {"move_to": "/a/../b"}})
+
+
+def test_own_marker_path_is_the_per_file_marker_next_to_its_file():
+    at = datetime(2026, 1, 2)
+    assert naming.own_marker_path("{name}.done", "/out/a.csv", at=at) == "/out/a.csv.done"
+    assert naming.own_marker_path("{stem}.ok", "/out/sub/a.csv", at=at) == "/out/sub/a.ok"
+    # A marker shared by the folder may still be awaited by other files: never handled.
+    assert naming.own_marker_path("_SUCCESS", "/out/a.csv", at=at) is None
+    assert naming.own_marker_path(None, "/out/a.csv", at=at) is None
