@@ -3,7 +3,10 @@
 The order (DESIGN.md §3, §4):
 
 1. **Guard**: the transfer's partition must be held by this region (lease item read
-   now); otherwise the holder's keeper dispatches it and this message is dropped.
+   now) and the region must be active (region item read now); otherwise the holder's,
+   or the next holder's, keeper dispatches it and this message is dropped. A draining
+   region so runs only the claims it already had, and its hand-over does not wait for
+   its queue.
 2. **Claim** by compare-and-set (a duplicate SQS message finds the claim live and
    exits); a heartbeat thread extends the claim and records progress while bytes move.
 3. **Ledger claim** (fenced by the lease and the claim token): a delivery already made
@@ -181,6 +184,11 @@ def run_transfer(transfer_id: str, *, shared: engine.SharedSessions | None = Non
         if lease is None:
             log.info("partition not held by this region; leaving the transfer to its holder")
             return "not_our_partition"
+        if not context.region_takes_work():
+            # Unclaimed, so the keeper's hand-over need not wait for it; the next holder's
+            # keeper dispatches it (pending, or a retry) as soon as it takes the partition.
+            log.info("region draining; leaving the transfer to the partition's next holder")
+            return "region_draining"
         plan = _plan(transfer)
         token = lifecycle.claim(transfer.id, worker=worker_name(), to=plan.to, frm=plan.frm)
         if token is None:
