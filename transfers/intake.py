@@ -248,13 +248,12 @@ def observe_files(route: Route, files: Sequence[RemoteFile], *, now: datetime, f
         for path, file in candidates.items():
             size, mtime = int(file.size), float(file.mtime)
             old = previous.get(path)
-            before = (
-                stability.Observation(
-                    size=old.size, mtime=old.mtime, polls=old.polls, since=old.first_seen_at.timestamp()
-                )
-                if old
-                else None
-            )
+            before = None
+            if old is not None:
+                # One poll like this: that poll (last_seen_at) started it. Read so, a row
+                # written before first_seen_at moved on changes cannot shorten the interval.
+                since = old.last_seen_at if old.polls == 1 else old.first_seen_at
+                before = stability.Observation(size=old.size, mtime=old.mtime, polls=old.polls, since=since.timestamp())
             current = stability.observe(before, size=size, mtime=mtime, now=now.timestamp())
             folder, name = posixpath.split(path)
             marker = markers_of.get(name)

@@ -65,6 +65,25 @@ def test_polls_closer_than_the_minimum_interval_do_not_take_a_file(poll_route):
     assert created.bytes_total == 128
 
 
+def test_an_older_row_changed_since_its_first_sighting_waits_the_interval(poll_route):
+    """A row from before first_seen_at moved on changes: seen long ago, changed at the last
+    poll (polls back at 1). The interval counts from that poll, not the first sighting."""
+    t0 = timezone.now()
+    mtime = t0.timestamp() - 100
+    FileObservation.objects.create(
+        route=poll_route,
+        path="/out/old-row.csv",
+        size=128,
+        mtime=mtime,
+        first_seen_at=t0 - timedelta(hours=1),
+        last_seen_at=t0,
+        polls=1,
+    )
+    files = [RemoteFile("/out/old-row.csv", 128, mtime)]
+    assert intake.observe_files(poll_route, files, now=t0 + timedelta(seconds=2)) == []
+    assert len(intake.observe_files(poll_route, files, now=t0 + timedelta(seconds=31))) == 1
+
+
 def test_pattern_folder_min_age_and_forgotten_files(poll_route):
     Route.objects.filter(id=poll_route.id).update(options={**poll_route.options, "min_age_seconds": 60})
     poll_route.refresh_from_db()
