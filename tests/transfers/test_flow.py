@@ -109,10 +109,15 @@ def test_scheduled_sftp_file_arrives_in_s3_with_the_same_sha256(api, sshd, bucke
             trigger={"type": "schedule", "cron": "* * * * *", "timezone": "UTC"},
         ),
     )
-    # Two polls: the file must be seen unchanged twice before it is taken.
+    # Two polls: the file must be seen unchanged twice, the minimum interval apart (moved
+    # back rather than slept through), before it is taken.
     for _ in range(2):
         Route.objects.filter(id=route["id"]).update(next_run_at=timezone.now())
         scheduler_tick()
+        interval = timedelta(seconds=stability.MIN_INTERVAL_SECONDS)
+        FileObservation.objects.filter(route_id=route["id"]).update(
+            first_seen_at=F("first_seen_at") - interval, last_seen_at=F("last_seen_at") - interval
+        )
     transfer = Transfer.objects.get(route_id=route["id"])
     done = wait_state(transfer.id, State.SUCCEEDED)
     body = aws.client("s3").get_object(Bucket=bucket, Key="incoming/daily/report 1.csv")["Body"].read()
