@@ -202,8 +202,9 @@ def observe_files(route: Route, files: Sequence[RemoteFile], *, now: datetime, f
     applies the folder and pattern rules itself, so pass the unfiltered listing when the
     route has a done marker (markers usually do not match the pattern). Observations of
     files no longer listed are forgotten. Stability (``transfers.stability``):
-    ``min_age_seconds`` by mtime, unchanged size and mtime across two polls when
-    ``stable_polls``, the done marker when set; ``force`` takes every matching file now.
+    ``min_age_seconds`` by mtime, unchanged size and mtime across two polls at least
+    ``stability.MIN_INTERVAL_SECONDS`` apart when ``stable_polls``, the done marker when
+    set; ``force`` takes every matching file now.
     Files modified before the route's restore watermark are never taken (``watermarks``).
 
     Returns the transfers created by this call (already existing ones are not repeated);
@@ -248,8 +249,13 @@ def observe_files(route: Route, files: Sequence[RemoteFile], *, now: datetime, f
         for path, file in candidates.items():
             size, mtime = int(file.size), float(file.mtime)
             old = previous.get(path)
-            before = stability.Observation(size=old.size, mtime=old.mtime, polls=old.polls) if old else None
-            current = stability.observe(before, size=size, mtime=mtime)
+            before = None
+            if old is not None:
+                # One poll like this: that poll (last_seen_at) started it. Read so, a row
+                # written before first_seen_at moved on changes cannot shorten the interval.
+                since = old.last_seen_at if old.polls == 1 else old.first_seen_at
+                before = stability.Observation(size=old.size, mtime=old.mtime, polls=old.polls, since=since.timestamp())
+            current = stability.observe(before, size=size, mtime=mtime, now=now.timestamp())
             folder, name = posixpath.split(path)
             marker = markers_of.get(name)
             decision = stability.decide(
@@ -276,6 +282,8 @@ def observe_files(route: Route, files: Sequence[RemoteFile], *, now: datetime, f
                 )
             else:
                 old.size, old.mtime, old.polls, old.last_seen_at = size, mtime, current.polls, now
+                if current.polls == 1:  # changed: the unchanged interval starts again now
+                    old.first_seen_at = now
                 old.version = _version_of(file)
                 to_update.append(old)
             if decision.stable:
@@ -284,7 +292,7 @@ def observe_files(route: Route, files: Sequence[RemoteFile], *, now: datetime, f
         # ignore_conflicts: a concurrent poll of the same route inserted it; its count stands.
         FileObservation.objects.bulk_create(to_create, ignore_conflicts=True, batch_size=500)
         FileObservation.objects.bulk_update(
-            to_update, ["size", "mtime", "polls", "last_seen_at", "version"], batch_size=500
+            to_update, ["size", "mtime", "polls", "first_seen_at", "last_seen_at", "version"], batch_size=500
         )
         detail = "created by a manual run (forced)" if force else "created by a poll of the source"
         return _create_transfers(route, stable, now=now, detail=detail)

@@ -238,7 +238,9 @@ class TransferEvent(models.Model):
 
 class FileObservation(models.Model):
     """What the polls of a route saw of one source file, kept between polls for the
-    stability rule (unchanged size and mtime across two polls)."""
+    stability rule (unchanged size and mtime across two polls, a minimum interval apart).
+    ``first_seen_at`` is when the polls first saw the current size and mtime: a change
+    moves it to that poll, so the interval counts from the last change."""
 
     id = models.BigAutoField(primary_key=True)
     route = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="observations")

@@ -118,6 +118,28 @@ def render(template: str, *, source_name: str, transfer_id: str, at: datetime) -
     return check_remote_name("".join(out))
 
 
+def marker_is_per_file(template: str) -> bool:
+    """Whether a ``done_marker`` template names one marker per file (it uses ``{name}`` or
+    ``{stem}``, as ``{name}.done`` does) rather than one for the whole folder (``_SUCCESS``)."""
+    try:
+        return any(field in ("name", "stem") for _literal, field, _spec, _conv in _formatter.parse(template))
+    except ValueError:
+        return False
+
+
+def own_marker_path(template: str | None, source_path: str, *, at: datetime) -> str | None:
+    """The path of ``source_path``'s own done marker (next to it), to delete or move with it
+    after delivery; None when the route has no marker or its marker is shared by the folder
+    (other files may still wait for a shared one, so it is left alone)."""
+    if not template or not marker_is_per_file(template):
+        return None
+    folder, name = posixpath.split(source_path)
+    try:
+        return posixpath.join(folder, render(template, source_name=name, transfer_id="", at=at))
+    except UnsafeName:
+        return None
+
+
 def rename_candidate(path: str, n: int) -> str:
     """The ``n``-th alternative name for ``on_conflict: rename``: ``/in/report.csv`` →
     ``/in/report-1.csv``, ``/in/report-2.csv`` …"""

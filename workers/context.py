@@ -10,7 +10,7 @@ from controlplane import aws
 from controlplane.resources import tables
 from workers.leases import Lease, LeaseTable
 from workers.ledger import Ledger
-from workers.regions import RegionTable
+from workers.regions import RegionState, RegionTable
 
 
 def lease_table() -> LeaseTable:
@@ -41,3 +41,13 @@ def held_partitions(*, region: str | None = None) -> list[int]:
     region = region or settings.FERRY_REGION
     now = time.time()
     return sorted(p for p, lease in lease_table().all().items() if lease.owner_region == region and lease.live(now))
+
+
+def region_takes_work(*, region: str | None = None) -> bool:
+    """Whether ``region`` (default: ours) is active, so may start work of the partitions it
+    holds. A draining (or failed-over) region still holds its leases until its claims end,
+    but starts nothing: its queued, unclaimed transfers wait for the next holder, whose
+    keeper dispatches them, rather than delay the hand-over (issue 13 item 15)."""
+    region = region or settings.FERRY_REGION
+    state = region_table().all([region]).get(region)
+    return state is None or state.state == RegionState.ACTIVE

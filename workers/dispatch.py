@@ -4,7 +4,7 @@ A region only ever enqueues to its own queues: on AWS its SQS client and IAM rol
 other region's. Three paths put a transfer on this region's transfer queue:
 
 - right after the commit that created or re-drove it (:func:`dispatch_transfers`), when
-  this region holds its partition live, so a new file starts at once. Otherwise the
+  this region holds its partition live and is active, so a new file starts at once. Otherwise the
   transfer is marked for hand-off (``Transfer.handoff_from``) and left to the holder;
 - the holder's hand-off sweep (:meth:`Dispatcher.sweep_handoffs`, at every keeper tick and
   every ``FERRY_HANDOFF_INTERVAL`` in between), which sends the marked transfers
@@ -93,9 +93,13 @@ def dispatch_transfers(ids: list[str]) -> None:
         held: dict[int, bool] = {}
         mine: list[str] = []
         others: list[str] = []
+        takes_work: bool | None = None
         for transfer_id, partition in rows:
             if partition not in held:
-                held[partition] = context.region_lease(partition, region=region) is not None
+                if takes_work is None:
+                    # A draining region's workers would leave it (the runner's guard).
+                    takes_work = context.region_takes_work(region=region)
+                held[partition] = takes_work and context.region_lease(partition, region=region) is not None
             (mine if held[partition] else others).append(str(transfer_id))
         if others:
             # One UPDATE for the lot; the holder's quick sweep reads them through a partial

@@ -3,7 +3,10 @@
 The order (DESIGN.md §3, §4):
 
 1. **Guard**: the transfer's partition must be held by this region (lease item read
-   now); otherwise the holder's keeper dispatches it and this message is dropped.
+   now) and the region must be active (region item read now); otherwise the holder's,
+   or the next holder's, keeper dispatches it and this message is dropped. A draining
+   region so runs only the claims it already had, and its hand-over does not wait for
+   its queue.
 2. **Claim** by compare-and-set (a duplicate SQS message finds the claim live and
    exits); a heartbeat thread extends the claim and records progress while bytes move.
 3. **Ledger claim** (fenced by the lease and the claim token): a delivery already made
@@ -39,13 +42,13 @@ from controlplane.resources import staging_bucket
 from endpoints.specs import to_spec
 from engine import copy as engine
 from engine import listing
-from engine.errors import DestinationExists, TransferError
+from engine.errors import DestinationExists, SourceMissing, TransferError
 from engine.locations import Location, S3Location, SftpLocation, location_of
 from engine.sftpio import legacy_part_path, part_path
 from engine.spec import S3Spec, SftpSpec
 from transfers import lifecycle
 from transfers.models import Transfer
-from transfers.naming import rename_candidate
+from transfers.naming import own_marker_path, rename_candidate
 from transfers.states import TERMINAL, State
 from workers import context
 from workers.ledger import ClaimOutcome, DeliveryInProgress, Fence, FenceLost, delivery_key
@@ -187,6 +190,11 @@ def run_transfer(transfer_id: str, *, shared: engine.SharedSessions | None = Non
         if lease is None:
             log.info("partition not held by this region; leaving the transfer to its holder")
             return "not_our_partition"
+        if not context.region_takes_work():
+            # Unclaimed, so the keeper's hand-over need not wait for it; the next holder's
+            # keeper dispatches it (pending, or a retry) as soon as it takes the partition.
+            log.info("region draining; leaving the transfer to the partition's next holder")
+            return "region_draining"
         plan = _plan(transfer)
         token = lifecycle.claim(transfer.id, worker=worker_name(), to=plan.to, frm=plan.frm)
         if token is None:
@@ -381,16 +389,30 @@ def _after_delivery(transfer: Transfer) -> None:
 
 
 def run_source_action(transfer: Transfer) -> bool:
-    """Delete or move the source file of a delivered transfer; record the outcome."""
-    action = (transfer.options or {}).get("after_delivery", "keep")
+    """Delete or move the source file of a delivered transfer, and its own done marker with
+    it (a routed transfer whose route waits for a per-file marker: ``naming.own_marker_path``;
+    a marker shared by the folder stays); record the outcome. The data file goes first: a
+    marker without its file is harmless, a file without its marker is never taken again."""
+    options = transfer.options or {}
+    action = options.get("after_delivery", "keep")
+    marker = None
+    if transfer.route_id is not None:
+        marker = own_marker_path(options.get("done_marker"), transfer.source_path, at=transfer.created_at)
     try:
         spec = to_spec(transfer.source_endpoint)
-        source = location_of(spec, transfer.source_path)
-        if action == "delete":
-            listing.delete(source)
-        elif isinstance(action, dict) and action.get("move_to"):
-            target = location_of(spec, posixpath.join(action["move_to"], posixpath.basename(transfer.source_path)))
-            listing.move(source, target.path if isinstance(target, SftpLocation) else target.key)
+        paths = [transfer.source_path, *([marker] if marker else [])]
+        for path in paths:
+            source = location_of(spec, path)
+            if action == "delete":
+                listing.delete(source)
+            elif isinstance(action, dict) and action.get("move_to"):
+                target = location_of(spec, posixpath.join(action["move_to"], posixpath.basename(path)))
+                try:
+                    listing.move(source, target.path if isinstance(target, SftpLocation) else target.key)
+                except SourceMissing:
+                    if path != marker:
+                        raise
+                    # The marker is gone already (removed by the customer): nothing to move.
     except TransferError as exc:
         lifecycle.record_source_action(transfer.id, ok=False, error=f"{exc.code}: {exc}")
         log.warning("after-delivery action failed", extra={"code": exc.code, "error": str(exc)})

@@ -9,9 +9,11 @@ import os
 import shutil
 import urllib.request
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.db.models import F
 from django.utils import timezone
 
 from controlplane import aws
@@ -19,7 +21,8 @@ from controlplane.resources import queues, staging_bucket
 from deploy.local import services
 from tests.conftest import wait_until
 from tests.endpoints.conftest import s3_body, sftp_body
-from transfers.models import Route, Transfer
+from transfers import stability
+from transfers.models import FileObservation, Route, Transfer
 from transfers.states import State
 from workers.dispatch import send
 from workers.scheduler import scheduler_tick
@@ -106,10 +109,15 @@ def test_scheduled_sftp_file_arrives_in_s3_with_the_same_sha256(api, sshd, bucke
             trigger={"type": "schedule", "cron": "* * * * *", "timezone": "UTC"},
         ),
     )
-    # Two polls: the file must be seen unchanged twice before it is taken.
+    # Two polls: the file must be seen unchanged twice, the minimum interval apart (moved
+    # back rather than slept through), before it is taken.
     for _ in range(2):
         Route.objects.filter(id=route["id"]).update(next_run_at=timezone.now())
         scheduler_tick()
+        interval = timedelta(seconds=stability.MIN_INTERVAL_SECONDS)
+        FileObservation.objects.filter(route_id=route["id"]).update(
+            first_seen_at=F("first_seen_at") - interval, last_seen_at=F("last_seen_at") - interval
+        )
     transfer = Transfer.objects.get(route_id=route["id"])
     done = wait_state(transfer.id, State.SUCCEEDED)
     body = aws.client("s3").get_object(Bucket=bucket, Key="incoming/daily/report 1.csv")["Body"].read()
@@ -230,7 +238,12 @@ def test_a_growing_file_is_taken_only_once_stable(api, sshd, bucket, stack):
         f.write(b"b" * 1000)
     os.utime(growing, (growing.stat().st_atime, growing.stat().st_mtime + 5))
     assert run_route(api, route["id"]) == []  # it changed since
-    (created,) = run_route(api, route["id"])  # unchanged across two polls: taken
+    # Unchanged across two polls seconds apart (a writer's pause): not yet (issue 13 item 12).
+    assert run_route(api, route["id"]) == []
+    # The minimum interval passes (moved back rather than slept through).
+    observation = FileObservation.objects.filter(route_id=route["id"])
+    observation.update(first_seen_at=F("first_seen_at") - timedelta(seconds=stability.MIN_INTERVAL_SECONDS))
+    (created,) = run_route(api, route["id"])  # unchanged for the interval: taken
     wait_state(created["id"], State.SUCCEEDED)
     body = aws.client("s3").get_object(Bucket=bucket, Key="incoming/logs/growing.log")["Body"].read()
     assert body == b"a" * 1000 + b"b" * 1000
@@ -327,6 +340,33 @@ def test_after_delivery_delete_and_move(api, sshd, bucket, stack, action):
     if action == "move":
         assert (src / "archive" / "a.csv").read_bytes() == b"1,2,3\n"
     assert done.source_action_error == ""
+
+
+@pytest.mark.parametrize("action", ["delete", "move"])
+def test_after_delivery_handles_the_done_marker_with_its_file(api, sshd, bucket, stack, action):
+    """Issue 13 item 18: the marker was left behind, so it lingered (and a new file of the
+    same name would have been taken at once)."""
+    src = folder(sshd, f"out-{uuid.uuid4().hex[:6]}")
+    (src / "a.csv").write_bytes(b"1,2,3\n")
+    (src / "a.csv.done").write_bytes(b"")
+    (src / "b.csv").write_bytes(b"4,5,6\n")  # no marker yet: not taken, and left alone
+    source = sftp_endpoint(api, sshd)
+    destination = s3_endpoint(api, bucket)
+    after = "delete" if action == "delete" else {"move_to": f"/{src.name}/archive"}
+    options = {"after_delivery": after, "done_marker": "{name}.done", "stable_polls": False}
+    route = create(api, "/api/v1/routes", route_body(source, f"/{src.name}", destination, "/marked", options=options))
+    (created,) = run_route(api, route["id"])
+    assert Transfer.objects.get(id=created["id"]).source_path == f"/{src.name}/a.csv"
+    wait_state(created["id"], State.SUCCEEDED)
+    done = wait_until(
+        lambda: Transfer.objects.filter(id=created["id"], source_action_state="done").first(),
+        timeout=20,
+        message="the after-delivery action",
+    )
+    assert done.source_action_error == ""
+    assert sorted(p.name for p in src.iterdir() if p.is_file()) == ["b.csv"]
+    if action == "move":
+        assert sorted(p.name for p in (src / "archive").iterdir()) == ["a.csv", "a.csv.done"]
 
 
 def test_small_files_of_a_route_travel_as_one_batch(api, sshd, bucket, stack):

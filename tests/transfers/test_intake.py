@@ -13,7 +13,7 @@ from controlplane import tenancy
 from controlplane.errors import Conflict, ValidationFailed
 from engine.listing import RemoteFile
 from tests.transfers.conftest import route_spec
-from transfers import intake, routes
+from transfers import intake, routes, stability
 from transfers.models import FileObservation, Route, Transfer, TransferEvent
 from transfers.states import State
 
@@ -29,10 +29,11 @@ def poll_route(tenant, make_endpoint):
 def test_a_growing_file_is_taken_only_once_stable_and_only_once(poll_route, django_capture_on_commit_callbacks):
     now = timezone.now()
     old = now.timestamp() - 100
+    later = now + timedelta(seconds=stability.MIN_INTERVAL_SECONDS)
     assert intake.observe_files(poll_route, [RemoteFile("/out/a.csv", 10, old)], now=now) == []
     assert intake.observe_files(poll_route, [RemoteFile("/out/a.csv", 20, old + 1)], now=now) == []
     with django_capture_on_commit_callbacks() as callbacks:
-        [created] = intake.observe_files(poll_route, [RemoteFile("/out/a.csv", 20, old + 1)], now=now)
+        [created] = intake.observe_files(poll_route, [RemoteFile("/out/a.csv", 20, old + 1)], now=later)
     assert len(callbacks) == 1  # dispatch after commit
     assert created.source_version == f"20:{int(old + 1)}"
     assert created.destination_path == f"/in/a-{now.year}.csv"
@@ -41,9 +42,46 @@ def test_a_growing_file_is_taken_only_once_stable_and_only_once(poll_route, djan
     assert TransferEvent.objects.get(transfer=created).to_state == State.PENDING
     # Repeated polls never make a second row.
     for _ in range(3):
-        assert intake.observe_files(poll_route, [RemoteFile("/out/a.csv", 20, old + 1)], now=now) == []
+        assert intake.observe_files(poll_route, [RemoteFile("/out/a.csv", 20, old + 1)], now=later) == []
     assert Transfer.objects.filter(route=poll_route).count() == 1
     assert FileObservation.objects.get(route=poll_route).polls == 5
+
+
+def test_polls_closer_than_the_minimum_interval_do_not_take_a_file(poll_route):
+    """Issue 13 item 12: manual runs seconds apart during a writer's pause took a growing
+    file. The interval counts from the last change, whatever triggers the polls."""
+    t0 = timezone.now()
+    at = lambda s: t0 + timedelta(seconds=s)  # noqa: E731
+    mtime = t0.timestamp() - 100
+    path = "/out/growing.csv"
+    assert intake.observe_files(poll_route, [RemoteFile(path, 64, mtime)], now=at(0)) == []
+    assert intake.observe_files(poll_route, [RemoteFile(path, 64, mtime)], now=at(2)) == []
+    # The writer resumes: the interval starts again from this poll.
+    assert intake.observe_files(poll_route, [RemoteFile(path, 128, mtime + 5)], now=at(25)) == []
+    assert intake.observe_files(poll_route, [RemoteFile(path, 128, mtime + 5)], now=at(35)) == []
+    assert FileObservation.objects.get(route=poll_route, path=path).first_seen_at == at(25)
+    assert not Transfer.objects.filter(route=poll_route).exists()
+    [created] = intake.observe_files(poll_route, [RemoteFile(path, 128, mtime + 5)], now=at(55))
+    assert created.bytes_total == 128
+
+
+def test_an_older_row_changed_since_its_first_sighting_waits_the_interval(poll_route):
+    """A row from before first_seen_at moved on changes: seen long ago, changed at the last
+    poll (polls back at 1). The interval counts from that poll, not the first sighting."""
+    t0 = timezone.now()
+    mtime = t0.timestamp() - 100
+    FileObservation.objects.create(
+        route=poll_route,
+        path="/out/old-row.csv",
+        size=128,
+        mtime=mtime,
+        first_seen_at=t0 - timedelta(hours=1),
+        last_seen_at=t0,
+        polls=1,
+    )
+    files = [RemoteFile("/out/old-row.csv", 128, mtime)]
+    assert intake.observe_files(poll_route, files, now=t0 + timedelta(seconds=2)) == []
+    assert len(intake.observe_files(poll_route, files, now=t0 + timedelta(seconds=31))) == 1
 
 
 def test_pattern_folder_min_age_and_forgotten_files(poll_route):
@@ -61,7 +99,7 @@ def test_pattern_folder_min_age_and_forgotten_files(poll_route):
         RemoteFile(f"/out/.x.csv.{uuid.uuid4()}.part", 1, t - 500),
     ]
     intake.observe_files(poll_route, files, now=now)
-    created = intake.observe_files(poll_route, files, now=now)
+    created = intake.observe_files(poll_route, files, now=now + timedelta(seconds=stability.MIN_INTERVAL_SECONDS))
     assert [t.source_path for t in created] == ["/out/old.csv"]
     assert set(FileObservation.objects.filter(route=poll_route).values_list("path", flat=True)) == {
         "/out/young.csv",

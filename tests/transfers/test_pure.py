@@ -118,19 +118,43 @@ def test_good_values_pass():
 
 
 def test_a_growing_file_is_not_stable_until_two_polls_agree():
-    first = stability.observe(None, size=10, mtime=100.0)
+    first = stability.observe(None, size=10, mtime=100.0, now=1000)
     assert not stability.decide(first, now=1000).stable
-    grown = stability.observe(first, size=20, mtime=101.0)
-    assert grown.polls == 1 and not stability.decide(grown, now=1000).stable
-    same = stability.observe(grown, size=20, mtime=101.0)
-    assert same.polls == 2 and stability.decide(same, now=1000).stable
+    grown = stability.observe(first, size=20, mtime=101.0, now=1040)
+    assert grown.polls == 1 and grown.since == 1040 and not stability.decide(grown, now=1040).stable
+    same = stability.observe(grown, size=20, mtime=101.0, now=1080)
+    assert same.polls == 2 and same.since == 1040 and stability.decide(same, now=1080).stable
+
+
+def test_two_polls_closer_than_the_minimum_interval_do_not_make_a_file_stable():
+    # Issue 13 item 12: two manual runs 2 s apart during a writer's 5 s pause.
+    first = stability.observe(None, size=64, mtime=100.0, now=1000)
+    again = stability.observe(first, size=64, mtime=100.0, now=1002)
+    assert again.polls == 2 and not stability.decide(again, now=1002).stable
+    many = again
+    for t in range(1003, 1000 + int(stability.MIN_INTERVAL_SECONDS)):
+        many = stability.observe(many, size=64, mtime=100.0, now=t)
+        assert not stability.decide(many, now=t).stable, t
+    later = stability.observe(many, size=64, mtime=100.0, now=1000 + stability.MIN_INTERVAL_SECONDS)
+    assert stability.decide(later, now=1000 + stability.MIN_INTERVAL_SECONDS).stable
+
+
+def test_a_file_that_keeps_growing_is_never_stable():
+    # Polls every 2 s; the writer appends a chunk every 6 s, so each size is seen by three
+    # polls in a row (two polls agreeing alone would take it).
+    obs = None
+    for i in range(200):
+        now = 1000.0 + 2 * i
+        chunk = i // 3
+        obs = stability.observe(obs, size=64 * (chunk + 1), mtime=1000.0 + 6 * chunk, now=now)
+        assert not stability.decide(obs, now=now).stable, i
 
 
 def test_min_age_and_marker_and_force():
-    obs = stability.Observation(size=1, mtime=990.0, polls=5)
+    obs = stability.Observation(size=1, mtime=990.0, polls=5, since=900.0)
     assert not stability.decide(obs, now=1000, min_age_seconds=60).stable
     assert stability.decide(obs, now=1050, min_age_seconds=60).stable
-    fresh = stability.Observation(size=1, mtime=999.0, polls=1)
+    fresh = stability.Observation(size=1, mtime=999.0, polls=1, since=1000.0)
     assert stability.decide(fresh, now=1000, stable_polls=False).stable
     assert not stability.decide(obs, now=2000, marker_required=True, marker_present=False).stable
     assert stability.decide(obs, now=2000, marker_required=True, marker_present=True).stable
@@ -202,3 +226,12 @@ def test_options_defaults_and_validation():
         options.normalize({"max_attempts": True})
     with pytest.raises(options.InvalidOptions):
         options.normalize({"after_delivery": {"move_to": "/a/../b"}})
+
+
+def test_own_marker_path_is_the_per_file_marker_next_to_its_file():
+    at = datetime(2026, 1, 2)
+    assert naming.own_marker_path("{name}.done", "/out/a.csv", at=at) == "/out/a.csv.done"
+    assert naming.own_marker_path("{stem}.ok", "/out/sub/a.csv", at=at) == "/out/sub/a.ok"
+    # A marker shared by the folder may still be awaited by other files: never handled.
+    assert naming.own_marker_path("_SUCCESS", "/out/a.csv", at=at) is None
+    assert naming.own_marker_path(None, "/out/a.csv", at=at) is None

@@ -26,6 +26,7 @@ from transfers.models import Transfer
 from transfers.states import DISPATCHABLE, State
 from workers import context
 from workers.dispatch import Dispatcher, dispatch_transfers, sweep_handoffs_until
+from workers.regions import RegionState
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -105,6 +106,26 @@ def test_the_immediate_path_sends_only_what_its_region_holds_and_marks_the_rest(
     assert published == [(queues(HERE).transfers, [str(a.id)])]
     marks = dict(Transfer.objects.filter(id__in=[a.id, b.id, c.id]).values_list("id", "handoff_from"))
     assert marks == {a.id: "", b.id: HERE, c.id: HERE}
+
+
+def test_a_draining_region_marks_new_work_for_the_next_holder(published, partitions, make, settings):
+    """Issue 13 item 15: a draining region's workers leave new work alone, so its immediate
+    path does not queue it: it is marked for whichever region takes the partition. A region
+    of the test's own, so the session's regions stay active."""
+    numbers, lease = partitions
+    region = f"drain-{uuid.uuid4().hex[:6]}"
+    settings.FERRY_REGION = region
+    held = next(numbers)
+    lease(held, region)
+    regions = context.region_table()
+    regions.set_state(region, RegionState.DRAINING)
+    try:
+        transfer = make(held)
+        dispatch_transfers([str(transfer.id)])
+        assert published == []
+        assert Transfer.objects.get(id=transfer.id).handoff_from == region
+    finally:
+        regions.forget(region)
 
 
 @pytest.mark.usefixtures("forwarded_connection")

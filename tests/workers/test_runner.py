@@ -31,6 +31,8 @@ from transfers import lifecycle
 from transfers.models import Transfer, TransferEvent
 from transfers.states import State
 from workers import context
+from workers.dispatch import has_live_claims
+from workers.regions import RegionState
 from workers.runner import delivery_key_of, run_transfer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -119,6 +121,31 @@ def make_transfer(api, partition) -> Callable[..., Transfer]:
 
 def timeline(transfer: Transfer) -> list[str]:
     return list(TransferEvent.objects.filter(transfer=transfer).order_by("id").values_list("to_state", flat=True))
+
+
+def test_a_draining_regions_worker_leaves_queued_work_unclaimed(endpoint, make_transfer, settings):
+    """Issue 13 item 15: a draining region ran all its queued transfers and its hand-over
+    waited for them. Its workers now leave unclaimed work to the partition's next holder.
+    A region of the test's own (no keeper knows it) so the session's regions stay active."""
+    region = f"drain-{uuid.uuid4().hex[:6]}"
+    number = 21_000_000 + uuid.uuid4().int % 1_000_000
+    leases, regions = context.lease_table(), context.region_table()
+    owner = f"{region}/test-runner/{uuid.uuid4().hex[:6]}"
+    fence = leases.acquire(number, region=region, owner=owner, ttl=120, now=time.time())
+    assert fence is not None
+    settings.FERRY_REGION = region
+    try:
+        transfer = make_transfer(endpoint("sftp"), "/a.csv", endpoint("s3"), "/x/a.csv", partition=number)
+        regions.set_state(region, RegionState.DRAINING)
+        assert run_transfer(str(transfer.id)) == "region_draining"
+        left = Transfer.objects.get(id=transfer.id)
+        assert left.state == State.PENDING and left.claimed_by == "" and left.attempt == transfer.attempt
+        assert not has_live_claims(number)  # so the keeper hands the partition over at once
+        regions.set_state(region, RegionState.ACTIVE)  # the drain cancelled: work again
+        assert context.region_takes_work()
+    finally:
+        regions.forget(region)
+        leases.release(number, owner=owner, fence=fence)
 
 
 def test_a_direct_copy_claims_delivers_and_records_once(endpoint, source_file, make_transfer, bucket):
