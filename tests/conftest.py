@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -327,12 +328,12 @@ def run_manage(*args: str, env: dict[str, str] | None = None, check: bool = True
     )
 
 
-@pytest.fixture
-def config_table(moto):
-    """A fresh config table per test (the emulator outlives each test's database)."""
+@contextlib.contextmanager
+def scratch_table(prefix: str) -> Iterator[str]:
+    """A fresh DynamoDB table keyed on ``pk`` (the key of all of Ferry's tables), deleted after."""
     from controlplane import aws
 
-    name = f"ferry-config-test-{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     ddb = aws.client("dynamodb")
     ddb.create_table(
         TableName=name,
@@ -340,6 +341,14 @@ def config_table(moto):
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
         BillingMode="PAY_PER_REQUEST",
     )
-    with override_settings(FERRY_TABLE_CONFIG=name):
+    try:
         yield name
-    ddb.delete_table(TableName=name)
+    finally:
+        ddb.delete_table(TableName=name)
+
+
+@pytest.fixture
+def config_table(moto):
+    """A fresh config table per test (the emulator outlives each test's database)."""
+    with scratch_table("ferry-config-test") as name, override_settings(FERRY_TABLE_CONFIG=name):
+        yield name

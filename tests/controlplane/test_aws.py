@@ -10,6 +10,7 @@ from django.test import override_settings
 from controlplane import aws
 from controlplane.bootstrap import bootstrap
 from controlplane.resources import LEDGER_SWEEP_INDEX, queues, staging_bucket, tables
+from tests.conftest import scratch_table
 
 
 def test_clients_talk_to_the_emulator_over_http(moto):
@@ -99,24 +100,13 @@ def test_check_mode_reports_missing_resources(moto, tmp_path, logs_dir):
 
 
 def test_a_ledger_without_the_sweep_index_is_missing_in_check_mode_and_gets_it_in_create_mode(moto):
-    name = f"ledger-old-{uuid.uuid4().hex[:8]}"
-    ddb = aws.client("dynamodb")
     # A ledger table as bootstrap made it before the retention sweep existed.
-    ddb.create_table(
-        TableName=name,
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    index = f"dynamodb:{name}/index/{LEDGER_SWEEP_INDEX}"
-    try:
-        with override_settings(FERRY_TABLE_LEDGER=name):
-            assert index in bootstrap(create=False).missing
-            assert index in bootstrap(create=True).created
-            assert index in bootstrap(create=False).present
-        found = ddb.describe_table(TableName=name)["Table"]["GlobalSecondaryIndexes"]
+    with scratch_table("ledger-old") as name, override_settings(FERRY_TABLE_LEDGER=name):
+        index = f"dynamodb:{name}/index/{LEDGER_SWEEP_INDEX}"
+        assert index in bootstrap(create=False).missing
+        assert index in bootstrap(create=True).created
+        assert index in bootstrap(create=False).present
+        found = aws.client("dynamodb").describe_table(TableName=name)["Table"]["GlobalSecondaryIndexes"]
         assert [(i["IndexName"], [k["AttributeName"] for k in i["KeySchema"]]) for i in found] == [
             (LEDGER_SWEEP_INDEX, ["partition", "delivered_at"])
         ]
-    finally:
-        ddb.delete_table(TableName=name)

@@ -25,6 +25,7 @@ from controlplane.celery import app
 from controlplane.resources import MRSC_TABLES, dead_letter_queue, mrsc_tables, queues, staging_bucket, tables
 from engine import s3client
 from engine.spec import S3Spec
+from tests.conftest import scratch_table
 from tests.deploy import cfn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,15 +39,8 @@ def code(err: pytest.ExceptionInfo) -> str:
 @pytest.fixture
 def other_table(moto) -> Iterator[str]:
     """A table that is not MRSC (what the config table is on AWS), fresh for the test."""
-    name = f"ferry-test-guard-{uuid.uuid4().hex[:8]}"
-    aws.client("dynamodb").create_table(
-        TableName=name,
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    yield name
-    aws.client("dynamodb").delete_table(TableName=name)
+    with scratch_table("ferry-test-guard") as name:
+        yield name
 
 
 def put_in(table: str, pk: str) -> dict:

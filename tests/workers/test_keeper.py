@@ -1,12 +1,11 @@
 """The region keeper's lease logic against DynamoDB on the moto server (fresh table per test)."""
 
 import time
-import uuid
 
 import pytest
 
 from controlplane import aws
-from controlplane.bootstrap import TABLE_KEYS
+from tests.conftest import scratch_table
 from workers.keeper import Keeper, KeeperConfig
 from workers.leases import LeaseTable
 from workers.regions import Region, RegionState, RegionTable, desired_owner
@@ -16,16 +15,8 @@ REGIONS = ["us-east-1", "us-west-2"]
 
 @pytest.fixture
 def table(moto) -> str:
-    name = f"leases-{uuid.uuid4().hex[:8]}"
-    ddb = aws.client("dynamodb")
-    ddb.create_table(
-        TableName=name,
-        AttributeDefinitions=[{"AttributeName": TABLE_KEYS["leases"], "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": TABLE_KEYS["leases"], "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    yield name
-    ddb.delete_table(TableName=name)
+    with scratch_table("leases") as name:
+        yield name
 
 
 def make_keeper(table, region, *, ttl=2.0, grace=1.0, partitions=4, live=lambda p: False, auto=True) -> Keeper:

@@ -16,8 +16,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from controlplane import aws, awsguard
-from controlplane.bootstrap import TABLE_KEYS, table_definition
+from controlplane.bootstrap import table_definition
 from endpoints.models import Endpoint
+from tests.conftest import scratch_table
 from transfers import watermarks
 from transfers.models import Route
 from transfers.partitions import partition_of
@@ -47,16 +48,8 @@ def ledger_table(client) -> str:
 
 @pytest.fixture
 def lease_table(client) -> str:
-    name = f"leases-{uuid.uuid4().hex[:8]}"
-    key = TABLE_KEYS["leases"]
-    client.create_table(
-        TableName=name,
-        AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
-    yield name
-    client.delete_table(TableName=name)
+    with scratch_table("leases") as name:
+        yield name
 
 
 def put(client, table: str, *, partition: int, state: str = "delivered", age: float | None = None, **extra) -> str:
