@@ -13,9 +13,12 @@ Nothing here knows whether AWS is real or emulated: boto3 reads ``AWS_ENDPOINT_U
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import environ
+
+from controlplane import emulator
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -25,6 +28,8 @@ FERRY_PROFILE = env.str("FERRY_PROFILE", default="production")
 if FERRY_PROFILE not in {"production", "local", "test"}:
     raise environ.ImproperlyConfigured(f"FERRY_PROFILE must be production, local or test, not {FERRY_PROFILE!r}")
 _DEV = FERRY_PROFILE in {"local", "test"}
+if _DEV and (_refusal := emulator.refusal(os.environ, FERRY_PROFILE)):
+    raise environ.ImproperlyConfigured(_refusal)
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 if _DEV:
@@ -43,6 +48,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    # Swagger UI and Redoc from the installed package: the docs work offline, pinned.
+    "drf_spectacular_sidecar",
     "controlplane",
     "endpoints",
     "transfers",
@@ -53,6 +60,7 @@ MIDDLEWARE = [
     "controlplane.middleware.LivenessProbeMiddleware",
     "controlplane.middleware.RequestContextMiddleware",
     "controlplane.middleware.BodySizeLimitMiddleware",
+    "controlplane.slashes.OptionalSlashMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -155,6 +163,9 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_AUTHENTICATION": [],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Ferry: regions and AWS -------------------------------------------------------------

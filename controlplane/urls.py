@@ -1,8 +1,11 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from controlplane import health
+
+# The admin's "View site" link: the API's documentation is the site a customer has.
+admin.site.site_url = "/api/docs/"
 
 handler400 = "controlplane.errors.handler400"
 handler403 = "controlplane.errors.handler403"
@@ -19,6 +22,11 @@ urlpatterns = [
     path("metrics", health.metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path(
+        "api/redoc/",
+        SpectacularRedocView.as_view(url_name="schema", template_name="ferry/redoc.html"),
+        name="api-redoc",
+    ),
     path("api/v1/", include(api_v1)),
     path("admin/", admin.site.urls),
 ]

@@ -19,6 +19,7 @@ import json
 import logging
 import posixpath
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,7 +46,8 @@ log = logging.getLogger(__name__)
 # --- hooks the execution side registers at start-up (WorkersConfig.ready) ----------------
 
 Dispatcher = Callable[[list[str]], None]
-Poller = Callable[[Route, bool], list[Transfer]]
+# (route, force, waiting): ``waiting`` collects why listed files were not taken yet.
+Poller = Callable[[Route, bool, Counter[str] | None], list[Transfer]]
 _dispatcher: Dispatcher | None = None
 _poller: Poller | None = None
 
@@ -83,13 +85,14 @@ def dispatch_after_commit(ids: Sequence[uuid.UUID | str]) -> None:
     transaction.on_commit(dispatch)
 
 
-def poll_now(route: Route, *, force: bool = False) -> list[Transfer]:
+def poll_now(route: Route, *, force: bool = False, waiting: Counter[str] | None = None) -> list[Transfer]:
     """A manual run: list ``route``'s source now and create transfers for its stable files
-    (all matching ones with ``force``). Raises NotImplementedError when no poller is
-    registered, and the poller's TransferError when the source cannot be listed."""
+    (all matching ones with ``force``); ``waiting`` counts the others by the reason they wait.
+    Raises NotImplementedError when no poller is registered, and the poller's TransferError
+    when the source cannot be listed."""
     if _poller is None:
         raise NotImplementedError("no poller registered")
-    return _poller(route, force)
+    return _poller(route, force, waiting)
 
 
 # --- polls ----------------------------------------------------------------------------------
@@ -194,7 +197,14 @@ def _marker_names(route: Route, names: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def observe_files(route: Route, files: Sequence[RemoteFile], *, now: datetime, force: bool = False) -> list[Transfer]:
+def observe_files(
+    route: Route,
+    files: Sequence[RemoteFile],
+    *,
+    now: datetime,
+    force: bool = False,
+    waiting: Counter[str] | None = None,
+) -> list[Transfer]:
     """Record one poll of ``route``'s source and create transfers for the stable files.
 
     ``files`` is the complete listing of the route's folder (and sub-folders when
@@ -208,7 +218,8 @@ def observe_files(route: Route, files: Sequence[RemoteFile], *, now: datetime, f
     Files modified before the route's restore watermark are never taken (``watermarks``).
 
     Returns the transfers created by this call (already existing ones are not repeated);
-    they are dispatched after the commit.
+    they are dispatched after the commit. ``waiting``, when given, counts the matching files
+    not taken by the reason they wait (the stability rule's words), for a manual run to say.
     """
     opts = route.options or {}
     listed: dict[str, RemoteFile] = {}
@@ -288,6 +299,8 @@ def observe_files(route: Route, files: Sequence[RemoteFile], *, now: datetime, f
                 to_update.append(old)
             if decision.stable:
                 stable.append((path, _version_of(file), size))
+            elif waiting is not None:
+                waiting[decision.reason] += 1
         FileObservation.objects.filter(route=route).exclude(path__in=list(candidates)).delete()
         # ignore_conflicts: a concurrent poll of the same route inserted it; its count stands.
         FileObservation.objects.bulk_create(to_create, ignore_conflicts=True, batch_size=500)

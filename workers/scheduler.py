@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import Counter
 
 from django.utils import timezone
 
@@ -27,9 +28,10 @@ from workers.runner import run_source_action
 log = logging.getLogger(__name__)
 
 
-def poll_route(route: Route, force: bool = False) -> list[Transfer]:
+def poll_route(route: Route, force: bool = False, waiting: Counter[str] | None = None) -> list[Transfer]:
     """List ``route``'s source now and create transfers for the stable files (all of them
-    with ``force``). Raises TransferError when the source cannot be listed."""
+    with ``force``); ``waiting`` counts the others by reason. Raises TransferError when the
+    source cannot be listed."""
     spec = to_spec(route.source_endpoint)
     folder = location_of(spec, route.source_path)
     # List everything: done-marker files need not match the route's pattern.
@@ -39,7 +41,7 @@ def poll_route(route: Route, force: bool = False) -> list[Transfer]:
         path = relative_path(spec, item.path)
         if path is not None:
             files.append(dataclasses.replace(item, path=path))
-    return intake.observe_files(route, files, now=timezone.now(), force=force)
+    return intake.observe_files(route, files, now=timezone.now(), force=force, waiting=waiting)
 
 
 def scheduler_tick() -> int:

@@ -159,10 +159,7 @@ def main() -> None:
             "FERRY_ADMIN_URL": f"{api_url}/admin/",
             "FERRY_ADMIN_USER": seed["admin_user"],
             "FERRY_ADMIN_PASSWORD": seed["admin_password"],
-            "AWS_ENDPOINT_URL": moto.url,
-            "AWS_ACCESS_KEY_ID": services.EMULATOR_ENV["AWS_ACCESS_KEY_ID"],
-            "AWS_SECRET_ACCESS_KEY": services.EMULATOR_ENV["AWS_SECRET_ACCESS_KEY"],
-            "AWS_DEFAULT_REGION": services.EMULATOR_ENV["AWS_DEFAULT_REGION"],
+            **command_env(env, regions[0]),
             "FERRY_DEMO_SFTP_HOST": "127.0.0.1",
             "FERRY_DEMO_SFTP_PORT": str(sftp_port),
             "FERRY_DEMO_SFTP_USER": sftp["user"],
@@ -171,9 +168,7 @@ def main() -> None:
             "FERRY_DEMO_SFTP_HOST_KEY": sftp["pin"],
             "FERRY_DEMO_BUCKET": seed["bucket"],
         }
-        stack_env = LOCAL / "stack.env"
-        stack_env.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items()))
-        stack_env.chmod(0o600)
+        write_stack_env(LOCAL / "stack.env", values)
         print(_banner(values, logs, regions, sftp["server"]), flush=True)
         print(
             "  metrics    " + ", ".join(f"{name} :{port}" for name, port in metrics_ports.items()) + "\n",
@@ -202,6 +197,31 @@ def main() -> None:
         print("\nstopping …", flush=True)
     finally:
         stop_all()
+
+
+# What a `manage.py` command run beside the stack needs to act on it (README, "API in one
+# minute"): the profile, the regions, the database and the emulator with its credentials.
+COMMAND_ENV_KEYS = (
+    "FERRY_PROFILE",
+    "FERRY_REGIONS",
+    "FERRY_DATABASE_WRITER_REGION",
+    "FERRY_NETGUARD_ALLOW",
+    "DATABASE_URL",
+    *services.EMULATOR_ENV,
+    "AWS_ENDPOINT_URL",
+)
+
+
+def command_env(env: dict[str, str], region: str) -> dict[str, str]:
+    """The variables `.local/stack.env` gives a shell so that `manage.py` acts on this stack,
+    in ``region``, and never on real AWS (the local profile refuses any other endpoint)."""
+    return {"FERRY_REGION": region, **{k: env[k] for k in COMMAND_ENV_KEYS if env.get(k)}}
+
+
+def write_stack_env(path: Path, values: dict[str, str]) -> None:
+    """A file a shell can ``source``; only its owner reads it (it holds the demo's logins)."""
+    path.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items()))
+    path.chmod(0o600)
 
 
 def _start_sftp(port: int) -> dict:
@@ -255,6 +275,7 @@ Everything above is in .local/stack.env. In another terminal:
   source .local/stack.env
   curl "$FERRY_API_URL/healthz"
   curl -H "Authorization: Bearer $FERRY_API_KEY" "$FERRY_API_URL/api/v1/tenant"
+  .venv/bin/python manage.py regions status
 """
 
 

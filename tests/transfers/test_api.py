@@ -130,9 +130,11 @@ def test_run_uses_the_scheduler_and_refuses_disabled_routes(api, endpoints, monk
     route = post(api, "/routes", route_body(src, dst, trigger={"type": "manual"})).json()
     calls = []
 
-    def poll_route(route_obj, force=False):
+    def poll_route(route_obj, force=False, waiting=None):
         calls.append(force)
-        return intake.observe_files(route_obj, [RemoteFile("/outbound/a.csv", 5, 1.0)], now=timezone.now(), force=force)
+        return intake.observe_files(
+            route_obj, [RemoteFile("/outbound/a.csv", 5, 1.0)], now=timezone.now(), force=force, waiting=waiting
+        )
 
     # The poller the workers app registered at start-up (intake.register_poller), replaced.
     monkeypatch.setattr(intake, "_poller", poll_route)
@@ -146,11 +148,27 @@ def test_run_uses_the_scheduler_and_refuses_disabled_routes(api, endpoints, monk
     assert response.status_code == 409 and response.json()["error"]["code"] == "route_disabled"
 
 
+def test_a_run_that_takes_nothing_says_why(api, endpoints, monkeypatch):
+    src, dst = endpoints
+    route = post(api, "/routes", route_body(src, dst, trigger={"type": "manual"})).json()
+    listing = [RemoteFile("/outbound/a.csv", 5, 1.0), RemoteFile("/outbound/b.csv", 7, 1.0)]
+
+    def poll_route(route_obj, force=False, waiting=None):
+        return intake.observe_files(route_obj, listing, now=timezone.now(), force=force, waiting=waiting)
+
+    monkeypatch.setattr(intake, "_poller", poll_route)
+    body = post(api, f"/routes/{route['id']}/run", {}).json()
+    assert body["results"] == []
+    assert body["waiting"] == [{"reason": "size and mtime not yet seen unchanged across two polls", "files": 2}]
+    forced = post(api, f"/routes/{route['id']}/run", {"force": True}).json()
+    assert len(forced["results"]) == 2 and forced["waiting"] == []
+
+
 def test_run_maps_listing_failures_to_clear_errors(api, endpoints, monkeypatch):
     src, dst = endpoints
     route = post(api, "/routes", route_body(src, dst, trigger={"type": "manual"})).json()
 
-    def refused(route_obj, force=False):
+    def refused(route_obj, force=False, waiting=None):
         raise AuthenticationFailed("The server refused the credentials.")
 
     monkeypatch.setattr(intake, "_poller", None)  # no execution side registered

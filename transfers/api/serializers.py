@@ -159,6 +159,11 @@ class RunIn(StrictSerializer):
     force = serializers.BooleanField(default=False)
 
 
+class WaitingOut(serializers.Serializer):
+    reason = serializers.CharField(help_text="Why these files were not taken yet (the stability rule).")
+    files = serializers.IntegerField()
+
+
 class EmptyIn(StrictSerializer):
     """Actions that take no body (``redrive``, ``cancel``)."""
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import status
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -79,9 +80,18 @@ class RouteDetailView(APIView):
 class RouteRunView(APIView):
     @extend_schema(
         request=s.RunIn,
-        responses=s.TransferOut(many=True),
+        responses=inline_serializer(
+            "RouteRunOut",
+            {
+                "results": s.TransferOut(many=True),
+                "next": serializers.CharField(allow_null=True),
+                "waiting": s.WaitingOut(many=True),
+            },
+        ),
         description="List the route's source now and create transfers for its files. Stability "
-        'rules apply unless {"force": true}. Returns the transfers this run created.',
+        'rules apply unless {"force": true}. Returns the transfers this run created, and in '
+        "`waiting` the matching files it did not take yet, counted by the reason (a first "
+        "manual run of a route with `stable_polls` only records the files it sees).",
     )
     def post(self, request: Request, route_id) -> Response:
         route = selectors.route_get(tenant=tenancy.tenant_of(request), route_id=route_id)
@@ -92,12 +102,19 @@ class RouteRunView(APIView):
         # The listing is the execution side's: it registered the poller at start-up
         # (imports run one way, workers depends on transfers).
         try:
-            created = intake.poll_now(route, force=force)
+            waiting: Counter[str] = Counter()
+            created = intake.poll_now(route, force=force, waiting=waiting)
         except NotImplementedError:
             raise Unavailable("Manual runs are not available yet.") from None
         except TransferError as exc:
             raise SourceUnavailable(f"The source could not be listed: {exc}", code=f"source_{exc.code}") from None
-        return Response({"results": s.TransferOut(created, many=True).data, "next": None})
+        return Response(
+            {
+                "results": s.TransferOut(created, many=True).data,
+                "next": None,
+                "waiting": [{"reason": reason, "files": n} for reason, n in sorted(waiting.items())],
+            }
+        )
 
 
 # --- transfers ----------------------------------------------------------------------------
