@@ -1,24 +1,31 @@
-"""Routes and transfers in the admin: read-only, with a re-drive action and button.
+"""Routes and transfers in the admin: read-only, with re-drive and cancel actions and buttons.
 
-Operators look here; every change goes through ``transfers.services``. Re-drive needs
-its own permission (``transfers.redrive_transfer``), not just staff status.
+Operators look here; every change goes through ``transfers.services``. Re-drive and cancel
+each need their own permission (``transfers.redrive_transfer``, ``transfers.cancel_transfer``),
+not just staff status, and each leaves an entry in the admin's history of the transfer.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
+from django.utils.html import format_html
 
 from controlplane.admin import ReadOnlyAdmin, ReadOnlyInline
 from controlplane.errors import Conflict
 from transfers import services
 from transfers.models import Route, Transfer, TransferEvent
-from transfers.states import REDRIVABLE
+from transfers.states import REDRIVABLE, State
 
 REDRIVE_PERMISSION = "transfers.redrive_transfer"
+CANCEL_PERMISSION = "transfers.cancel_transfer"
+CANCELLABLE = services.CANCELLABLE
 
 
 @admin.register(Route)
@@ -54,10 +61,29 @@ class TransferEventInline(ReadOnlyInline):
         return request.user.has_perm("transfers.view_transfer")
 
 
+@dataclass(frozen=True)
+class _Operation:
+    """One operator action on transfers: who may, from which states, and what it does."""
+
+    verb: str  # "Re-driven" / "Cancelled", for messages and the history entry
+    permission: str
+    states: frozenset[State]
+    run: Callable[..., Transfer]
+    done: str  # what the single-transfer button says afterwards
+
+
+OPERATIONS = {
+    "redrive": _Operation(
+        "Re-driven", REDRIVE_PERMISSION, REDRIVABLE, services.redrive, "Re-driven: the transfer is pending again."
+    ),
+    "cancel": _Operation("Cancelled", CANCEL_PERMISSION, CANCELLABLE, services.cancel, "Cancelled."),
+}
+
+
 @admin.register(Transfer)
 class TransferAdmin(ReadOnlyAdmin):
     list_display = [
-        "id",
+        "short_id",
         "tenant",
         "route",
         "state",
@@ -68,61 +94,95 @@ class TransferAdmin(ReadOnlyAdmin):
         "last_error_code",
         "created_at",
     ]
-    list_filter = ["state", "region", ("route", admin.RelatedOnlyFieldListFilter)]
+    list_display_links = ["short_id"]
+    # The tenant filter lists the tenants table (small), not a DISTINCT over transfers.
+    list_filter = ["state", "region", "tenant", ("route", admin.RelatedOnlyFieldListFilter), "last_error_code"]
     search_fields = ["id", "source_path", "destination_path"]
     list_select_related = ["tenant", "route"]
     # No date_hierarchy: its DISTINCT over dates scans the whole table at every page view.
     show_full_result_count = False
     inlines = [TransferEventInline]
-    actions = ["redrive_selected"]
+    actions = ["redrive_selected", "cancel_selected"]
     change_form_template = "admin/transfers/transfer/change_form.html"
     # No idempotency data: the key is the customer's, and nothing here needs it.
     exclude = ["idempotency_key", "idempotency_fingerprint"]
 
+    @admin.display(description="id", ordering="id")
+    def short_id(self, transfer: Transfer) -> str:
+        # Eight hex digits find a transfer in search and logs; the full id is on hover.
+        return format_html('<span title="{}">{}</span>', transfer.id, str(transfer.id)[:8])
+
     def has_redrive_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(REDRIVE_PERMISSION)
 
-    @admin.action(description="Re-drive selected", permissions=["redrive"])
-    def redrive_selected(self, request: HttpRequest, queryset) -> None:
+    def has_cancel_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(CANCEL_PERMISSION)
+
+    def _operate(self, request: HttpRequest, name: str, transfer: Transfer) -> None:
+        """Run one operation through ``transfers.services`` and record it in the admin's history."""
+        op = OPERATIONS[name]
+        before = transfer.state  # the service updates the instance it is given
+        op.run(transfer, by=f"admin {request.user.get_username()}")
+        self.log_change(request, transfer, f"{op.verb} from {before} by {request.user.get_username()}.")
+
+    def _operate_selected(self, request: HttpRequest, queryset, name: str) -> None:
+        op = OPERATIONS[name]
         done = refused = 0
-        for transfer in queryset.filter(state__in=list(REDRIVABLE)):
+        # Counted first: the ones operated on leave op.states.
+        not_eligible = queryset.exclude(state__in=list(op.states)).count()
+        for transfer in queryset.filter(state__in=list(op.states)).select_related(
+            "source_endpoint", "destination_endpoint"
+        ):
             try:
-                services.redrive(transfer, by=f"admin {request.user.get_username()}")
+                self._operate(request, name, transfer)
                 done += 1
             except Conflict:
                 refused += 1  # moved on since the page was drawn
-        skipped = queryset.exclude(state__in=list(REDRIVABLE)).count() + refused
-        self.message_user(request, f"Re-driven: {done}. Not failed or dead (left alone): {skipped}.", messages.INFO)
+        skipped = not_eligible + refused
+        self.message_user(request, f"{op.verb}: {done}. Not in a state for it (left alone): {skipped}.", messages.INFO)
+
+    @admin.action(description="Re-drive selected", permissions=["redrive"])
+    def redrive_selected(self, request: HttpRequest, queryset) -> None:
+        self._operate_selected(request, queryset, "redrive")
+
+    @admin.action(description="Cancel selected", permissions=["cancel"])
+    def cancel_selected(self, request: HttpRequest, queryset) -> None:
+        self._operate_selected(request, queryset, "cancel")
 
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name
         return [
-            path(
-                "<path:object_id>/redrive/",
-                self.admin_site.admin_view(self.redrive_view),
-                name="{}_{}_redrive".format(*info),
+            *(
+                path(
+                    f"<path:object_id>/{name}/",
+                    self.admin_site.admin_view(self.operation_view),
+                    {"name": name},
+                    name="{}_{}_{}".format(*info, name),
+                )
+                for name in OPERATIONS
             ),
             *super().get_urls(),
         ]
 
-    def redrive_view(self, request: HttpRequest, object_id: str):
-        """The re-drive button of the transfer page (POST only, own permission)."""
+    def operation_view(self, request: HttpRequest, object_id: str, name: str):
+        """The re-drive and cancel buttons of the transfer page (POST only, own permissions)."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        if not self.has_redrive_permission(request):
+        if not request.user.has_perm(OPERATIONS[name].permission):
             raise PermissionDenied
         transfer = get_object_or_404(Transfer, pk=object_id)
         try:
-            services.redrive(transfer, by=f"admin {request.user.get_username()}")
-            self.message_user(request, "Re-driven: the transfer is pending again.", messages.SUCCESS)
+            self._operate(request, name, transfer)
+            self.message_user(request, OPERATIONS[name].done, messages.SUCCESS)
         except Conflict as exc:
             self.message_user(request, exc.message, messages.WARNING)
         return HttpResponseRedirect(reverse("admin:transfers_transfer_change", args=[transfer.pk]))
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
         transfer = Transfer.objects.filter(pk=object_id).only("state").first()
-        extra_context = {
-            **(extra_context or {}),
-            "can_redrive": bool(transfer and transfer.state in REDRIVABLE and self.has_redrive_permission(request)),
+        allowed = {
+            f"can_{name}": bool(transfer and transfer.state in op.states and request.user.has_perm(op.permission))
+            for name, op in OPERATIONS.items()
         }
+        extra_context = {**(extra_context or {}), **allowed}
         return super().change_view(request, object_id, form_url, extra_context)

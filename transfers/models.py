@@ -149,7 +149,10 @@ class Transfer(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        permissions = [("redrive_transfer", "Can re-drive failed and dead transfers")]
+        permissions = [
+            ("redrive_transfer", "Can re-drive failed and dead transfers"),
+            ("cancel_transfer", "Can cancel unfinished transfers"),
+        ]
         constraints = [
             # A re-poll or a repeated event never makes a second row.
             models.UniqueConstraint(

@@ -76,6 +76,65 @@ def test_redrive_selected_action(make_transfer):
         {"action": "redrive_selected", "_selected_action": [str(t.pk) for t in (dead, failed, done)]},
         follow=True,
     )
-    assert "Re-driven: 2" in response.content.decode()
+    assert "Re-driven: 2. Not in a state for it (left alone): 1." in response.content.decode()
     states = dict(Transfer.objects.values_list("pk", "state"))
     assert (states[dead.pk], states[failed.pk], states[done.pk]) == (State.PENDING, State.PENDING, State.SUCCEEDED)
+
+
+def test_cancel_needs_its_own_permission_and_both_operations_leave_history(make_transfer):
+    from django.contrib.admin.models import LogEntry
+
+    pending = make_transfer(state=State.PENDING)
+    dead = make_transfer(state=State.DEAD)
+    button = reverse("admin:transfers_transfer_cancel", args=[pending.pk])
+    redriver = staff("redrive_transfer")
+    assert (
+        "Cancel transfer</button>"
+        not in redriver.get(reverse("admin:transfers_transfer_change", args=[pending.pk])).content.decode()
+    )
+    assert redriver.post(button).status_code == 403
+    assert Transfer.objects.get(pk=pending.pk).state == State.PENDING
+
+    operator = staff("cancel_transfer", "redrive_transfer")
+    assert (
+        "Cancel transfer</button>"
+        in operator.get(reverse("admin:transfers_transfer_change", args=[pending.pk])).content.decode()
+    )
+    assert operator.post(button).status_code == 302
+    assert Transfer.objects.get(pk=pending.pk).state == State.CANCELLED
+    operator.post(reverse("admin:transfers_transfer_redrive", args=[dead.pk]))
+    history = {e.object_id: e.get_change_message() for e in LogEntry.objects.all()}
+    assert history[str(pending.pk)].startswith("Cancelled from pending by op")
+    assert history[str(dead.pk)].startswith("Re-driven from dead by op")
+    # The history page of the transfer shows it.
+    page = operator.get(reverse("admin:transfers_transfer_history", args=[pending.pk])).content.decode()
+    assert "Cancelled from pending" in page
+
+
+def test_cancel_selected_leaves_finished_transfers_alone(make_transfer):
+    pending = make_transfer(state=State.PENDING)
+    done = make_transfer(state=State.SUCCEEDED)
+    operator = staff("cancel_transfer")
+    response = operator.post(
+        reverse("admin:transfers_transfer_changelist"),
+        {"action": "cancel_selected", "_selected_action": [str(pending.pk), str(done.pk)]},
+        follow=True,
+    )
+    assert "Cancelled: 1. Not in a state for it (left alone): 1." in response.content.decode(), [
+        str(m) for m in response.context["messages"]
+    ]
+    states = dict(Transfer.objects.values_list("pk", "state"))
+    assert (states[pending.pk], states[done.pk]) == (State.CANCELLED, State.SUCCEEDED)
+
+
+def test_the_list_shows_short_ids_and_filters_by_tenant(make_transfer, make_tenant):
+    mine = make_transfer(state=State.PENDING)
+    operator = staff()
+    changelist = reverse("admin:transfers_transfer_changelist")
+    body = operator.get(changelist).content.decode()
+    assert f'title="{mine.pk}">{str(mine.pk)[:8]}</span>' in body
+    other_tenant, _ = make_tenant()
+    filtered = operator.get(f"{changelist}?tenant__id__exact={other_tenant.pk}").content.decode()
+    assert str(mine.pk)[:8] not in filtered
+    own = operator.get(f"{changelist}?tenant__id__exact={mine.tenant_id}").content.decode()
+    assert str(mine.pk)[:8] in own
