@@ -40,7 +40,7 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"] if _DEV else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "controlplane.adminsite.FerryAdminConfig",  # Django's admin with Ferry's pages
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -6,10 +6,14 @@ import time
 
 from django.conf import settings
 from django.contrib import admin
+from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.safestring import mark_safe
 
 from controlplane.admin import ReadOnlyAdmin
-from workers import context
+from controlplane.adminsite import Page
+from workers import context, overview
 from workers.models import PartitionLease
 from workers.regions import desired_owner, home_region
 
@@ -57,17 +61,49 @@ def lease_rows(now: float | None = None) -> tuple[list[dict], list[dict]]:
     return regions, partitions
 
 
+def _lease_rows_or_error() -> tuple[list[dict], list[dict], str]:
+    try:
+        regions, partitions = lease_rows()
+        return regions, partitions, ""
+    except Exception as exc:  # DynamoDB unreachable: say so instead of a 500
+        return [], [], f"The lease table could not be read ({type(exc).__name__})."
+
+
+def overview_view(request: HttpRequest) -> TemplateResponse:
+    """The fleet at a glance: transfers per state by hour, bytes per region, dead transfers by
+    tenant and error code, the partition map and the oldest pending transfer."""
+    now = timezone.now()
+    data = overview.fleet_overview(now)
+    regions, partitions, error = _lease_rows_or_error()
+    labels = [f"{h:%H}h" for h in data.hours]
+    states_chart = overview.stacked_bars_svg(labels, [data.per_hour[h] for h in data.hours], overview.STATE_COLOURS)
+    bytes_chart = overview.hbars_svg(data.bytes_by_region, unit=" B")
+    context_data = {
+        **admin.site.each_context(request),
+        "title": "Fleet overview",
+        "data": data,
+        "states_chart": mark_safe(states_chart),  # noqa: S308 - built by overview.*_svg, which escapes text
+        "bytes_chart": mark_safe(bytes_chart),  # noqa: S308
+        "legend": [(state, colour, data.totals.get(state, 0)) for state, colour in overview.STATE_COLOURS.items()],
+        "oldest_age": (now - data.oldest_pending.created_at) if data.oldest_pending else None,
+        "regions": regions,
+        "partitions": partitions,
+        "error": error,
+    }
+    return TemplateResponse(request, "admin/workers/overview.html", context_data)
+
+
+if hasattr(admin.site, "add_page"):  # Ferry's admin site (controlplane.adminsite)
+    admin.site.add_page(Page("overview/", overview_view, "overview", "Fleet overview"))
+
+
 @admin.register(PartitionLease)
 class PartitionLeaseAdmin(ReadOnlyAdmin):
     """One page: region states and every partition's lease. Steering is done with
     ``manage.py regions`` (see docs/runbooks/)."""
 
     def changelist_view(self, request, extra_context=None):
-        try:
-            regions, partitions = lease_rows()
-            error = ""
-        except Exception as exc:  # DynamoDB unreachable: say so instead of a 500
-            regions, partitions, error = [], [], f"The lease table could not be read ({type(exc).__name__})."
+        regions, partitions, error = _lease_rows_or_error()
         context_data = {
             **self.admin_site.each_context(request),
             "title": "Regions and partition leases",

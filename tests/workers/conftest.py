@@ -9,6 +9,7 @@ from celery.signals import before_task_publish
 
 from controlplane import aws
 from controlplane.resources import tables
+from tests.transfers.conftest import make_endpoint, make_route, make_transfer  # noqa: F401 - fixtures shared with tests/transfers
 from transfers import routes
 from transfers.models import Route
 from workers.leases import LeaseTable
