@@ -10,6 +10,7 @@ re-claimed) gets ``False`` / ``None`` back and nothing is written.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -25,6 +26,8 @@ from engine.errors import TransferError
 from transfers import backoff, states
 from transfers.models import Transfer, TransferEvent
 from transfers.states import State, transition
+
+log = logging.getLogger(__name__)
 
 # The states a worker holds its claim in (an outcome is recorded from one of these).
 _CLAIMED = (State.STAGING, State.STAGED, State.DELIVERING)
@@ -189,11 +192,14 @@ def record_success(
         **fields,
     )
     if ok:
-        bytes_moved.labels(direction=f"{row['source_endpoint__kind']}-{row['destination_endpoint__kind']}").inc(
-            bytes_total
-        )
-        if row["started_at"]:
-            transfer_seconds.observe(max(0.0, (now - row["started_at"]).total_seconds()))
+        direction = f"{row['source_endpoint__kind']}-{row['destination_endpoint__kind']}"
+        bytes_moved.labels(direction=direction).inc(bytes_total)
+        seconds = max(0.0, (now - row["started_at"]).total_seconds()) if row["started_at"] else None
+        if seconds is not None:
+            transfer_seconds.observe(seconds)
+        # One line per delivery: on AWS, log metric filters turn it into the CloudWatch
+        # dashboard's "delivered" and "bytes" panels (deploy/aws/region.yaml).
+        log.info("transfer delivered", extra={"bytes": bytes_total, "seconds": seconds, "direction": direction})
     return ok
 
 
