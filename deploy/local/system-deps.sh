@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the system services Ferry's tests and local stack use, when absent.
-# As root this may apt-get install openssh-server, postgresql and socat; otherwise it explains.
+# As root this may apt-get install openssh-server, postgresql, socat and chromium (with its
+# driver, for the headless-browser checks of the docs and admin pages); otherwise it explains.
 # --optional: never fail (make run falls back to asyncssh's SFTP server without sshd).
 set -euo pipefail
 optional=${1:-}
@@ -9,6 +10,10 @@ missing=()
 command -v ssh-keygen >/dev/null || missing+=(openssh-client)
 # The broker-outage test forwards SQS through socat, which it stops and starts.
 if [ "$optional" != "--optional" ]; then command -v socat >/dev/null || missing+=(socat); fi
+if [ "$optional" != "--optional" ]; then
+  [ -x /usr/bin/chromium ] || missing+=(chromium)
+  [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+fi
 if [ "$optional" != "--optional" ] && [ -z "${DATABASE_URL:-}" ]; then
   command -v pg_ctlcluster >/dev/null || ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
 fi
