@@ -133,3 +133,25 @@ def test_a_missing_source_is_still_source_missing(tree, s3spec):
     with pytest.raises(SourceMissing):
         copy(sftp_loc(spec, root / f"nope-{uuid.uuid4().hex[:6]}.csv"), s3_loc(s3spec, "in/x"), transfer_id="t-6")
     assert os.listdir(root) == []
+
+
+def test_one_realpath_per_listing_and_per_copy_not_per_file(tree, s3spec, monkeypatch):
+    import asyncssh
+
+    spec, root, _ = tree
+    for n in range(20):
+        (root / f"f{n:02}.csv").write_bytes(b"x")
+    asked: list[str] = []
+    real = asyncssh.SFTPClient.realpath
+
+    async def counting(self, path, *args, **kwargs):
+        asked.append(str(path))
+        return await real(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(asyncssh.SFTPClient, "realpath", counting)
+    assert len(list_files(sftp_loc(spec, root))) == 20
+    assert asked == [str(root), str(root)]  # the folder, then the root (kept for the connection)
+    asked.clear()
+    copy(sftp_loc(spec, root / "f00.csv"), s3_loc(s3spec, "in/f00.csv"), transfer_id="t-c")
+    # The file; the root again only if the pool handed over a new connection.
+    assert asked[0] == str(root / "f00.csv") and asked[1:] in ([], [str(root)])
