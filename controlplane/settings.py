@@ -2,7 +2,8 @@
 
 Profiles (``FERRY_PROFILE``):
 
-- ``production`` (default): DEBUG off, ``SECRET_KEY`` and ``DATABASE_URL`` required.
+- ``production`` (default): DEBUG off, ``SECRET_KEY`` and ``DATABASE_URL`` required; a
+  database not on this machine is reached with verified TLS (``controlplane/dbtls.py``).
 - ``local``: what ``make run`` uses; SQLite file under ``.local/``, a fixed dev key.
 - ``test``: what ``make test`` uses; PostgreSQL, short timers.
 
@@ -19,6 +20,7 @@ from pathlib import Path
 import environ
 
 from controlplane import emulator
+from controlplane.dbtls import RDS_CA_BUNDLE, verified_options
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -118,6 +120,15 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         }
     )
 else:
+    # On AWS the server's certificate is verified against the RDS CA bundle in the image
+    # (controlplane/dbtls.py): encryption without verification lets anyone on the path
+    # pose as the database.
+    _db["OPTIONS"] = verified_options(
+        _db.get("OPTIONS", {}),
+        profile=FERRY_PROFILE,
+        host=str(_db.get("HOST") or ""),
+        ca_bundle=env.str("FERRY_DATABASE_CA_BUNDLE", default=RDS_CA_BUNDLE),
+    )
     _db.setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
     _db.setdefault("CONN_HEALTH_CHECKS", True)
     # Two checkouts on one machine must not share a test database.

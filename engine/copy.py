@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import posixpath
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from engine import runtime, s3client, s3io
+from engine import confine, runtime, s3client, s3io
 from engine.errors import PermanentError, TransferError, TransientError, classify
 from engine.locations import Location, S3Location, SftpLocation
 from engine.plumbing import (
@@ -75,6 +76,10 @@ async def _direct(
         )
     if isinstance(source, SftpLocation):
         raise PermanentError("SFTP to SFTP needs a staging location.", code="staging_required")
+    # Writing through a link out of the root is the same escape as reading through one:
+    # the destination's folder must resolve inside the root.
+    async with sessions.sftp(destination.spec) as session:
+        await confine.inside_root(session.sftp, destination.spec, posixpath.dirname(destination.path) or "/")
     return await to_sftp(
         sessions,
         source,

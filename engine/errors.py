@@ -68,6 +68,13 @@ class DestinationExists(PermanentError):
     code = "destination_exists"
 
 
+class PathOutsideRoot(PermanentError):
+    """An SFTP path that the server resolves (through a symbolic link, or ``..``) to a place
+    outside the endpoint's ``root``: Ferry neither reads nor writes there."""
+
+    code = "path_outside_root"
+
+
 class ChecksumMismatch(PermanentError):
     code = "checksum_mismatch"
 

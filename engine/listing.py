@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncssh
 
-from engine import runtime, s3client, s3io, sftpio
+from engine import confine, runtime, s3client, s3io, sftpio
 from engine.errors import DestinationExists, TransferError, classify
 from engine.locations import Location, S3Location, SftpLocation
 from engine.pool import get_pool
@@ -45,6 +45,9 @@ async def alist_files(location: Location, *, pattern: str = "*", recursive: bool
 async def _list_sftp(location: SftpLocation, pattern: str, recursive: bool) -> list[RemoteFile]:
     found: list[RemoteFile] = []
     async with get_pool().session(location.spec) as session:
+        # The folder itself may be a link out of the root (the links inside it are skipped
+        # below, so one check covers the whole listing).
+        await confine.inside_root(session.sftp, location.spec, location.path)
         folders = [location.path]
         while folders:
             folder = folders.pop()
@@ -117,7 +120,9 @@ async def amove(location: Location, new_path: str) -> None:
             gone = await sftpio.stat_or_none(sftp, location.path) is None
             if gone and await sftpio.stat_or_none(sftp, new_path) is not None:
                 return  # done by an earlier attempt
-            await sftp.makedirs(posixpath.dirname(new_path) or "/", exist_ok=True)
+            folder = posixpath.dirname(new_path) or "/"
+            await sftp.makedirs(folder, exist_ok=True)
+            await confine.inside_root(sftp, location.spec, folder)
             try:
                 await sftp.rename(location.path, new_path)
             except asyncssh.SFTPError as exc:

@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncssh
 
-from engine import runtime, s3client, s3io, sftpio
+from engine import confine, runtime, s3client, s3io, sftpio
 from engine.errors import PermanentError, SizeMismatch, SourceMissing
 from engine.hashing import StreamHasher
 from engine.locations import Location, S3Location, SftpLocation
@@ -159,7 +159,10 @@ async def open_source(sessions: Sessions, source: Location, options: CopyOptions
     """The source's size and a way to stream it; SourceMissing when it is not there."""
     if isinstance(source, SftpLocation):
         async with sessions.sftp(source.spec) as session:
-            attrs = await sftpio.stat_or_none(session.sftp, source.path)
+            # A link out of the endpoint's root is refused before anything is read; what
+            # is read is the resolved path, so a link swapped after the check changes nothing.
+            path = await confine.inside_root(session.sftp, source.spec, source.path)
+            attrs = await sftpio.stat_or_none(session.sftp, path)
             if attrs is None:
                 raise SourceMissing(f"{source.path} does not exist on the source server.")
             if attrs.type == asyncssh.FILEXFER_TYPE_DIRECTORY:
@@ -167,7 +170,7 @@ async def open_source(sessions: Sessions, source: Location, options: CopyOptions
 
             def sftp_chunks() -> AsyncIterator[bytes]:
                 return sftpio.read_stream(
-                    session.sftp, source.path, in_flight=options.sftp_requests_in_flight, size=attrs.size
+                    session.sftp, path, in_flight=options.sftp_requests_in_flight, size=attrs.size
                 )
 
             yield Source(size=attrs.size or 0, chunks=sftp_chunks)

@@ -41,7 +41,9 @@ def test_production_takes_the_database_password_from_its_own_variable():
     )
     assert (got["HOST"], got["NAME"], got["USER"]) == ("db.internal", "ferry", "ferry")
     assert got["PASSWORD"] == "p@ss:word/with#odd chars"
-    assert got["OPTIONS"] == {"sslmode": "require"}
+    # The URL's sslmode=require (encrypted, unverified) is raised to verify-full against
+    # the RDS bundle the image carries.
+    assert got["OPTIONS"] == {"sslmode": "verify-full", "sslrootcert": "/etc/ssl/certs/rds-global-bundle.pem"}
     assert got["debug"] is False
     assert got["kms"] == "alias/acme-ferry"
     assert got["replicas"] == ["us-west-2"]
@@ -56,6 +58,27 @@ def test_without_the_variable_the_url_password_stays():
     assert got["PASSWORD"] == "inurl"
     assert got["kms"] == "alias/ferry"
     assert got["replicas"] == []
+
+
+def test_production_verifies_a_remote_database_whatever_the_url_says():
+    base = {"FERRY_PROFILE": "production", "SECRET_KEY": "k" * 50}
+    for query in ("", "?sslmode=disable", "?sslmode=prefer&sslrootcert=/tmp/other.pem&connect_timeout=5"):
+        got = _settings(
+            **base, DATABASE_URL=f"postgres://ferry@ferry.cluster-x.us-east-1.rds.amazonaws.com/ferry{query}"
+        )
+        assert got["OPTIONS"]["sslmode"] == "verify-full", query
+        assert got["OPTIONS"]["sslrootcert"] == "/etc/ssl/certs/rds-global-bundle.pem", query
+    got = _settings(**base, DATABASE_URL="postgres://ferry@10.0.3.7/ferry", FERRY_DATABASE_CA_BUNDLE="/run/ca.pem")
+    assert got["OPTIONS"] == {"sslmode": "verify-full", "sslrootcert": "/run/ca.pem"}
+
+
+def test_a_local_database_or_profile_keeps_the_url_options():
+    production = {"FERRY_PROFILE": "production", "SECRET_KEY": "k" * 50}
+    for host in ("127.0.0.1", "localhost", "[::1]", "%2Fvar%2Frun%2Fpostgresql"):
+        got = _settings(**production, DATABASE_URL=f"postgres://ferry@{host}/ferry?sslmode=prefer")
+        assert got["OPTIONS"] == {"sslmode": "prefer"}, host
+    got = _settings(FERRY_PROFILE="test", DATABASE_URL="postgres://ferry@db.internal/ferry")
+    assert got["OPTIONS"] == {}
 
 
 def test_a_ledger_retention_shorter_than_a_late_event_is_refused():

@@ -56,6 +56,21 @@ def test_dockerfile_pins_base_runs_unprivileged_and_checks_health():
     assert 'VOLUME ["/tmp"]' in lines, f'{DOCKERFILE}: no VOLUME ["/tmp"]'
 
 
+def test_dockerfile_pins_the_rds_ca_bundle_where_the_settings_look():
+    # The build fetches the bundle and fails on another SHA-256; the production settings
+    # verify the database against that file (controlplane/dbtls.py).
+    from controlplane.dbtls import RDS_CA_BUNDLE
+
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    adds = [line.split() for line in text.splitlines() if line.strip().startswith("ADD ")]
+    bundle = [a for a in adds if "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem" in a]
+    assert bundle, f"{DOCKERFILE}: no ADD of the RDS global bundle"
+    words = bundle[0]
+    assert any(re.fullmatch(r"--checksum=sha256:[0-9a-f]{64}", w) for w in words), f"{DOCKERFILE}: bundle not pinned"
+    assert words[-1] == RDS_CA_BUNDLE, f"{DOCKERFILE}: bundle at {words[-1]}, settings read {RDS_CA_BUNDLE}"
+    assert "--chmod=644" in words, f"{DOCKERFILE}: the bundle must be readable by uid 10001"
+
+
 def test_templates_pass_cfn_lint():
     templates = required_templates()
     completed = run(
