@@ -69,7 +69,7 @@ class TransferAdmin(ReadOnlyAdmin):
         "created_at",
     ]
     list_filter = ["state", "region", ("route", admin.RelatedOnlyFieldListFilter)]
-    search_fields = ["id", "source_path", "destination_path"]
+    search_fields = ["id", "source_path", "destination_path", "request_id"]
     list_select_related = ["tenant", "route"]
     # No date_hierarchy: its DISTINCT over dates scans the whole table at every page view.
     show_full_result_count = False
