@@ -66,12 +66,16 @@ def stamp_message(headers: dict[str, Any] | None = None, **kwargs: Any) -> None:
 def bind_task(task: Any = None, **kwargs: Any) -> None:
     """Bind the message's correlation id (a new one when it has none: a beat tick, a
     message from an older release) for the task's log lines."""
-    header = task.request.get(HEADER) if task is not None else None
+    request = task.request if task is not None else None
+    header = request.get(HEADER) if request is not None else None
     logs.clear()
     logs.bind(
         request_id=valid_request_id(header) or new_request_id(),
         region=settings.FERRY_REGION,
         task=getattr(task, "name", None),
+        # Celery's own "received" line (the worker's main process, before any task
+        # context) names the message by this id: it joins that line to the task's.
+        task_id=getattr(request, "id", None),
     )
 
 

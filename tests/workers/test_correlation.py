@@ -77,6 +77,11 @@ def test_the_request_id_survives_the_sqs_round_trip_into_the_workers_lines(celer
     line = wait_until(lambda: line_of(with_id), timeout=10, message="the ping's log line")
     assert line["request_id"] == known
     assert line["task"] == "controlplane.tasks.ping"
+    # Joins the line to Celery's "received" line of the same message.
+    assert any(
+        f"controlplane.tasks.ping[{line['task_id']}] received" in other.get("message", "")
+        for other in log_lines(celery_worker.log_path)
+    )
     # A message without one (a beat tick) gets a fresh id in the worker, not the last task's.
     other = wait_until(lambda: line_of(without_id), timeout=10, message="the second ping's log line")
     assert other["request_id"] and other["request_id"] != known
