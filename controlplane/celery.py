@@ -13,7 +13,10 @@ from celery import Celery
 from django.conf import settings
 from kombu import Queue
 
-from controlplane import worker_metrics  # noqa: F401 - connects the worker metrics server
+from controlplane import (
+    correlation,  # noqa: F401 - carries the request id in task headers
+    worker_metrics,  # noqa: F401 - connects the worker metrics server
+)
 from controlplane.resources import queues
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")

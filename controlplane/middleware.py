@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
-import uuid
 from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from controlplane import logs
+from controlplane.correlation import new_request_id, valid_request_id
 from controlplane.errors import error_response
 from controlplane.health import healthz
-
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def request_id_of(request: HttpRequest) -> str | None:
@@ -48,7 +45,7 @@ class RequestContextMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.headers.get("X-Request-ID", "")
-        request.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request.request_id = valid_request_id(incoming) or new_request_id()
         logs.clear()
         logs.bind(request_id=request.request_id, region=settings.FERRY_REGION)
         started = time.monotonic()

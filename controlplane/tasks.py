@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from datetime import datetime
@@ -11,6 +12,8 @@ from django.conf import settings
 from controlplane import mirror
 from controlplane.celery import app
 from controlplane.models import WorkerPing
+
+log = logging.getLogger(__name__)
 
 
 @app.task(name="controlplane.tasks.ping")
@@ -24,6 +27,8 @@ def ping(nonce: str, sent_at: str) -> None:
             "sent_at": datetime.fromisoformat(sent_at),
         },
     )
+    # One line per ping: it shows which worker took it and under which request id.
+    log.info("ping received", extra={"nonce": nonce})
 
 
 @app.task(name="controlplane.tasks.mirror_drain")

@@ -97,7 +97,7 @@ class TransferAdmin(ReadOnlyAdmin):
     list_display_links = ["short_id"]
     # The tenant filter lists the tenants table (small), not a DISTINCT over transfers.
     list_filter = ["state", "region", "tenant", ("route", admin.RelatedOnlyFieldListFilter), "last_error_code"]
-    search_fields = ["id", "source_path", "destination_path"]
+    search_fields = ["id", "source_path", "destination_path", "=request_id"]
     list_select_related = ["tenant", "route"]
     # No date_hierarchy: its DISTINCT over dates scans the whole table at every page view.
     show_full_result_count = False

@@ -28,6 +28,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from controlplane.correlation import current_request_id
 from controlplane.errors import Conflict
 from controlplane.models import Tenant
 from endpoints.models import Endpoint
@@ -136,6 +137,7 @@ def _create_transfers(
     )
     new: list[Transfer] = []
     seen: set[tuple[str, str]] = set()
+    request_id = current_request_id()  # the poll's, the event's or the manual run's
     for path, version, size in items:
         if (path, version) in existing or (path, version) in seen:
             continue
@@ -169,6 +171,7 @@ def _create_transfers(
                 max_attempts=route.options.get("max_attempts", route_options.DEFAULTS["max_attempts"]),
                 partition=route.partition,
                 state=State.PENDING,
+                request_id=request_id,
             )
         )
     if not new:
@@ -447,6 +450,7 @@ def create_adhoc_transfer(
                 idempotency_key=key,
                 idempotency_expires_at=now + timedelta(seconds=settings.FERRY_IDEMPOTENCY_TTL),
                 idempotency_fingerprint=fingerprint,
+                request_id=current_request_id(),
             )
             lifecycle.record_created([transfer], at=now, detail="created by an API request")
             dispatch_after_commit([transfer.id])

@@ -143,6 +143,10 @@ class Transfer(models.Model):
     idempotency_expires_at = models.DateTimeField(null=True, blank=True)
     # SHA-256 of the ad-hoc request body: the same key with another body is a conflict.
     idempotency_fingerprint = models.CharField(max_length=64, blank=True)
+    # The correlation id of the work that created it (the API request's X-Request-ID, the
+    # poll's or the S3 event's id), so every attempt's log lines carry it and a customer can
+    # quote it (controlplane/correlation.py). "" for rows older than the field.
+    request_id = models.CharField(max_length=64, blank=True, default="", db_default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
-from controlplane import metrics
+from controlplane import logs, metrics
+from controlplane.correlation import new_request_id, valid_request_id
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +231,12 @@ class EventConsumer:
 
     def _one(self, message: dict, report: TickReport) -> None:
         message_id = message.get("MessageId", "")
+        # An event has no request: its SQS message id is the correlation id of its work
+        # (a redelivered message keeps it), stored on the transfers it creates.
+        with logs.bound(request_id=valid_request_id(message_id) or new_request_id()):
+            self._handle(message, message_id, report)
+
+    def _handle(self, message: dict, message_id: str, report: TickReport) -> None:
         try:
             events = parse_message(message["Body"])
         except UnreadableEvent as exc:

@@ -25,6 +25,7 @@ newer claim or lease, and its keeper dispatches it again when the claim expires.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import posixpath
@@ -107,7 +108,10 @@ class _Heartbeat:
         self.bytes_done: int | None = None
         self.lost = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{transfer_id}", daemon=True)
+        # A plain thread starts with an empty context: give it the transfer's log context.
+        self._thread = threading.Thread(
+            target=contextvars.copy_context().run, args=(self._run,), name=f"heartbeat-{transfer_id}", daemon=True
+        )
 
     def __enter__(self) -> _Heartbeat:
         self._thread.start()
@@ -164,8 +168,11 @@ def run_batch(transfer_ids: list[str]) -> dict[str, str]:
                 connection.close()
 
         with ThreadPoolExecutor(max_workers=settings.FERRY_BATCH_CONCURRENCY) as pool:
-            for transfer_id, outcome in zip(transfer_ids, pool.map(one, transfer_ids), strict=True):
-                results[transfer_id] = outcome
+            # Pool threads do not inherit the task's log context; one copy per member (a
+            # context cannot be entered by two threads at once).
+            futures = [pool.submit(contextvars.copy_context().run, one, transfer_id) for transfer_id in transfer_ids]
+            for transfer_id, future in zip(transfer_ids, futures, strict=True):
+                results[transfer_id] = future.result()
     return results
 
 
@@ -180,6 +187,9 @@ def run_transfer(transfer_id: str, *, shared: engine.SharedSessions | None = Non
     if transfer.state in TERMINAL:
         return "finished"
     with logs.bound(
+        # The id of the work that created the transfer, whoever dispatched this attempt
+        # (None, for rows older than the field, keeps the message's own).
+        request_id=transfer.request_id or None,
         region=settings.FERRY_REGION,
         tenant=str(transfer.tenant_id),
         route=str(transfer.route_id) if transfer.route_id else None,

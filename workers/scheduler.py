@@ -16,6 +16,7 @@ from collections import Counter
 from django.utils import timezone
 
 from controlplane import logs
+from controlplane.correlation import new_request_id
 from endpoints.specs import to_spec
 from engine import listing
 from engine.errors import TransferError
@@ -58,7 +59,11 @@ def scheduler_tick() -> int:
     for route in due:
         if not routes.take_due_run(route, now=now):
             continue
-        with logs.bound(tenant=str(route.tenant_id), route=str(route.id), partition=route.partition):
+        # Each route's run is its own piece of work: its own correlation id, stored on the
+        # transfers it creates.
+        with logs.bound(
+            request_id=new_request_id(), tenant=str(route.tenant_id), route=str(route.id), partition=route.partition
+        ):
             try:
                 created += len(poll_route(route))
             except TransferError as exc:
@@ -79,6 +84,8 @@ def retry_source_actions(limit: int = 100, max_attempts: int = 5) -> int:
     ).select_related("source_endpoint")[:limit]
     done = 0
     for transfer in pending:
-        with logs.bound(transfer=str(transfer.id), route=str(transfer.route_id)):
+        with logs.bound(
+            request_id=transfer.request_id or None, transfer=str(transfer.id), route=str(transfer.route_id)
+        ):
             done += run_source_action(transfer)
     return done

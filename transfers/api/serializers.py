@@ -318,10 +318,14 @@ class TransferEventOut(serializers.Serializer):
 
 class TransferDetailOut(TransferOut):
     options = serializers.DictField()
+    # The X-Request-ID of the request that created it (or the poll's or event's id): what a
+    # customer quotes, and what every log line of every attempt carries.
+    request_id = serializers.CharField()
     timeline = TransferEventOut(many=True)
 
     def to_representation(self, transfer: Transfer) -> dict[str, Any]:
         data = super().to_representation(transfer)
         data["options"] = transfer.options
+        data["request_id"] = transfer.request_id
         data["timeline"] = TransferEventOut(transfer.timeline, many=True).data
         return data

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from controlplane import aws, logs
+from controlplane.correlation import new_request_id
 from controlplane.metrics import leases_held
 from controlplane.resources import tables
 from transfers import watermarks
@@ -68,6 +69,9 @@ class Command(BaseCommand):
         dispatcher = keeper.dispatch if isinstance(keeper.dispatch, Dispatcher) else None
         try:
             while not stopping:
+                # One correlation id per tick and the quick sweeps after it: the messages
+                # they send carry it (a transfer's own stored id takes over in the worker).
+                logs.bind(request_id=new_request_id())
                 started = time.monotonic()
                 if dispatcher is not None:
                     dispatcher.partitions = []  # the tick sets what it may dispatch, if anything
