@@ -141,6 +141,11 @@ _PRINT = (
 )
 
 
+# The production profile verifies a remote database's certificate (controlplane/dbtls.py),
+# whatever the URL's sslmode says.
+VERIFIED = {"sslmode": "verify-full", "sslrootcert": "/etc/ssl/certs/rds-global-bundle.pem"}
+
+
 def _settings(**env: str) -> dict:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("FERRY_", "DATABASE_", "SECRET_KEY"))}
     clean.update(
@@ -160,13 +165,16 @@ def _settings(**env: str) -> dict:
 
 def test_production_asks_a_forwarded_session_to_read_its_own_writes():
     got = _settings(FERRY_REGION="us-west-2", FERRY_DATABASE_WRITER_REGION="us-east-1")
-    assert got["options"] == {"sslmode": "require", "options": "-c apg_write_forward.consistency_mode=session"}
+    assert got["options"] == {
+        **VERIFIED,
+        "options": "-c apg_write_forward.consistency_mode=session",
+    }
 
 
 def test_production_in_the_writers_region_sends_no_consistency_mode():
     got = _settings(FERRY_REGION="us-east-1")
     assert got["writer"] == "us-east-1"  # default: the first of FERRY_REGIONS
-    assert got["options"] == {"sslmode": "require"}
+    assert got["options"] == VERIFIED
 
 
 _PROBE = """
