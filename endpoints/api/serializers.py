@@ -80,6 +80,8 @@ class S3ConfigSerializer(StrictSerializer):
     external_id = serializers.CharField(required=False, allow_null=True, default=None, max_length=1224)
     sse = serializers.ChoiceField(choices=["AES256", "aws:kms"], required=False, allow_null=True, default=None)
     kms_key_id = serializers.CharField(required=False, allow_null=True, default=None, max_length=2048)
+    # Sent as ExpectedBucketOwner when Ferry proves an S3 event's object readable (docs/events.md).
+    expected_bucket_owner = serializers.CharField(required=False, allow_null=True, default=None, max_length=12)
 
     def validate_bucket(self, value: str) -> str:
         return _rule(validation.bucket, value)
@@ -98,6 +100,9 @@ class S3ConfigSerializer(StrictSerializer):
 
     def validate_kms_key_id(self, value: str | None) -> str | None:
         return None if value is None else _rule(validation.kms_key_id, value)
+
+    def validate_expected_bucket_owner(self, value: str | None) -> str | None:
+        return None if value is None else _rule(validation.account_id, value)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         errors: dict[str, list[str]] = {}

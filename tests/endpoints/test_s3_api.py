@@ -25,6 +25,7 @@ def test_s3_create_read_change_rotate_test_delete(api, moto, bucket, secret_name
         "external_id": None,
         "sse": "AES256",
         "kms_key_id": None,
+        "expected_bucket_owner": None,
     }
     assert created["credentials"]["kinds"] == ["access_key_id", "secret_access_key"]
     assert body["credentials"]["secret_access_key"] not in response.content.decode()
