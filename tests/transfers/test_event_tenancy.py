@@ -127,3 +127,27 @@ def test_read_access_is_proven_again_at_every_event_after_the_credentials_change
     endpoint_services.rotate_credentials(endpoint=endpoint, credentials=accounts.user_keys(B))
     assert intake.create_from_s3_event(**event(bucket, "v3")) == []
     assert list(Transfer.objects.filter(route=route).values_list("source_version", flat=True)) == ["v2"]
+
+
+def test_a_proof_that_cannot_be_asked_now_makes_the_event_come_back_after_the_others_are_made(
+    moto, two_tenants, make_endpoint, monkeypatch
+):
+    from endpoints import proofs
+
+    tenant_a, tenant_b = two_tenants
+    bucket = accounts.bucket_of(A, KEY)
+    route_a = event_route(tenant_a, s3_endpoint(tenant_a, bucket, accounts.user_keys(A)), make_endpoint)
+    unreachable = s3_endpoint(tenant_b, bucket, accounts.user_keys(B))
+    event_route(tenant_b, unreachable, make_endpoint)
+    real = proofs.prove_read
+
+    def prove_read(endpoint, **kwargs):
+        # As when Secrets Manager or S3 cannot be reached for this endpoint's proof.
+        if endpoint.pk == unreachable.pk:
+            return proofs.ReadProof(False, "secrets_unavailable", transient=True)
+        return real(endpoint, **kwargs)
+
+    monkeypatch.setattr(proofs, "prove_read", prove_read)
+    with pytest.raises(intake.ProofUnavailable):
+        intake.create_from_s3_event(**event(bucket))
+    assert list(Transfer.objects.values_list("route_id", flat=True)) == [route_a.id]
