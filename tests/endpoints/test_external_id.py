@@ -135,3 +135,12 @@ def test_the_migration_replaces_tenant_chosen_ids_and_mirrors_the_change(make_te
     assert row.document["config"]["external_id"] == chosen.config["external_id"]
     sftp.refresh_from_db()
     assert "external_id" not in sftp.config and sftp.version == 1
+
+
+def test_the_tenant_shows_the_principals_its_trust_policies_name(api, settings):
+    roles = [
+        "arn:aws:iam::999999999999:role/ferry-us-east-1-ApiTaskRole-X",
+        "arn:aws:iam::999999999999:role/ferry-us-west-2-WorkerTaskRole-Y",
+    ]
+    settings.FERRY_TASK_ROLE_ARNS = roles
+    assert api.get("/api/v1/tenant").json()["role_trust_principals"] == roles
