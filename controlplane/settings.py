@@ -208,6 +208,11 @@ FERRY_KMS_KEY_ALIAS = env.str("FERRY_KMS_KEY_ALIAS", default=f"alias/{FERRY_RESO
 # AWS: the emulator replicates into its per-region Secrets Manager, and each region's
 # processes read their own copy (endpoints/secrets.py).
 FERRY_SECRET_REPLICA_REGIONS = env.list("FERRY_SECRET_REPLICA_REGIONS", default=list(FERRY_REGIONS) if _DEV else [])
+# The task roles (every region's) that assume customers' roles: the principals of the trust
+# policy customers write, shown at GET /api/v1/tenant (docs/endpoints.md, "Roles and the
+# external id"); region.yaml sets them. Empty locally: there Ferry acts as the emulator's
+# default account.
+FERRY_TASK_ROLE_ARNS = [arn for arn in env.list("FERRY_TASK_ROLE_ARNS", default=[]) if arn]
 FERRY_STAGING_BUCKET = env.str("FERRY_STAGING_BUCKET", default=f"{FERRY_RESOURCE_PREFIX}-staging-{FERRY_REGION}")
 FERRY_TABLE_LEASES = env.str("FERRY_TABLE_LEASES", default=f"{FERRY_RESOURCE_PREFIX}-leases")
 FERRY_TABLE_LEDGER = env.str("FERRY_TABLE_LEDGER", default=f"{FERRY_RESOURCE_PREFIX}-ledger")

@@ -9,6 +9,7 @@ API serializers before a service runs, so "invalid input" never reaches Secrets 
 from __future__ import annotations
 
 import logging
+import secrets as token_source
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -45,6 +46,31 @@ def _secrets_call(fn, **kwargs):
 
 def credential_kinds(credentials: dict[str, Any] | None) -> list[str]:
     return sorted(k for k, v in (credentials or {}).items() if v)
+
+
+# --- the external id Ferry issues ----------------------------------------------------------
+
+# Config keys Ferry writes and a tenant may not: the API refuses them in a request and
+# strips them from the current config before validating a merged update.
+ISSUED_CONFIG_KEYS = frozenset({"external_id"})
+
+
+def issue_external_id() -> str:
+    """A new external id for an S3 endpoint: 128 random bits, never chosen by the tenant.
+
+    AWS's answer to the confused deputy: the customer's role trusts Ferry's principals only
+    with this id, and since Ferry alone chooses it (per endpoint) and never lets a tenant
+    set it, tenant B cannot make Ferry assume tenant A's role (docs/endpoints.md, "Roles").
+    """
+    return f"ferry-{token_source.token_hex(16)}"
+
+
+def _with_issued(kind: str, config: dict[str, Any], current: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``config`` with the external id Ferry issued (kept from ``current``; new otherwise)."""
+    if kind != Endpoint.Kind.S3:
+        return config
+    issued = (current or {}).get("external_id") or issue_external_id()
+    return {**config, "external_id": issued}
 
 
 # --- the mirror document ----------------------------------------------------------------
@@ -122,10 +148,12 @@ def create_endpoint(
 ) -> Endpoint:
     """Store the credentials (if any) in Secrets Manager, then the row and its outbox entry.
 
-    ``config`` and ``credentials`` are already validated. If the row cannot be written (a
-    concurrent create took the name), the just-created secret is removed again.
+    ``config`` and ``credentials`` are already validated. An S3 endpoint gets its external
+    id here (:func:`issue_external_id`). If the row cannot be written (a concurrent create
+    took the name), the just-created secret is removed again.
     """
     endpoint_id = uuid.uuid4()
+    config = _with_issued(kind, {k: v for k, v in config.items() if k not in ISSUED_CONFIG_KEYS})
     stored = None
     if credentials:
         stored = _secrets_call(secrets.store, tenant_id=tenant.id, endpoint_id=endpoint_id, credentials=credentials)
@@ -163,7 +191,8 @@ def update_endpoint(
     """Change the name and/or config (already validated, ``config`` complete).
 
     Refused with 409 when the endpoint changed since ``expected_version`` was read (the
-    caller validated against that version).
+    caller validated against that version). The external id Ferry issued stays whatever
+    ``config`` says: it is immutable.
     """
     try:
         with transaction.atomic():
@@ -175,7 +204,8 @@ def update_endpoint(
             if name is not None:
                 locked.name = name
             if config is not None:
-                locked.config = config
+                tenant_part = {k: v for k, v in config.items() if k not in ISSUED_CONFIG_KEYS}
+                locked.config = _with_issued(locked.kind, tenant_part, locked.config)
             locked.version += 1
             locked.save()
             _record(locked)

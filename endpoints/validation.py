@@ -26,7 +26,7 @@ _USERNAME = re.compile(r"^[A-Za-z0-9._@+-][A-Za-z0-9._@+\\ -]{0,254}$")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}$")
 _ROLE_ARN = re.compile(r"^arn:aws(-[a-z]+)*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$")
-_EXTERNAL_ID = re.compile(r"^[A-Za-z0-9+=,.@:/_-]{2,1224}$")
+_ACCOUNT_ID = re.compile(r"^[0-9]{12}$")
 _KMS_KEY = re.compile(
     r"^(arn:aws(-[a-z]+)*:kms:[a-z0-9-]+:[0-9]{12}:(key/[0-9a-f-]{36}|alias/[A-Za-z0-9/_-]{1,250})"
     r"|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -157,9 +157,9 @@ def role_arn(value: str) -> str:
     return value
 
 
-def external_id(value: str) -> str:
-    if not _EXTERNAL_ID.match(value):
-        raise Invalid("External ids are 2-1224 characters: letters, digits and +=,.@:/-_.")
+def account_id(value: str) -> str:
+    if not _ACCOUNT_ID.match(value):
+        raise Invalid("Enter the 12-digit AWS account id that owns the bucket.")
     return value
 
 

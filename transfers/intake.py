@@ -31,6 +31,7 @@ from django.utils import timezone
 from controlplane.correlation import current_request_id
 from controlplane.errors import Conflict
 from controlplane.models import Tenant
+from endpoints import proofs
 from endpoints.models import Endpoint
 from engine.listing import PART_RE, RemoteFile
 from engine.locations import s3_relative_path
@@ -317,10 +318,16 @@ def observe_files(
 # --- S3 events ------------------------------------------------------------------------------
 
 
+class ProofUnavailable(RuntimeError):
+    """An endpoint's read access could not be proven for now (throttling, S3 or Secrets
+    Manager unreachable): the event's message is left for SQS to deliver again."""
+
+
 def create_from_s3_event(
     *, bucket: str, key: str, version: str | None, size: int | None, region: str | None
 ) -> list[Transfer]:
-    """Create a transfer on every enabled event route watching this object.
+    """Create a transfer on every enabled event route watching this object whose source
+    endpoint proves it can read it.
 
     A route watches ``key`` when its source is an S3 endpoint on ``bucket`` whose prefix
     starts the key, and the rest of the key lies in the route's folder and matches its
@@ -328,6 +335,13 @@ def create_from_s3_event(
     or the ETag for unversioned buckets; a repeated event for the same version finds the
     existing transfer. No stability wait: S3 objects appear whole. Endpoints that name a
     region other than the event's are skipped.
+
+    Bucket names are not tenants: before any row exists, each watching endpoint proves
+    with its own credentials that it can read the object (``endpoints.proofs``). A refusal
+    creates nothing for that endpoint and is logged for operators only, so a tenant that
+    registers another's bucket never sees its keys. Routes of other endpoints go on; if a
+    proof could not be asked (transient), the others are still created and
+    :class:`ProofUnavailable` is raised afterwards so the event comes back.
     """
     routes = Route.objects.filter(
         enabled=True,
@@ -337,11 +351,13 @@ def create_from_s3_event(
     ).select_related("source_endpoint")
     created: list[Transfer] = []
     now = timezone.now()
+    proven: dict[Any, proofs.ReadProof] = {}
     for route in routes:
-        endpoint_region = (route.source_endpoint.config or {}).get("region")
+        endpoint = route.source_endpoint
+        endpoint_region = (endpoint.config or {}).get("region")
         if region and endpoint_region and endpoint_region != region:
             continue
-        path = s3_relative_path((route.source_endpoint.config or {}).get("prefix") or "", key)
+        path = s3_relative_path((endpoint.config or {}).get("prefix") or "", key)
         if path is None:
             continue
         try:
@@ -351,9 +367,28 @@ def create_from_s3_event(
             continue
         if not _in_route(route, path):
             continue
+        if endpoint.pk not in proven:
+            proven[endpoint.pk] = proofs.prove_read(endpoint, bucket=bucket, key=key)
+            if not proven[endpoint.pk].ok:
+                log.warning(
+                    "s3 event not proven: the endpoint cannot read the object",
+                    extra={
+                        "tenant": str(endpoint.tenant_id),
+                        "endpoint": str(endpoint.pk),
+                        "bucket": bucket,
+                        "key": key,
+                        "reason": proven[endpoint.pk].reason,
+                        "transient": proven[endpoint.pk].transient,
+                    },
+                )
+        if not proven[endpoint.pk].ok:
+            continue
         created += _create_transfers(
             route, [(path, version or f"size:{size}", size)], now=now, detail="created by an S3 event"
         )
+    unavailable = [pk for pk, proof in proven.items() if proof.transient]
+    if unavailable:
+        raise ProofUnavailable(f"read access of {len(unavailable)} endpoint(s) could not be proven; retry later")
     return created
 
 

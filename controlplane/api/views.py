@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -27,6 +28,11 @@ class TenantView(APIView):
                 "key": inline_serializer(
                     "TenantKey", {"prefix": serializers.CharField(), "scope": serializers.CharField()}
                 ),
+                "role_trust_principals": serializers.ListField(
+                    child=serializers.CharField(),
+                    help_text="The IAM roles of Ferry that assume an S3 endpoint's role: the Principal of its "
+                    "trust policy (with the endpoint's config.external_id as sts:ExternalId).",
+                ),
             },
         )
     )
@@ -37,6 +43,7 @@ class TenantView(APIView):
                 "id": str(tenant.id),
                 "name": tenant.name,
                 "key": {"prefix": request.auth.prefix, "scope": request.auth.scope},
+                "role_trust_principals": list(settings.FERRY_TASK_ROLE_ARNS),
             }
         )
 

@@ -1,5 +1,21 @@
-"""The moto server, with S3's EventBridge events carrying object keys as AWS sends them.
+"""The moto server, refusing a few things moto accepts and AWS refuses.
 
+1. **Object keys in S3's EventBridge events**, encoded as AWS sends them (below).
+2. **Bucket ownership and cross-account access** (:func:`enforce_bucket_owners`): moto
+   ignores ``ExpectedBucketOwner`` and lets any account read any other account's bucket.
+   AWS answers 403 ``AccessDenied`` when the bucket's owner is not the expected one, and
+   to a request from another account unless the bucket policy grants that account.
+3. **Role trust policies** (:func:`enforce_trust_policies`): moto assumes any role with
+   any external id (it checks trust policies only with IAM authentication on, for the
+   whole server). AWS refuses an ``AssumeRole`` the role's trust policy does not allow,
+   which is what makes an external id mean something.
+
+Only the emulator knows which account owns a bucket and what a role's trust policy says,
+so these rules live here rather than in ``controlplane.awsguard`` (which sees only a
+client's own parameters). Roles that do not exist in the emulator's IAM stay assumable,
+as moto allows (tests that need no trust policy create no role).
+
+**Event keys.**
 AWS URL-encodes the object key in S3 events the way HTML forms do (a space as ``+``, a
 ``+`` as ``%2B``, non-ASCII as UTF-8 ``%XX``): the notification format says so, and
 EventBridge "Object Created" events carry the key the same way (docs/events.md, "Object
@@ -14,9 +30,14 @@ moto_server's arguments.
 
 from __future__ import annotations
 
+import fnmatch
+import json
+import re
 import sys
+import uuid
+from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import quote_plus
+from urllib.parse import parse_qs, quote_plus, urlparse
 
 from moto.s3 import notifications
 from moto.server import main
@@ -47,7 +68,236 @@ def encode_eventbridge_keys() -> None:
     notifications._send_event_bridge_message = encoded
 
 
+# --- bucket owners and cross-account access -------------------------------------------
+
+_ACCESS_DENIED = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+    "<Message>Access Denied</Message><RequestId>{}</RequestId></Error>"
+)
+
+
+def _statements(document: Any) -> list[Mapping[str, Any]]:
+    try:
+        parsed = json.loads(document) if isinstance(document, (str, bytes)) else document
+    except ValueError:
+        return []
+    if not isinstance(parsed, Mapping):
+        return []
+    statements = parsed.get("Statement") or []
+    if isinstance(statements, Mapping):
+        statements = [statements]
+    return [s for s in statements if isinstance(s, Mapping)]
+
+
+def _listed(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else [v for v in value if isinstance(v, str)]
+
+
+def principal_names(statement: Mapping[str, Any], account: str) -> bool:
+    """Whether the statement's ``Principal`` covers a caller of ``account``: ``*``, the
+    account id, its root ARN, or an IAM/STS ARN in the account (a role principal is taken
+    to cover the account's callers: the emulator does not track which role signed)."""
+    principal = statement.get("Principal")
+    if principal == "*":
+        return True
+    if not isinstance(principal, Mapping):
+        return False
+    for entry in _listed(principal.get("AWS")):
+        if entry in ("*", account) or re.match(rf"arn:[a-z-]+:(iam|sts)::{account}:", entry):
+            return True
+    return False
+
+
+def conditions_hold(condition: Any, values: Mapping[str, str | None]) -> bool:
+    """``StringEquals`` / ``StringLike`` on the keys in ``values`` (lower-case); any other
+    operator or key is not understood here and does not hold (never grant more than AWS)."""
+    if not condition:
+        return True
+    if not isinstance(condition, Mapping):
+        return False
+    for operator, tests in condition.items():
+        if operator not in ("StringEquals", "StringLike") or not isinstance(tests, Mapping):
+            return False
+        for key, expected in tests.items():
+            actual = values.get(str(key).lower())
+            if actual is None:
+                return False
+            wanted = _listed(expected)
+            if operator == "StringEquals" and actual not in wanted:
+                return False
+            if operator == "StringLike" and not any(fnmatch.fnmatchcase(actual, w) for w in wanted):
+                return False
+    return True
+
+
+def _matches(patterns: Any, value: str, *, fold: bool = False) -> bool:
+    if fold:
+        return any(fnmatch.fnmatchcase(value.lower(), p.lower()) for p in _listed(patterns))
+    return any(fnmatch.fnmatchcase(value, p) for p in _listed(patterns))
+
+
+def policy_allows(document: Any, *, action: str, resource: str, account: str) -> bool:
+    """A bucket policy's answer for a caller of another account: an explicit Deny wins, an
+    Allow without conditions grants; nothing else does."""
+    allowed = False
+    for statement in _statements(document):
+        if not principal_names(statement, account):
+            continue
+        if not _matches(statement.get("Action"), action, fold=True):
+            continue
+        if not _matches(statement.get("Resource"), resource):
+            continue
+        if statement.get("Effect") == "Deny":
+            return False
+        if statement.get("Effect") == "Allow" and not statement.get("Condition"):
+            allowed = True
+    return allowed
+
+
+_KEY_ACTIONS = {"GET": "s3:GetObject", "HEAD": "s3:GetObject", "PUT": "s3:PutObject", "POST": "s3:PutObject"}
+
+
+def s3_action(method: str, *, key: str | None, query: Mapping[str, Any]) -> str:
+    """The IAM action of an S3 request, as precisely as cross-account grants need it."""
+    if key:
+        if method == "DELETE":
+            return "s3:AbortMultipartUpload" if "uploadId" in query else "s3:DeleteObject"
+        return _KEY_ACTIONS.get(method, f"s3:{method.title()}Object")
+    if method in ("GET", "HEAD") and not set(query) - {
+        "list-type",
+        "prefix",
+        "delimiter",
+        "max-keys",
+        "marker",
+        "continuation-token",
+        "start-after",
+        "encoding-type",
+        "fetch-owner",
+    }:
+        return "s3:ListBucket"
+    if "uploads" in query:
+        return "s3:ListBucketMultipartUploads"
+    return f"s3:{method.title()}BucketConfiguration"  # only a policy granting s3:* covers these
+
+
+def bucket_refusal(
+    *, bucket: str, key: str | None, method: str, query: Mapping[str, Any], headers: Mapping[str, str], caller: str
+) -> str | None:
+    """Why AWS would answer 403 to this request, or None (the bucket's owner and policy
+    come from moto's own S3 state)."""
+    from moto.s3.models import s3_backends
+
+    owner = s3_backends.bucket_accounts.get(bucket)
+    if owner is None:
+        return None  # no such bucket: moto answers NoSuchBucket (or creates it) itself
+    partition, account = owner
+    expected = headers.get("x-amz-expected-bucket-owner")
+    if expected is not None and expected != account:
+        return f"expected bucket owner {expected}, owner is {account}"
+    if caller == account:
+        return None
+    found = s3_backends[account][partition].buckets.get(bucket)
+    policy = getattr(found, "policy", None)
+    action = s3_action(method, key=key, query=query)
+    resource = f"arn:{partition}:s3:::{bucket}" + (f"/{key}" if key else "")
+    if policy_allows(policy, action=action, resource=resource, account=caller):
+        return None
+    return f"{caller} is not {account} and the bucket policy does not grant it {action}"
+
+
+def _denied(reason: str) -> tuple[int, dict[str, str], bytes]:
+    request_id = uuid.uuid4().hex
+    headers = {"x-amz-request-id": request_id, "content-type": "application/xml", "x-ferry-refusal": reason[:200]}
+    return 403, headers, _ACCESS_DENIED.format(request_id).encode()
+
+
+def _guarded(original: Callable[..., Any], *, key_level: bool) -> Callable[..., Any]:
+    def guarded(self: Any, request: Any, full_url: str) -> Any:
+        bucket = self.parse_bucket_name_from_url(request, full_url)
+        if bucket:
+            key = (self.parse_key_name() or None) if key_level else None
+            query = parse_qs(urlparse(full_url).query, keep_blank_values=True)
+            reason = bucket_refusal(
+                bucket=bucket,
+                key=key,
+                method=request.method,
+                query=query,
+                headers={k.lower(): v for k, v in request.headers.items()},
+                caller=self.current_account,
+            )
+            if reason is not None:
+                return _denied(reason)
+        return original(self, request, full_url)
+
+    guarded.ferry_guarded = True  # type: ignore[attr-defined]
+    return guarded
+
+
+def enforce_bucket_owners() -> None:
+    """Patch moto's S3 responses to refuse what AWS refuses on ownership (idempotent)."""
+    from moto.s3.responses import S3Response
+
+    if getattr(S3Response._key_response, "ferry_guarded", False):
+        return
+    S3Response._bucket_response = _guarded(S3Response._bucket_response, key_level=False)  # type: ignore[method-assign]
+    S3Response._key_response = _guarded(S3Response._key_response, key_level=True)  # type: ignore[method-assign]
+
+
+# --- role trust policies -------------------------------------------------------------------
+
+
+def trust_allows(document: Any, *, account: str, external_id: str | None) -> bool:
+    """A role's trust policy lets a caller of ``account`` assume it with ``external_id``."""
+    allowed = False
+    values = {"sts:externalid": external_id}
+    for statement in _statements(document):
+        if not principal_names(statement, account) or not _matches(
+            statement.get("Action"), "sts:AssumeRole", fold=True
+        ):
+            continue
+        if not conditions_hold(statement.get("Condition"), values):
+            continue
+        if statement.get("Effect") == "Deny":
+            return False
+        if statement.get("Effect") == "Allow":
+            allowed = True
+    return allowed
+
+
+def enforce_trust_policies() -> None:
+    """Patch moto's STS AssumeRole to honour the role's trust policy (idempotent)."""
+    from moto.iam.models import iam_backends
+    from moto.sts.exceptions import STSClientError
+    from moto.sts.models import STSBackend
+
+    original = STSBackend.assume_role
+    if getattr(original, "ferry_guarded", False):
+        return
+
+    def assume_role(self: Any, **kwargs: Any) -> Any:
+        role_arn = str(kwargs.get("role_arn") or "")
+        match = re.match(r"arn:([a-z-]+):iam::(\d{12}):role/", role_arn)
+        if match:
+            role = next((r for r in iam_backends[match[2]][match[1]].get_roles() if r.arn == role_arn), None)
+            if role is not None and not trust_allows(
+                role.assume_role_policy_document, account=self.account_id, external_id=kwargs.get("external_id")
+            ):
+                raise STSClientError(
+                    "AccessDenied",
+                    f"User in account {self.account_id} is not authorized to perform: sts:AssumeRole on "
+                    f"resource: {role_arn} (the role's trust policy, enforced by deploy/local/moto_server.py)",
+                )
+        return original(self, **kwargs)
+
+    assume_role.ferry_guarded = True  # type: ignore[attr-defined]
+    STSBackend.assume_role = assume_role  # type: ignore[method-assign]
+
+
 if __name__ == "__main__":
     encode_eventbridge_keys()
+    enforce_bucket_owners()
+    enforce_trust_policies()
     sys.argv[0] = "moto_server"
     main()

@@ -14,6 +14,7 @@ from rest_framework import serializers
 
 from endpoints import netguard, validation
 from endpoints.models import Endpoint
+from endpoints.services import ISSUED_CONFIG_KEYS
 
 
 def _rule(fn, value, *args):
@@ -73,13 +74,20 @@ class SftpConfigSerializer(StrictSerializer):
 
 
 class S3ConfigSerializer(StrictSerializer):
+    explain = {
+        "external_id": (
+            "Ferry issues the external id of each S3 endpoint; it cannot be set. Read it from the "
+            "endpoint (config.external_id) and require it in your role's trust policy."
+        ),
+    }
     bucket = serializers.CharField(max_length=63)
     prefix = serializers.CharField(default="", allow_blank=True, max_length=512, trim_whitespace=False)
     region = serializers.CharField(max_length=32)
     role_arn = serializers.CharField(required=False, allow_null=True, default=None, max_length=2048)
-    external_id = serializers.CharField(required=False, allow_null=True, default=None, max_length=1224)
     sse = serializers.ChoiceField(choices=["AES256", "aws:kms"], required=False, allow_null=True, default=None)
     kms_key_id = serializers.CharField(required=False, allow_null=True, default=None, max_length=2048)
+    # Sent as ExpectedBucketOwner when Ferry proves an S3 event's object readable (docs/events.md).
+    expected_bucket_owner = serializers.CharField(required=False, allow_null=True, default=None, max_length=12)
 
     def validate_bucket(self, value: str) -> str:
         return _rule(validation.bucket, value)
@@ -93,16 +101,14 @@ class S3ConfigSerializer(StrictSerializer):
     def validate_role_arn(self, value: str | None) -> str | None:
         return None if value is None else _rule(validation.role_arn, value)
 
-    def validate_external_id(self, value: str | None) -> str | None:
-        return None if value is None else _rule(validation.external_id, value)
-
     def validate_kms_key_id(self, value: str | None) -> str | None:
         return None if value is None else _rule(validation.kms_key_id, value)
 
+    def validate_expected_bucket_owner(self, value: str | None) -> str | None:
+        return None if value is None else _rule(validation.account_id, value)
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         errors: dict[str, list[str]] = {}
-        if attrs.get("external_id") and not attrs.get("role_arn"):
-            errors["external_id"] = ["An external id is only used with a role_arn."]
         if attrs.get("kms_key_id") and attrs.get("sse") != "aws:kms":
             errors["kms_key_id"] = ["A KMS key is only used with sse 'aws:kms'."]
         if errors:
@@ -261,7 +267,9 @@ class EndpointUpdateSerializer(StrictSerializer):
         if not attrs:
             raise serializers.ValidationError("Nothing to change: give name and/or config.")
         if "config" in attrs:
-            merged = {**endpoint.config, **attrs["config"]}
+            # What Ferry issued is not the tenant's to send back: only the request is checked for it.
+            current = {k: v for k, v in endpoint.config.items() if k not in ISSUED_CONFIG_KEYS}
+            merged = {**current, **attrs["config"]}
             try:
                 attrs["config"] = _validate_config(endpoint.kind, merged)
             except serializers.ValidationError as exc:

@@ -22,9 +22,10 @@ def test_s3_create_read_change_rotate_test_delete(api, moto, bucket, secret_name
         "prefix": "incoming/",
         "region": "us-east-1",
         "role_arn": None,
-        "external_id": None,
+        "external_id": created["config"]["external_id"],  # issued by Ferry (test_external_id.py)
         "sse": "AES256",
         "kms_key_id": None,
+        "expected_bucket_owner": None,
     }
     assert created["credentials"]["kinds"] == ["access_key_id", "secret_access_key"]
     assert body["credentials"]["secret_access_key"] not in response.content.decode()
@@ -61,7 +62,6 @@ def test_s3_with_role_and_no_credentials_assumes_the_role(api, moto, bucket, sec
         bucket,
         credentials={},
         role_arn="arn:aws:iam::123456789012:role/ferry-access",
-        external_id="acme-ext-1",
     )
     response = post(api, "/endpoints", body)
     assert response.status_code == 201, response.content

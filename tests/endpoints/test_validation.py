@@ -91,7 +91,9 @@ S3_CASES = [
     ("config.prefix", "/absolute/", "config.prefix"),
     ("config.role_arn", "arn:aws:iam::123:role/x", "config.role_arn"),
     ("config.role_arn", "arn:aws:s3:::bucket", "config.role_arn"),
-    ("config.external_id", "ext-id-1", "config.external_id"),
+    ("config.external_id", "ext-id-1", "config.external_id"),  # Ferry issues it
+    ("config.expected_bucket_owner", "12345678901", "config.expected_bucket_owner"),
+    ("config.expected_bucket_owner", "arn:aws:iam::123456789012:root", "config.expected_bucket_owner"),
     ("config.sse", "DES", "config.sse"),
     ("config.kms_key_id", "alias/mine", "config.kms_key_id"),
     ("credentials", _DELETE, "credentials"),

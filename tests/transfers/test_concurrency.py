@@ -11,7 +11,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from controlplane import tenancy
+from controlplane import aws, tenancy
 from engine.listing import RemoteFile
 from transfers import intake, routes, states
 from transfers.models import Transfer, TransferEvent
@@ -62,7 +62,7 @@ def test_concurrent_claims_have_one_winner(tenant, make_route, make_transfer):
     assert TransferEvent.objects.filter(transfer=transfer).count() == 1
 
 
-def test_concurrent_polls_and_events_make_one_row(tenant, make_endpoint):
+def test_concurrent_polls_and_events_make_one_row(tenant, make_endpoint, bucket):
     src, dst = make_endpoint(tenant, "sftp"), make_endpoint(tenant, "s3")
     route = routes.create_route(
         tenant=tenant,
@@ -78,7 +78,8 @@ def test_concurrent_polls_and_events_make_one_row(tenant, make_endpoint):
     assert Transfer.objects.filter(route=route).count() == 20
     assert TransferEvent.objects.filter(transfer__route=route).count() == 20
 
-    s3 = make_endpoint(tenant, "s3", bucket="race-bucket", prefix="")
+    aws.client("s3").put_object(Bucket=bucket, Key="a.csv", Body=b"a")  # read access is proven
+    s3 = make_endpoint(tenant, "s3", bucket=bucket, prefix="")
     sftp = make_endpoint(tenant, "sftp")
     routes.create_route(
         tenant=tenant,
@@ -87,9 +88,7 @@ def test_concurrent_polls_and_events_make_one_row(tenant, make_endpoint):
         destination_endpoint=sftp,
         trigger_type="event",
     )
-    made = race(
-        lambda i: intake.create_from_s3_event(bucket="race-bucket", key="a.csv", version="v1", size=1, region=None)
-    )
+    made = race(lambda i: intake.create_from_s3_event(bucket=bucket, key="a.csv", version="v1", size=1, region=None))
     assert sum(len(m) for m in made) == 1
     assert Transfer.objects.filter(source_endpoint=s3).count() == 1
 

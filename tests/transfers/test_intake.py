@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from controlplane import tenancy
+from controlplane import aws, tenancy
 from controlplane.errors import Conflict, ValidationFailed
 from engine.listing import RemoteFile
 from tests.transfers.conftest import route_spec
@@ -135,13 +135,14 @@ def test_done_marker(tenant, make_endpoint):
 # --- S3 events ----------------------------------------------------------------------------------
 
 
-def test_s3_events_create_one_transfer_per_version(tenant, make_endpoint):
-    s3 = make_endpoint(tenant, "s3", bucket="drop-bucket", prefix="in/")
+def test_s3_events_create_one_transfer_per_version(tenant, make_endpoint, bucket):
+    aws.client("s3").put_object(Bucket=bucket, Key="in/a b.csv", Body=b"a,b\n")  # read access is proven
+    s3 = make_endpoint(tenant, "s3", bucket=bucket, prefix="in/")
     sftp = make_endpoint(tenant, "sftp")
     route = routes.create_route(
         tenant=tenant, **route_spec(s3, sftp, trigger_type="event", cron="", source_path="/", pattern="*.csv")
     )
-    event = {"bucket": "drop-bucket", "key": "in/a b.csv", "version": "etag1", "size": 5, "region": "us-east-1"}
+    event = {"bucket": bucket, "key": "in/a b.csv", "version": "etag1", "size": 5, "region": "us-east-1"}
     [created] = intake.create_from_s3_event(**event)
     assert (created.route_id, created.source_path, created.source_version) == (route.id, "/a b.csv", "etag1")
     assert created.destination_path == "/in/a b.csv"

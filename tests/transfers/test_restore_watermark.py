@@ -16,7 +16,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from controlplane import mirror
+from controlplane import aws, mirror
 from controlplane.models import ApiKey, MirrorOutbox, Tenant
 from endpoints.models import Endpoint
 from engine.listing import RemoteFile
@@ -140,13 +140,14 @@ def test_a_watermark_hides_older_files_from_the_stability_rule_too(make_route, m
 
 
 @pytest.mark.django_db
-def test_s3_events_are_not_held_back_by_a_watermark(make_route, make_endpoint, make_tenant):
+def test_s3_events_are_not_held_back_by_a_watermark(make_route, make_endpoint, make_tenant, bucket):
     # An event's object was created moments ago, after any watermark (the retention is at
     # least 7 days, longer than an event can wait in EventBridge and the queue).
     tenant, _ = make_tenant()
-    source = make_endpoint(tenant, "s3", bucket="dr-events", prefix="incoming/")
+    aws.client("s3").put_object(Bucket=bucket, Key="incoming/out/x.csv", Body=b"x")  # read access is proven
+    source = make_endpoint(tenant, "s3", bucket=bucket, prefix="incoming/")
     route = make_route(tenant, source=source, trigger_type="event", not_before=timezone.now())
     made = intake.create_from_s3_event(
-        bucket="dr-events", key="incoming/out/x.csv", version="v1", size=5, region="us-east-1"
+        bucket=bucket, key="incoming/out/x.csv", version="v1", size=5, region="us-east-1"
     )
     assert [t.route_id for t in made] == [route.id]

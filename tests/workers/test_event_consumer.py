@@ -74,6 +74,10 @@ def test_poison_messages_go_to_the_dlq_with_their_reason_and_valid_events_in_the
     api, sshd, bucket, events_queues, caplog
 ):
     sqs, url, dlq = events_queues
+    # The objects exist (their endpoint proves it can read them), uploaded before the event
+    # route turns the bucket's notifications on: only the messages below are on the queue.
+    for i in range(3):
+        aws.client("s3").put_object(Bucket=bucket, Key=f"incoming/drop/ok-{i}.txt", Body=b"ok")
     source = s3_endpoint(api, bucket)
     destination = sftp_endpoint(api, sshd)
     route = create(api, "/api/v1/routes", route_body(source, "/drop", destination, "/in", trigger={"type": "event"}))
