@@ -62,6 +62,20 @@ class PermissionDenied(PermanentError):
     code = "permission_denied"
 
 
+def commit_undone(error: BaseException) -> BaseException:
+    """Mark an error raised after ``before_commit`` whose attempt is known to have delivered
+    nothing and to have left no evidence behind (the temporary file / upload is gone and the
+    target is not ours): the caller may take its commit mark back at once. Any other error
+    after ``before_commit`` leaves the evidence (the ``.part`` file, the open multipart
+    upload) for the caller to settle from."""
+    error.commit_undone = True  # type: ignore[attr-defined]
+    return error
+
+
+def is_commit_undone(error: BaseException) -> bool:
+    return bool(getattr(error, "commit_undone", False))
+
+
 class DestinationExists(PermanentError):
     """The destination name holds someone else's file and ``on_conflict`` is ``fail``."""
 

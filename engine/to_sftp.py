@@ -5,6 +5,10 @@ target, which the plain SFTP rename (it refuses to overwrite) moves into place. 
 that already holds this transfer's bytes counts as ``already_delivered``; another file is
 a conflict settled by ``on_conflict``. The source is read through the chunk pipeline
 (``plumbing.Pipeline``).
+
+Once ``before_commit`` returned (the caller's commit mark), the ``.part`` is the evidence
+of whether the rename happened, so a failure from there on leaves it in place; only an
+error known to have delivered nothing removes it, marked :func:`errors.commit_undone`.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import contextlib
 import asyncssh
 
 from engine import sftpio
-from engine.errors import ChecksumMismatch, DestinationExists, SizeMismatch, classify
+from engine.errors import ChecksumMismatch, DestinationExists, SizeMismatch, classify, commit_undone, is_commit_undone
 from engine.locations import Location, SftpLocation
 from engine.plumbing import CopyOptions, CopyResult, Hook, Pipeline, Progress, Sessions, Source, call_hook, open_source
 from engine.pool import get_pool
@@ -33,6 +37,7 @@ async def to_sftp(
 ) -> CopyResult:
     part = sftpio.part_path(dest.path, transfer_id, options.part_tag)
     leftover = False  # a .part that still has to be removed
+    commit = _Commit()
     try:
         async with sessions.sftp(dest.spec) as session:
             sftp = session.sftp
@@ -46,8 +51,11 @@ async def to_sftp(
                     options=options,
                     progress=progress,
                     before_commit=before_commit,
+                    commit=commit,
                 )
-            except BaseException:
+            except BaseException as exc:
+                if commit.begun and not is_commit_undone(exc):
+                    raise  # the .part is the evidence of an unfinished commit: it stays
                 leftover = True
                 if not session.closed:
                     with contextlib.suppress(Exception):
@@ -70,6 +78,7 @@ async def _write_and_rename(
     options: CopyOptions,
     progress: Progress,
     before_commit: Hook | None,
+    commit: _Commit,
 ) -> CopyResult:
     async with open_source(sessions, source, options) as src:
         existing = await sftpio.stat_or_none(sftp, dest.path)
@@ -98,7 +107,10 @@ async def _write_and_rename(
     attrs = await sftp.stat(part)
     if attrs.size != written:
         raise SizeMismatch(f"{part} holds {attrs.size} bytes, {written} written.")
+    if options.about_to_commit is not None:
+        options.about_to_commit(sha, written)
     await call_hook(before_commit)
+    commit.begun = before_commit is not None
     outcome = await _rename_into_place(sftp, part, dest, sha, written, options)
     progress.finish(written)
     if outcome == "delivered" and options.verify == "reread":
@@ -106,8 +118,14 @@ async def _write_and_rename(
         if got != sha or n != written:
             # We renamed it there a moment ago: take the bad copy away so a retry can deliver.
             await sftpio.remove_quietly(sftp, dest.path)
-            raise ChecksumMismatch(f"{dest.path} reads back with another SHA-256.")
+            raise commit_undone(ChecksumMismatch(f"{dest.path} reads back with another SHA-256."))
     return CopyResult(sha256=sha, size=written, destination=dest.path, outcome=outcome)
+
+
+class _Commit:
+    """Whether ``before_commit`` has returned (the caller's commit mark is in place)."""
+
+    begun = False
 
 
 async def _remove_part_fresh(dest: SftpLocation, part: str) -> None:
@@ -165,7 +183,8 @@ async def _rename_into_place(
         if got == sha and n == size:
             await sftpio.remove_quietly(sftp, part)
             return "already_delivered"
-    await sftpio.remove_quietly(sftp, part)
+    if not await sftpio.remove_quietly(sftp, part):
+        raise DestinationExists(f"{dest.path} already exists on the destination server (another file).")
     if options.on_conflict == "skip":
         return "skipped"
-    raise DestinationExists(f"{dest.path} already exists on the destination server (another file).")
+    raise commit_undone(DestinationExists(f"{dest.path} already exists on the destination server (another file)."))

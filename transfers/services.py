@@ -27,13 +27,15 @@ def redrive(transfer: Transfer, *, by: str = "api") -> Transfer:
     """Send a ``failed`` or ``dead`` transfer round again (409 ``invalid_state`` otherwise).
 
     Attempt policy: a re-drive grants a fresh attempt budget (``attempt`` back to 0, the
-    route's ``max_attempts`` again); the timeline keeps every earlier attempt. The staging
-    object is kept, so the execution resumes from staging without reading the source again.
+    route's ``max_attempts`` again); the timeline keeps every earlier attempt. A ``failed``
+    transfer's staging object is kept, so the execution resumes from staging without reading
+    the source again; a ``dead`` one's is removed by its cleanup, after which it stages again.
     """
     if transfer.source_endpoint.deleted_at or transfer.destination_endpoint.deleted_at:
         raise Conflict("An endpoint of this transfer was deleted, so it cannot run again.", code="endpoint_deleted")
     detail = f"re-driven by {by} after {transfer.attempt} attempt(s)"
-    if transfer.staging_key:
+    # A dead transfer's cleanup removes its staging object; until it ran, the object is there.
+    if transfer.staging_key and (transfer.state == State.FAILED or transfer.cleanup_pending):
         detail += "; resumes from staging"
     moved = transition(
         transfer.id,
@@ -61,7 +63,9 @@ def cancel(transfer: Transfer, *, by: str = "api") -> Transfer:
     """Cancel a transfer that has not finished (409 ``invalid_state`` otherwise).
 
     Raises the claim token, so a worker still holding the claim loses its next fenced
-    write or heartbeat and stops. A kept staging object is left to the staging expiry.
+    write or heartbeat and stops. Entering ``cancelled`` marks the transfer's cleanup as owed
+    (``states.transition``): the scheduler tick of the partition's region removes its staging
+    object, temporary files and abandoned uploads (``workers.cleanup``), off the request.
     """
     with transaction.atomic():
         moved = transition(transfer.id, to=State.CANCELLED, frm=CANCELLABLE, detail=f"cancelled by {by}")
