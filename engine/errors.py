@@ -64,10 +64,9 @@ class PermissionDenied(PermanentError):
 
 def commit_undone(error: BaseException) -> BaseException:
     """Mark an error raised after ``before_commit`` whose attempt is known to have delivered
-    nothing and to have left no evidence behind (the temporary file / upload is gone and the
-    target is not ours): the caller may take its commit mark back at once. Any other error
-    after ``before_commit`` leaves the evidence (the ``.part`` file, the open multipart
-    upload) for the caller to settle from."""
+    nothing: the caller may take its commit mark back at once. The evidence stays as after
+    any other error (the SFTP ``.part``; an S3 upload refused by ``If-None-Match`` stays
+    open), so a caller that cannot take the mark back still settles correctly later."""
     error.commit_undone = True  # type: ignore[attr-defined]
     return error
 

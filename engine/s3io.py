@@ -27,7 +27,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from engine import runtime
-from engine.errors import SizeMismatch, TransferError, classify, is_commit_undone
+from engine.errors import SizeMismatch, TransferError, classify
 from engine.hashing import StreamHasher
 from engine.spec import S3Spec
 
@@ -264,13 +264,12 @@ class S3Upload:
                 await asyncio.gather(*list(self._tasks), return_exceptions=True)
             self._raise_failed()
             return await self._complete(total, part_number)
-        except BaseException as exc:
+        except BaseException:
             await self.hasher.aclose()
             await self._cancel_parts()
             # After the commit mark the open upload tells a retry that CompleteMultipartUpload
-            # did not happen (docs/execution.md): only an error known to have delivered
-            # nothing may abort it.
-            if self.upload_id is not None and (not self._committing or is_commit_undone(exc)):
+            # did not happen (docs/execution.md): the caller's cleanup aborts it, not us.
+            if self.upload_id is not None and not self._committing:
                 await self.abort()
             raise
 
@@ -422,7 +421,10 @@ class S3Upload:
             await runtime.in_thread(self.client.complete_multipart_upload, **args)
         except ClientError as exc:
             if status_of(exc) == 412 or error_code(exc) == "PreconditionFailed":
-                await self.abort()
+                # After a commit mark the open upload stays: the caller's evidence that this
+                # completion did not happen, aborted by its cleanup once the mark is back.
+                if not self._committing:
+                    await self.abort()
                 return UploadResult(size=total, sha256=sha, outcome="precondition_failed")
             raise
         upload_id, self.upload_id = self.upload_id, None

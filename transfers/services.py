@@ -27,15 +27,13 @@ def redrive(transfer: Transfer, *, by: str = "api") -> Transfer:
     """Send a ``failed`` or ``dead`` transfer round again (409 ``invalid_state`` otherwise).
 
     Attempt policy: a re-drive grants a fresh attempt budget (``attempt`` back to 0, the
-    route's ``max_attempts`` again); the timeline keeps every earlier attempt. A ``failed``
-    transfer's staging object is kept, so the execution resumes from staging without reading
-    the source again; a ``dead`` one's is removed by its cleanup, after which it stages again.
+    route's ``max_attempts`` again); the timeline keeps every earlier attempt. The staging
+    object is kept, so the execution resumes from staging without reading the source again.
     """
     if transfer.source_endpoint.deleted_at or transfer.destination_endpoint.deleted_at:
         raise Conflict("An endpoint of this transfer was deleted, so it cannot run again.", code="endpoint_deleted")
     detail = f"re-driven by {by} after {transfer.attempt} attempt(s)"
-    # A dead transfer's cleanup removes its staging object; until it ran, the object is there.
-    if transfer.staging_key and (transfer.state == State.FAILED or transfer.cleanup_pending):
+    if transfer.staging_key:
         detail += "; resumes from staging"
     moved = transition(
         transfer.id,

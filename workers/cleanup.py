@@ -2,7 +2,9 @@
 
 What goes (docs/execution.md, "Cleanup on every terminal path"):
 
-- the staging object (customer data in Ferry's staging bucket);
+- the staging object (customer data in Ferry's staging bucket), except for a ``dead``
+  transfer: a re-drive resumes from it without the source, which may be gone by then
+  (the staging bucket's expiry removes it if no re-drive comes);
 - this transfer's temporary SFTP files of its last claims (``.ferry-<id>.<claim>.part``,
   and the previous release's ``.NAME.<id>.<claim>.part``);
 - the multipart uploads Ferry created or adopted for it (``Transfer.uploads``, recorded at
@@ -40,7 +42,7 @@ from engine.locations import S3Location, location_of
 from engine.sftpio import legacy_part_path, part_path
 from engine.spec import S3Spec, SftpSpec
 from transfers.models import Transfer
-from transfers.states import TERMINAL
+from transfers.states import TERMINAL, State
 from workers import context
 from workers.ledger import LedgerState
 
@@ -110,7 +112,7 @@ def clean_up(transfer_id: uuid.UUID | str, *, done_claim: int | None = None) -> 
 def _remove_staging(transfer: Transfer) -> bool:
     from workers.runner import needs_staging, staging_location
 
-    if not (transfer.staging_key or needs_staging(transfer)):
+    if transfer.state == State.DEAD or not (transfer.staging_key or needs_staging(transfer)):
         return True
     staging = staging_location(transfer)
     try:

@@ -119,7 +119,7 @@ class ClaimOutcome(StrEnum):
     CLAIMED = "claimed"  # go ahead and deliver
     DELIVERED_BY_US = "delivered_by_us"  # a retry after a crash: already done
     DELIVERED_BY_OTHER = "delivered_by_other"  # another transfer delivered this file: skip
-    COMMITTING_BY_US = "committing_by_us"  # an earlier attempt of ours may have renamed: check the destination
+    COMMITTING_BY_US = "committing_by_us"  # an earlier attempt of ours may have renamed: settle from evidence
 
 
 def delivery_key(*, tenant_id: str, destination_endpoint_id: str, destination_path: str, source_identity: str) -> str:

@@ -51,7 +51,15 @@ from transfers.models import Transfer
 from transfers.naming import own_marker_path, rename_candidate
 from transfers.states import TERMINAL, State
 from workers import cleanup, context
-from workers.ledger import ClaimOutcome, DeliveryInProgress, Fence, FenceLost, LedgerState, delivery_key
+from workers.ledger import (
+    ClaimOutcome,
+    DeliveryInProgress,
+    Fence,
+    FenceLost,
+    LedgerState,
+    LedgerUnavailable,
+    delivery_key,
+)
 
 log = logging.getLogger("ferry.runner")
 
@@ -313,9 +321,17 @@ def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat, shared: en
         def before_commit() -> None:
             if heartbeat.lost.is_set() or not heartbeat.beat():
                 raise FenceLost("The claim on this transfer was lost (cancelled or taken by another worker).")
-            ledger.begin_commit(
-                key, transfer_id=str(transfer.id), fence=fence, sha256=attempt.sha256, size=attempt.size
-            )
+            try:
+                ledger.begin_commit(
+                    key, transfer_id=str(transfer.id), fence=fence, sha256=attempt.sha256, size=attempt.size
+                )
+            except LedgerUnavailable:
+                # The write may have landed although no answer came: the mark without its
+                # evidence (the engine removes the .part when this hook raises) would later
+                # read as "delivered". So look: marked by this claim → go on and commit.
+                entry = ledger.get(key)
+                if not (entry and entry.state == LedgerState.COMMITTING and entry.committing_token == token):
+                    raise
             attempt.commit_begun = True
 
         result, final_path = _deliver(transfer, source, destination_spec, heartbeat, before_commit, attempt, shared)
@@ -342,6 +358,7 @@ def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat, shared: en
             destination_path=final_path if final_path != transfer.destination_path else None,
             detail=detail,
         )
+        fault_point("after_success")  # recorded; the cleanup is owed (cleanup_pending)
         cleanup.clean_up(transfer.id, done_claim=token)
         _after_delivery(transfer)
         return "succeeded"
@@ -350,9 +367,13 @@ def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat, shared: en
         return "fence_lost"
     except (TransferError, DeliveryInProgress) as exc:
         if attempt.commit_begun and is_commit_undone(exc):
-            # The engine knows nothing was delivered and left no evidence: take the mark back,
-            # so a retry (or another transfer of the file, once this one is dead) starts afresh.
-            ledger.abort_commit(key, transfer_id=str(transfer.id), fence=fence)
+            # The engine knows nothing was delivered: take the mark back, so the key can be
+            # forgotten when the transfer is dead and its cleanup removes the evidence. If the
+            # ledger does not answer, the evidence stays and a later attempt settles from it.
+            try:
+                ledger.abort_commit(key, transfer_id=str(transfer.id), fence=fence)
+            except TransferError:
+                log.warning("the commit mark could not be taken back; the evidence stays", exc_info=True)
         state = lifecycle.record_failure(transfer.id, token, exc, now=timezone.now())
         # The operator's line names what the customer's message does not (the staging bucket).
         where = {"staging": staging.uri} if staging is not None else {}

@@ -28,7 +28,7 @@ from transfers import services
 from transfers.models import Transfer, TransferEvent
 from transfers.states import State
 from workers import cleanup, context
-from workers.ledger import LedgerState
+from workers.ledger import Fence, Ledger, LedgerState
 from workers.runner import FAULT_ENV, SimulatedCrash, delivery_key_of, run_transfer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -141,8 +141,6 @@ def test_a_retry_whose_earlier_commit_did_not_rename_delivers(endpoint, source_f
     key = delivery_key_of(transfer)
     ledger = context.ledger()
     lease = context.region_lease(transfer.partition)
-    from workers.ledger import Fence
-
     fence = Fence(lease.owner_region, transfer.partition, lease.fence, 2)
     ledger.claim(key, transfer_id=str(transfer.id), fence=fence)
     ledger.begin_commit(key, transfer_id=str(transfer.id), fence=fence, sha256=sha(b"stale"), size=5)
@@ -181,6 +179,34 @@ def test_a_worker_killed_after_the_s3_completion_delivers_once(
     assert (transfer.sha256, transfer.bytes_total) == (sha(data), len(data))
     assert "multipart upload was completed" in last_detail(transfer)
     assert open_uploads(bucket, key) == []
+
+
+def test_a_name_taken_at_the_rename_takes_the_commit_back_and_leaves_nothing(
+    endpoint, source_file, make_transfer, sshd, monkeypatch
+):
+    """Another file lands on the name between the pre-check and the rename, after the commit
+    mark: known not delivered, so the mark is taken back, the transfer is dead, the key is
+    forgotten (another transfer of the file may deliver it) and the ``.part`` is gone."""
+    data = os.urandom(20_000)
+    source_path, path = source_file(data)
+    sftp = endpoint("sftp")
+    folder = out_folder(sshd, source_path)
+    transfer = make_transfer(sftp, path, sftp, f"/{folder.name}/a.csv")
+    begin_commit = Ledger.begin_commit
+
+    def someone_else_writes_first(self, *args, **kwargs):
+        begin_commit(self, *args, **kwargs)
+        (folder / "a.csv").write_bytes(b"theirs")
+
+    monkeypatch.setattr(Ledger, "begin_commit", someone_else_writes_first)
+
+    assert run_transfer(str(transfer.id)) == State.DEAD
+
+    transfer.refresh_from_db()
+    assert transfer.last_error_code == "destination_exists"
+    assert context.ledger().get(delivery_key_of(transfer)) is None
+    assert sorted(p.name for p in folder.iterdir()) == ["a.csv"]
+    assert (folder / "a.csv").read_bytes() == b"theirs"
 
 
 # --- item 9: cleanup on every terminal path ------------------------------------------------------
@@ -247,7 +273,33 @@ def test_a_retry_that_finds_the_delivery_in_the_ledger_cleans_up(
     assert not transfer.cleanup_pending
 
 
-def test_a_dead_transfer_leaves_no_staging_object_and_no_part(endpoint, source_file, make_transfer, sshd):
+def test_a_worker_killed_right_after_its_success_is_cleaned_up_by_the_sweep(
+    endpoint, source_file, make_transfer, sshd, monkeypatch
+):
+    """Nothing runs that transfer again, so the scheduler tick's sweep does its cleanup."""
+    data = os.urandom(20_000)
+    source_path, path = source_file(data)
+    sftp = endpoint("sftp")
+    folder = out_folder(sshd, source_path)
+    transfer = make_transfer(sftp, path, sftp, f"/{folder.name}/a.csv", claim_token=1)
+    (folder / f".ferry-{transfer.id}.1.part").write_bytes(b"a killed worker's upload")
+
+    crash_at(monkeypatch, "after_success", transfer)
+    transfer.refresh_from_db()
+    assert transfer.state == State.SUCCEEDED and transfer.cleanup_pending
+    assert staging_objects(transfer) != []
+
+    cleanup.sweep()
+
+    transfer.refresh_from_db()
+    assert not transfer.cleanup_pending
+    assert staging_objects(transfer) == []
+    assert sorted(p.name for p in folder.iterdir()) == ["a.csv"]
+
+
+def test_a_dead_transfer_leaves_no_part_and_keeps_staging_for_the_redrive(endpoint, source_file, make_transfer, sshd):
+    """A dead transfer's cleanup removes the killed claims' ``.part`` files; its staging object
+    stays, so a re-drive needs no source (tests/transfers/test_flow.py re-drives one)."""
     data = os.urandom(30_000)
     source_path, path = source_file(data)
     sftp = endpoint("sftp")
@@ -260,9 +312,9 @@ def test_a_dead_transfer_leaves_no_staging_object_and_no_part(endpoint, source_f
 
     transfer.refresh_from_db()
     assert transfer.last_error_code == "destination_exists"
-    assert staging_objects(transfer) == []
     assert sorted(p.name for p in folder.iterdir()) == ["a.csv"]
     assert (folder / "a.csv").read_bytes() == b"someone else's file"
+    assert staging_objects(transfer) == [transfer.staging_key]
     assert not transfer.cleanup_pending
 
 
