@@ -83,6 +83,15 @@ def clean_up(transfer_id: uuid.UUID | str, *, done_claim: int | None = None) -> 
     """Remove what a terminal transfer left behind (see the module docstring); True when
     nothing is left. ``done_claim``: a claim whose temporary file is known gone already (the
     runner's own, renamed a moment ago), to spare a round trip. Never raises."""
+    try:
+        return _clean_up(transfer_id, done_claim=done_claim)
+    except Exception:
+        # A bug or an outage must not turn a recorded outcome into a failed attempt.
+        log.exception("cleanup failed; the scheduler tick tries again", extra={"transfer": str(transfer_id)})
+        return False
+
+
+def _clean_up(transfer_id: uuid.UUID | str, *, done_claim: int | None) -> bool:
     transfer = Transfer.objects.select_related("source_endpoint", "destination_endpoint").filter(id=transfer_id).first()
     if transfer is None or transfer.state not in TERMINAL:
         return False

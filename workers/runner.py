@@ -189,6 +189,8 @@ def run_transfer(transfer_id: str, *, shared: engine.SharedSessions | None = Non
     if transfer is None:
         return "missing"
     if transfer.state in TERMINAL:
+        if transfer.cleanup_pending:  # a worker died after recording it, or a cancel: finish the job
+            cleanup.clean_up(transfer.id)
         return "finished"
     with logs.bound(
         region=settings.FERRY_REGION,

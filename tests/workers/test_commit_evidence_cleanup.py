@@ -318,9 +318,13 @@ def test_a_dead_transfer_leaves_no_part_and_keeps_staging_for_the_redrive(endpoi
     assert not transfer.cleanup_pending
 
 
-def test_a_cancel_is_cleaned_up_by_the_sweep(endpoint, source_file, make_transfer, sshd, monkeypatch):
+@pytest.mark.parametrize("by", ["sweep", "message"])
+def test_a_cancel_is_cleaned_up_by_the_sweep_or_the_next_message(
+    endpoint, source_file, make_transfer, sshd, monkeypatch, by
+):
     """Cancelled through the operator path with a staging object and a killed claim's
-    ``.part`` left: the scheduler tick's sweep removes both."""
+    ``.part`` left: the scheduler tick's sweep removes both, or a worker that receives a
+    message for the (now terminal) transfer does."""
     data = os.urandom(10_000)
     source_path, path = source_file(data)
     sftp = endpoint("sftp")
@@ -335,7 +339,10 @@ def test_a_cancel_is_cleaned_up_by_the_sweep(endpoint, source_file, make_transfe
 
     services.cancel(Transfer.objects.get(id=transfer.id), by="test")
     assert Transfer.objects.get(id=transfer.id).cleanup_pending
-    cleanup.sweep()
+    if by == "sweep":
+        cleanup.sweep()
+    else:
+        assert run_transfer(str(transfer.id)) == "finished"
 
     transfer.refresh_from_db()
     assert transfer.state == State.CANCELLED and not transfer.cleanup_pending
