@@ -79,25 +79,27 @@ def committing_claim(transfer: Transfer) -> int | None:
     return entry.committing_token if entry.committing_token is not None else entry.claim_token
 
 
-def clean_up(transfer_id: uuid.UUID | str, *, done_claim: int | None = None) -> bool:
+def clean_up(transfer_id: uuid.UUID | str, *, done_claim: int | None = None, delivered: bool = False) -> bool:
     """Remove what a terminal transfer left behind (see the module docstring); True when
     nothing is left. ``done_claim``: a claim whose temporary file is known gone already (the
-    runner's own, renamed a moment ago), to spare a round trip. Never raises."""
+    runner's own, renamed a moment ago), to spare a round trip. ``delivered``: the caller
+    just saw the ledger say ``delivered`` (no unfinished commit to spare), to spare a ledger
+    read. Never raises."""
     try:
-        return _clean_up(transfer_id, done_claim=done_claim)
+        return _clean_up(transfer_id, done_claim=done_claim, delivered=delivered)
     except Exception:
         # A bug or an outage must not turn a recorded outcome into a failed attempt.
         log.exception("cleanup failed; the scheduler tick tries again", extra={"transfer": str(transfer_id)})
         return False
 
 
-def _clean_up(transfer_id: uuid.UUID | str, *, done_claim: int | None) -> bool:
+def _clean_up(transfer_id: uuid.UUID | str, *, done_claim: int | None, delivered: bool) -> bool:
     transfer = Transfer.objects.select_related("source_endpoint", "destination_endpoint").filter(id=transfer_id).first()
     if transfer is None or transfer.state not in TERMINAL:
         return False
     with logs.bound(transfer=str(transfer.id)):
         try:
-            keep = committing_claim(transfer)
+            keep = None if delivered else committing_claim(transfer)
         except Exception:
             log.warning("cleanup postponed: the ledger did not answer", exc_info=True)
             return False

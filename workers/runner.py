@@ -296,7 +296,7 @@ def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat, shared: en
                 now=timezone.now(),
                 detail="already delivered by an earlier attempt (ledger)",
             )
-            cleanup.clean_up(transfer.id)
+            cleanup.clean_up(transfer.id, delivered=True)
             _after_delivery(transfer)
             return "succeeded"
         destination_spec = to_spec(transfer.destination_endpoint)
@@ -361,7 +361,7 @@ def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat, shared: en
             detail=detail,
         )
         fault_point("after_success")  # recorded; the cleanup is owed (cleanup_pending)
-        cleanup.clean_up(transfer.id, done_claim=token)
+        cleanup.clean_up(transfer.id, done_claim=token, delivered=True)
         _after_delivery(transfer)
         return "succeeded"
     except FenceLost as exc:
@@ -454,7 +454,7 @@ def _settle_commit(transfer: Transfer, fence: Fence, key: str, destination_spec:
         detail=f"delivered by an earlier attempt (claim {claim}): {evidence}",
     )
     log.info("an earlier attempt's commit happened; recorded as delivered", extra={"claim_token": claim})
-    cleanup.clean_up(transfer.id)
+    cleanup.clean_up(transfer.id, delivered=True)
     _after_delivery(transfer)
     return True
 
