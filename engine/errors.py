@@ -62,6 +62,19 @@ class PermissionDenied(PermanentError):
     code = "permission_denied"
 
 
+def commit_undone(error: BaseException) -> BaseException:
+    """Mark an error raised after ``before_commit`` whose attempt is known to have delivered
+    nothing: the caller may take its commit mark back at once. The evidence stays as after
+    any other error (the SFTP ``.part``; an S3 upload refused by ``If-None-Match`` stays
+    open), so a caller that cannot take the mark back still settles correctly later."""
+    error.commit_undone = True  # type: ignore[attr-defined]
+    return error
+
+
+def is_commit_undone(error: BaseException) -> bool:
+    return bool(getattr(error, "commit_undone", False))
+
+
 class DestinationExists(PermanentError):
     """The destination name holds someone else's file and ``on_conflict`` is ``fail``."""
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncssh
+from botocore.exceptions import ClientError
 
 from engine import confine, runtime, s3client, s3io, sftpio
 from engine.errors import DestinationExists, TransferError, classify
@@ -168,3 +169,106 @@ def delete(location: Location) -> None:
 
 def move(location: Location, new_path: str) -> None:
     runtime.run(_classified(amove(location, new_path), f"moving {location}"))
+
+
+# --- the evidence of an unfinished commit, and cleanup ------------------------------------------
+# docs/execution.md ("Settling a commit from evidence"): after the commit mark only the rename /
+# CompleteMultipartUpload takes the temporary file / open upload away, so whether it is still
+# there says whether the delivery happened.
+
+
+async def aexists(location: SftpLocation) -> bool:
+    """Whether the SFTP file exists now (a stat; errors other than "no such file" raise)."""
+    async with get_pool().session(location.spec) as session:
+        return await sftpio.stat_or_none(session.sftp, location.path) is not None
+
+
+async def aremove_if_present(location: SftpLocation) -> bool:
+    """Remove the SFTP file: True when this call removed it, False when it was already gone.
+    Any other failure raises (the caller cannot tell, so it decides nothing)."""
+    async with get_pool().session(location.spec) as session:
+        try:
+            await session.sftp.remove(location.path)
+            return True
+        except asyncssh.SFTPError as exc:
+            if exc.code in (asyncssh.FX_NO_SUCH_FILE, asyncssh.FX_NO_SUCH_PATH):
+                return False
+            raise
+
+
+async def aremove_many(spec: Any, paths: list[str]) -> None:
+    """Remove SFTP files over one session; those already gone are fine."""
+    async with get_pool().session(spec) as session:
+        for path in paths:
+            await sftpio.remove_quietly(session.sftp, path)
+
+
+def _no_such_upload(exc: Exception) -> bool:
+    return isinstance(exc, ClientError) and (
+        s3io.error_code(exc) in ("NoSuchUpload", "404") or s3io.status_of(exc) == 404
+    )
+
+
+async def aupload_open(location: S3Location, upload_id: str) -> bool:
+    """Whether the multipart upload is still open (ListParts answers) or gone (NoSuchUpload:
+    completed or aborted)."""
+    client = s3client.client(location.spec)
+    try:
+        await runtime.in_thread(
+            client.list_parts, Bucket=location.spec.bucket, Key=location.key, UploadId=upload_id, MaxParts=1
+        )
+        return True
+    except Exception as exc:
+        if _no_such_upload(exc):
+            return False
+        raise
+
+
+async def aabort_upload(location: S3Location, upload_id: str) -> bool:
+    """Abort the multipart upload: True when this call aborted it, False when it was gone
+    already (completed or aborted before)."""
+    client = s3client.client(location.spec)
+    try:
+        await runtime.in_thread(
+            client.abort_multipart_upload, Bucket=location.spec.bucket, Key=location.key, UploadId=upload_id
+        )
+        return True
+    except Exception as exc:
+        if _no_such_upload(exc):
+            return False
+        raise
+
+
+def exists(location: SftpLocation) -> bool:
+    return bool(runtime.run(_classified(aexists(location), f"checking {location}")))
+
+
+def remove_if_present(location: SftpLocation) -> bool:
+    return bool(runtime.run(_classified(aremove_if_present(location), f"removing {location}")))
+
+
+def remove_many(spec: Any, paths: list[str]) -> None:
+    if paths:
+        runtime.run(_classified(aremove_many(spec, paths), "removing temporary files"))
+
+
+def upload_open(location: S3Location, upload_id: str) -> bool:
+    return bool(runtime.run(_classified(aupload_open(location, upload_id), f"checking an upload of {location}")))
+
+
+def abort_upload(location: S3Location, upload_id: str) -> bool:
+    return bool(runtime.run(_classified(aabort_upload(location, upload_id), f"aborting an upload of {location}")))
+
+
+async def aowner_of(location: S3Location) -> str | None:
+    """The transfer id in the object's metadata ("" when it has none), or None when there is
+    no object."""
+    found = await s3io.head(s3client.client(location.spec), location.spec.bucket, location.key)
+    if found is None:
+        return None
+    return s3io.transfer_id_of(found) or ""
+
+
+def owner_of(location: S3Location) -> str | None:
+    owner: str | None = runtime.run(_classified(aowner_of(location), f"checking {location}"))
+    return owner

@@ -40,6 +40,13 @@ class CopyOptions:
     parts_in_flight: int = 4
     sftp_requests_in_flight: int = 16
     part_tag: str = ""  # distinguishes one claim's temporary SFTP file from another's
+    # Told (bucket, key, upload id) when a multipart upload is created or adopted, so the
+    # caller knows its own uploads (ListMultipartUploads shows no metadata) and can abort
+    # the ones it abandons. Runs on the engine's threads; may block.
+    upload_started: Callable[[str, str, str], Any] | None = field(default=None, compare=False)
+    # Told (SHA-256 hex, size) of the bytes about to be committed, just before
+    # ``before_commit``: a retry that finds the commit begun can record them. Must not block.
+    about_to_commit: Callable[[str, int], Any] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.on_conflict not in CONFLICT_POLICIES:

@@ -199,6 +199,9 @@ class S3Upload:
     checksums: bool = True
     before_commit: Any = None
     progress: Any = None
+    upload_started: Any = None  # (bucket, key, upload id), blocking: run on a thread
+    about_to_commit: Any = None  # (sha256, size), just before before_commit
+    _committing: bool = False  # before_commit returned: the open upload is the evidence
     _parts: dict[int, Response] = field(default_factory=dict)
     _existing: dict[int, Response] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -264,7 +267,9 @@ class S3Upload:
         except BaseException:
             await self.hasher.aclose()
             await self._cancel_parts()
-            if self.upload_id is not None:
+            # After the commit mark the open upload tells a retry that CompleteMultipartUpload
+            # did not happen (docs/execution.md): the caller's cleanup aborts it, not us.
+            if self.upload_id is not None and not self._committing:
                 await self.abort()
             raise
 
@@ -296,6 +301,11 @@ class S3Upload:
             args["ChecksumAlgorithm"] = "SHA256"
         response = await runtime.in_thread(self.client.create_multipart_upload, **args)
         self.upload_id = response["UploadId"]
+        await self._tell_started()
+
+    async def _tell_started(self) -> None:
+        if self.upload_started is not None and self.upload_id is not None:
+            await runtime.in_thread(self.upload_started, self.bucket, self.key, self.upload_id)
 
     async def _find_resumable(self) -> bool:
         """Adopt the newest unfinished upload of this key whose parts have our part size."""
@@ -325,6 +335,7 @@ class S3Upload:
             if usable:
                 self.upload_id = upload["UploadId"]
                 self._existing = usable
+                await self._tell_started()
                 log.info(
                     "resuming multipart upload",
                     extra={"key": self.key, "upload_id": self.upload_id, "parts_done": len(usable)},
@@ -373,8 +384,7 @@ class S3Upload:
             args["ChecksumSHA256"] = await runtime.in_thread(b64sha256, body)
         if self.if_none_match:
             args["IfNoneMatch"] = "*"
-        if self.before_commit is not None:
-            await self._call_before_commit()
+        await self._call_before_commit(sha, len(body))
         try:
             await runtime.in_thread(self.client.put_object, **args)
         except ClientError as exc:
@@ -383,18 +393,22 @@ class S3Upload:
             raise
         return UploadResult(size=len(body), sha256=sha, outcome="delivered")
 
-    async def _call_before_commit(self) -> None:
+    async def _call_before_commit(self, sha: str, size: int) -> None:
+        if self.about_to_commit is not None:
+            self.about_to_commit(sha, size)
+        if self.before_commit is None:
+            return
         result = self.before_commit()
         if asyncio.iscoroutine(result):
             await result
+        self._committing = True
 
     async def _complete(self, total: int, count: int) -> UploadResult:
         sha = await self.hasher.hexdigest()
         if self.size_hint is not None and total != self.size_hint:
             raise SizeMismatch(f"Read {total} bytes where the source announced {self.size_hint}.")
         parts = [self._parts[n] for n in range(1, count + 1)]
-        if self.before_commit is not None:
-            await self._call_before_commit()
+        await self._call_before_commit(sha, total)
         args: dict[str, Any] = {
             "Bucket": self.bucket,
             "Key": self.key,
@@ -407,7 +421,10 @@ class S3Upload:
             await runtime.in_thread(self.client.complete_multipart_upload, **args)
         except ClientError as exc:
             if status_of(exc) == 412 or error_code(exc) == "PreconditionFailed":
-                await self.abort()
+                # After a commit mark the open upload stays: the caller's evidence that this
+                # completion did not happen, aborted by its cleanup once the mark is back.
+                if not self._committing:
+                    await self.abort()
                 return UploadResult(size=total, sha256=sha, outcome="precondition_failed")
             raise
         upload_id, self.upload_id = self.upload_id, None

@@ -17,7 +17,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from engine import runtime, s3client, s3io
-from engine.errors import ChecksumMismatch, DestinationExists, SizeMismatch, classify
+from engine.errors import ChecksumMismatch, DestinationExists, SizeMismatch, classify, commit_undone
 from engine.locations import Location, S3Location
 from engine.plumbing import CopyOptions, CopyResult, Hook, Pipeline, Progress, Sessions, Source, call_hook, open_source
 from engine.spec import S3Spec
@@ -81,7 +81,7 @@ async def _check_s3_delivery(client: Any, dest: S3Location, transfer_id: str, sh
         if got != sha or n != size:
             # Ours (checked above) and wrong: remove it so a retry can deliver.
             await runtime.in_thread(client.delete_object, Bucket=dest.spec.bucket, Key=dest.key)
-            raise ChecksumMismatch(f"{dest} reads back with another SHA-256.")
+            raise commit_undone(ChecksumMismatch(f"{dest} reads back with another SHA-256."))
 
 
 async def to_s3(
@@ -125,13 +125,20 @@ async def to_s3(
             resume=True,
             before_commit=before_commit,
             progress=progress,
+            upload_started=options.upload_started,
+            about_to_commit=options.about_to_commit,
         )
         result = await upload.run(pipeline.chunks())
     if result.outcome == "precondition_failed":
+        # Refused by If-None-Match: ours was not written (the upload is aborted), so an
+        # error from here on undoes the commit.
         head = await s3io.head(client, dest.spec.bucket, dest.key)
-        settled = await _settle_s3_conflict(client, dest, head or {}, transfer_id, options) if head else None
+        try:
+            settled = await _settle_s3_conflict(client, dest, head or {}, transfer_id, options) if head else None
+        except DestinationExists as exc:
+            raise commit_undone(exc) from None
         if settled is None:  # gone again, or overwrite: the caller's retry writes it
-            raise classify(TimeoutError(), context=f"{dest} changed under us")
+            raise commit_undone(classify(TimeoutError(), context=f"{dest} changed under us"))
         return settled
     progress.finish(result.size)
     await _check_s3_delivery(client, dest, transfer_id, result.sha256, result.size, options.verify)
@@ -168,6 +175,8 @@ async def _server_side_copy(
         args["CopySourceIfMatch"] = src.etag
     if options.on_conflict != "overwrite":
         args["IfNoneMatch"] = "*"
+    if options.about_to_commit is not None:
+        options.about_to_commit(src.sha256, src.size)
     await call_hook(before_commit)
     log.info("server-side copy", extra={"source": str(source), "destination": str(dest)})
     try:

@@ -5,6 +5,12 @@ target, which the plain SFTP rename (it refuses to overwrite) moves into place. 
 that already holds this transfer's bytes counts as ``already_delivered``; another file is
 a conflict settled by ``on_conflict``. The source is read through the chunk pipeline
 (``plumbing.Pipeline``).
+
+Once ``before_commit`` returned (the caller's commit mark), the ``.part`` is the evidence
+of whether the rename happened, so from there on the engine never removes it unless the
+target became this transfer's file: a failure leaves it in place (an error known to have
+delivered nothing is marked :func:`errors.commit_undone`), and so does ``skipped``. The
+caller takes its mark back first and removes the ``.part`` after (docs/execution.md).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import contextlib
 import asyncssh
 
 from engine import sftpio
-from engine.errors import ChecksumMismatch, DestinationExists, SizeMismatch, classify
+from engine.errors import ChecksumMismatch, DestinationExists, SizeMismatch, classify, commit_undone
 from engine.locations import Location, SftpLocation
 from engine.plumbing import CopyOptions, CopyResult, Hook, Pipeline, Progress, Sessions, Source, call_hook, open_source
 from engine.pool import get_pool
@@ -33,6 +39,7 @@ async def to_sftp(
 ) -> CopyResult:
     part = sftpio.part_path(dest.path, transfer_id, options.part_tag)
     leftover = False  # a .part that still has to be removed
+    commit = _Commit()
     try:
         async with sessions.sftp(dest.spec) as session:
             sftp = session.sftp
@@ -46,8 +53,11 @@ async def to_sftp(
                     options=options,
                     progress=progress,
                     before_commit=before_commit,
+                    commit=commit,
                 )
             except BaseException:
+                if commit.begun:
+                    raise  # the .part is the evidence of an unfinished commit: it stays
                 leftover = True
                 if not session.closed:
                     with contextlib.suppress(Exception):
@@ -70,6 +80,7 @@ async def _write_and_rename(
     options: CopyOptions,
     progress: Progress,
     before_commit: Hook | None,
+    commit: _Commit,
 ) -> CopyResult:
     async with open_source(sessions, source, options) as src:
         existing = await sftpio.stat_or_none(sftp, dest.path)
@@ -98,16 +109,38 @@ async def _write_and_rename(
     attrs = await sftp.stat(part)
     if attrs.size != written:
         raise SizeMismatch(f"{part} holds {attrs.size} bytes, {written} written.")
+    if options.about_to_commit is not None:
+        options.about_to_commit(sha, written)
     await call_hook(before_commit)
-    outcome = await _rename_into_place(sftp, part, dest, sha, written, options)
+    commit.begun = before_commit is not None
+    outcome = await _rename_into_place(sftp, part, dest, sha, written, options, keep_part=commit.begun)
     progress.finish(written)
     if outcome == "delivered" and options.verify == "reread":
         got, n = await sftpio.hash_remote(sftp, dest.path, in_flight=options.sftp_requests_in_flight)
         if got != sha or n != written:
             # We renamed it there a moment ago: take the bad copy away so a retry can deliver.
-            await sftpio.remove_quietly(sftp, dest.path)
-            raise ChecksumMismatch(f"{dest.path} reads back with another SHA-256.")
+            await _take_back(sftp, dest.path, part, keep_part=commit.begun)
+            raise commit_undone(ChecksumMismatch(f"{dest.path} reads back with another SHA-256."))
     return CopyResult(sha256=sha, size=written, destination=dest.path, outcome=outcome)
+
+
+class _Commit:
+    """Whether ``before_commit`` has returned (the caller's commit mark is in place)."""
+
+    begun = False
+
+
+async def _take_back(sftp: asyncssh.SFTPClient, path: str, part: str, *, keep_part: bool) -> None:
+    """Undo a rename whose file turned out bad. After a commit mark it goes back to the
+    ``.part`` name, which stays the evidence that nothing was delivered; if that fails (or
+    without a mark) the file is removed."""
+    if keep_part:
+        try:
+            await sftp.rename(path, part)
+            return
+        except asyncssh.SFTPError:
+            pass
+    await sftpio.remove_quietly(sftp, path)
 
 
 async def _remove_part_fresh(dest: SftpLocation, part: str) -> None:
@@ -140,10 +173,19 @@ async def _settle_sftp_precheck(
 
 
 async def _rename_into_place(
-    sftp: asyncssh.SFTPClient, part: str, dest: SftpLocation, sha: str, size: int, options: CopyOptions
+    sftp: asyncssh.SFTPClient,
+    part: str,
+    dest: SftpLocation,
+    sha: str,
+    size: int,
+    options: CopyOptions,
+    *,
+    keep_part: bool = False,
 ) -> str:
-    """Plain SFTP rename (refuses to overwrite). Returns the outcome; removes ``part`` unless
-    it became the target."""
+    """Plain SFTP rename (refuses to overwrite). Returns the outcome. ``part`` is removed
+    when the target turns out to be this transfer's; otherwise, with ``keep_part`` (a
+    commit mark is in place) it stays as the evidence that nothing was delivered, and
+    without it, it is removed."""
     try:
         await sftp.rename(part, dest.path)
         return "delivered"
@@ -165,7 +207,8 @@ async def _rename_into_place(
         if got == sha and n == size:
             await sftpio.remove_quietly(sftp, part)
             return "already_delivered"
-    await sftpio.remove_quietly(sftp, part)
+    if not keep_part:
+        await sftpio.remove_quietly(sftp, part)
     if options.on_conflict == "skip":
         return "skipped"
-    raise DestinationExists(f"{dest.path} already exists on the destination server (another file).")
+    raise commit_undone(DestinationExists(f"{dest.path} already exists on the destination server (another file)."))

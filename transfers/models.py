@@ -138,6 +138,13 @@ class Transfer(models.Model):
     source_action_state = models.CharField(max_length=16, choices=SourceAction.choices, default=SourceAction.NONE)
     source_action_error = models.CharField(max_length=2000, blank=True)
     source_action_attempts = models.PositiveIntegerField(default=0)
+    # The multipart uploads Ferry created or adopted for this transfer, each
+    # {"bucket", "key", "upload_id", "claim": claim token}: ListMultipartUploads shows no
+    # metadata, so this is how Ferry knows which open uploads are its own to abort.
+    uploads = models.JSONField(default=list, blank=True)
+    # Set on entering a terminal state, cleared once staging, temporary files and abandoned
+    # uploads are gone (workers/cleanup.py); the scheduler tick retries it.
+    cleanup_pending = models.BooleanField(default=False, db_index=True)
     # NULL, not "", for "no key": the partial unique constraint below ignores NULLs.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     idempotency_expires_at = models.DateTimeField(null=True, blank=True)

@@ -61,7 +61,9 @@ def cancel(transfer: Transfer, *, by: str = "api") -> Transfer:
     """Cancel a transfer that has not finished (409 ``invalid_state`` otherwise).
 
     Raises the claim token, so a worker still holding the claim loses its next fenced
-    write or heartbeat and stops. A kept staging object is left to the staging expiry.
+    write or heartbeat and stops. Entering ``cancelled`` marks the transfer's cleanup as owed
+    (``states.transition``): the scheduler tick of the partition's region removes its staging
+    object, temporary files and abandoned uploads (``workers.cleanup``), off the request.
     """
     with transaction.atomic():
         moved = transition(transfer.id, to=State.CANCELLED, frm=CANCELLABLE, detail=f"cancelled by {by}")

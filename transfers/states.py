@@ -188,6 +188,9 @@ def transition(
         fields.setdefault("claim_expires_at", None)
     if to in TERMINAL:
         fields.setdefault("finished_at", now)
+        # Every way into a terminal state owes a cleanup (workers/cleanup.py), run at once
+        # by the worker and swept by the scheduler tick for the paths that have no worker.
+        fields.setdefault("cleanup_pending", True)
     # savepoint=False: inside a caller's transaction (cancel) this joins it instead of
     # opening a SAVEPOINT, which Aurora's write forwarding refuses (controlplane/dbforwarding.py).
     with transaction.atomic(savepoint=False):

@@ -108,13 +108,18 @@ class LedgerEntry:
     lease_fence: int
     sha256: str
     size: int | None
+    # Written by begin_commit: which claim began the commit (its .part / upload is the
+    # evidence a retry settles from) and what it was about to commit.
+    committing_token: int | None = None
+    commit_sha256: str = ""
+    commit_size: int | None = None
 
 
 class ClaimOutcome(StrEnum):
     CLAIMED = "claimed"  # go ahead and deliver
     DELIVERED_BY_US = "delivered_by_us"  # a retry after a crash: already done
     DELIVERED_BY_OTHER = "delivered_by_other"  # another transfer delivered this file: skip
-    COMMITTING_BY_US = "committing_by_us"  # an earlier attempt of ours may have renamed: check the destination
+    COMMITTING_BY_US = "committing_by_us"  # an earlier attempt of ours may have renamed: settle from evidence
 
 
 def delivery_key(*, tenant_id: str, destination_endpoint_id: str, destination_path: str, source_identity: str) -> str:
@@ -220,7 +225,9 @@ class Ledger:
             lease and lease.owner_region == fence.region and lease.fence == fence.lease_fence and lease.expires_at > 0
         )
 
-    def begin_commit(self, key: str, *, transfer_id: str, fence: Fence) -> None:
+    def begin_commit(
+        self, key: str, *, transfer_id: str, fence: Fence, sha256: str = "", size: int | None = None
+    ) -> None:
         """Mark ``committing`` just before the rename / upload completion; FenceLost if we may not.
 
         First a consistent read of the lease: a region that lost it stops here (an early
@@ -233,7 +240,9 @@ class Ledger:
         written, _ = self._conditional_update(
             "UpdateItem commit",
             Key={"pk": {"S": key}},
-            UpdateExpression="SET #s = :committing, updated_at = :now",
+            UpdateExpression=(
+                "SET #s = :committing, updated_at = :now, committing_token = :t, commit_sha256 = :h, commit_size = :n"
+            ),
             ConditionExpression=(
                 "transfer_id = :tid AND lease_fence = :f AND claim_token = :t AND #s IN (:claimed, :committing)"
             ),
@@ -245,10 +254,34 @@ class Ledger:
                 ":t": {"N": str(fence.claim_token)},
                 ":f": {"N": str(fence.lease_fence)},
                 ":now": {"N": repr(time.time())},
+                ":h": {"S": sha256},
+                ":n": {"N": str(size if size is not None else -1)},
             },
         )
         if not written:
             raise FenceLost("The delivery may not be committed: the lease or the claim moved on.")
+
+    def abort_commit(self, key: str, *, transfer_id: str, fence: Fence) -> bool:
+        """Take the commit mark back (``committing`` → ``claimed``) once this worker knows its
+        commit delivered nothing and left no evidence (the engine said so, or the retry
+        removed the earlier claim's ``.part`` / aborted its upload). Fenced like
+        begin_commit; False when refused (a newer claim owns the key, which settles it)."""
+        written, _ = self._conditional_update(
+            "UpdateItem abort commit",
+            Key={"pk": {"S": key}},
+            UpdateExpression="SET #s = :claimed, updated_at = :now REMOVE committing_token",
+            ConditionExpression="transfer_id = :tid AND lease_fence = :f AND claim_token = :t AND #s = :committing",
+            ExpressionAttributeNames={"#s": "state"},
+            ExpressionAttributeValues={
+                ":committing": {"S": LedgerState.COMMITTING},
+                ":claimed": {"S": LedgerState.CLAIMED},
+                ":tid": {"S": transfer_id},
+                ":t": {"N": str(fence.claim_token)},
+                ":f": {"N": str(fence.lease_fence)},
+                ":now": {"N": repr(time.time())},
+            },
+        )
+        return written
 
     def mark_delivered(self, key: str, *, transfer_id: str, sha256: str, size: int) -> None:
         """Record the delivery. Not fenced: the file is in place, and saying so is true
@@ -300,4 +333,7 @@ def _entry(item: dict) -> LedgerEntry:
         lease_fence=int(item.get("lease_fence", {}).get("N", "0")),
         sha256=item.get("sha256", {}).get("S", ""),
         size=int(item["size"]["N"]) if "size" in item else None,
+        committing_token=int(item["committing_token"]["N"]) if "committing_token" in item else None,
+        commit_sha256=item.get("commit_sha256", {}).get("S", ""),
+        commit_size=(int(item["commit_size"]["N"]) if int(item.get("commit_size", {}).get("N", "-1")) >= 0 else None),
     )

@@ -43,20 +43,29 @@ from controlplane.resources import staging_bucket
 from endpoints.specs import to_spec
 from engine import copy as engine
 from engine import listing
-from engine.errors import DestinationExists, SourceMissing, TransferError
+from engine.errors import DestinationExists, SourceMissing, TransferError, is_commit_undone
 from engine.locations import Location, S3Location, SftpLocation, location_of
-from engine.sftpio import legacy_part_path, part_path
+from engine.sftpio import part_path
 from engine.spec import S3Spec, SftpSpec
 from transfers import lifecycle
 from transfers.models import Transfer
 from transfers.naming import own_marker_path, rename_candidate
 from transfers.states import TERMINAL, State
-from workers import context
-from workers.ledger import ClaimOutcome, DeliveryInProgress, Fence, FenceLost, delivery_key
+from workers import cleanup, context
+from workers.ledger import (
+    ClaimOutcome,
+    DeliveryInProgress,
+    Fence,
+    FenceLost,
+    LedgerState,
+    LedgerUnavailable,
+    delivery_key,
+)
 
 log = logging.getLogger("ferry.runner")
 
 RENAME_ATTEMPTS = 20
+FAULT_ENV = "FERRY_FAULT_POINT"
 
 
 def worker_name() -> str:
@@ -87,7 +96,7 @@ def needs_staging(transfer: Transfer) -> bool:
     return both_sftp or bool((transfer.options or {}).get("always_stage"))
 
 
-def copy_options(transfer: Transfer, *, claim_token: int = 0) -> engine.CopyOptions:
+def copy_options(transfer: Transfer, *, claim_token: int = 0, attempt: _Attempt | None = None) -> engine.CopyOptions:
     options = transfer.options or {}
     policy = options.get("on_conflict", "fail")
     return engine.CopyOptions(
@@ -95,6 +104,8 @@ def copy_options(transfer: Transfer, *, claim_token: int = 0) -> engine.CopyOpti
         verify=options.get("verify", "size"),
         always_stage=bool(options.get("always_stage")),
         part_tag=str(claim_token) if claim_token else "",
+        upload_started=attempt.upload_started if attempt else None,
+        about_to_commit=attempt.about_to_commit if attempt else None,
     )
 
 
@@ -185,6 +196,8 @@ def run_transfer(transfer_id: str, *, shared: engine.SharedSessions | None = Non
     if transfer is None:
         return "missing"
     if transfer.state in TERMINAL:
+        if transfer.cleanup_pending:  # a worker died after recording it, or a cancel: finish the job
+            cleanup.clean_up(transfer.id)
         return "finished"
     with logs.bound(
         # The id of the work that created the transfer, whoever dispatched this attempt
@@ -227,16 +240,60 @@ def delivery_key_of(transfer: Transfer) -> str:
     )
 
 
+class SimulatedCrash(BaseException):
+    """Raised at an armed fault point with action ``raise``: a BaseException, so nothing in
+    the runner records anything on its way out, as after a kill -9."""
+
+
+def fault_point(name: str) -> None:
+    """A fault-injection point for tests: ``FERRY_FAULT_POINT=<name>[:raise]`` kills the
+    process here (``os._exit``, as a kill -9 would end it: no cleanup, no outcome recorded),
+    or with ``:raise`` raises :class:`SimulatedCrash` for an in-process test. Unset in
+    production: one environment lookup."""
+    armed = os.environ.get(FAULT_ENV)
+    if not armed:
+        return
+    point, _, action = armed.partition(":")
+    if point != name:
+        return
+    log.warning("fault point reached: stopping here", extra={"fault_point": name})
+    if action == "raise":
+        raise SimulatedCrash(name)
+    os._exit(137)
+
+
+class _Attempt:
+    """What one claim tells the engine and learns from it: its multipart uploads (recorded
+    on the transfer), the SHA-256 and size it is about to commit, and whether it began the
+    commit (the ledger says ``committing`` from then on)."""
+
+    def __init__(self, transfer_id: str, token: int) -> None:
+        self.transfer_id = transfer_id
+        self.token = token
+        self.sha256 = ""
+        self.size: int | None = None
+        self.commit_begun = False
+
+    def upload_started(self, bucket: str, key: str, upload_id: str) -> None:
+        cleanup.record_upload(self.transfer_id, self.token, bucket, key, upload_id)
+        fault_point("upload_started")
+
+    def about_to_commit(self, sha256: str, size: int) -> None:
+        self.sha256, self.size = sha256, size
+
+
 def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat, shared: engine.SharedSessions | None) -> str:
     token = fence.claim_token
     key = delivery_key_of(transfer)
     ledger = context.ledger()
     staging: S3Location | None = None
+    attempt = _Attempt(str(transfer.id), token)
     try:
         outcome = ledger.claim(key, transfer_id=str(transfer.id), fence=fence)
         if outcome == ClaimOutcome.DELIVERED_BY_OTHER:
             _to_delivering(transfer, token)
             lifecycle.record_skipped(transfer.id, token, reason="already delivered by another transfer")
+            cleanup.clean_up(transfer.id)
             return "skipped"
         if outcome == ClaimOutcome.DELIVERED_BY_US:
             entry = ledger.get(key)
@@ -249,17 +306,20 @@ def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat, shared: en
                 now=timezone.now(),
                 detail="already delivered by an earlier attempt (ledger)",
             )
+            cleanup.clean_up(transfer.id, delivered=True)
             _after_delivery(transfer)
             return "succeeded"
-        source = location_of(to_spec(transfer.source_endpoint), transfer.source_path)
         destination_spec = to_spec(transfer.destination_endpoint)
+        if outcome == ClaimOutcome.COMMITTING_BY_US and _settle_commit(transfer, fence, key, destination_spec):
+            return "succeeded"
+        source = location_of(to_spec(transfer.source_endpoint), transfer.source_path)
         staging = staging_location(transfer) if needs_staging(transfer) else None
         if staging is not None:
             staged = engine.stage(
                 source,
                 staging,
                 transfer_id=str(transfer.id),
-                options=copy_options(transfer, claim_token=token),
+                options=copy_options(transfer, claim_token=token, attempt=attempt),
                 progress=heartbeat.progress,
                 shared=shared,
             )
@@ -273,14 +333,31 @@ def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat, shared: en
         def before_commit() -> None:
             if heartbeat.lost.is_set() or not heartbeat.beat():
                 raise FenceLost("The claim on this transfer was lost (cancelled or taken by another worker).")
-            ledger.begin_commit(key, transfer_id=str(transfer.id), fence=fence)
+            try:
+                ledger.begin_commit(
+                    key, transfer_id=str(transfer.id), fence=fence, sha256=attempt.sha256, size=attempt.size
+                )
+            except LedgerUnavailable:
+                # The write may have landed although no answer came: the mark without its
+                # evidence (the engine removes the .part when this hook raises) would later
+                # read as "delivered". So look: marked by this claim → go on and commit.
+                entry = ledger.get(key)
+                if not (entry and entry.state == LedgerState.COMMITTING and entry.committing_token == token):
+                    raise
+            attempt.commit_begun = True
 
-        result, final_path = _deliver(transfer, source, destination_spec, heartbeat, before_commit, token, shared)
+        result, final_path = _deliver(transfer, source, destination_spec, heartbeat, before_commit, attempt, shared)
+        if result.outcome == "delivered":
+            fault_point("after_commit")  # renamed / completed, not yet recorded
         if result.outcome == "skipped":
+            if attempt.commit_begun:
+                ledger.abort_commit(key, transfer_id=str(transfer.id), fence=fence)
             ledger.forget(key, transfer_id=str(transfer.id))
             lifecycle.record_skipped(transfer.id, token, reason="destination exists (on_conflict: skip)")
+            cleanup.clean_up(transfer.id)
             return "skipped"
         ledger.mark_delivered(key, transfer_id=str(transfer.id), sha256=result.sha256, size=result.size)
+        fault_point("after_delivered")  # the ledger knows, the transfer row does not yet
         detail = ""
         if result.outcome == "already_delivered":
             detail = "the destination already held this transfer's file (an earlier attempt delivered it)"
@@ -293,15 +370,22 @@ def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat, shared: en
             destination_path=final_path if final_path != transfer.destination_path else None,
             detail=detail,
         )
-        if staging is not None:
-            _remove_staging(staging)
-        _remove_older_parts(destination_spec, final_path, transfer, token)
+        fault_point("after_success")  # recorded; the cleanup is owed (cleanup_pending)
+        cleanup.clean_up(transfer.id, done_claim=token, delivered=True)
         _after_delivery(transfer)
         return "succeeded"
     except FenceLost as exc:
         log.warning("fence lost; leaving the transfer to the newer claim or lease", extra={"reason": str(exc)})
         return "fence_lost"
     except (TransferError, DeliveryInProgress) as exc:
+        if attempt.commit_begun and is_commit_undone(exc):
+            # The engine knows nothing was delivered: take the mark back, so the key can be
+            # forgotten when the transfer is dead and its cleanup removes the evidence. If the
+            # ledger does not answer, the evidence stays and a later attempt settles from it.
+            try:
+                ledger.abort_commit(key, transfer_id=str(transfer.id), fence=fence)
+            except TransferError:
+                log.warning("the commit mark could not be taken back; the evidence stays", exc_info=True)
         state = lifecycle.record_failure(transfer.id, token, exc, now=timezone.now())
         # The operator's line names what the customer's message does not (the staging bucket).
         where = {"staging": staging.uri} if staging is not None else {}
@@ -310,15 +394,90 @@ def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat, shared: en
         )
         if state == State.DEAD:
             ledger.forget(key, transfer_id=str(transfer.id))
+            cleanup.clean_up(transfer.id)
         return str(state)
     except Exception as exc:
         where = {"staging": staging.uri} if staging is not None else {}
         log.exception("unexpected error while running a transfer", extra=where)
         state = lifecycle.record_failure(transfer.id, token, exc, now=timezone.now())
+        if state == State.DEAD:
+            cleanup.clean_up(transfer.id)
         return str(state)
 
 
-def _deliver(transfer, source: Location, destination_spec, heartbeat: _Heartbeat, before_commit, token: int, shared):
+def _settle_commit(transfer: Transfer, fence: Fence, key: str, destination_spec: SftpSpec | S3Spec) -> bool:
+    """An earlier claim of this transfer began the commit and stopped (killed between the
+    commit mark and ``mark_delivered``): decide from evidence whether its rename / upload
+    completion happened, never from the target's absence (a partner may have taken the
+    file away already). True: it did, and the success is recorded here. False: it did not,
+    its evidence is removed (so that attempt can never complete late) and the commit mark
+    taken back: deliver as usual. Raises TransferError when the evidence cannot be read
+    (nothing decided; the retry after this one reads it again). The argument is in
+    docs/execution.md ("Settling a commit from evidence")."""
+    ledger = context.ledger()
+    entry = ledger.get(key)
+    if entry is None or entry.state != LedgerState.COMMITTING or entry.committing_token is None:
+        return False  # begun by a release that did not record its claim: the destination decides
+    claim = entry.committing_token
+    tid = str(transfer.id)
+    delivered: bool
+    evidence: str
+    if isinstance(destination_spec, SftpSpec):
+        target = location_of(destination_spec, transfer.destination_path)
+        part = SftpLocation(destination_spec, part_path(target.path, tid, str(claim)))
+        if listing.exists(part):
+            # Take the mark back first: a crash before the removal then leaves a claimed key
+            # and a stray .part (removed by cleanup), never "committing" without its evidence.
+            ledger.abort_commit(key, transfer_id=tid, fence=fence)
+            delivered = not listing.remove_if_present(part)  # gone meanwhile: a late rename won
+            evidence = "its temporary file was gone"
+        else:
+            delivered, evidence = True, "its temporary file was gone after the commit began"
+    else:
+        owner = listing.owner_of(location_of(destination_spec, transfer.destination_path))
+        upload = _committing_upload(transfer, claim, destination_spec.bucket)
+        if owner == tid:
+            delivered, evidence = True, "the object carries this transfer's id"
+        elif upload is None:
+            # A single PutObject (or a server-side copy) leaves no evidence of its own: the
+            # object gone could be consumed or never written. Deliver again (docs/execution.md).
+            delivered, evidence = False, ""
+        elif listing.upload_open(S3Location(destination_spec, upload["key"]), upload["upload_id"]):
+            ledger.abort_commit(key, transfer_id=tid, fence=fence)
+            delivered = not listing.abort_upload(S3Location(destination_spec, upload["key"]), upload["upload_id"])
+            evidence = "its multipart upload was completed"
+        else:
+            delivered, evidence = True, "its multipart upload was completed (no longer open)"
+    if not delivered:
+        log.info("an earlier attempt's commit did not happen; delivering", extra={"claim_token": claim})
+        return False
+    sha256 = entry.commit_sha256 or transfer.sha256
+    size = entry.commit_size if entry.commit_size is not None else transfer.bytes_total or 0
+    ledger.mark_delivered(key, transfer_id=tid, sha256=sha256, size=size)
+    _to_delivering(transfer, fence.claim_token)
+    lifecycle.record_success(
+        transfer.id,
+        fence.claim_token,
+        sha256=sha256,
+        bytes_total=size,
+        now=timezone.now(),
+        detail=f"delivered by an earlier attempt (claim {claim}): {evidence}",
+    )
+    log.info("an earlier attempt's commit happened; recorded as delivered", extra={"claim_token": claim})
+    cleanup.clean_up(transfer.id, delivered=True)
+    _after_delivery(transfer)
+    return True
+
+
+def _committing_upload(transfer: Transfer, claim: int, bucket: str) -> dict | None:
+    transfer.refresh_from_db(fields=["uploads"])
+    mine = [u for u in transfer.uploads if u.get("claim") == claim and u.get("bucket") == bucket]
+    return mine[-1] if mine else None
+
+
+def _deliver(
+    transfer, source: Location, destination_spec, heartbeat: _Heartbeat, before_commit, attempt: _Attempt, shared
+):
     """Copy to the destination; with ``on_conflict: rename`` try ``name-1``, ``name-2`` …"""
     policy = (transfer.options or {}).get("on_conflict", "fail")
     path = transfer.destination_path
@@ -330,7 +489,7 @@ def _deliver(transfer, source: Location, destination_spec, heartbeat: _Heartbeat
                 source,
                 destination,
                 transfer_id=str(transfer.id),
-                options=copy_options(transfer, claim_token=token),
+                options=copy_options(transfer, claim_token=attempt.token, attempt=attempt),
                 progress=heartbeat.progress,
                 before_commit=before_commit,
                 shared=shared,
@@ -340,24 +499,6 @@ def _deliver(transfer, source: Location, destination_spec, heartbeat: _Heartbeat
             if policy != "rename" or n == RENAME_ATTEMPTS:
                 raise
     raise AssertionError("unreachable")
-
-
-def _remove_older_parts(destination_spec, final_path: str, transfer: Transfer, token: int) -> None:
-    """Remove temporary files that earlier claims of this transfer may have left (a worker
-    killed mid-upload): each claim writes its own ``.ferry-<id>.<claim token>.part``, and a
-    worker of the previous release wrote ``.NAME.<id>.<claim token>.part``."""
-    if not isinstance(destination_spec, SftpSpec) or token <= 1:
-        return
-    final = location_of(destination_spec, final_path)
-    for older in range(max(1, token - 10), token):
-        for name in (part_path, legacy_part_path):
-            path = name(final.path, str(transfer.id), str(older))
-            if len(posixpath.basename(path).encode()) > 255:
-                continue  # a legacy name too long for any file system never existed
-            try:
-                listing.delete(SftpLocation(destination_spec, path))
-            except TransferError:
-                log.warning("an older temporary file was not removed", extra={"claim_token": older})
 
 
 def _to_delivering(transfer: Transfer, token: int) -> None:
@@ -377,14 +518,6 @@ def _to_delivering_from_staged(transfer: Transfer, token: int) -> None:
     if not lifecycle.record_delivering(transfer.id, token, worker=worker_name()):
         raise FenceLost("The claim on this transfer was lost.")
     transfer.state = State.DELIVERING
-
-
-def _remove_staging(staging: S3Location) -> None:
-    try:
-        listing.delete(staging)
-    except TransferError:
-        # Lifecycle rules on the staging bucket remove leftovers; the delivery stands.
-        log.warning("staging object not removed", extra={"staging": staging.uri})
 
 
 def _after_delivery(transfer: Transfer) -> None:

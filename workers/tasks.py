@@ -7,7 +7,7 @@ import time
 
 from controlplane.celery import app
 from controlplane.metrics import queue_lag
-from workers import runner, scheduler
+from workers import cleanup, runner, scheduler
 
 
 @app.task(name="workers.tasks.run_transfer")
@@ -28,7 +28,9 @@ def run_batch(transfer_ids: list[str], enqueued_at: float | None = None) -> dict
 
 @app.task(name="workers.tasks.scheduler_tick")
 def scheduler_tick() -> int:
-    """Poll the due schedule routes of the partitions this region holds."""
+    """Poll the due schedule routes of the partitions this region holds; retry source
+    actions; finish the cleanups terminal transfers still owe (workers/cleanup.py)."""
     created = scheduler.scheduler_tick()
     scheduler.retry_source_actions()
+    cleanup.sweep()
     return created

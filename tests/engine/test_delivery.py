@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from engine.copy import CopyOptions, copy, stage
-from engine.errors import DestinationExists, SourceMissing
+from engine.errors import DestinationExists, SourceMissing, is_commit_undone
 from tests.engine.conftest import MIB, payload, s3, s3_loc, sftp_loc, sha, visible
 
 
@@ -110,7 +110,7 @@ def test_if_none_match_settles_a_race_on_s3(size, sftp_spec, s3spec, folder):
     def someone_else_writes_first():
         s3().put_object(Bucket=s3spec.bucket, Key="race.bin", Body=b"winner", Metadata={"ferry-transfer-id": "w"})
 
-    with pytest.raises(DestinationExists):
+    with pytest.raises(DestinationExists) as refused:
         copy(
             sftp_loc(sftp_spec, folder / "f.bin"),
             s3_loc(s3spec, "race.bin"),
@@ -118,7 +118,13 @@ def test_if_none_match_settles_a_race_on_s3(size, sftp_spec, s3spec, folder):
             before_commit=someone_else_writes_first,
         )
     assert s3().get_object(Bucket=s3spec.bucket, Key="race.bin")["Body"].read() == b"winner"
-    assert not s3().list_multipart_uploads(Bucket=s3spec.bucket).get("Uploads")
+    # Known not delivered after the commit mark; a refused multipart upload stays open (the
+    # caller's evidence, aborted by its cleanup once it took the mark back).
+    assert is_commit_undone(refused.value)
+    left = [u for u in s3().list_multipart_uploads(Bucket=s3spec.bucket).get("Uploads", []) if u["Key"] == "race.bin"]
+    assert len(left) == (1 if size > 10 else 0)
+    for upload in left:
+        s3().abort_multipart_upload(Bucket=s3spec.bucket, Key="race.bin", UploadId=upload["UploadId"])
 
 
 def test_before_commit_failure_removes_the_part_file(src_object, sftp_spec, folder):

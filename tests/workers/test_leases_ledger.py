@@ -16,6 +16,7 @@ from workers.ledger import (
     Fence,
     FenceLost,
     Ledger,
+    LedgerState,
     LedgerUnavailable,
     delivery_key,
 )
@@ -69,6 +70,34 @@ def test_a_delivery_walks_claim_commit_delivered_and_a_retry_sees_it(leases, led
     assert ledger.claim(key, transfer_id="T2", fence=retry) == ClaimOutcome.DELIVERED_BY_OTHER
     entry = ledger.get(key)
     assert entry.sha256 == "ab" * 32 and entry.size == 3
+
+
+def test_the_committing_claim_outlives_later_claims_and_only_the_holder_takes_the_mark_back(leases, ledger):
+    """Issue 13 item 8: a retry settles a begun commit from the committing claim's evidence,
+    so begin_commit records that claim (and what it committed) and later claims keep it;
+    abort_commit is fenced like begin_commit."""
+    p = a_partition()
+    lease = leases.acquire(p, region="us-east-1", owner="k", ttl=60, now=_now())
+    first, retry = Fence("us-east-1", p, lease, claim_token=1), Fence("us-east-1", p, lease, claim_token=2)
+    key = _key()
+    ledger.claim(key, transfer_id="T1", fence=first)
+    ledger.begin_commit(key, transfer_id="T1", fence=first, sha256="cd" * 32, size=7)
+    assert ledger.claim(key, transfer_id="T1", fence=retry) == ClaimOutcome.COMMITTING_BY_US
+    entry = ledger.get(key)
+    assert (entry.state, entry.committing_token, entry.commit_sha256, entry.commit_size) == (
+        LedgerState.COMMITTING,
+        1,
+        "cd" * 32,
+        7,
+    )
+    assert not ledger.abort_commit(key, transfer_id="T1", fence=first)  # the older claim may not
+    assert ledger.abort_commit(key, transfer_id="T1", fence=retry)
+    entry = ledger.get(key)
+    assert (entry.state, entry.committing_token) == (LedgerState.CLAIMED, None)
+    assert not ledger.abort_commit(key, transfer_id="T1", fence=retry)  # not committing any more
+    assert ledger.claim(key, transfer_id="T1", fence=Fence("us-east-1", p, lease, claim_token=3)) == (
+        ClaimOutcome.CLAIMED
+    )
 
 
 def test_a_region_that_lost_the_lease_cannot_commit(leases, ledger):
