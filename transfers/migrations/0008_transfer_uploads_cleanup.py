@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('transfers', '0005_route_not_before'),
+        ('transfers', '0007_transfer_request_id'),
     ]
 
     operations = [
