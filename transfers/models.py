@@ -141,10 +141,11 @@ class Transfer(models.Model):
     # The multipart uploads Ferry created or adopted for this transfer, each
     # {"bucket", "key", "upload_id", "claim": claim token}: ListMultipartUploads shows no
     # metadata, so this is how Ferry knows which open uploads are its own to abort.
-    uploads = models.JSONField(default=list, blank=True)
+    # db_default (here and below): the previous release inserts rows without these columns.
+    uploads = models.JSONField(default=list, db_default=[], blank=True)
     # Set on entering a terminal state, cleared once staging, temporary files and abandoned
     # uploads are gone (workers/cleanup.py); the scheduler tick retries it.
-    cleanup_pending = models.BooleanField(default=False, db_index=True)
+    cleanup_pending = models.BooleanField(default=False, db_default=False)
     # NULL, not "", for "no key": the partial unique constraint below ignores NULLs.
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
     idempotency_expires_at = models.DateTimeField(null=True, blank=True)
@@ -219,6 +220,12 @@ class Transfer(models.Model):
                 fields=["partition"],
                 condition=Q(source_action_state__in=["pending", "failed"]),
                 name="transfer_source_action_due",
+            ),
+            # Cleanups still owed (workers.cleanup.sweep): partial, as small as what is owed.
+            models.Index(
+                fields=["partition", "finished_at"],
+                condition=Q(cleanup_pending=True),
+                name="transfer_cleanup_owed",
             ),
         ]
 
