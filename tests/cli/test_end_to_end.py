@@ -1,0 +1,48 @@
+"""`ferry send --wait` and `ferry transfers watch` with a real Celery worker and keeper:
+the file really moves (SFTP → S3), the bar follows the API's progress fields."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+
+import pytest
+
+from controlplane import aws
+from tests.cli.conftest import folder
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker, pytest.mark.usefixtures("moto")]
+
+
+def test_send_wait_delivers_then_watch_and_redrive(ferry, sshd, bucket, sftp_endpoint, s3_endpoint, stack):
+    source = folder(sshd, f"send-{uuid.uuid4().hex[:6]}")
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    (source / "big.bin").write_bytes(data)
+
+    sent = ferry("send", "--from", f"{sftp_endpoint}:/{source.name}/big.bin", "--to", f"{s3_endpoint}:/inbound/",
+                 "--wait", "--interval", "0.2")  # fmt: skip
+    assert sent.exit_code == 0, sent.stderr
+    # The bar (bytes of the total) and the timeline lines, then how it ended.
+    assert "3.0 MiB / 3.0 MiB" in sent.stderr
+    assert "→ succeeded" in sent.stderr and "pending" in sent.stderr
+    assert hashlib.sha256(data).hexdigest() in sent.stderr
+    body = aws.client("s3").get_object(Bucket=bucket, Key="in/inbound/big.bin")["Body"].read()
+    assert body == data
+
+    transfer_id = sent.stderr.split("Transfer ", 1)[1].split(" ", 1)[0]
+    watched = ferry("transfers", "watch", transfer_id, "--json")
+    assert watched.exit_code == 0, watched.stderr
+    final = json.loads(watched.stdout)
+    assert final["state"] == "succeeded" and final["progress"]["bytes_done"] == len(data)
+
+    # A file that is not there ends dead: exit 1 with its error; a re-drive takes it back.
+    missing = ferry("send", "--from", f"{sftp_endpoint}:/{source.name}/nope.bin", "--to", f"{s3_endpoint}:/x/",
+                    "-o", "max_attempts=1", "--wait", "--interval", "0.2", "--json")  # fmt: skip
+    assert missing.exit_code == 1
+    dead = json.loads(missing.stdout)
+    assert dead["state"] == "dead" and dead["error"]["code"]
+    redriven = ferry("transfers", "redrive", dead["id"], "--json")
+    assert redriven.exit_code == 0, redriven.stderr
+    assert json.loads(redriven.stdout)["timeline"][-1]["to_state"] == "pending"
