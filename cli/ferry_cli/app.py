@@ -12,7 +12,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -490,9 +490,29 @@ def transfers_show(
             output.transfer_view(found, {e["id"]: e["name"] for e in api.pages("endpoints")})
 
 
+def riding_out_blips(
+    fetch: Callable[[], dict[str, Any]], *, tries: int, interval: float, sleep: Callable[[float], None]
+) -> Callable[[], dict[str, Any]]:
+    """``fetch``, retried through up to ``tries`` network errors in a row: a long watch
+    should not end on one dropped connection (an API error still ends it at once)."""
+
+    def fetch_again() -> dict[str, Any]:
+        for attempt in range(tries):
+            try:
+                return fetch()
+            except NetworkError:
+                if attempt == tries - 1:
+                    raise
+                sleep(interval)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    return fetch_again
+
+
 def _follow(api: Client, transfer_id: str, interval: float, *, quiet: bool = False) -> dict[str, Any]:
     """Watch one transfer to its end with a progress bar; print how it ended."""
-    final = output.watch(lambda: api.transfer(transfer_id), interval=interval, sleep=time.sleep, show_events=not quiet)
+    fetch = riding_out_blips(lambda: api.transfer(transfer_id), tries=10, interval=interval, sleep=time.sleep)
+    final = output.watch(fetch, interval=interval, sleep=time.sleep, show_events=not quiet)
     if not quiet:
         err = output.err()
         if final["state"] in ("succeeded", "skipped"):

@@ -9,8 +9,8 @@ import pytest
 import typer
 
 from ferry_cli import config
-from ferry_cli.app import parse_options
-from ferry_cli.client import split_location
+from ferry_cli.app import parse_options, riding_out_blips
+from ferry_cli.client import NetworkError, split_location
 from ferry_cli.output import human_bytes
 
 
@@ -62,3 +62,23 @@ def test_config_file_round_trip_and_environment_precedence(tmp_path, monkeypatch
     assert config.load() == config.Settings(url="http://ferry.example:8800", api_key='fy_a_b"\\')
     monkeypatch.setenv("FERRY_API_KEY", "fy_env_key")
     assert config.load().api_key == "fy_env_key"
+
+
+def test_a_watch_rides_out_a_few_dropped_connections_but_not_endless_ones():
+    calls: list[str] = []
+
+    def flaky(failures: int):
+        def fetch() -> dict:
+            calls.append("try")
+            if len(calls) <= failures:
+                raise NetworkError("Cannot reach Ferry")
+            return {"state": "succeeded"}
+
+        return fetch
+
+    slept: list[float] = []
+    assert riding_out_blips(flaky(2), tries=3, interval=0.5, sleep=slept.append)() == {"state": "succeeded"}
+    assert slept == [0.5, 0.5]
+    calls.clear()
+    with pytest.raises(NetworkError):
+        riding_out_blips(flaky(3), tries=3, interval=0.5, sleep=slept.append)()
