@@ -37,6 +37,15 @@ def test_send_wait_delivers_then_watch_and_redrive(ferry, sshd, bucket, sftp_end
     final = json.loads(watched.stdout)
     assert final["state"] == "succeeded" and final["progress"]["bytes_done"] == len(data)
 
+    # A route run with --wait follows what the run created, to its end.
+    made = ferry("routes", "create", "e2e", "--from", f"{sftp_endpoint}:/{source.name}", "--to",
+                 f"{s3_endpoint}:/routed")  # fmt: skip
+    assert made.exit_code == 0, made.stderr
+    ran = ferry("routes", "run", "e2e", "--force", "--wait", "--interval", "0.2", "--json")
+    assert ran.exit_code == 0, ran.stderr
+    [routed] = json.loads(ran.stdout)["results"]
+    assert routed["state"] == "succeeded" and routed["sha256"] == hashlib.sha256(data).hexdigest()
+
     # A file that is not there ends dead: exit 1 with its error; a re-drive takes it back.
     missing = ferry("send", "--from", f"{sftp_endpoint}:/{source.name}/nope.bin", "--to", f"{s3_endpoint}:/x/",
                     "-o", "max_attempts=1", "--wait", "--interval", "0.2", "--json")  # fmt: skip
@@ -46,3 +55,8 @@ def test_send_wait_delivers_then_watch_and_redrive(ferry, sshd, bucket, sftp_end
     redriven = ferry("transfers", "redrive", dead["id"], "--json")
     assert redriven.exit_code == 0, redriven.stderr
     assert json.loads(redriven.stdout)["timeline"][-1]["to_state"] == "pending"
+    # It dies again (the file is still not there): watch says so with exit 1. Waiting for
+    # it also keeps the worker from writing while the test database is flushed.
+    again = ferry("transfers", "watch", dead["id"], "--interval", "0.2")
+    assert again.exit_code == 1
+    assert f"{dead['id']} dead: {dead['error']['code']}" in again.stderr
