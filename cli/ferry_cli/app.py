@@ -487,7 +487,18 @@ def transfers_show(
         if as_json:
             output.emit_json(found)
         else:
-            output.transfer_view(found, {e["id"]: e["name"] for e in api.pages("endpoints")})
+            output.transfer_view(found, _names(api, {found["source"]["endpoint"], found["destination"]["endpoint"]}))
+
+
+def _names(api: Client, endpoint_ids: set[str]) -> dict[str, str]:
+    """Endpoint id → name, one request per endpoint; a deleted one keeps its id."""
+    names: dict[str, str] = {}
+    for endpoint_id in endpoint_ids:
+        try:
+            names[endpoint_id] = api.get(f"endpoints/{endpoint_id}")["name"]
+        except ApiError:
+            continue
+    return names
 
 
 def riding_out_blips(
@@ -536,8 +547,7 @@ def transfers_watch(
     interval: Interval = 1.0,
     as_json: Json = False,
 ) -> None:
-    """Follow a transfer to its end with a live progress bar (bytes, rate, ETA) and its
-    timeline; exit 1 unless it succeeded or was skipped."""
+    """Follow a transfer to its end with a live progress bar (bytes, rate, ETA) and its timeline; exit 1 unless it succeeded or was skipped."""  # noqa: E501 - the help text keeps line breaks
     with session(as_json) as api:
         final = _follow(api, api.transfer(transfer)["id"], interval, quiet=as_json)
         if as_json:
@@ -597,8 +607,8 @@ def send(
 ) -> None:
     """Send one file from an endpoint to another, now (an ad-hoc transfer, no route).
 
-    Ferry moves files between registered endpoints; it has no upload API, so the file must
-    already be on an SFTP server or in a bucket Ferry knows."""
+    Ferry moves files between registered endpoints; it has no upload API, so the file must already be on an SFTP server or in a bucket Ferry knows.
+    """  # noqa: E501 - one line: the help text keeps the docstring's line breaks
     src_ref, src_path = _location(source, "--from")
     dst_ref, dst_path = _location(destination, "--to")
     key = idempotency_key or f"ferry-cli-{uuid.uuid4()}"
