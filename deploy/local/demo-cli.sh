@@ -2,8 +2,8 @@
 # The `ferry` CLI on the local stack: run `make run` in one terminal, then this in another.
 # Registers the demo SFTP server (after scanning its host key) and the demo bucket with
 # `ferry endpoints add`, writes a 200 MiB file into the demo SFTP root, sends it to S3 with
-# `ferry send` and follows it with `ferry transfers watch` (a live progress bar: bytes,
-# rate, ETA), then shows its timeline. FERRY_DEMO_SIZE_MIB changes the size.
+# `ferry send --wait` (a live progress bar: bytes, rate, ETA; the same as
+# `ferry transfers watch ID`), then shows its timeline. FERRY_DEMO_SIZE_MIB changes the size.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source .local/stack.env
@@ -30,7 +30,7 @@ chmod 777 "$FERRY_DEMO_SFTP_ROOT/outbound" "$FERRY_DEMO_SFTP_ROOT/$folder" 2>/de
 head -c "$((size_mib * 1024 * 1024))" /dev/urandom > "$FERRY_DEMO_SFTP_ROOT/$folder/big.bin"
 sha256sum "$FERRY_DEMO_SFTP_ROOT/$folder/big.bin"
 
-echo "== send it to S3 and watch it"
-transfer_id=$(ferry send --from "cli-sftp-$suffix:/$folder/big.bin" --to "cli-s3-$suffix:/inbound/")
-ferry transfers watch "$transfer_id"
+echo "== send it to S3, following it with a progress bar"
+ferry send --from "cli-sftp-$suffix:/$folder/big.bin" --to "cli-s3-$suffix:/inbound/" --wait
+transfer_id=$(ferry transfers list --path-prefix "/$folder/" -n 1 --json | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['id'])")
 ferry transfers show "$transfer_id"
