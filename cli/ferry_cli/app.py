@@ -523,7 +523,14 @@ def riding_out_blips(
 def _follow(api: Client, transfer_id: str, interval: float, *, quiet: bool = False) -> dict[str, Any]:
     """Watch one transfer to its end with a progress bar; print how it ended."""
     fetch = riding_out_blips(lambda: api.transfer(transfer_id), tries=10, interval=interval, sleep=time.sleep)
-    final = output.watch(fetch, interval=interval, sleep=time.sleep, show_events=not quiet)
+    try:
+        final = output.watch(fetch, interval=interval, sleep=time.sleep, show_events=not quiet)
+    except KeyboardInterrupt:
+        # Ctrl-C stops the watching, not the transfer: say so, and how to pick it up again.
+        output.err().print(
+            f"Stopped watching; transfer {transfer_id} goes on (ferry transfers watch {transfer_id}).", markup=False
+        )
+        raise typer.Exit(130) from None
     if not quiet:
         err = output.err()
         if final["state"] in ("succeeded", "skipped"):
