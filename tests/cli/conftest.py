@@ -51,6 +51,23 @@ def ferry(cli_env) -> Callable[..., Result]:
     return run
 
 
+@pytest.fixture(scope="module")
+def no_workers():
+    """No keeper or Celery worker runs during the module's tests, so their transfers stay
+    where the API put them (a live_server test commits: a worker would see and run them).
+    The session's processes, if an earlier test started them, are stopped meanwhile."""
+    from tests.conftest import SESSION_PROCESSES, KeeperProcess, _wait_for_single_region
+
+    suspended = [p for p in SESSION_PROCESSES if p.process is not None]
+    for process in suspended:
+        process.stop()
+    yield
+    for process in suspended:
+        process.start()
+    if any(isinstance(p, KeeperProcess) for p in suspended):
+        _wait_for_single_region()
+
+
 def folder(sshd, name: str) -> Path:
     path = sshd.data_dir / name
     path.mkdir(parents=True, exist_ok=True)

@@ -1,18 +1,23 @@
 """Every command against the live test server (no worker: transfers stay pending here;
-tests/cli/test_end_to_end.py runs one with a real Celery worker)."""
+tests/cli/test_worker_end_to_end.py runs them with a real Celery worker)."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
+import subprocess
+import sys
+import time
 import uuid
+from pathlib import Path
 
 import pytest
 
 from tests.cli.conftest import access_key, folder
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("moto")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("moto", "no_workers")]
 
 
 def as_json(result) -> object:
@@ -221,3 +226,23 @@ def test_login_writes_a_private_config_that_later_commands_use(ferry, cli_env, l
 
     wrong = ferry("login", "--url", live_server.url, input="fy_bad_key\n", env={"FERRY_API_KEY": None})
     assert wrong.exit_code == 1 and "not_authenticated" in wrong.stderr
+
+
+def test_ctrl_c_stops_watching_not_the_transfer(ferry, cli_env, sftp_endpoint, s3_endpoint):
+    # No worker here: the transfer stays pending, so the watch runs until interrupted.
+    transfer_id = ferry("send", "--from", f"{sftp_endpoint}:/a.csv", "--to", f"{s3_endpoint}:/b/").stdout.strip()
+    script = Path(sys.executable).parent / "ferry"
+    watching = subprocess.Popen(
+        [script, "transfers", "watch", transfer_id, "--interval", "0.2"],
+        env={**os.environ, **cli_env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(3)
+    watching.send_signal(signal.SIGINT)
+    _, stderr = watching.communicate(timeout=20)
+    assert watching.returncode == 130, stderr
+    assert f"Stopped watching; transfer {transfer_id} goes on" in stderr
+    assert "Traceback" not in stderr
+    assert "· → pending" in stderr  # the timeline so far was shown

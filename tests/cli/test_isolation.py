@@ -4,13 +4,9 @@ the server (no Django, no Ferry app)."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
-
-import pytest
 
 SERVER = ("django", "rest_framework", "controlplane", "endpoints", "transfers", "workers", "engine")
 
@@ -43,25 +39,3 @@ def test_the_installed_script_runs_and_refuses_a_key_argument():
     assert "Cannot reach Ferry" in down.stderr and "Traceback" not in down.stderr
     refused = subprocess.run([script, "--api-key", "fy_x_y", "whoami"], capture_output=True, text=True, env=env)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
-
-
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("moto")
-def test_ctrl_c_stops_watching_not_the_transfer(ferry, cli_env, sftp_endpoint, s3_endpoint):
-    # No worker here: the transfer stays pending, so the watch runs until interrupted.
-    transfer_id = ferry("send", "--from", f"{sftp_endpoint}:/a.csv", "--to", f"{s3_endpoint}:/b/").stdout.strip()
-    script = Path(sys.executable).parent / "ferry"
-    watching = subprocess.Popen(
-        [script, "transfers", "watch", transfer_id, "--interval", "0.2"],
-        env={**os.environ, **cli_env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    time.sleep(3)
-    watching.send_signal(signal.SIGINT)
-    _, stderr = watching.communicate(timeout=20)
-    assert watching.returncode == 130, stderr
-    assert f"Stopped watching; transfer {transfer_id} goes on" in stderr
-    assert "Traceback" not in stderr
-    assert "· → pending" in stderr  # the timeline so far was shown
