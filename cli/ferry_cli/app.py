@@ -93,7 +93,7 @@ def session(as_json: bool = False) -> Iterator[Client]:
             code = "unreachable" if isinstance(exc, NetworkError) else "config"
             output.print_error(ApiError(0, code, str(exc)), as_json=True)
         else:
-            output.err().print(f"[bold red]Error:[/] {exc}", markup=True)
+            output.err().print(Text.assemble(("Error:", "bold red"), f" {exc}"))
         raise typer.Exit(1) from None
 
 
@@ -159,7 +159,7 @@ def login(
         output.print_error(exc)
         raise typer.Exit(1) from None
     except NetworkError as exc:
-        output.err().print(f"[bold red]Error:[/] {exc}", markup=True)
+        output.err().print(Text.assemble(("Error:", "bold red"), f" {exc}"))
         raise typer.Exit(1) from None
     finally:
         client.close()
@@ -267,9 +267,9 @@ def add_sftp(
             found = api.post("host-keys/scan", {"host": host, "port": port})
             pins = list(found["host_keys"])
             err = output.err()
-            err.print(f"{found['host']}:{found['port']} ({found['address']}) presents:", markup=False)
+            err.print(f"{found['host']}:{found['port']} ({found['address']}) presents:")
             for pin in pins:
-                err.print(f"  {pin}", markup=False)
+                err.print(f"  {pin}")
             if not yes and not typer.confirm("Trust these host keys?", err=True):
                 raise typer.Exit(1)
         cfg: dict[str, Any] = {"host": host, "port": port, "username": username, "root": root, "host_keys": pins}
@@ -340,7 +340,7 @@ def endpoints_test(
                     ]
                     for c in result["checks"]
                 ),
-                title=f"{found['name']}: {'ok' if result['ok'] else 'FAILED'}",
+                title=Text(f"{found['name']}: {'ok' if result['ok'] else 'FAILED'}"),
             )
     if not result["ok"]:
         raise typer.Exit(1)
@@ -541,9 +541,10 @@ def _follow(api: Client, transfer_id: str, interval: float, *, quiet: bool = Fal
         else:
             problem = final.get("error") or {}
             err.print(
-                f"[red]{final['id']} {final['state']}[/]"
-                + (f": {problem.get('code')}: {problem.get('message')}" if problem else ""),
-                markup=True,
+                Text.assemble(
+                    (f"{final['id']} {final['state']}", "red"),
+                    f": {problem.get('code')}: {problem.get('message')}" if problem else "",
+                )
             )
     return final
 
@@ -634,7 +635,7 @@ def send(
             time.sleep(1)
             created = api.post("transfers", body, headers={"Idempotency-Key": key})
         if not as_json:
-            output.err().print(f"Transfer {created['id']} ({created['state']}), idempotency key {key}", markup=False)
+            output.err().print(f"Transfer {created['id']} ({created['state']}), idempotency key {key}")
         final = _follow(api, created["id"], interval, quiet=as_json) if wait else created
         if as_json:
             output.emit_json(final)

@@ -35,11 +35,13 @@ STATE_STYLE = {
 
 def out() -> Console:
     # Made per call: tests swap sys.stdout, and a Console binds the stream it was made with.
-    return Console(file=sys.stdout, soft_wrap=True, highlight=False)
+    # No markup: text from the API (messages, paths, names) is printed as it is, never read
+    # as rich markup (a "[/]" in a file name would otherwise be an error).
+    return Console(file=sys.stdout, soft_wrap=True, highlight=False, markup=False)
 
 
 def err() -> Console:
-    return Console(file=sys.stderr, soft_wrap=True, highlight=False)
+    return Console(file=sys.stderr, soft_wrap=True, highlight=False, markup=False)
 
 
 def emit_json(data: Any) -> None:
@@ -85,7 +87,7 @@ def state_text(state: str) -> Text:
     return Text(state, style=STATE_STYLE.get(state, ""))
 
 
-def table(columns: Iterable[str], rows: Iterable[Iterable[Any]], *, title: str | None = None) -> None:
+def table(columns: Iterable[str], rows: Iterable[Iterable[Any]], *, title: Text | None = None) -> None:
     grid = Table(*columns, box=box.SIMPLE_HEAD, title=title, title_justify="left")
     for row in rows:
         grid.add_row(*(cell if isinstance(cell, Text) else Text("" if cell is None else str(cell)) for cell in row))

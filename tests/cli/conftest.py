@@ -68,6 +68,37 @@ def no_workers():
         _wait_for_single_region()
 
 
+@pytest.fixture(scope="module")
+def cli_stack(worker_env, logs_dir):
+    """A keeper and a Celery worker of this region for one module, stopped after it.
+
+    Not the session's ``stack``: that keeper would hold every partition for the rest of the
+    run (tests/cli runs early), and later tests that create transfers without a keeper
+    expect them to stay put (tests/controlplane/test_write_forwarding.py claims its own).
+    The session's processes, if running, are stopped meanwhile and started again after."""
+    from controlplane.resources import queues
+    from tests.conftest import SESSION_PROCESSES, KeeperProcess, Worker, _wait_for_single_region
+
+    suspended = [p for p in SESSION_PROCESSES if p.process is not None]
+    for process in suspended:
+        process.stop()
+    q = queues()
+    keeper = KeeperProcess(worker_env, logs_dir / "cli-keeper.log")
+    worker = Worker(worker_env, logs_dir / "cli-worker.log", [q.transfers, q.control])
+    keeper.start()
+    try:
+        worker.start()
+        _wait_for_single_region()
+        yield
+    finally:
+        worker.stop()
+        keeper.stop()
+        for process in suspended:
+            process.start()
+        if any(isinstance(p, KeeperProcess) for p in suspended):
+            _wait_for_single_region()
+
+
 def folder(sshd, name: str) -> Path:
     path = sshd.data_dir / name
     path.mkdir(parents=True, exist_ok=True)

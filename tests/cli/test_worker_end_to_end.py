@@ -16,7 +16,9 @@ from tests.cli.conftest import folder
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker, pytest.mark.usefixtures("moto")]
 
 
-def test_send_wait_delivers_then_watch_and_redrive(ferry, sshd, bucket, sftp_endpoint, s3_endpoint, stack):
+def test_send_wait_delivers_then_watch_and_redrive(
+    ferry, sshd, bucket, sftp_endpoint, s3_endpoint, cli_stack, purge_queues
+):
     source = folder(sshd, f"send-{uuid.uuid4().hex[:6]}")
     data = os.urandom(3 * 1024 * 1024 + 17)
     (source / "big.bin").write_bytes(data)
@@ -47,11 +49,15 @@ def test_send_wait_delivers_then_watch_and_redrive(ferry, sshd, bucket, sftp_end
     assert routed["state"] == "succeeded" and routed["sha256"] == hashlib.sha256(data).hexdigest()
 
     # A file that is not there ends dead: exit 1 with its error; a re-drive takes it back.
-    missing = ferry("send", "--from", f"{sftp_endpoint}:/{source.name}/nope.bin", "--to", f"{s3_endpoint}:/x/",
+    # Its name holds rich markup ("[/]"): text from the API is printed as text.
+    missing = ferry("send", "--from", f"{sftp_endpoint}:/{source.name}/nope[/]x.bin", "--to", f"{s3_endpoint}:/x/",
                     "-o", "max_attempts=1", "--wait", "--interval", "0.2", "--json")  # fmt: skip
     assert missing.exit_code == 1
     dead = json.loads(missing.stdout)
     assert dead["state"] == "dead" and dead["error"]["code"]
+    told = ferry("transfers", "watch", dead["id"])
+    assert told.exit_code == 1
+    assert f"{dead['id']} dead: {dead['error']['code']}" in told.stderr and "nope[/]x.bin" in told.stderr
     redriven = ferry("transfers", "redrive", dead["id"], "--json")
     assert redriven.exit_code == 0, redriven.stderr
     assert json.loads(redriven.stdout)["timeline"][-1]["to_state"] == "pending"
