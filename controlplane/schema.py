@@ -87,8 +87,8 @@ def standard_errors(method: str, path: str, operation: dict[str, Any]) -> list[i
         codes.append(400)  # a body (even an empty action's) or a query parameter can be wrong
     if method in _WRITE:
         codes.append(403)  # read-only keys cannot write
-    if "{" in path or any(p["name"] == "cursor" for p in params):
-        codes.append(404)  # an unknown or another tenant's id; a list's stale cursor
+    if "{" in path:
+        codes.append(404)  # an unknown id, or another tenant's
     if method in _BODY:
         codes += [413, 415]
     return codes
