@@ -65,6 +65,15 @@ DESCRIPTIONS: dict[int, str] = {
     503: "A service Ferry depends on is not available now; nothing was changed, try again.",
 }
 
+# RequestContextMiddleware answers every request with its id.
+REQUEST_ID_HEADER: dict[str, Any] = {
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "This request's id: the client's own `X-Request-ID` when it is 1-64 of "
+    "`[A-Za-z0-9._-]`, else a new one. Quote it when asking about a request.",
+}
+
+_SUCCESS = {"200": "OK.", "201": "Created.", "204": "Done; no body."}
 _WRITE = {"post", "put", "patch", "delete"}
 _BODY = {"post", "put", "patch"}
 
@@ -105,10 +114,13 @@ def add_error_responses(result: dict[str, Any], generator: Any, request: Any, pu
                     str(status),
                     {"description": DESCRIPTIONS[status], "content": {"application/json": {"schema": ERROR_REF}}},
                 )
-            if "401" in responses:
-                responses["401"].setdefault(
-                    "headers", {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "`Bearer`."}}
-                )
+            for status, response in responses.items():
+                if not response.get("description"):
+                    response["description"] = _SUCCESS.get(status, "")
+                headers = response.setdefault("headers", {})
+                headers["X-Request-ID"] = REQUEST_ID_HEADER
+                if status == "401":
+                    headers["WWW-Authenticate"] = {"schema": {"type": "string"}, "description": "`Bearer`."}
             operation["responses"] = dict(sorted(responses.items()))
     # PATCH merges a partial config into the current one, so a body may fit either kind's
     # shape (``{}`` fits both): any of them, not exactly one.

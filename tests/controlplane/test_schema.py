@@ -112,6 +112,15 @@ def test_every_operation_documents_its_errors_in_the_one_shape(document):
     assert error["required"] == ["code", "message", "fields", "request_id"]
 
 
+def test_every_response_documents_its_request_id_header(document):
+    for method, path, operation in operations(document):
+        for code, response in operation["responses"].items():
+            assert response["headers"]["X-Request-ID"]["required"] is True, (method, path, code)
+            assert response["description"], (method, path, code)
+    replayed = document["paths"]["/api/v1/transfers"]["post"]["responses"]["200"]["headers"]
+    assert replayed["Idempotent-Replayed"]["schema"]["enum"] == ["true"]
+
+
 def test_views_declare_the_errors_they_raise(document):
     run = document["paths"]["/api/v1/routes/{route_id}/run"]["post"]["responses"]
     assert {"409", "502", "503"} <= set(run)

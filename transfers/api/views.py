@@ -231,7 +231,16 @@ class TransferListView(APIView):
                 location=OpenApiParameter.HEADER,
                 required=True,
                 description="Any unique string of the client's, such as a UUID; without it the answer is 400.",
-            )
+            ),
+            OpenApiParameter(
+                "Idempotent-Replayed",
+                str,
+                location=OpenApiParameter.HEADER,
+                response=[200],
+                required=True,
+                enum=["true"],
+                description="The transfer was created by an earlier request with this Idempotency-Key.",
+            ),
         ],
         description="An ad-hoc transfer of one file between two of the tenant's endpoints, without a "
         "route. The same Idempotency-Key within 24 h returns the same transfer (200, with "
