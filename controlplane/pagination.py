@@ -18,6 +18,18 @@ class CursorPage(CursorPagination):
     page_size_query_param = "limit"
     max_page_size = 200
 
+    def get_page_size(self, request: Request) -> int:
+        # DRF ignores a limit it cannot use (``limit=abc`` or ``0`` gives the default page,
+        # ``limit=500`` the maximum); the schema says 1 to max_page_size, so the rest is a 400.
+        raw = request.query_params.get(self.page_size_query_param, "")
+        if raw == "":
+            return self.page_size
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= self.max_page_size:
+            raise ValidationFailed(
+                "The request is not valid.", fields={"limit": [f"An integer from 1 to {self.max_page_size}."]}
+            )
+        return int(raw)
+
     def decode_cursor(self, request: Request) -> Cursor | None:
         # DRF answers a cursor it cannot read with 404, as if the list did not exist; it is
         # a bad query parameter (and the schema documents it as one).
@@ -44,8 +56,8 @@ class CursorPage(CursorPagination):
                 "name": self.page_size_query_param,
                 "required": False,
                 "in": "query",
-                "description": f"Items per page, up to {self.max_page_size} (default {self.page_size}).",
-                "schema": {"type": "integer"},
+                "description": f"Items per page (default {self.page_size}).",
+                "schema": {"type": "integer", "minimum": 1, "maximum": self.max_page_size},
             },
         ]
 

@@ -14,6 +14,17 @@ def test_a_cursor_that_is_not_a_next_link_is_a_400(api, path):
     assert list(error["fields"]) == ["cursor"]
 
 
+@pytest.mark.parametrize("limit", ["abc", "0", "201", "-1", "1.5", "\u0661"])
+def test_a_limit_outside_1_to_200_is_a_400(api, limit):
+    response = api.get("/api/v1/routes", {"limit": limit})
+    assert response.status_code == 400
+    assert list(response.json()["error"]["fields"]) == ["limit"]
+
+
+def test_a_limit_of_200_is_a_page_of_200(api):
+    assert api.get("/api/v1/routes", {"limit": "200"}).status_code == 200
+
+
 def test_pages_follow_next(api):
     for n in range(3):
         assert api.post("/api/v1/api-keys", {"label": f"k{n}"}, format="json").status_code == 201
