@@ -3,11 +3,15 @@
 - :class:`ApiKeyScheme`: the API-key authentication.
 - :class:`FerryAutoSchema`: descriptions come only from ``extend_schema`` (and field
   ``help_text``); docstrings are written for Ferry's engineers and stay out of the schema.
+  Serializers may say ``closed_schema = True`` (unknown fields refused:
+  ``additionalProperties: false``) and ``schema_partial = True`` (merged into the current
+  object: nothing required).
 - :func:`add_error_responses` (a postprocessing hook): every operation lists the error
   responses it can give, in the one error shape (``controlplane/errors.py``), by rule
-  (:data:`STANDARD_ERRORS`); a view adds its own codes (409, 502, 503…) with :func:`errors`.
-- :func:`paginated`: the list shape ``{"results": [...], "next": url|null}`` for views that
-  build their list by hand.
+  (:func:`standard_errors`), and the headers every response carries; a view adds the
+  codes only it raises (409, 502, 503…) with :func:`errors`.
+
+docs/api.md says what the schema promises.
 """
 
 from __future__ import annotations
@@ -122,12 +126,19 @@ def add_error_responses(result: dict[str, Any], generator: Any, request: Any, pu
                 if status == "401":
                     headers["WWW-Authenticate"] = {"schema": {"type": "string"}, "description": "`Bearer`."}
             operation["responses"] = dict(sorted(responses.items()))
-    # PATCH merges a partial config into the current one, so a body may fit either kind's
-    # shape (``{}`` fits both): any of them, not exactly one.
-    patch = result["components"]["schemas"].get("EndpointConfigPatch")
-    if patch and "oneOf" in patch:
-        patch["anyOf"] = patch.pop("oneOf")
+    _overlapping_choices_are_any_of(result["components"]["schemas"])
     return result
+
+
+def _overlapping_choices_are_any_of(components: dict[str, Any]) -> None:
+    # A choice between shapes that all require nothing (a PATCH of either kind's config)
+    # cannot be "exactly one": ``{}`` fits them all. It is any of them.
+    for component in components.values():
+        if "oneOf" not in component or "discriminator" in component:
+            continue
+        branches = [components.get(b.get("$ref", "").rsplit("/", 1)[-1], b) for b in component["oneOf"]]
+        if all(not branch.get("required") for branch in branches):
+            component["anyOf"] = component.pop("oneOf")
 
 
 class FerryAutoSchema(AutoSchema):
