@@ -5,7 +5,8 @@ sends them over HTTP to pytest-django's live server: real sockets, headers, cont
 lengths and the whole middleware stack, as a client meets them (the WSGI transport would
 skip the server and its framing). Every response must be a non-5xx answer whose status is
 documented for the operation, whose content type is the documented one and whose body and
-headers match the documented schema.
+headers match the documented schema. The only 5xx allowed are the documented 502/503 of an
+upstream failure (``POST /routes/{id}/run`` when the source cannot be listed).
 
 Each operation is exercised as:
 
@@ -88,8 +89,13 @@ def _call(run: Run, case, headers: dict[str, str], where: str, expect: Callable[
         run.fail(where, f"no response: {exc}")
         return 0
     run.statuses.setdefault(case.operation.label, set()).add(response.status_code)
+    checks = CHECKS
+    if response.status_code in (502, 503) and str(response.status_code) in case.operation.definition.raw["responses"]:
+        # A documented upstream failure (a route run whose source refuses the login that a
+        # generated PATCH changed), not a server error: the other checks still apply.
+        checks = [check for check in CHECKS if check is not not_a_server_error]
     try:
-        case.validate_response(response, checks=CHECKS, headers=headers)
+        case.validate_response(response, checks=checks, headers=headers)
     except FailureGroup as exc:
         run.fail(where, str(exc))
     if expect is not None and not expect(response.status_code):
