@@ -172,8 +172,8 @@ SPECTACULAR_SETTINGS = {
         "controlplane.schema.add_error_responses",
     ],
     "COMPONENT_SPLIT_PATCH": True,
+    # Each endpoint shape's one-value kind (the discriminator) gets a stable name.
     "ENUM_NAME_OVERRIDES": {
-        "EndpointKindEnum": "endpoints.models.Endpoint.Kind",
         "SftpKindEnum": ["sftp"],
         "S3KindEnum": ["s3"],
     },
