@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
+STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt cli/pyproject.toml | sha256sum | cut -c1-12)
 # The infrastructure checkers (checkov, cfn-lint, hadolint) live in a venv of their own:
 # checkov pins many libraries that would clash with the app's. tests/deploy runs them.
 IAC_VENV  := .venv-iac
@@ -16,10 +16,12 @@ install: $(STAMP)
 
 iac-tools: $(IAC_STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt cli/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	# The `ferry` CLI (cli/, docs/cli.md), editable: its dependencies are pinned above.
+	$(BIN)/python -m pip install --quiet --no-deps -e ./cli
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

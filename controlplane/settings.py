@@ -164,7 +164,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["controlplane.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "controlplane.errors.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "controlplane.schema.FerryAutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
@@ -177,6 +177,17 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Errors by rule on every operation (controlplane/schema.py), after the enum naming.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "controlplane.schema.add_error_responses",
+    ],
+    "COMPONENT_SPLIT_PATCH": True,
+    # Each endpoint shape's one-value kind (the discriminator) gets a stable name.
+    "ENUM_NAME_OVERRIDES": {
+        "SftpKindEnum": ["sftp"],
+        "S3KindEnum": ["s3"],
+    },
 }
 
 # --- Ferry: regions and AWS -------------------------------------------------------------

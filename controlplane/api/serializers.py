@@ -10,7 +10,19 @@ class ApiKeySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class ApiKeyIssuedSchema(ApiKeySerializer):
+    """Schema only: the answer to issuing a key, with the key itself."""
+
+    key = serializers.CharField(help_text="The API key. Shown once: Ferry keeps only its hash.")
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = [*ApiKeySerializer.Meta.fields, "key"]
+        read_only_fields = fields
+        ref_name = "ApiKeyIssued"
+
+
 class ApiKeyCreateSerializer(serializers.Serializer):
+    closed_schema = True  # unknown fields are refused (below); the schema says so
     scope = serializers.ChoiceField(choices=ApiKey.Scope.choices, default=ApiKey.Scope.WRITE)
     label = serializers.CharField(max_length=100, required=False, default="", allow_blank=True)
 

@@ -12,21 +12,25 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane import tenancy
-from controlplane.api.serializers import ApiKeyCreateSerializer, ApiKeySerializer
+from controlplane.api.serializers import ApiKeyCreateSerializer, ApiKeyIssuedSchema, ApiKeySerializer
 from controlplane.models import ApiKey
+from controlplane.pagination import CursorPage
 
 
 class TenantView(APIView):
     """Who am I: the tenant the key belongs to, and the key's scope."""
 
     @extend_schema(
+        summary="Show the calling tenant",
+        description="The tenant the API key belongs to, and the key's prefix and scope.",
         responses=inline_serializer(
             "Tenant",
             {
                 "id": serializers.UUIDField(),
                 "name": serializers.CharField(),
                 "key": inline_serializer(
-                    "TenantKey", {"prefix": serializers.CharField(), "scope": serializers.CharField()}
+                    "TenantKey",
+                    {"prefix": serializers.CharField(), "scope": serializers.ChoiceField(choices=ApiKey.Scope.choices)},
                 ),
                 "role_trust_principals": serializers.ListField(
                     child=serializers.CharField(),
@@ -34,7 +38,7 @@ class TenantView(APIView):
                     "trust policy (with the endpoint's config.external_id as sts:ExternalId).",
                 ),
             },
-        )
+        ),
     )
     def get(self, request: Request) -> Response:
         tenant = tenancy.tenant_of(request)
@@ -49,12 +53,27 @@ class TenantView(APIView):
 
 
 class ApiKeyListView(APIView):
-    @extend_schema(responses=ApiKeySerializer(many=True))
-    def get(self, request: Request) -> Response:
-        keys = ApiKey.objects.filter(tenant=tenancy.tenant_of(request)).order_by("-created_at")
-        return Response({"results": ApiKeySerializer(keys, many=True).data, "next": None})
+    pagination_class = CursorPage
 
-    @extend_schema(request=ApiKeyCreateSerializer, responses={201: ApiKeySerializer})
+    @extend_schema(
+        summary="List API keys",
+        description="The tenant's API keys, revoked ones included, newest first, a page at a time. "
+        "Only the prefix of a key is shown, never the key.",
+        responses=ApiKeySerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        keys = ApiKey.objects.filter(tenant=tenancy.tenant_of(request))
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(keys, request, view=self)
+        return paginator.get_paginated_response(ApiKeySerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Issue an API key",
+        description="A new key for the tenant. `key` is shown in this answer only: store it now. "
+        "A `read` key can only read; a `write` key can also change things.",
+        request=ApiKeyCreateSerializer,
+        responses={201: ApiKeyIssuedSchema},
+    )
     def post(self, request: Request) -> Response:
         serializer = ApiKeyCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -65,7 +84,12 @@ class ApiKeyListView(APIView):
 
 
 class ApiKeyDetailView(APIView):
-    @extend_schema(request=None, responses={204: None})
+    @extend_schema(
+        summary="Revoke an API key",
+        description="The key stops working at once. A key already revoked is not found.",
+        request=None,
+        responses={204: None},
+    )
     def delete(self, request: Request, key_id) -> Response:
         key = get_object_or_404(ApiKey, pk=key_id, tenant=tenancy.tenant_of(request), revoked_at__isnull=True)
         ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())

@@ -28,6 +28,7 @@ class StrictSerializer(serializers.Serializer):
     """Refuses fields it does not declare (``explain`` gives a better message for some)."""
 
     explain: dict[str, str] = {}
+    closed_schema = True  # the OpenAPI schema says additionalProperties: false (controlplane/schema.py)
 
     def to_internal_value(self, data: Any) -> Any:
         if isinstance(data, dict):

@@ -12,7 +12,9 @@ from controlplane import tenancy
 from controlplane.errors import FerryError, ValidationFailed
 from controlplane.pagination import CursorPage
 from controlplane.parsers import parse_time
+from controlplane.schema import errors
 from endpoints import netguard, probes, selectors, services
+from endpoints.api import schema
 from endpoints.api import serializers as s
 from endpoints.models import Endpoint
 
@@ -24,12 +26,16 @@ def _valid(serializer_class, request: Request, **context):
 
 
 class EndpointListView(APIView):
+    pagination_class = CursorPage
+
     @extend_schema(
+        summary="List endpoints",
+        description="The tenant's endpoints, newest first, a page at a time: follow `next` until it is null.",
         parameters=[
-            OpenApiParameter("kind", str, enum=Endpoint.Kind.values),
+            OpenApiParameter("kind", str, enum=Endpoint.Kind.values, description="Only endpoints of this kind."),
             OpenApiParameter("since", str, description="ISO 8601 time: endpoints created at or after it."),
         ],
-        responses=s.EndpointSerializer(many=True),
+        responses=schema.endpoint_out(many=True),
     )
     def get(self, request: Request) -> Response:
         kind = request.query_params.get("kind") or None
@@ -41,11 +47,18 @@ class EndpointListView(APIView):
             if since is None:
                 raise ValidationFailed("The request is not valid.", fields={"since": ["Use an ISO 8601 time."]})
         endpoints = selectors.endpoint_list(tenant=tenancy.tenant_of(request), kind=kind, since=since)
-        paginator = CursorPage()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(endpoints, request, view=self)
         return paginator.get_paginated_response(s.EndpointSerializer(page, many=True).data)
 
-    @extend_schema(request=s.EndpointCreateSerializer, responses={201: s.EndpointSerializer})
+    @extend_schema(
+        summary="Create an endpoint",
+        description="An SFTP server or an S3 bucket that routes and transfers read from or write to. "
+        "`kind` chooses the shape of `config` and `credentials`. Credentials are stored in AWS "
+        "Secrets Manager and never shown again; the host must not resolve to a private address.",
+        request=schema.ENDPOINT_CREATE,
+        responses={201: schema.endpoint_out(), **errors({503: "Secrets Manager is not available now; try again."})},
+    )
     def post(self, request: Request) -> Response:
         tenant = tenancy.tenant_of(request)
         data = _valid(s.EndpointCreateSerializer, request, tenant=tenant)
@@ -60,12 +73,26 @@ class EndpointListView(APIView):
 
 
 class EndpointDetailView(APIView):
-    @extend_schema(responses=s.EndpointSerializer)
+    @extend_schema(
+        summary="Show an endpoint",
+        description="The endpoint's config and which credentials are stored (never the secrets).",
+        responses=schema.endpoint_out(),
+    )
     def get(self, request: Request, endpoint_id) -> Response:
         endpoint = selectors.endpoint_get(tenant=tenancy.tenant_of(request), endpoint_id=endpoint_id)
         return Response(s.EndpointSerializer(endpoint).data)
 
-    @extend_schema(request=s.EndpointUpdateSerializer, responses=s.EndpointSerializer)
+    @extend_schema(
+        summary="Change an endpoint",
+        description="Rename the endpoint and/or change its config: the fields given are merged into "
+        "the current config, which is then validated whole. The kind cannot change; credentials "
+        "change with `PUT /endpoints/{id}/credentials`.",
+        request=schema.EndpointPatch,
+        responses={
+            200: schema.endpoint_out(),
+            **errors({409: "The endpoint changed while this request was made; read it again and retry."}),
+        },
+    )
     def patch(self, request: Request, endpoint_id) -> Response:
         tenant = tenancy.tenant_of(request)
         endpoint = selectors.endpoint_get(tenant=tenant, endpoint_id=endpoint_id)
@@ -75,7 +102,17 @@ class EndpointDetailView(APIView):
         )
         return Response(s.EndpointSerializer(endpoint).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(
+        summary="Delete an endpoint",
+        description="Refused while a route uses the endpoint or one of its transfers has not finished. "
+        "Its secret is scheduled for deletion.",
+        responses={
+            204: None,
+            **errors(
+                {409: "A route uses the endpoint (`endpoint_in_use`) or its transfers are running (`endpoint_busy`)."}
+            ),
+        },
+    )
     def delete(self, request: Request, endpoint_id) -> Response:
         endpoint = selectors.endpoint_get(tenant=tenancy.tenant_of(request), endpoint_id=endpoint_id)
         services.delete_endpoint(endpoint=endpoint)
@@ -84,10 +121,11 @@ class EndpointDetailView(APIView):
 
 class EndpointCredentialsView(APIView):
     @extend_schema(
-        request=s.SftpCredentialsSerializer,
-        responses=s.EndpointSerializer,
-        description="Replace the endpoint's credentials (a new secret version). The body is the "
-        "credentials object of the endpoint's kind.",
+        summary="Replace an endpoint's credentials",
+        description="Store new credentials as a new secret version. The body is the credentials object "
+        "of the endpoint's kind; transfers already running finish with the old ones.",
+        request=schema.CREDENTIALS,
+        responses={200: schema.endpoint_out(), **errors({503: "Secrets Manager is not available now; try again."})},
     )
     def put(self, request: Request, endpoint_id) -> Response:
         endpoint = selectors.endpoint_get(tenant=tenancy.tenant_of(request), endpoint_id=endpoint_id)
@@ -97,7 +135,13 @@ class EndpointCredentialsView(APIView):
 
 
 class EndpointTestView(APIView):
-    @extend_schema(request=None, responses=s.ConnectionTestSerializer)
+    @extend_schema(
+        summary="Test an endpoint",
+        description="Connect with the stored config and credentials and report each check it ran. "
+        "A failed check is `ok: false` with its detail, not an error response. Takes no body.",
+        request=None,
+        responses=s.ConnectionTestSerializer,
+    )
     def post(self, request: Request, endpoint_id) -> Response:
         endpoint = selectors.endpoint_get(tenant=tenancy.tenant_of(request), endpoint_id=endpoint_id)
         if request.data:
@@ -108,7 +152,14 @@ class EndpointTestView(APIView):
 
 
 class HostKeyScanView(APIView):
-    @extend_schema(request=s.HostKeyScanSerializer, responses=s.HostKeyScanResultSerializer)
+    @extend_schema(
+        summary="Scan a server's host keys",
+        description="Connect to an SSH server and return its host keys as pins for an SFTP endpoint's "
+        "`config.host_keys`. Compare them with what the server's operator tells you before pinning. "
+        "A server that does not answer is a 400 with code `unreachable`.",
+        request=s.HostKeyScanSerializer,
+        responses=s.HostKeyScanResultSerializer,
+    )
     def post(self, request: Request) -> Response:
         data = _valid(s.HostKeyScanSerializer, request)
         try:

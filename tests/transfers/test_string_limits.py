@@ -67,10 +67,8 @@ def test_every_request_string_in_the_schema_has_a_maximum():
     move_to = next(o for o in options["after_delivery"]["oneOf"] if o.get("type") == "object")
     assert move_to["properties"]["move_to"]["maxLength"] == 1024
     # Endpoint config and credentials are typed per kind, so the walk above saw their strings.
-    config = resolve(components["EndpointCreate"])["properties"]["config"]
-    assert [
-        c["properties"]["host" if "host" in c["properties"] else "bucket"]["maxLength"] for c in config["oneOf"]
-    ] == [
+    configs = [kind["properties"]["config"] for kind in resolve(components["EndpointCreate"])["oneOf"]]
+    assert [c["properties"]["host" if "host" in c["properties"] else "bucket"]["maxLength"] for c in configs] == [
         255,
         63,
     ]

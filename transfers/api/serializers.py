@@ -135,7 +135,7 @@ class RouteTriggerOut(serializers.Serializer):
     type = serializers.CharField(source="trigger_type")
     cron = serializers.CharField()
     timezone = serializers.CharField()
-    next_run_at = serializers.DateTimeField()
+    next_run_at = serializers.DateTimeField(allow_null=True, help_text="Null unless the trigger is a schedule.")
 
 
 class RouteOut(serializers.Serializer):

@@ -16,8 +16,10 @@ from controlplane.errors import Conflict, FerryError, Unavailable, ValidationFai
 from controlplane.logs import bind
 from controlplane.pagination import CursorPage
 from controlplane.parsers import parse_time
+from controlplane.schema import errors
 from engine.errors import TransferError
 from transfers import intake, naming, routes, selectors, services
+from transfers.api import schema
 from transfers.api import serializers as s
 from transfers.states import State
 
@@ -41,14 +43,28 @@ def _no_body(request: Request) -> None:
 
 
 class RouteListView(APIView):
-    @extend_schema(responses=s.RouteOut(many=True))
+    pagination_class = CursorPage
+
+    @extend_schema(
+        summary="List routes",
+        description="The tenant's routes, newest first, a page at a time: follow `next` until it is null.",
+        responses=schema.RouteSchema(many=True),
+    )
     def get(self, request: Request) -> Response:
         found = selectors.route_list(tenant=tenancy.tenant_of(request))
-        paginator = CursorPage()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(found, request, view=self)
         return paginator.get_paginated_response(s.RouteOut(page, many=True).data)
 
-    @extend_schema(request=s.RouteIn, responses={201: s.RouteOut})
+    @extend_schema(
+        summary="Create a route",
+        description="Files matching `source.pattern` in the source endpoint's `source.path` are "
+        "delivered to the destination endpoint's `destination.path`, named by `destination.name`. "
+        "The trigger says when the source is listed: on a schedule (`cron`, in `timezone`), on "
+        "S3 events, or only when run by hand. Both endpoints must be the tenant's.",
+        request=s.RouteIn,
+        responses={201: schema.RouteSchema},
+    )
     def post(self, request: Request) -> Response:
         spec = _valid(s.RouteIn, request).to_spec()
         route = routes.create_route(tenant=tenancy.tenant_of(request), **spec)
@@ -56,12 +72,26 @@ class RouteListView(APIView):
 
 
 class RouteDetailView(APIView):
-    @extend_schema(responses=s.RouteOut)
+    @extend_schema(
+        summary="Show a route",
+        description="The route with its options in force and its next scheduled run.",
+        responses=schema.RouteSchema,
+    )
     def get(self, request: Request, route_id) -> Response:
         route = selectors.route_get(tenant=tenancy.tenant_of(request), route_id=route_id)
         return Response(s.RouteOut(route).data)
 
-    @extend_schema(request=s.RouteIn, responses=s.RouteOut)
+    @extend_schema(
+        summary="Change a route",
+        description="Change any part of the route; parts and fields not given keep their values, and "
+        "`options` are merged into the current ones. Transfers already created keep the options "
+        "they were created with.",
+        request=schema.RouteChange,
+        responses={
+            200: schema.RouteSchema,
+            **errors({409: "The route changed while this request was made; read it again and retry."}),
+        },
+    )
     def patch(self, request: Request, route_id) -> Response:
         route = selectors.route_get(tenant=tenancy.tenant_of(request), route_id=route_id)
         bind(route=str(route.id))
@@ -69,7 +99,12 @@ class RouteDetailView(APIView):
         route = routes.update_route(route=route, expected_version=route.version, **spec)
         return Response(s.RouteOut(route).data)
 
-    @extend_schema(responses={204: None})
+    @extend_schema(
+        summary="Delete a route",
+        description="Finished transfers of the route stay, without a route. Refused while transfers of "
+        "the route are on their way.",
+        responses={204: None, **errors({409: "Transfers of the route are on their way (`route_busy`)."})},
+    )
     def delete(self, request: Request, route_id) -> Response:
         route = selectors.route_get(tenant=tenancy.tenant_of(request), route_id=route_id)
         bind(route=str(route.id))
@@ -80,14 +115,24 @@ class RouteDetailView(APIView):
 class RouteRunView(APIView):
     @extend_schema(
         request=s.RunIn,
-        responses=inline_serializer(
-            "RouteRunOut",
-            {
-                "results": s.TransferOut(many=True),
-                "next": serializers.CharField(allow_null=True),
-                "waiting": s.WaitingOut(many=True),
-            },
-        ),
+        summary="Run a route now",
+        responses={
+            200: inline_serializer(
+                "RouteRunOut",
+                {
+                    "results": s.TransferOut(many=True),
+                    "next": serializers.CharField(allow_null=True),
+                    "waiting": s.WaitingOut(many=True),
+                },
+            ),
+            **errors(
+                {
+                    409: "The route is disabled (`route_disabled`).",
+                    502: "The source could not be listed (`source_<reason>`); the message says why.",
+                    503: "Manual runs are not available on this server now.",
+                }
+            ),
+        },
         description="List the route's source now and create transfers for its files. Stability "
         'rules apply unless {"force": true}. Returns the transfers this run created, and in '
         "`waiting` the matching files it did not take yet, counted by the reason (a first "
@@ -151,7 +196,12 @@ def _filters(request: Request) -> dict:
 
 
 class TransferListView(APIView):
+    pagination_class = CursorPage
+
     @extend_schema(
+        summary="List transfers",
+        description="The tenant's transfers, newest first, a page at a time: follow `next` until it is "
+        "null. The filters combine.",
         parameters=[
             OpenApiParameter("route", str, description="Only this route's transfers."),
             OpenApiParameter("state", str, description="Comma-separated states."),
@@ -162,16 +212,39 @@ class TransferListView(APIView):
     )
     def get(self, request: Request) -> Response:
         transfers = selectors.transfer_list(tenant=tenancy.tenant_of(request), **_filters(request))
-        paginator = CursorPage()
+        paginator = self.pagination_class()
         page = paginator.paginate_queryset(transfers, request, view=self)
         return paginator.get_paginated_response(s.TransferOut(page, many=True).data)
 
     @extend_schema(
+        summary="Send one file",
         request=s.AdhocTransferIn,
-        responses={201: s.TransferOut, 200: s.TransferOut},
-        parameters=[OpenApiParameter("Idempotency-Key", str, location=OpenApiParameter.HEADER, required=True)],
-        description="One ad-hoc file. The same Idempotency-Key within 24 h returns the same transfer "
-        "(200); with a different body it is refused (409).",
+        responses={
+            201: s.TransferOut,
+            200: s.TransferOut,
+            **errors({409: "This Idempotency-Key was used with a different request (`idempotency_conflict`)."}),
+        },
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                location=OpenApiParameter.HEADER,
+                required=True,
+                description="Any unique string of the client's, such as a UUID; without it the answer is 400.",
+            ),
+            OpenApiParameter(
+                "Idempotent-Replayed",
+                str,
+                location=OpenApiParameter.HEADER,
+                response=[200],
+                required=True,
+                enum=["true"],
+                description="The transfer was created by an earlier request with this Idempotency-Key.",
+            ),
+        ],
+        description="An ad-hoc transfer of one file between two of the tenant's endpoints, without a "
+        "route. The same Idempotency-Key within 24 h returns the same transfer (200, with "
+        "`Idempotent-Replayed: true`); with a different body it is refused (409).",
     )
     def post(self, request: Request) -> Response:
         key = request.headers.get("Idempotency-Key")
@@ -205,13 +278,28 @@ def _detail(request: Request, transfer_id) -> Response:
 
 
 class TransferDetailView(APIView):
-    @extend_schema(responses=s.TransferDetailOut)
+    @extend_schema(
+        summary="Show a transfer",
+        description="The transfer with its progress, options and timeline (every change of state).",
+        responses=schema.TransferDetailSchema,
+    )
     def get(self, request: Request, transfer_id) -> Response:
         return _detail(request, transfer_id)
 
 
 class TransferRedriveView(APIView):
-    @extend_schema(request=None, responses=s.TransferDetailOut)
+    @extend_schema(
+        summary="Re-drive a transfer",
+        description="Send a failed or dead transfer round again with a fresh attempt budget; it resumes "
+        "from its staged copy when it has one. Takes no body.",
+        request=None,
+        responses={
+            200: schema.TransferDetailSchema,
+            **errors(
+                {409: "The transfer is not failed or dead (`invalid_state`), or one of its endpoints was deleted."}
+            ),
+        },
+    )
     def post(self, request: Request, transfer_id) -> Response:
         transfer = selectors.transfer_get(tenant=tenancy.tenant_of(request), transfer_id=transfer_id)
         bind(transfer=str(transfer.id))
@@ -221,7 +309,15 @@ class TransferRedriveView(APIView):
 
 
 class TransferCancelView(APIView):
-    @extend_schema(request=None, responses=s.TransferDetailOut)
+    @extend_schema(
+        summary="Cancel a transfer",
+        description="Cancel a transfer that has not finished. Takes no body.",
+        request=None,
+        responses={
+            200: schema.TransferDetailSchema,
+            **errors({409: "The transfer has finished and can no longer be cancelled (`invalid_state`)."}),
+        },
+    )
     def post(self, request: Request, transfer_id) -> Response:
         transfer = selectors.transfer_get(tenant=tenancy.tenant_of(request), transfer_id=transfer_id)
         bind(transfer=str(transfer.id))

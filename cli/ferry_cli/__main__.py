@@ -1,0 +1,3 @@
+from ferry_cli.app import main
+
+main()
