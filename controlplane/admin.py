@@ -39,9 +39,19 @@ class TenantAdmin(ReadOnlyAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(ReadOnlyAdmin):
-    list_display = ["prefix", "tenant", "scope", "label", "created_at", "last_used_at", "revoked_at"]
+    list_display = ["prefix", "tenant", "scope", "label", "created_at", "expires_at", "last_used_at", "revoked_at"]
     list_filter = ["scope"]
-    fields = ["prefix", "tenant", "scope", "label", "created_at", "last_used_at", "revoked_at"]
+    fields = [
+        "prefix",
+        "tenant",
+        "scope",
+        "label",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "last_used_from",
+        "revoked_at",
+    ]
 
 
 @admin.register(WorkerPing)

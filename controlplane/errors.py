@@ -56,6 +56,17 @@ class ValidationFailed(FerryError):
     code = "validation_error"
 
 
+class AuthenticationRefused(exceptions.AuthenticationFailed):
+    """A 401 with a code of its own (``api_key_expired``) instead of ``not_authenticated``.
+
+    An ``AuthenticationFailed`` so that DRF still answers it with ``WWW-Authenticate``.
+    """
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(message)
+        self.ferry_code = code
+
+
 _CODES = {
     400: "bad_request",
     401: "not_authenticated",
@@ -155,7 +166,7 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
             headers["WWW-Authenticate"] = "Bearer"
             exc.status_code = status.HTTP_401_UNAUTHORIZED
-            data["error"]["code"] = "not_authenticated"
+            data["error"]["code"] = getattr(exc, "ferry_code", "not_authenticated")
         if getattr(exc, "wait", None):
             headers["Retry-After"] = str(int(exc.wait))
         return Response(data, status=exc.status_code, headers=headers)

@@ -58,7 +58,7 @@ ERROR_SCHEMA: dict[str, Any] = {
 # Customer-facing words for the responses every operation may give.
 DESCRIPTIONS: dict[int, str] = {
     400: "The request is not valid: `error.fields` names each problem by its path (`config.host`).",
-    401: "No API key, or the key is not valid or revoked.",
+    401: "No API key, or the key is not valid or revoked (`not_authenticated`), or it has expired (`api_key_expired`).",
     403: "The API key is read-only.",
     404: "Not found (an id of another tenant is not found either).",
     406: "The `Accept` header does not allow `application/json`.",

@@ -292,6 +292,18 @@ FERRY_RETRY_CAP_SECONDS = env.float("FERRY_RETRY_CAP_SECONDS", default=900.0)
 # How long an ad-hoc transfer's Idempotency-Key is remembered.
 FERRY_IDEMPOTENCY_TTL = env.float("FERRY_IDEMPOTENCY_TTL", default=24 * 3600.0)
 
+# API keys (docs/identity.md). A key issued without an expiry expires after
+# FERRY_API_KEY_MAX_DAYS (0: no maximum, keys may live for ever); one asked for with a later
+# expiry is refused. Listings flag keys that expire within FERRY_API_KEY_EXPIRING_SOON_DAYS.
+FERRY_API_KEY_MAX_DAYS = env.int("FERRY_API_KEY_MAX_DAYS", default=365)
+if FERRY_API_KEY_MAX_DAYS < 0:
+    raise environ.ImproperlyConfigured("FERRY_API_KEY_MAX_DAYS must be 0 (no maximum) or more")
+FERRY_API_KEY_EXPIRING_SOON_DAYS = env.int("FERRY_API_KEY_EXPIRING_SOON_DAYS", default=14)
+# How many proxies in front of the API append to X-Forwarded-For (on AWS: 1, the ALB, which
+# region.yaml sets). 0: the client's address is REMOTE_ADDR and the header is ignored, since
+# anyone can send it (controlplane/clientip.py).
+FERRY_TRUSTED_PROXY_HOPS = env.int("FERRY_TRUSTED_PROXY_HOPS", default=0)
+
 # --- Celery over SQS ------------------------------------------------------------------
 
 # With no host in the URL, kombu lets boto3 find the endpoint (AWS_ENDPOINT_URL_SQS or

@@ -11,14 +11,18 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
 from controlplane import mirror
+from controlplane.clientip import client_address
+from controlplane.errors import AuthenticationRefused, NotFound, ValidationFailed
 from controlplane.logs import bind
 from controlplane.models import ApiKey, Tenant
 
@@ -44,14 +48,71 @@ def create_tenant(*, name: str) -> Tenant:
         return tenant
 
 
-def issue_api_key(*, tenant: Tenant, scope: str = ApiKey.Scope.WRITE, label: str = "") -> IssuedKey:
-    """Create a key for ``tenant`` and return it with its plaintext, which is never stored."""
+def default_expiry(now: datetime) -> datetime | None:
+    """When a key issued at ``now`` without an expiry expires: the deployment's maximum."""
+    days = settings.FERRY_API_KEY_MAX_DAYS
+    return now + timedelta(days=days) if days else None
+
+
+def check_expiry(expires_at: datetime, *, now: datetime) -> None:
+    """Refuse an expiry in the past or beyond the deployment's maximum lifetime."""
+    if expires_at <= now:
+        raise ValidationFailed("The expiry must be in the future.", fields={"expires_at": ["Must be in the future."]})
+    latest = default_expiry(now)
+    if latest is not None and expires_at > latest:
+        days = settings.FERRY_API_KEY_MAX_DAYS
+        message = f"Keys expire within {days} days here; choose an earlier expiry."
+        raise ValidationFailed(message, fields={"expires_at": [message]})
+
+
+def issue_api_key(
+    *, tenant: Tenant, scope: str = ApiKey.Scope.WRITE, label: str = "", expires_at: datetime | None = None
+) -> IssuedKey:
+    """Create a key for ``tenant`` and return it with its plaintext, which is never stored.
+
+    Without ``expires_at`` the key expires after ``FERRY_API_KEY_MAX_DAYS`` (never when 0);
+    an ``expires_at`` in the past or beyond that maximum is refused (ValidationFailed).
+    """
     if scope not in ApiKey.Scope.values:
         raise ValueError(f"scope must be one of {', '.join(ApiKey.Scope.values)}")
+    now = timezone.now()
+    if expires_at is None:
+        expires_at = default_expiry(now)
+    else:
+        check_expiry(expires_at, now=now)
     prefix = secrets.token_hex(4)
     plaintext = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(24)}"
-    key = ApiKey.objects.create(tenant=tenant, prefix=prefix, key_hash=_hash(plaintext), scope=scope, label=label)
+    key = ApiKey.objects.create(
+        tenant=tenant, prefix=prefix, key_hash=_hash(plaintext), scope=scope, label=label, expires_at=expires_at
+    )
     return IssuedKey(api_key=key, plaintext=plaintext)
+
+
+@dataclass(frozen=True)
+class RotatedKey:
+    issued: IssuedKey
+    previous: ApiKey  # as it is now: its expires_at is the end of the overlap
+
+
+def rotate_api_key(*, key: ApiKey, overlap: timedelta) -> RotatedKey:
+    """Issue a successor of ``key`` (same tenant, scope and label) and let ``key`` run out.
+
+    The old key keeps working for ``overlap`` (never longer than it would have anyway), so
+    clients can move to the new one without a gap. ``NotFound`` when ``key`` is revoked or
+    expired meanwhile. The row lock (``FOR UPDATE``, allowed under write forwarding) makes
+    two rotations of one key take turns: the second sees the first's shortened expiry.
+    """
+    with transaction.atomic():
+        now = timezone.now()
+        current = ApiKey.objects.select_for_update().filter(pk=key.pk, revoked_at__isnull=True).first()
+        if current is None or current.is_expired(now):
+            raise NotFound("No such API key (revoked or expired).")
+        ends = now + overlap
+        if current.expires_at is None or ends < current.expires_at:
+            ApiKey.objects.filter(pk=current.pk).update(expires_at=ends)
+            current.expires_at = ends
+        issued = issue_api_key(tenant=current.tenant, scope=current.scope, label=current.label)
+    return RotatedKey(issued=issued, previous=current)
 
 
 def revoke_api_key(*, prefix: str) -> bool:
@@ -60,8 +121,11 @@ def revoke_api_key(*, prefix: str) -> bool:
     return updated == 1
 
 
-def authenticate_key(plaintext: str) -> ApiKey | None:
-    """Return the active key matching ``plaintext``, or None."""
+def authenticate_key(plaintext: str, *, source: str | None = None) -> ApiKey | None:
+    """Return the active key matching ``plaintext``, or None; ``ApiKeyExpired`` when it has expired.
+
+    Records the key's last use (time and ``source`` address) at most once a minute per key.
+    """
     parts = plaintext.split("_", 2)
     if len(parts) != 3 or parts[0] != KEY_PREFIX:
         return None
@@ -69,11 +133,21 @@ def authenticate_key(plaintext: str) -> ApiKey | None:
     if key is None or not hmac.compare_digest(key.key_hash, _hash(plaintext)):
         return None
     now = timezone.now()
+    # Only after the hash matched: a guessed prefix learns nothing about the key's expiry.
+    if key.is_expired(now):
+        raise ApiKeyExpired()
     if key.last_used_at is None or now - key.last_used_at > _LAST_USED_RESOLUTION:
-        # Outside any request transaction; a lost race here is harmless.
+        # A compare-and-set, so concurrent requests write once a minute, not once each.
+        # Outside any request transaction; a lost race is harmless.
+        stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - _LAST_USED_RESOLUTION)
         with transaction.atomic():
-            ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+            ApiKey.objects.filter(stale, pk=key.pk).update(last_used_at=now, last_used_from=source)
     return key
+
+
+class ApiKeyExpired(AuthenticationRefused):
+    def __init__(self) -> None:
+        super().__init__("This API key has expired; use its successor or issue a new one.", code="api_key_expired")
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -88,7 +162,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         scheme, _, token = header.partition(" ")
         if scheme != self.keyword or not token.strip():
             raise exceptions.AuthenticationFailed("Use 'Authorization: Bearer <api key>'.")
-        key = authenticate_key(token.strip())
+        key = authenticate_key(token.strip(), source=client_address(request))
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
         bind(tenant=str(key.tenant_id))

@@ -1,13 +1,50 @@
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from controlplane.models import ApiKey
 
+# Rotation keeps the old key working for this long by default, and at most a week.
+OVERLAP_HOURS_DEFAULT = 24
+OVERLAP_HOURS_MAX = 7 * 24
+
 
 class ApiKeySerializer(serializers.ModelSerializer):
+    last_used_from = serializers.IPAddressField(
+        read_only=True, allow_null=True, help_text="The address of the key's last use (recorded at most once a minute)."
+    )
+    expires_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="When the key stops working; null: never."
+    )
+    expires_soon = serializers.SerializerMethodField(
+        help_text="The key works now but expires within 14 days (FERRY_API_KEY_EXPIRING_SOON_DAYS): rotate it."
+    )
+
     class Meta:
         model = ApiKey
-        fields = ["id", "prefix", "scope", "label", "created_at", "last_used_at", "revoked_at"]
+        fields = [
+            "id",
+            "prefix",
+            "scope",
+            "label",
+            "created_at",
+            "last_used_at",
+            "last_used_from",
+            "expires_at",
+            "expires_soon",
+            "revoked_at",
+        ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.BooleanField())
+    def get_expires_soon(self, key: ApiKey) -> bool:
+        if key.expires_at is None or key.revoked_at is not None:
+            return False
+        now = timezone.now()
+        return now < key.expires_at <= now + timedelta(days=settings.FERRY_API_KEY_EXPIRING_SOON_DAYS)
 
 
 class ApiKeyIssuedSchema(ApiKeySerializer):
@@ -21,13 +58,42 @@ class ApiKeyIssuedSchema(ApiKeySerializer):
         ref_name = "ApiKeyIssued"
 
 
-class ApiKeyCreateSerializer(serializers.Serializer):
+class ApiKeyRotatedSchema(ApiKeyIssuedSchema):
+    """Schema only: the answer to a rotation, the new key with the old one's new expiry."""
+
+    previous = ApiKeySerializer(help_text="The rotated key: it works until its `expires_at`, the end of the overlap.")
+
+    class Meta(ApiKeyIssuedSchema.Meta):
+        fields = [*ApiKeyIssuedSchema.Meta.fields, "previous"]
+        read_only_fields = fields
+        ref_name = "ApiKeyRotated"
+
+
+class StrictSerializer(serializers.Serializer):
     closed_schema = True  # unknown fields are refused (below); the schema says so
-    scope = serializers.ChoiceField(choices=ApiKey.Scope.choices, default=ApiKey.Scope.WRITE)
-    label = serializers.CharField(max_length=100, required=False, default="", allow_blank=True)
 
     def to_internal_value(self, data):
         unknown = set(data) - set(self.fields) if isinstance(data, dict) else set()
         if unknown:
             raise serializers.ValidationError({name: ["Unknown field."] for name in sorted(unknown)})
         return super().to_internal_value(data)
+
+
+class ApiKeyCreateSerializer(StrictSerializer):
+    scope = serializers.ChoiceField(choices=ApiKey.Scope.choices, default=ApiKey.Scope.WRITE)
+    label = serializers.CharField(max_length=100, required=False, default="", allow_blank=True)
+    expires_at = serializers.DateTimeField(
+        required=False,
+        help_text="When the key stops working: in the future and within the deployment's maximum lifetime "
+        "(365 days unless the operator set another). Without it the key gets that maximum.",
+    )
+
+
+class ApiKeyRotateSerializer(StrictSerializer):
+    overlap_hours = serializers.IntegerField(
+        min_value=0,
+        max_value=OVERLAP_HOURS_MAX,
+        default=OVERLAP_HOURS_DEFAULT,
+        help_text="How long the old key keeps working, in hours (0-168; 24 unless given). "
+        "Never longer than it would have anyway.",
+    )

@@ -6,6 +6,7 @@ urlpatterns = [
     path("tenant", views.TenantView.as_view(), name="tenant"),
     path("api-keys", views.ApiKeyListView.as_view(), name="api-keys"),
     path("api-keys/<uuid:key_id>", views.ApiKeyDetailView.as_view(), name="api-key"),
+    path("api-keys/<uuid:key_id>/rotate", views.ApiKeyRotateView.as_view(), name="api-key-rotate"),
     path("", include("endpoints.api.urls")),
     path("", include("transfers.api.urls")),
 ]

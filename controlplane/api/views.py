@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -12,7 +14,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane import tenancy
-from controlplane.api.serializers import ApiKeyCreateSerializer, ApiKeyIssuedSchema, ApiKeySerializer
+from controlplane.api.serializers import (
+    ApiKeyCreateSerializer,
+    ApiKeyIssuedSchema,
+    ApiKeyRotatedSchema,
+    ApiKeyRotateSerializer,
+    ApiKeySerializer,
+)
 from controlplane.models import ApiKey
 from controlplane.pagination import CursorPage
 
@@ -30,7 +38,13 @@ class TenantView(APIView):
                 "name": serializers.CharField(),
                 "key": inline_serializer(
                     "TenantKey",
-                    {"prefix": serializers.CharField(), "scope": serializers.ChoiceField(choices=ApiKey.Scope.choices)},
+                    {
+                        "prefix": serializers.CharField(),
+                        "scope": serializers.ChoiceField(choices=ApiKey.Scope.choices),
+                        "expires_at": serializers.DateTimeField(
+                            allow_null=True, help_text="When this key stops working; null: never."
+                        ),
+                    },
                 ),
                 "role_trust_principals": serializers.ListField(
                     child=serializers.CharField(),
@@ -46,7 +60,13 @@ class TenantView(APIView):
             {
                 "id": str(tenant.id),
                 "name": tenant.name,
-                "key": {"prefix": request.auth.prefix, "scope": request.auth.scope},
+                "key": {
+                    "prefix": request.auth.prefix,
+                    "scope": request.auth.scope,
+                    "expires_at": serializers.DateTimeField().to_representation(request.auth.expires_at)
+                    if request.auth.expires_at
+                    else None,
+                },
                 "role_trust_principals": list(settings.FERRY_TASK_ROLE_ARNS),
             }
         )
@@ -58,7 +78,8 @@ class ApiKeyListView(APIView):
     @extend_schema(
         summary="List API keys",
         description="The tenant's API keys, revoked ones included, newest first, a page at a time. "
-        "Only the prefix of a key is shown, never the key.",
+        "Only the prefix of a key is shown, never the key. `expires_soon` flags a working key that expires "
+        "within 14 days; `last_used_at` and `last_used_from` are updated at most once a minute.",
         responses=ApiKeySerializer(many=True),
     )
     def get(self, request: Request) -> Response:
@@ -70,7 +91,9 @@ class ApiKeyListView(APIView):
     @extend_schema(
         summary="Issue an API key",
         description="A new key for the tenant. `key` is shown in this answer only: store it now. "
-        "A `read` key can only read; a `write` key can also change things.",
+        "A `read` key can only read; a `write` key can also change things. Without `expires_at` the key "
+        "expires after the deployment's maximum lifetime (365 days unless the operator set another); an "
+        "expired key is answered 401 `api_key_expired`.",
         request=ApiKeyCreateSerializer,
         responses={201: ApiKeyIssuedSchema},
     )
@@ -94,3 +117,25 @@ class ApiKeyDetailView(APIView):
         key = get_object_or_404(ApiKey, pk=key_id, tenant=tenancy.tenant_of(request), revoked_at__isnull=True)
         ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ApiKeyRotateView(APIView):
+    @extend_schema(
+        summary="Rotate an API key",
+        description="Issues a new key with the same scope and label, and lets the old one run out: it keeps "
+        "working for `overlap_hours` (24 unless given, at most 168), so clients can switch without a gap. "
+        "`key` is the new key, shown in this answer only; `previous` is the old key with its new `expires_at`. "
+        "A key revoked or already expired is not found.",
+        request=ApiKeyRotateSerializer,
+        responses={201: ApiKeyRotatedSchema},
+    )
+    def post(self, request: Request, key_id) -> Response:
+        key = get_object_or_404(ApiKey, pk=key_id, tenant=tenancy.tenant_of(request), revoked_at__isnull=True)
+        serializer = ApiKeyRotateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        overlap = timedelta(hours=serializer.validated_data["overlap_hours"])
+        rotated = tenancy.rotate_api_key(key=key, overlap=overlap)
+        data = ApiKeySerializer(rotated.issued.api_key).data
+        data["key"] = rotated.issued.plaintext  # shown once, never again
+        data["previous"] = ApiKeySerializer(rotated.previous).data
+        return Response(data, status=status.HTTP_201_CREATED)

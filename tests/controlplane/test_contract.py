@@ -146,7 +146,7 @@ def _create(base_url: str, key: str, path: str, body: dict, headers: dict | None
     return response.json()
 
 
-def happy_path(sshd, bucket: str, sftp: dict, s3: dict) -> list[tuple[str, str, dict, Any, dict, int]]:
+def happy_path(sshd, bucket: str, sftp: dict, s3: dict, rotatable: str) -> list[tuple[str, str, dict, Any, dict, int]]:
     """Valid requests for the writes: (method, path, path parameters, body, headers, status)."""
     tag = uuid.uuid4().hex[:6]
     new_sftp = sftp_body(sshd, name=f"sftp-{tag}")
@@ -167,6 +167,7 @@ def happy_path(sshd, bucket: str, sftp: dict, s3: dict) -> list[tuple[str, str, 
     ep = {"endpoint_id": sftp["id"]}
     return [
         ("POST", "/api/v1/api-keys", {}, {"scope": "read", "label": "contract"}, {}, 201),
+        ("POST", "/api/v1/api-keys/{key_id}/rotate", {"key_id": rotatable}, {"overlap_hours": 1}, {}, 201),
         ("POST", "/api/v1/endpoints", {}, new_sftp, {}, 201),
         ("POST", "/api/v1/endpoints", {}, new_s3, {}, 201),
         ("GET", "/api/v1/endpoints", {}, None, {}, 200),
@@ -245,7 +246,8 @@ def test_the_api_keeps_its_schema(live_server, moto, sshd, bucket):
     # Generated bodies seldom pass every rule (a host that resolves, a real endpoint id), so
     # the successful answers of the writes are also checked with bodies that do (first,
     # while the generated deletions below have not removed anything).
-    for method, path, params, body, headers, status in happy_path(sshd, bucket, sftp, s3):
+    rotatable = str(tenancy.issue_api_key(tenant=owner, label="rotated").api_key.id)
+    for method, path, params, body, headers, status in happy_path(sshd, bucket, sftp, s3, rotatable):
         operation = schema[path][method]
         with_body = {"body": body, "media_type": "application/json"} if body is not None else {}
         case = operation.Case(path_parameters=params, headers=headers, **with_body)
