@@ -1,6 +1,9 @@
 """Read-only admin for tenants and API keys (never the key hash), and the one read-only
 base every app's admin pages and inlines use."""
 
+from axes.admin import AccessAttemptAdmin as AxesAccessAttemptAdmin
+from axes.admin import AccessLogAdmin as AxesAccessLogAdmin
+from axes.models import AccessAttempt, AccessLog
 from django.contrib import admin
 
 from controlplane.models import ApiKey, MirrorOutbox, Tenant, WorkerPing
@@ -67,3 +70,15 @@ class MirrorOutboxAdmin(ReadOnlyAdmin):
     list_display = ["id", "kind", "object_id", "version", "created_at", "drained_at", "attempts", "last_error"]
     list_filter = ["kind"]
     search_fields = ["object_id"]
+
+
+# Operators' logins (django-axes, docs/identity.md): failed attempts and successful logins,
+# read-only. An operator unlocks with ``manage.py axes_reset_username <name>``.
+@admin.register(AccessAttempt)
+class AccessAttemptAdmin(ReadOnly, AxesAccessAttemptAdmin):
+    actions: list = []
+
+
+@admin.register(AccessLog)
+class AccessLogAdmin(ReadOnly, AxesAccessLogAdmin):
+    actions: list = []

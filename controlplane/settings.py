@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -48,6 +49,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",  # operators' login lockout (below)
     "rest_framework",
     "drf_spectacular",
     # Swagger UI and Redoc from the installed package: the docs work offline, pinned.
@@ -71,6 +73,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a lockout decided during the login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "controlplane.urls"
@@ -91,6 +95,31 @@ TEMPLATES = [
         },
     }
 ]
+
+# --- operators' logins (the admin) ----------------------------------------------------
+
+# django-axes throttles password logins (docs/identity.md, "Login lockout"): 5 failures of
+# one username from one address lock that pair out for 15 minutes (a further failure
+# meanwhile starts the 15 minutes again); a success resets the count. Per pair, so nobody
+# can lock an operator out from another address. The API's keys never pass through
+# Django's authenticate() and are not counted. Its first backend refuses a locked-out pair
+# before the password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("FERRY_ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.float("FERRY_ADMIN_LOGIN_LOCKOUT_MINUTES", default=15.0))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "controlplane.clientip.client_address"
+AXES_LOCKOUT_TEMPLATE = "admin/locked_out.html"
+# Axes keeps a failed login's form, passwords masked; the CSRF token is masked too.
+AXES_SENSITIVE_PARAMETERS = ["csrfmiddlewaretoken"]
+# Ferry registers read-only admin pages for the attempts itself (controlplane/admin.py).
+AXES_ENABLE_ADMIN = False
+# Plain INSERTs where axes' own handler nests a savepoint (refused under write forwarding).
+AXES_HANDLER = "controlplane.loginlockout.ForwardingSafeHandler"
 
 # --- database -------------------------------------------------------------------------
 
