@@ -325,8 +325,8 @@ FERRY_IDEMPOTENCY_TTL = env.float("FERRY_IDEMPOTENCY_TTL", default=24 * 3600.0)
 # FERRY_API_KEY_MAX_DAYS (0: no maximum, keys may live for ever); one asked for with a later
 # expiry is refused. Listings flag keys that expire within FERRY_API_KEY_EXPIRING_SOON_DAYS.
 FERRY_API_KEY_MAX_DAYS = env.int("FERRY_API_KEY_MAX_DAYS", default=365)
-if FERRY_API_KEY_MAX_DAYS < 0:
-    raise environ.ImproperlyConfigured("FERRY_API_KEY_MAX_DAYS must be 0 (no maximum) or more")
+if not 0 <= FERRY_API_KEY_MAX_DAYS <= 36500:
+    raise environ.ImproperlyConfigured("FERRY_API_KEY_MAX_DAYS must be 0 (no maximum) to 36500 (100 years)")
 FERRY_API_KEY_EXPIRING_SOON_DAYS = env.int("FERRY_API_KEY_EXPIRING_SOON_DAYS", default=14)
 # How many proxies in front of the API append to X-Forwarded-For (on AWS: 1, the ALB, which
 # region.yaml sets). 0: the client's address is REMOTE_ADDR and the header is ignored, since

@@ -238,3 +238,19 @@ def test_the_api_records_the_forwarded_address_behind_the_proxy(make_tenant, set
     client = client_with(key, REMOTE_ADDR="10.0.0.5", HTTP_X_FORWARDED_FOR="1.2.3.4, 203.0.113.7")
     assert client.get("/api/v1/tenant").status_code == 200
     assert key_of(key).last_used_from == "203.0.113.7"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_issue_rotate_and_last_use_pass_the_write_forwarding_guard(forwarded_connection):
+    """The API runs in the secondary region too: its key writes must be plain statements."""
+    tenant = tenancy.create_tenant(name="forwarded-keys")
+    key = tenancy.issue_api_key(tenant=tenant).plaintext
+    client = client_with(key, REMOTE_ADDR="203.0.113.7")
+    assert client.get("/api/v1/tenant").status_code == 200
+    assert key_of(key).last_used_from == "203.0.113.7"
+    created = client.post("/api/v1/api-keys", {"scope": "read"}, format="json")
+    assert created.status_code == 201, created.content
+    rotated = client.post(f"/api/v1/api-keys/{key_of(key).id}/rotate", {"overlap_hours": 0}, format="json")
+    assert rotated.status_code == 201, rotated.content
+    assert_error(client.get("/api/v1/tenant"), 401, "api_key_expired")
+    assert client_with(rotated.json()["key"]).get("/api/v1/tenant").status_code == 200
