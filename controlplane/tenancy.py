@@ -3,6 +3,9 @@
 A key reads ``fry_<prefix>_<secret>``. The database keeps the prefix (shown to people so
 they can tell keys apart) and a SHA-256 of the whole key; the key itself is printed once.
 Keys carry 192 random bits, so a plain hash is enough (no slow KDF is needed).
+
+Keys expire (``expires_at``, at most ``FERRY_API_KEY_MAX_DAYS`` after issue), rotate with an
+overlap, and record their last use at most once a minute (docs/identity.md).
 """
 
 from __future__ import annotations
