@@ -12,6 +12,18 @@ OVERLAP_HOURS_DEFAULT = 24
 OVERLAP_HOURS_MAX = 7 * 24
 
 
+@extend_schema_field({"type": "string", "format": "date-time", "maxLength": 64})
+class BoundedDateTimeField(serializers.DateTimeField):
+    """An input time no longer than 64 characters (every request string has a maximum)."""
+
+    MAX_LENGTH = 64
+
+    def to_internal_value(self, value):
+        if isinstance(value, str) and len(value) > self.MAX_LENGTH:
+            self.fail("invalid", format="ISO 8601")
+        return super().to_internal_value(value)
+
+
 class ApiKeySerializer(serializers.ModelSerializer):
     last_used_from = serializers.IPAddressField(
         read_only=True, allow_null=True, help_text="The address of the key's last use (recorded at most once a minute)."
@@ -82,7 +94,7 @@ class StrictSerializer(serializers.Serializer):
 class ApiKeyCreateSerializer(StrictSerializer):
     scope = serializers.ChoiceField(choices=ApiKey.Scope.choices, default=ApiKey.Scope.WRITE)
     label = serializers.CharField(max_length=100, required=False, default="", allow_blank=True)
-    expires_at = serializers.DateTimeField(
+    expires_at = BoundedDateTimeField(
         required=False,
         help_text="When the key stops working: in the future and within the deployment's maximum lifetime "
         "(365 days unless the operator set another). Without it the key gets that maximum.",

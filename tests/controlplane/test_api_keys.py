@@ -88,6 +88,8 @@ def test_keys_get_the_deployments_maximum_lifetime(api, settings):
     error = assert_error(api.post("/api/v1/api-keys", {"expires_at": past}, format="json"), 400, "validation_error")
     assert "expires_at" in error["fields"]
     assert_error(api.post("/api/v1/api-keys", {"expires_at": "soon"}, format="json"), 400, "validation_error")
+    too_long = sooner + " " * 60  # every request string has a maximum (64 here)
+    assert_error(api.post("/api/v1/api-keys", {"expires_at": too_long}, format="json"), 400, "validation_error")
 
     settings.FERRY_API_KEY_MAX_DAYS = 0  # no maximum: keys live until revoked
     created = api.post("/api/v1/api-keys", {}, format="json")
