@@ -23,7 +23,7 @@ from controlplane import mirror
 from controlplane.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from controlplane.models import Tenant
 from controlplane.querysets import in_pk_order
-from endpoints import secrets
+from endpoints import breaker, secrets
 from endpoints.models import Endpoint
 
 log = logging.getLogger(__name__)
@@ -206,6 +206,10 @@ def update_endpoint(
             if config is not None:
                 tenant_part = {k: v for k, v in config.items() if k not in ISSUED_CONFIG_KEYS}
                 locked.config = _with_issued(locked.kind, tenant_part, locked.config)
+                # Where or how Ferry dials changed: the old connection failures say nothing
+                # about the new config, so its circuit breaker starts closed (breaker.py).
+                for field, value in breaker.reset_fields().items():
+                    setattr(locked, field, value)
             locked.version += 1
             locked.save()
             _record(locked)
