@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import Enum
@@ -47,6 +47,23 @@ CONNECTION_CODES: frozenset[str] = frozenset(
 
 # The code and reason a waiting transfer shows (docs/transfers.md).
 WAIT_CODE = "endpoint_circuit_open"
+
+# Registered at start-up by the transfers app (TransfersConfig.ready): endpoints do not
+# import transfers. Called with an endpoint whose breaker this process closed, so the
+# transfers waiting for it go now rather than at the end of their wait.
+_on_closed: Callable[[uuid.UUID], object] | None = None
+
+
+def register_on_closed(hook: Callable[[uuid.UUID], object]) -> None:
+    """Register what lets the transfers waiting for an endpoint go once its breaker closes."""
+    global _on_closed
+    _on_closed = hook
+
+
+def closed(endpoint_id: uuid.UUID) -> None:
+    """This process closed the endpoint's breaker: tell the registered hook (if any)."""
+    if _on_closed is not None:
+        _on_closed(endpoint_id)
 
 
 def counts(code: str) -> bool:
@@ -190,13 +207,14 @@ def record_failure(endpoint_id: uuid.UUID, *, now: datetime) -> bool:
 
 def record_success(endpoint_id: uuid.UUID) -> bool:
     """A connection to the endpoint worked: close its breaker and reset the count. True
-    when this closed an open or half-open breaker (the caller lets the waiting transfers
-    go). A breaker already closed with no failures is not written."""
-    closed = Endpoint.all_objects.filter(id=endpoint_id, circuit_state__in=[Circuit.OPEN, Circuit.HALF_OPEN]).update(
+    when this closed an open or half-open breaker; the waiting transfers are then let go
+    (:func:`closed`). A breaker already closed with no failures is not written."""
+    updated = Endpoint.all_objects.filter(id=endpoint_id, circuit_state__in=[Circuit.OPEN, Circuit.HALF_OPEN]).update(
         circuit_state=Circuit.CLOSED, consecutive_failures=0, circuit_open_until=None
     )
-    if closed:
+    if updated:
         log.info("circuit breaker closed: the endpoint answered", extra={"endpoint": str(endpoint_id)})
+        closed(endpoint_id)
         return True
     Endpoint.all_objects.filter(id=endpoint_id, circuit_state=Circuit.CLOSED, consecutive_failures__gt=0).update(
         consecutive_failures=0

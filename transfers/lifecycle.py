@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from controlplane.errors import NotFound
 from controlplane.metrics import bytes_moved, retries, transfer_seconds, transfer_transitions
+from endpoints import breaker
 from engine.errors import TransferError
 from transfers import backoff, states
 from transfers.models import Transfer, TransferEvent
@@ -156,6 +157,11 @@ def record_circuit_wait(
         last_error_code=code,
         last_error_message=message,
     )
+
+
+def circuit_closed(endpoint_id: uuid.UUID) -> int:
+    """The hook ``endpoints.breaker`` calls when it closed an endpoint's breaker."""
+    return resume_circuit_waiters(endpoint_id, code=breaker.WAIT_CODE, now=timezone.now())
 
 
 def resume_circuit_waiters(endpoint_id: uuid.UUID | str, *, code: str, now: datetime) -> int:

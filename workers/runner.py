@@ -251,12 +251,10 @@ def dialled_endpoints(transfer: Transfer) -> list[uuid.UUID]:
 
 
 def _circuits_answered(endpoint_ids: Iterable[uuid.UUID]) -> None:
-    """A delivery reached its endpoints: close their breakers; a breaker this closed lets
-    the transfers waiting for it go at once (not at the end of their wait)."""
-    now = timezone.now()
+    """A delivery reached its endpoints: close their breakers (the transfers waiting for
+    one this closed go at once, through the hook ``transfers`` registered)."""
     for endpoint_id in endpoint_ids:
-        if breaker.record_success(endpoint_id):
-            lifecycle.resume_circuit_waiters(endpoint_id, code=breaker.WAIT_CODE, now=now)
+        breaker.record_success(endpoint_id)
 
 
 def _circuit_failed(error: BaseException) -> None:

@@ -197,3 +197,27 @@ def test_authentication_failures_never_open_it(api, sshd, bucket, source_file, m
     assert transfer.last_error_code == "authentication_failed"
     source.refresh_from_db()
     assert (source.circuit_state, source.consecutive_failures) == (Circuit.CLOSED, 0)
+
+
+def test_a_config_change_lets_the_waiting_transfers_go(api, sshd, bucket, door, source_file, make_transfer, settings):  # noqa: F811
+    """The customer points the endpoint at the right port: the breaker closes and the
+    transfers waiting for it are due at once, not at the end of the cool-down."""
+    settings.FERRY_BREAKER_THRESHOLD = 1
+    body = api.post("/api/v1/endpoints", sftp_body(sshd, port=door.port), format="json").json()
+    source = Endpoint.objects.get(id=body["id"])
+    destination = Endpoint.objects.get(id=api.post("/api/v1/endpoints", s3_body(bucket), format="json").json()["id"])
+    _, path = source_file(b"moved")
+    run = uuid.uuid4().hex[:6]
+    first, waiting = (make_transfer(source, path, destination, f"/patched-{run}/{n}.csv") for n in (1, 2))
+    assert run_transfer(str(first.id)) == State.FAILED
+    assert run_transfer(str(waiting.id)) == "circuit_open"
+    waiting.refresh_from_db()
+    assert waiting.next_attempt_at > timezone.now() + timedelta(seconds=30)
+
+    response = api.patch(f"/api/v1/endpoints/{source.id}", {"config": {"port": sshd.port}}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["circuit"]["state"] == "closed"
+    waiting.refresh_from_db()
+    assert waiting.next_attempt_at <= timezone.now()
+    assert run_transfer(str(waiting.id)) == State.SUCCEEDED
+    assert door.accepted == 0  # delivered over the new port, never through the old one
