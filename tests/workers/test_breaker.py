@@ -45,6 +45,7 @@ class Door:
         self.port = services.free_port()
         self.accepted = 0
         self._listener: socket.socket | None = None
+        self._links: list[socket.socket] = []
 
     def open(self) -> None:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -69,8 +70,17 @@ class Door:
                 return  # shut
             self.accepted += 1
             server = socket.create_connection(("127.0.0.1", self.target))
+            self._links += [client, server]
             for a, b in ((client, server), (server, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def close(self) -> None:
+        """Shut, and cut the connections it forwards (the engine's pool keeps idle ones)."""
+        self.shut()
+        for link in self._links:
+            with contextlib.suppress(OSError):
+                link.shutdown(socket.SHUT_RDWR)
+            link.close()
 
     @staticmethod
     def _pump(a: socket.socket, b: socket.socket) -> None:
@@ -89,7 +99,7 @@ class Door:
 def door(sshd):
     door = Door(sshd.port)
     yield door
-    door.shut()
+    door.close()
 
 
 def cool_down_passes(endpoint: Endpoint) -> None:
