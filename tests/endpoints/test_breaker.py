@@ -199,3 +199,19 @@ def test_a_config_change_closes_the_breaker(api, sshd, moto):
     response = api.patch(f"/api/v1/endpoints/{created['id']}", {"config": {"port": sshd.port}}, format="json")
     assert response.status_code == 200, response.content
     assert response.json()["circuit"] == {"state": "closed", "consecutive_failures": 0, "open_until": None}
+
+
+@pytest.mark.django_db
+def test_the_admin_shows_the_breaker(endpoint, client):
+    from django.contrib.auth.models import User
+
+    Endpoint.objects.filter(id=endpoint.id).update(
+        circuit_state=Circuit.OPEN, consecutive_failures=6, circuit_open_until=at(60)
+    )
+    client.force_login(User.objects.create_superuser("ops-brk", "ops@example.com", "ops-password-1"))
+    listing = client.get("/admin/endpoints/endpoint/?circuit_state__exact=open")
+    assert listing.status_code == 200 and endpoint.name in listing.content.decode()
+    page = client.get(f"/admin/endpoints/endpoint/{endpoint.id}/change/").content.decode()
+    for label in ("Circuit state", "Consecutive failures", "Circuit open until"):
+        assert label in page
+    assert "Open" in page and ">6<" in page
