@@ -26,6 +26,9 @@ queue_lag = Histogram(
     "Time from enqueue to a worker starting the task",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
 )
+endpoint_circuit_open = Gauge(
+    "ferry_endpoint_circuit_open", "Endpoints whose circuit breaker is open or half-open (sampled)"
+)
 leases_held = Gauge("ferry_leases_held", "Partition leases held by this region", ["region"])
 ledger_swept = Counter("ferry_ledger_swept_total", "Delivered ledger entries deleted by the retention sweep")
 ledger_sweep_failures = Counter(

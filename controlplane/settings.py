@@ -216,6 +216,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "SftpKindEnum": ["sftp"],
         "S3KindEnum": ["s3"],
+        # Two "state" fields: a transfer's (its name as before) and an endpoint's breaker's.
+        "StateEnum": "transfers.states.State",
+        "CircuitStateEnum": ["closed", "open", "half_open"],
     },
 }
 
@@ -318,6 +321,12 @@ FERRY_METRICS_PORT = env.int("FERRY_METRICS_PORT", default=0)
 # Retries of failed transfers: exponential backoff with full jitter (transfers/backoff.py).
 FERRY_RETRY_BASE_SECONDS = env.float("FERRY_RETRY_BASE_SECONDS", default=10.0)
 FERRY_RETRY_CAP_SECONDS = env.float("FERRY_RETRY_CAP_SECONDS", default=900.0)
+# The circuit breaker per endpoint (endpoints/breaker.py, docs/endpoints.md): after this
+# many consecutive connection failures an endpoint is not dialled for the cool-down (s).
+FERRY_BREAKER_THRESHOLD = env.int("FERRY_BREAKER_THRESHOLD", default=5)
+FERRY_BREAKER_COOLDOWN = env.float("FERRY_BREAKER_COOLDOWN", default=60.0)
+if FERRY_BREAKER_THRESHOLD < 1 or FERRY_BREAKER_COOLDOWN <= 0:
+    raise environ.ImproperlyConfigured("FERRY_BREAKER_THRESHOLD must be >= 1 and FERRY_BREAKER_COOLDOWN > 0")
 # How long an ad-hoc transfer's Idempotency-Key is remembered.
 FERRY_IDEMPOTENCY_TTL = env.float("FERRY_IDEMPOTENCY_TTL", default=24 * 3600.0)
 

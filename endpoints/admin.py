@@ -9,8 +9,8 @@ from endpoints.models import Endpoint
 
 @admin.register(Endpoint)
 class EndpointAdmin(ReadOnlyAdmin):
-    list_display = ["name", "kind", "tenant", "version", "created_at", "updated_at", "deleted_at"]
-    list_filter = ["kind"]
+    list_display = ["name", "kind", "tenant", "circuit_state", "version", "created_at", "updated_at", "deleted_at"]
+    list_filter = ["kind", "circuit_state"]
     search_fields = ["name", "id"]
     list_select_related = ["tenant"]
     fields = [
@@ -24,6 +24,11 @@ class EndpointAdmin(ReadOnlyAdmin):
         "secret_version",
         "credentials_updated_at",
         "version",
+        # The circuit breaker (endpoints/breaker.py): why transfers to it may be waiting.
+        "circuit_state",
+        "consecutive_failures",
+        "circuit_opened_at",
+        "circuit_open_until",
         "created_at",
         "updated_at",
         "deleted_at",

@@ -6,6 +6,9 @@ class EndpointsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from endpoints import services
+        from controlplane import metrics
+        from endpoints import breaker, services
 
         services.register_mirror()
+        # /metrics: how many endpoints' breakers are not closed (one COUNT per scrape).
+        metrics.register_sampler("endpoint_circuits", breaker.sample_metrics)

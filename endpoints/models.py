@@ -22,6 +22,14 @@ class LiveEndpoints(models.Manager):
         return super().get_queryset().filter(deleted_at__isnull=True)
 
 
+class Circuit(TextChoices):
+    """The circuit breaker's states (endpoints/breaker.py, docs/endpoints.md)."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
 class Endpoint(models.Model):
     class Kind(TextChoices):
         SFTP = "sftp"
@@ -46,6 +54,14 @@ class Endpoint(models.Model):
     # Set when an endpoint with transfer history is deleted: the row stays so those
     # transfers keep naming it; the API answers 404 for it and its name is free again.
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # The circuit breaker, shared by every worker of both regions; written only by the
+    # conditional UPDATEs of endpoints/breaker.py. ``open_until``: the end of the cool-down
+    # (open), or of the probe's turn (half_open). db_default: the previous release inserts
+    # rows without these columns.
+    circuit_state = models.CharField(max_length=16, choices=Circuit.choices, default="closed", db_default="closed")
+    consecutive_failures = models.PositiveIntegerField(default=0, db_default=0)
+    circuit_opened_at = models.DateTimeField(null=True, blank=True)
+    circuit_open_until = models.DateTimeField(null=True, blank=True)
 
     # Every row, deleted ones included: transfers reach their endpoints through it.
     all_objects = models.Manager()
@@ -61,8 +77,20 @@ class Endpoint(models.Model):
                 name="endpoint_name_unique_per_tenant",
             ),
             models.CheckConstraint(condition=models.Q(kind__in=["sftp", "s3"]), name="endpoint_kind_valid"),
+            models.CheckConstraint(
+                condition=models.Q(circuit_state__in=["closed", "open", "half_open"]), name="endpoint_circuit_valid"
+            ),
         ]
-        indexes = [models.Index(fields=["tenant", "-created_at", "-id"], name="endpoint_tenant_created")]
+        indexes = [
+            models.Index(fields=["tenant", "-created_at", "-id"], name="endpoint_tenant_created"),
+            # For the ferry_endpoint_circuit_open gauge (endpoints/breaker.py): the few
+            # endpoints whose breaker is not closed.
+            models.Index(
+                fields=["circuit_state"],
+                condition=~models.Q(circuit_state="closed"),
+                name="endpoint_circuit_not_closed",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.kind})"

@@ -19,7 +19,7 @@ import asyncssh
 from botocore.exceptions import BotoCoreError, ClientError
 
 from controlplane import aws
-from endpoints import netguard, secrets
+from endpoints import breaker, netguard, secrets
 from endpoints.models import Endpoint
 from endpoints.specs import s3_spec, sftp_spec
 from engine import hostkeys, s3client, s3io
@@ -260,6 +260,10 @@ def connection_test(endpoint: Endpoint) -> dict[str, Any]:
     steps = check_sftp(endpoint) if endpoint.kind == Endpoint.Kind.SFTP else check_s3(endpoint)
     failed = next((c.name for c in steps.checks if not c.ok), None)
     log.info("connection test", extra={"endpoint": str(endpoint.id), "ok": steps.ok, "failed_check": failed})
+    if steps.ok:
+        # The endpoint answered every step: that is the probe an open breaker waits for.
+        # Waiting transfers go at the end of their current wait (docs/endpoints.md).
+        breaker.record_success(endpoint.id)
     return {"ok": steps.ok, "checks": [c.as_dict() for c in steps.checks]}
 
 

@@ -23,8 +23,8 @@ from controlplane import mirror
 from controlplane.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from controlplane.models import Tenant
 from controlplane.querysets import in_pk_order
-from endpoints import secrets
-from endpoints.models import Endpoint
+from endpoints import breaker, secrets
+from endpoints.models import Circuit, Endpoint
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +194,7 @@ def update_endpoint(
     caller validated against that version). The external id Ferry issued stays whatever
     ``config`` says: it is immutable.
     """
+    reopened = False
     try:
         with transaction.atomic():
             locked = Endpoint.objects.select_for_update().filter(pk=endpoint.pk, tenant_id=endpoint.tenant_id).first()
@@ -206,11 +207,18 @@ def update_endpoint(
             if config is not None:
                 tenant_part = {k: v for k, v in config.items() if k not in ISSUED_CONFIG_KEYS}
                 locked.config = _with_issued(locked.kind, tenant_part, locked.config)
+                # Where or how Ferry dials changed: the old connection failures say nothing
+                # about the new config, so its circuit breaker starts closed (breaker.py).
+                reopened = locked.circuit_state != Circuit.CLOSED
+                for field, value in breaker.reset_fields().items():
+                    setattr(locked, field, value)
             locked.version += 1
             locked.save()
             _record(locked)
     except IntegrityError:
         raise _name_taken() from None
+    if reopened:
+        breaker.closed(locked.id)
     log.info("endpoint changed", extra={"endpoint": str(locked.id), "version": locked.version})
     return locked
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from engine import confine, runtime, s3client, s3io
-from engine.errors import PermanentError, TransferError, TransientError, classify
+from engine.errors import PermanentError, TransferError, TransientError, classify, opening
 from engine.locations import Location, S3Location, SftpLocation
 from engine.plumbing import (
     CopyOptions,
@@ -330,4 +330,4 @@ class SharedSessions:
         except TransferError:
             raise
         except Exception as exc:
-            raise classify(exc, context=f"opening SFTP to {spec.host}:{spec.port}") from exc
+            raise opening(classify(exc, context=f"opening SFTP to {spec.host}:{spec.port}"), spec.endpoint_id) from exc

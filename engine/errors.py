@@ -75,6 +75,20 @@ def is_commit_undone(error: BaseException) -> bool:
     return bool(getattr(error, "commit_undone", False))
 
 
+def opening(error: TransferError, endpoint_id: str) -> TransferError:
+    """Mark an error raised while opening a session to ``endpoint_id`` (connect, login,
+    SFTP subsystem): a caller that keeps a circuit breaker per endpoint then knows which
+    endpoint refused, when a copy touches two. The first mark stays."""
+    if not getattr(error, "opening_endpoint", None):
+        error.opening_endpoint = endpoint_id  # type: ignore[attr-defined]
+    return error
+
+
+def opening_endpoint(error: BaseException) -> str | None:
+    """The endpoint whose session could not be opened (see :func:`opening`), if marked."""
+    return getattr(error, "opening_endpoint", None)
+
+
 class DestinationExists(PermanentError):
     """The destination name holds someone else's file and ``on_conflict`` is ``fail``."""
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import asyncssh
 
 from engine import sftp_connect
-from engine.errors import TransferError, classify
+from engine.errors import TransferError, classify, opening
 from engine.spec import SftpSpec
 
 PoolKey = tuple[str, int]  # SftpSpec.pool_key: endpoint id, config version
@@ -139,7 +139,8 @@ class ConnectionPool:
                 slot.open -= 1
                 slot.cond.notify()
             if isinstance(exc, Exception):
-                raise classify(exc, context=f"opening SFTP to {spec.host}:{spec.port}") from exc
+                err = opening(classify(exc, context=f"opening SFTP to {spec.host}:{spec.port}"), spec.endpoint_id)
+                raise err from exc
             raise
         slot.opened_total += 1
         session = SftpSession(key=key, conn=conn, sftp=sftp)

@@ -17,11 +17,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from controlplane.errors import NotFound
 from controlplane.metrics import bytes_moved, retries, transfer_seconds, transfer_transitions
+from endpoints import breaker
 from engine.errors import TransferError
 from transfers import backoff, states
 from transfers.models import Transfer, TransferEvent
@@ -128,6 +129,50 @@ def record_failure(transfer_id: uuid.UUID | str, claim_token: int, error: BaseEx
         return to
     current = Transfer.objects.filter(id=transfer_id).values_list("state", flat=True).first()
     return State(current)
+
+
+def record_circuit_wait(
+    transfer_id: uuid.UUID | str, claim_token: int, *, until: datetime, endpoint_name: str, code: str
+) -> bool:
+    """The worker holding ``claim_token`` found an endpoint's circuit breaker open
+    (``endpoints.breaker``) and dialled nothing: back to ``failed`` with ``next_attempt_at``
+    = ``until`` and the waiting reason as its error (``code``), giving back the attempt the
+    claim counted. Neither an attempt nor a retry is spent, so however long the partner is
+    down the transfer never turns ``dead`` from waiting. False when the claim was lost."""
+    row = Transfer.objects.filter(id=transfer_id, claim_token=claim_token).values("attempt").first()
+    if row is None:
+        return False
+    message = (
+        f"Waiting: endpoint {endpoint_name!r} failed to connect repeatedly, so its circuit breaker is open;"
+        f" the next try is at {until.isoformat()} (this does not use an attempt)."
+    )
+    return transition(
+        transfer_id,
+        to=State.FAILED,
+        frm=_CLAIMED,
+        claim_token=claim_token,
+        detail=f"{code}: {message}",
+        attempt=max(0, row["attempt"] - 1),
+        next_attempt_at=until,
+        last_error_code=code,
+        last_error_message=message,
+    )
+
+
+def circuit_closed(endpoint_id: uuid.UUID) -> int:
+    """The hook ``endpoints.breaker`` calls when it closed an endpoint's breaker."""
+    return resume_circuit_waiters(endpoint_id, code=breaker.WAIT_CODE, now=timezone.now())
+
+
+def resume_circuit_waiters(endpoint_id: uuid.UUID | str, *, code: str, now: datetime) -> int:
+    """An endpoint's breaker closed: transfers waiting for it (``failed`` with ``code``)
+    are due now instead of at the end of their wait; the region keeper's sweep dispatches
+    them. One conditional UPDATE (no state change, so no timeline event); returns how many."""
+    return (
+        Transfer.objects.filter(state=State.FAILED, last_error_code=code, next_attempt_at__gt=now)
+        .filter(Q(source_endpoint_id=endpoint_id) | Q(destination_endpoint_id=endpoint_id))
+        .update(next_attempt_at=now, updated_at=now)
+    )
 
 
 def record_staged(

@@ -31,6 +31,8 @@ import os
 import posixpath
 import socket
 import threading
+import uuid
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -40,10 +42,11 @@ from django.utils import timezone
 
 from controlplane import logs
 from controlplane.resources import staging_bucket
+from endpoints import breaker
 from endpoints.specs import to_spec
 from engine import copy as engine
 from engine import listing
-from engine.errors import DestinationExists, SourceMissing, TransferError, is_commit_undone
+from engine.errors import DestinationExists, SourceMissing, TransferError, is_commit_undone, opening_endpoint
 from engine.locations import Location, S3Location, SftpLocation, location_of
 from engine.sftpio import part_path
 from engine.spec import S3Spec, SftpSpec
@@ -223,9 +226,43 @@ def run_transfer(transfer_id: str, *, shared: engine.SharedSessions | None = Non
         if token is None:
             return "not_claimed"
         transfer.refresh_from_db()
+        circuit = breaker.gate(dialled_endpoints(transfer), now=timezone.now())
+        if circuit.blocked_by is not None and circuit.until is not None:
+            # Nothing dialled: back to failed until the breaker's cool-down (or probe) ends.
+            lifecycle.record_circuit_wait(
+                transfer.id, token, until=circuit.until, endpoint_name=circuit.blocked_by.name, code=breaker.WAIT_CODE
+            )
+            log.info("endpoint circuit open; waiting", extra={"endpoint": str(circuit.blocked_by.endpoint_id)})
+            return "circuit_open"
         fence = Fence(settings.FERRY_REGION, transfer.partition, lease.fence, token)
         with logs.bound(attempt=transfer.attempt), _Heartbeat(str(transfer.id), token) as heartbeat:
-            return _execute(transfer, fence, heartbeat, shared)
+            outcome = _execute(transfer, fence, heartbeat, shared)
+        if outcome == "succeeded":
+            _circuits_answered(circuit.unsettled)
+        return outcome
+
+
+def dialled_endpoints(transfer: Transfer) -> list[uuid.UUID]:
+    """The endpoints an attempt may dial: the destination, and the source unless the copy
+    reads from its staging object."""
+    if needs_staging(transfer) and transfer.staging_key:
+        return [transfer.destination_endpoint_id]
+    return [transfer.source_endpoint_id, transfer.destination_endpoint_id]
+
+
+def _circuits_answered(endpoint_ids: Iterable[uuid.UUID]) -> None:
+    """A delivery reached its endpoints: close their breakers (the transfers waiting for
+    one this closed go at once, through the hook ``transfers`` registered)."""
+    for endpoint_id in endpoint_ids:
+        breaker.record_success(endpoint_id)
+
+
+def _circuit_failed(error: BaseException) -> None:
+    """Count a failure to open a session to an endpoint against its breaker."""
+    endpoint_id = opening_endpoint(error)
+    code = getattr(error, "code", "")
+    if endpoint_id and breaker.counts(code):
+        breaker.record_failure(uuid.UUID(endpoint_id), now=timezone.now())
 
 
 def delivery_key_of(transfer: Transfer) -> str:
@@ -387,6 +424,7 @@ def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat, shared: en
             except TransferError:
                 log.warning("the commit mark could not be taken back; the evidence stays", exc_info=True)
         state = lifecycle.record_failure(transfer.id, token, exc, now=timezone.now())
+        _circuit_failed(exc)
         # The operator's line names what the customer's message does not (the staging bucket).
         where = {"staging": staging.uri} if staging is not None else {}
         log.warning(

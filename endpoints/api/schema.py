@@ -97,10 +97,24 @@ class S3ConfigOut(serializers.Serializer):
     kms_key_id = serializers.CharField(required=False, allow_null=True)
 
 
+class CircuitOut(serializers.Serializer):
+    state = serializers.ChoiceField(
+        choices=["closed", "open", "half_open"],
+        help_text="closed: dialled as usual; open: not dialled until open_until; half_open: one probe is under way.",
+    )
+    consecutive_failures = serializers.IntegerField(
+        min_value=0, help_text="Connection failures in a row since the last connection that worked."
+    )
+    open_until = serializers.DateTimeField(
+        allow_null=True, help_text="End of the cool-down (open) or of the probe's turn (half_open); null when closed."
+    )
+
+
 class _EndpointOut(serializers.Serializer):
     id = serializers.UUIDField()
     name = serializers.CharField()
     credentials = CredentialsInfoSerializer(help_text="Which credentials are stored and when; never the secrets.")
+    circuit = CircuitOut(help_text="The endpoint's circuit breaker (docs/endpoints.md, 'Circuit breaker').")
     version = serializers.IntegerField(help_text="Goes up by one with every change.")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()

@@ -13,7 +13,7 @@ from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_fiel
 from rest_framework import serializers
 
 from endpoints import netguard, validation
-from endpoints.models import Endpoint
+from endpoints.models import Circuit, Endpoint
 from endpoints.services import ISSUED_CONFIG_KEYS
 
 
@@ -299,15 +299,31 @@ class CredentialsInfoSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField(allow_null=True)
 
 
+class CircuitSerializer(serializers.Serializer):
+    state = serializers.ChoiceField(choices=Circuit.choices)
+    consecutive_failures = serializers.IntegerField()
+    open_until = serializers.DateTimeField(allow_null=True)
+
+
 class EndpointSerializer(serializers.ModelSerializer):
     """What the API shows: never a secret, only which credentials are stored and when."""
 
     credentials = serializers.SerializerMethodField()
+    circuit = serializers.SerializerMethodField()
 
     class Meta:
         model = Endpoint
-        fields = ["id", "name", "kind", "config", "credentials", "version", "created_at", "updated_at"]
+        fields = ["id", "name", "kind", "config", "credentials", "circuit", "version", "created_at", "updated_at"]
         read_only_fields = fields
+
+    def get_circuit(self, endpoint: Endpoint) -> dict[str, Any]:
+        return CircuitSerializer(
+            {
+                "state": endpoint.circuit_state,
+                "consecutive_failures": endpoint.consecutive_failures,
+                "open_until": endpoint.circuit_open_until,
+            }
+        ).data
 
     def get_credentials(self, endpoint: Endpoint) -> dict[str, Any]:
         return CredentialsInfoSerializer(
