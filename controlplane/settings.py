@@ -379,5 +379,7 @@ LOGGING = {
         "boto3": {"level": "WARNING"},
         "urllib3": {"level": "WARNING"},
         "asyncssh": {"level": "WARNING"},
+        # axes announces its version at every start (each manage.py command); lockouts are WARNING.
+        "axes": {"level": "WARNING"},
     },
 }
