@@ -155,13 +155,15 @@ class Gate:
         return self.blocked_by is None
 
 
-def gate(endpoint_ids: Iterable[uuid.UUID], *, now: datetime) -> Gate:
-    """Ask every breaker before dialling. Any that says wait makes the transfer wait (no
+def gate(breakers: Iterable[Breaker], *, now: datetime) -> Gate:
+    """Ask every breaker before dialling (``breakers``: the endpoints' rows as the caller
+    just loaded them, :meth:`Breaker.of`, or :func:`snapshot`; a stale one only makes the
+    probe's compare-and-set miss). Any that says wait makes the transfer wait (no
     probe turn is taken then, so a wait on one endpoint never wastes another's probe);
     otherwise the transfer takes the probe turn of each breaker whose cool-down is over,
     by compare-and-set (open|half_open with that ``open_until`` → half_open until now +
     cool-down): one worker wins, the others wait for its outcome."""
-    breakers = snapshot(endpoint_ids)
+    breakers = list(breakers)
     waiting = [b for b in breakers if decide(b, now=now) == Verdict.WAIT]
     if waiting:
         longest = max(waiting, key=lambda b: b.open_until or now)

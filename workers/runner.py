@@ -43,6 +43,7 @@ from django.utils import timezone
 from controlplane import logs
 from controlplane.resources import staging_bucket
 from endpoints import breaker
+from endpoints.models import Endpoint
 from endpoints.specs import to_spec
 from engine import copy as engine
 from engine import listing
@@ -68,6 +69,7 @@ from workers.ledger import (
 log = logging.getLogger("ferry.runner")
 
 RENAME_ATTEMPTS = 20
+_WITH_ENDPOINTS = Transfer.objects.select_related("source_endpoint", "destination_endpoint")
 FAULT_ENV = "FERRY_FAULT_POINT"
 
 
@@ -195,7 +197,7 @@ def run_transfer(transfer_id: str, *, shared: engine.SharedSessions | None = Non
 
     Never raises for a transfer's own failure: failures are recorded on the transfer."""
     close_old_connections()
-    transfer = Transfer.objects.select_related("source_endpoint", "destination_endpoint").filter(id=transfer_id).first()
+    transfer = _WITH_ENDPOINTS.filter(id=transfer_id).first()
     if transfer is None:
         return "missing"
     if transfer.state in TERMINAL:
@@ -225,8 +227,9 @@ def run_transfer(transfer_id: str, *, shared: engine.SharedSessions | None = Non
         token = lifecycle.claim(transfer.id, worker=worker_name(), to=plan.to, frm=plan.frm)
         if token is None:
             return "not_claimed"
-        transfer.refresh_from_db()
-        circuit = breaker.gate(dialled_endpoints(transfer), now=timezone.now())
+        # One read after the claim, the endpoints with it: the breakers below and the copy use them.
+        transfer.refresh_from_db(from_queryset=_WITH_ENDPOINTS)
+        circuit = breaker.gate(map(breaker.Breaker.of, dialled_endpoints(transfer)), now=timezone.now())
         if circuit.blocked_by is not None and circuit.until is not None:
             # Nothing dialled: back to failed until the breaker's cool-down (or probe) ends.
             lifecycle.record_circuit_wait(
@@ -242,12 +245,12 @@ def run_transfer(transfer_id: str, *, shared: engine.SharedSessions | None = Non
         return outcome
 
 
-def dialled_endpoints(transfer: Transfer) -> list[uuid.UUID]:
+def dialled_endpoints(transfer: Transfer) -> list[Endpoint]:
     """The endpoints an attempt may dial: the destination, and the source unless the copy
     reads from its staging object."""
     if needs_staging(transfer) and transfer.staging_key:
-        return [transfer.destination_endpoint_id]
-    return [transfer.source_endpoint_id, transfer.destination_endpoint_id]
+        return [transfer.destination_endpoint]
+    return [transfer.source_endpoint, transfer.destination_endpoint]
 
 
 def _circuits_answered(endpoint_ids: Iterable[uuid.UUID]) -> None:

@@ -102,7 +102,7 @@ def test_the_breaker_opens_probes_once_and_closes_in_sql(endpoint, forwarded_con
     settings.FERRY_BREAKER_THRESHOLD = 3
     settings.FERRY_BREAKER_COOLDOWN = 30
     assert row(endpoint) == (Circuit.CLOSED, 0, None)
-    assert breaker.gate([endpoint.id], now=at(0)).allowed
+    assert breaker.gate(breaker.snapshot([endpoint.id]), now=at(0)).allowed
 
     assert not breaker.record_failure(endpoint.id, now=at(1))
     assert not breaker.record_failure(endpoint.id, now=at(2))
@@ -111,16 +111,16 @@ def test_the_breaker_opens_probes_once_and_closes_in_sql(endpoint, forwarded_con
     assert row(endpoint) == (Circuit.OPEN, 3, at(33))
     assert endpoint.circuit_opened_at == at(3)
 
-    waiting = breaker.gate([endpoint.id], now=at(10))
+    waiting = breaker.gate(breaker.snapshot([endpoint.id]), now=at(10))
     assert not waiting.allowed and waiting.until == at(33) and waiting.blocked_by.name == endpoint.name
     assert breaker.sample_metrics() >= 1
     assert "ferry_endpoint_circuit_open" in Client().get("/metrics").content.decode()
 
     # The cool-down is over: one probe, the others wait for its turn to end.
-    probe = breaker.gate([endpoint.id], now=at(40))
+    probe = breaker.gate(breaker.snapshot([endpoint.id]), now=at(40))
     assert probe.allowed and probe.probing == (endpoint.id,)
     assert row(endpoint) == (Circuit.HALF_OPEN, 3, at(70))
-    other = breaker.gate([endpoint.id], now=at(41))
+    other = breaker.gate(breaker.snapshot([endpoint.id]), now=at(41))
     assert not other.allowed and other.until == at(70)
 
     # The probe fails: open again for another cool-down.
@@ -128,11 +128,11 @@ def test_the_breaker_opens_probes_once_and_closes_in_sql(endpoint, forwarded_con
     assert row(endpoint) == (Circuit.OPEN, 4, at(75))
 
     # The next probe works: closed, the count reset, the gauge down.
-    assert breaker.gate([endpoint.id], now=at(80)).probing == (endpoint.id,)
+    assert breaker.gate(breaker.snapshot([endpoint.id]), now=at(80)).probing == (endpoint.id,)
     assert breaker.record_success(endpoint.id)
     assert row(endpoint) == (Circuit.CLOSED, 0, None)
     assert not breaker.record_success(endpoint.id)  # nothing to close
-    assert breaker.gate([endpoint.id], now=at(81)).allowed
+    assert breaker.gate(breaker.snapshot([endpoint.id]), now=at(81)).allowed
 
 
 @pytest.mark.django_db(transaction=True)
@@ -150,8 +150,8 @@ def test_a_dead_probes_turn_ends_and_two_workers_never_both_probe(endpoint, sett
     settings.FERRY_BREAKER_THRESHOLD = 1
     settings.FERRY_BREAKER_COOLDOWN = 30
     breaker.record_failure(endpoint.id, now=at(0))
-    assert breaker.gate([endpoint.id], now=at(31)).probing == (endpoint.id,)  # then its worker dies
-    assert not breaker.gate([endpoint.id], now=at(40)).allowed
+    assert breaker.gate(breaker.snapshot([endpoint.id]), now=at(31)).probing == (endpoint.id,)  # then its worker dies
+    assert not breaker.gate(breaker.snapshot([endpoint.id]), now=at(40)).allowed
     # Its turn is over at 61: the next transfers race for it, and one wins.
     barrier = threading.Barrier(4)
     gates: list[breaker.Gate] = []
@@ -159,7 +159,7 @@ def test_a_dead_probes_turn_ends_and_two_workers_never_both_probe(endpoint, sett
     def race() -> None:
         try:
             barrier.wait(timeout=10)
-            gates.append(breaker.gate([endpoint.id], now=at(62)))
+            gates.append(breaker.gate(breaker.snapshot([endpoint.id]), now=at(62)))
         finally:
             connection.close()
 
@@ -180,7 +180,7 @@ def test_a_wait_on_one_endpoint_takes_no_probe_turn_of_the_other(make_tenant, se
     a, b = (Endpoint.objects.create(tenant=tenant, name=n, kind="sftp", config={}) for n in ("a", "b"))
     breaker.record_failure(a.id, now=at(0))  # cool-down ends at 30
     breaker.record_failure(b.id, now=at(20))  # cool-down ends at 50
-    gate = breaker.gate([a.id, b.id], now=at(35))
+    gate = breaker.gate(breaker.snapshot([a.id, b.id]), now=at(35))
     assert not gate.allowed and gate.blocked_by.endpoint_id == b.id and gate.until == at(50)
     assert row(a)[0] == Circuit.OPEN  # still free for a transfer that needs only a
 
