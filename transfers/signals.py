@@ -18,14 +18,19 @@ from django.dispatch import Signal
 # kwargs: transfer_id, from_state, to_state, attempt (int), at (datetime), detail (str).
 transfer_state_changed = Signal()
 
+# The three below carry the event's payload ready-made (``data``, a JSON-able dict documented
+# in docs/notifications.md) and ``key``, a string unique to this occurrence and the same if it
+# is ever sent again (a re-evaluation after a crash or a failover), from which the event's
+# deterministic id is derived.
+
 # A batch's last transfer became terminal; sent once per batch.
-# kwargs: batch (the batch row).
+# kwargs: tenant_id, route_id, batch_id, key (str), data (dict).
 batch_completed = Signal()
 
 # A route's expectation window closed without the files it expects.
-# kwargs: route, window_start (datetime), window_end (datetime), expected (int), seen (int).
+# kwargs: tenant_id, route_id, key (str), data (dict).
 file_late = Signal()
 
 # Files came for a window that had been reported late.
-# kwargs: route, window_start (datetime), window_end (datetime), seen (int), at (datetime).
+# kwargs: tenant_id, route_id, key (str), data (dict).
 file_arrived_late = Signal()
