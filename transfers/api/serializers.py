@@ -15,9 +15,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from endpoints.api.serializers import StrictSerializer
-from transfers import naming
+from transfers import manifests, naming
 from transfers import options as route_options
-from transfers.models import Route, Transfer
+from transfers.models import Batch, Route, Transfer
 from transfers.states import State
 
 # --- options: one schema, the limits transfers.options enforces ----------------------------
@@ -45,6 +45,18 @@ OPTIONS_SCHEMA: dict[str, Any] = {
         "always_stage": {"type": "boolean"},
         "verify": {"type": "string", "enum": list(route_options.VERIFY)},
         "max_attempts": {"type": "integer", "minimum": 1, "maximum": route_options.MAX_ATTEMPTS_LIMIT},
+        "write_manifest": {
+            "type": "object",
+            "nullable": True,
+            "additionalProperties": False,
+            "description": "Routes only: after each run's batch completes, write a manifest file of its "
+            "deliveries to the destination folder (docs/batches.md). `name` may use {batch_id} and "
+            "{date:<strftime>}.",
+            "properties": {
+                "format": {"type": "string", "enum": list(manifests.FORMATS)},
+                "name": {"type": "string", "maxLength": naming.MAX_TEMPLATE},
+            },
+        },
     },
 }
 
@@ -239,6 +251,9 @@ class TransferOut(serializers.Serializer):
 
     id = serializers.UUIDField()
     route = serializers.UUIDField(source="route_id", allow_null=True)
+    batch = serializers.UUIDField(
+        source="batch_id", allow_null=True, help_text="The route run that created it (null: ad-hoc or S3 event)."
+    )
     state = serializers.ChoiceField(choices=State.choices)
     source = TransferSourceOut(source="*")
     destination = TransferDestinationOut(source="*")
@@ -269,6 +284,7 @@ class TransferOut(serializers.Serializer):
         return {
             "id": str(transfer.id),
             "route": str(transfer.route_id) if transfer.route_id else None,
+            "batch": str(transfer.batch_id) if transfer.batch_id else None,
             "state": transfer.state,
             "source": {
                 "endpoint": str(transfer.source_endpoint_id),
@@ -329,3 +345,39 @@ class TransferDetailOut(TransferOut):
         data["request_id"] = transfer.request_id
         data["timeline"] = TransferEventOut(transfer.timeline, many=True).data
         return data
+
+
+# --- batches ------------------------------------------------------------------------------
+
+
+class BatchCountsOut(serializers.Serializer):
+    total = serializers.IntegerField(source="size", help_text="Transfers the run created.")
+    succeeded = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    dead = serializers.IntegerField()
+    cancelled = serializers.IntegerField()
+
+
+class BatchManifestFileOut(serializers.Serializer):
+    state = serializers.ChoiceField(
+        source="manifest_state",
+        choices=Batch.ManifestState.choices,
+        help_text="The route's `write_manifest` file: none (not asked), pending, written or failed.",
+    )
+    path = serializers.CharField(source="manifest_path", help_text="Where it was written; empty until then.")
+    error = serializers.CharField(source="manifest_error")
+
+
+class BatchOut(serializers.Serializer):
+    """A route run (docs/batches.md). Counts and bytes are zero while open and frozen when it
+    completes."""
+
+    id = serializers.UUIDField()
+    route = serializers.UUIDField(source="route_id", allow_null=True)
+    trigger = serializers.ChoiceField(choices=Batch.Trigger.choices)
+    state = serializers.ChoiceField(choices=Batch.State.choices)
+    counts = BatchCountsOut(source="*")
+    bytes_total = serializers.IntegerField(help_text="Bytes of the succeeded transfers.")
+    manifest_file = BatchManifestFileOut(source="*")
+    created_at = serializers.DateTimeField()
+    completed_at = serializers.DateTimeField(allow_null=True)
