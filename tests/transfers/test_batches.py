@@ -272,3 +272,40 @@ def test_write_manifest_is_validated_and_refused_on_adhoc_transfers(api, make_en
 @pytest.fixture
 def tenant(db):
     return tenancy.create_tenant(name=f"t-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.mark.django_db
+def test_the_admin_shows_batches_read_only_with_their_transfers(tenant, make_route):
+    from django.contrib.auth.models import Permission, User
+    from django.test import Client
+    from django.urls import reverse
+
+    route = make_route(tenant)
+    [transfer] = poll(route, ["visible-in-admin.csv"])
+    user = User.objects.create_user(username="batch-op", password="x", is_staff=True)
+    for codename in ("view_batch", "view_transfer"):
+        user.user_permissions.add(Permission.objects.get(codename=codename, content_type__app_label="transfers"))
+    client = Client()
+    client.force_login(user)
+    batch = Batch.objects.get(route=route)
+    page = client.get(reverse("admin:transfers_batch_change", args=[batch.pk]))
+    assert page.status_code == 200
+    body = page.content.decode()
+    assert "visible-in-admin.csv" in body and 'name="_save"' not in body
+    assert client.get(reverse("admin:transfers_batch_changelist")).status_code == 200
+    assert client.get(reverse("admin:transfers_batch_add")).status_code == 403
+    assert client.get(reverse("admin:transfers_batch_delete", args=[batch.pk])).status_code == 403
+    assert Transfer.objects.get(pk=transfer.pk).batch_id == batch.id
+
+
+@pytest.mark.django_db(transaction=True)
+def test_completion_runs_under_aurora_write_forwarding(tenant, make_route, completions, forwarded_connection):
+    # The secondary region's connection refuses SAVEPOINT, LOCK and the rest
+    # (controlplane/dbforwarding.py): opening, completing and sweeping need none of them.
+    route = make_route(tenant)
+    transfers = poll(route, ["a.csv", "b.csv"])
+    for t in transfers:
+        assert deliver(t, b"x")
+    assert Batch.objects.get(route=route).state == "completed"
+    assert batches.sweep_open([route.partition]) == 0
+    assert len(completions) == 1

@@ -67,6 +67,19 @@ class OptionsField(serializers.DictField):
     paths such as ``options.after_delivery.move_to``); typed, with its limits, in the schema."""
 
 
+class OptionsShown(serializers.DictField):
+    """Options as stored, with the defaults of options added since the row was written
+    (a route or transfer older than ``write_manifest`` shows it as null), so every option
+    is always present, as the schema says."""
+
+    def to_representation(self, value: dict[str, Any]) -> dict[str, Any]:
+        return shown_options(value)
+
+
+def shown_options(value: dict[str, Any] | None) -> dict[str, Any]:
+    return {**route_options.DEFAULTS, **(value or {})}
+
+
 # --- routes: input --------------------------------------------------------------------------
 
 
@@ -156,7 +169,7 @@ class RouteOut(serializers.Serializer):
     source = RouteSourceOut(source="*")
     destination = RouteDestinationOut(source="*")
     trigger = RouteTriggerOut(source="*")
-    options = serializers.DictField()
+    options = OptionsShown()
     enabled = serializers.BooleanField()
     partition = serializers.IntegerField()
     version = serializers.IntegerField()
@@ -333,7 +346,7 @@ class TransferEventOut(serializers.Serializer):
 
 
 class TransferDetailOut(TransferOut):
-    options = serializers.DictField()
+    options = OptionsShown()
     # The X-Request-ID of the request that created it (or the poll's or event's id): what a
     # customer quotes, and what every log line of every attempt carries.
     request_id = serializers.CharField()
@@ -341,7 +354,7 @@ class TransferDetailOut(TransferOut):
 
     def to_representation(self, transfer: Transfer) -> dict[str, Any]:
         data = super().to_representation(transfer)
-        data["options"] = transfer.options
+        data["options"] = shown_options(transfer.options)
         data["request_id"] = transfer.request_id
         data["timeline"] = TransferEventOut(transfer.timeline, many=True).data
         return data
