@@ -106,7 +106,7 @@ def transfer_finished(batch_id: uuid.UUID, *, at: datetime) -> bool:
     # at the other transfers after it: see the module docstring for why this order.
     if Batch.objects.filter(id=batch_id, state=Batch.State.OPEN).update(updated_at=at) != 1:
         return False
-    if Transfer.objects.filter(batch_id=batch_id, state__in=list(MOVING)).exists():
+    if Transfer.objects.filter(batch_id=batch_id, state__in=sorted(MOVING)).exists():
         return False
     return complete(batch_id, at=at)
 
@@ -191,7 +191,7 @@ def _dispatch_manifest_after_commit(batch_id: str) -> None:
 def sweep_open(partitions: list[int], *, limit: int = 100) -> int:
     """Complete the open batches of ``partitions`` whose transfers are all terminal (the
     safety net, see the module docstring); returns how many it completed."""
-    moving = Transfer.objects.filter(batch_id=OuterRef("pk"), state__in=list(MOVING))
+    moving = Transfer.objects.filter(batch_id=OuterRef("pk"), state__in=sorted(MOVING))
     due = (
         Batch.objects.filter(state=Batch.State.OPEN, partition__in=partitions)
         .exclude(Exists(moving))

@@ -17,7 +17,7 @@ from controlplane.choices import TextChoices
 from controlplane.models import Tenant
 from endpoints.models import Endpoint
 from transfers.options import DEFAULTS as OPTION_DEFAULTS
-from transfers.states import DISPATCHABLE, HELD, State
+from transfers.states import DISPATCHABLE, HELD, MOVING, State
 
 
 def _default_options() -> dict:
@@ -183,8 +183,10 @@ class Transfer(models.Model):
     # deleted once none of its transfers is still moving, see routes.delete_route).
     route = models.ForeignKey(Route, on_delete=models.SET_NULL, null=True, blank=True, related_name="transfers")
     # The route run that created it (docs/batches.md); null for ad-hoc and S3-event transfers
-    # and for rows older than batches.
-    batch = models.ForeignKey("Batch", on_delete=models.SET_NULL, null=True, blank=True, related_name="transfers")
+    # and for rows older than batches. Indexed by the partial indexes below (most rows have none).
+    batch = models.ForeignKey(
+        Batch, on_delete=models.SET_NULL, null=True, blank=True, related_name="transfers", db_index=False
+    )
     source_endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="+")
     source_path = models.CharField(max_length=1024)
     # S3 VersionId or ETag; SFTP "size:mtime".
@@ -298,6 +300,16 @@ class Transfer(models.Model):
                 fields=["partition"],
                 condition=Q(source_action_state__in=["pending", "failed"]),
                 name="transfer_source_action_due",
+            ),
+            # A batch's transfers (?batch=, the completion's manifest); only rows with a batch.
+            models.Index(fields=["batch"], condition=Q(batch__isnull=False), name="transfer_batch"),
+            # "Is any transfer of this batch still moving?", asked at every terminal transition
+            # of a batch's transfer (transfers.batches): one probe of an index that holds only
+            # the moving ones, whatever the batch's size.
+            models.Index(
+                fields=["batch"],
+                condition=Q(batch__isnull=False, state__in=sorted(MOVING)),
+                name="transfer_batch_moving",
             ),
             # Cleanups still owed (workers.cleanup.sweep): partial, as small as what is owed.
             models.Index(
