@@ -100,3 +100,10 @@ def test_the_json_manifest_lands_on_the_s3_destination_once(api, sshd, bucket, s
     # The manifest the API serves is the one written.
     served = api.get(f"/api/v1/batches/{batch.id}/manifest")
     assert json.loads(served.content) == document
+    # Someone else's file under the manifest's name is never overwritten.
+    s3.put_object(Bucket=bucket, Key="incoming/daily/manifest.json", Body=b"theirs")
+    Batch.objects.filter(id=batch.id).update(manifest_state="pending")
+    assert manifests.write(str(batch.id)) == "failed"
+    failed = Batch.objects.get(id=batch.id)
+    assert failed.manifest_state == "failed" and failed.manifest_error.startswith("destination_exists")
+    assert s3.get_object(Bucket=bucket, Key="incoming/daily/manifest.json")["Body"].read() == b"theirs"
