@@ -67,7 +67,8 @@ def _staging(batch: Batch) -> S3Location:
         kms_key_id=settings.FERRY_KMS_KEY_ALIAS,
         label=STAGING_LABEL,
     )
-    return S3Location(spec, f"manifests/{batch.tenant_id}/{batch.id}")
+    # Under staging/: the bucket's expiry rule (deploy/aws/region.yaml) removes one a crash left.
+    return S3Location(spec, f"staging/manifests/{batch.tenant_id}/{batch.id}")
 
 
 def target_path(batch: Batch) -> str:

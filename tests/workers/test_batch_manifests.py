@@ -15,6 +15,7 @@ import uuid
 import pytest
 
 from controlplane import aws
+from controlplane.resources import staging_bucket
 from tests.conftest import wait_until
 from tests.transfers.test_flow import create, folder, route_body, run_route, s3_endpoint, sftp_endpoint
 from transfers.models import Batch, Transfer
@@ -92,6 +93,8 @@ def test_the_json_manifest_lands_on_the_s3_destination_once(api, sshd, bucket, s
     for f in document["files"]:
         data = s3.get_object(Bucket=bucket, Key=f"incoming{f['path']}")["Body"].read()
         assert (len(data), sha(data)) == (f["size"], f["sha256"])
+    staged = s3.list_objects_v2(Bucket=staging_bucket(), Prefix=f"staging/manifests/{batch.tenant_id}/{batch.id}")
+    assert staged.get("KeyCount", 0) == 0  # its staging copy is removed once written
     # Written again after a lost record: the same object stays (If-None-Match, ours).
     etag = obj["ETag"]
     Batch.objects.filter(id=batch.id).update(manifest_state="pending")
