@@ -309,3 +309,14 @@ def test_completion_runs_under_aurora_write_forwarding(tenant, make_route, compl
     assert Batch.objects.get(route=route).state == "completed"
     assert batches.sweep_open([route.partition]) == 0
     assert len(completions) == 1
+
+
+@pytest.mark.django_db
+def test_a_batch_list_page_costs_a_fixed_number_of_queries(api, make_route, django_assert_num_queries):
+    route = make_route(api.tenant)
+    api.get(f"{V1}/routes/{route.id}/batches")  # the first call records the key's last use
+    for i in range(12):
+        poll(route, [f"{i}.csv"])
+    # Authentication (1) + the route (1) + the page (1), whatever the page size.
+    with django_assert_num_queries(3):
+        assert len(api.get(f"{V1}/routes/{route.id}/batches?limit=10").json()["results"]) == 10
