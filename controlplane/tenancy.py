@@ -28,6 +28,7 @@ from controlplane.clientip import client_address
 from controlplane.errors import AuthenticationRefused, NotFound, ValidationFailed
 from controlplane.logs import bind
 from controlplane.models import ApiKey, Tenant
+from controlplane.oauth import OAuthCaller
 
 KEY_PREFIX = "fry"
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -189,17 +190,27 @@ class TenantUser:
 
 
 class HasScopedApiKey(permissions.BasePermission):
-    """Any valid key may read; writing needs a write-scoped key."""
+    """Any valid key or OAuth access token may read; writing needs the ``write`` scope.
+
+    An OAuth token (controlplane/oauth.py) is treated exactly like a key of its scope.
+    """
 
     message = "This API key is read-only."
 
     def has_permission(self, request: Request, view) -> bool:
         key = request.auth
-        if not isinstance(key, ApiKey):
+        if not isinstance(key, ApiKey | OAuthCaller):
             raise exceptions.NotAuthenticated("An API key is required.")
         if request.method in permissions.SAFE_METHODS:
             return True
         return key.scope == ApiKey.Scope.WRITE
+
+
+def caller_name(request: Request) -> str:
+    """Who made the request, for timelines and logs: ``api key <prefix>`` or ``oauth client <id>``."""
+    if isinstance(request.auth, OAuthCaller):
+        return f"oauth client {request.auth.prefix}"
+    return f"api key {request.auth.prefix}"
 
 
 def tenant_of(request: Request) -> Tenant:

@@ -5,7 +5,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from controlplane.models import ApiKey
+from controlplane.models import ApiKey, OAuthClient
 
 # Rotation keeps the old key working for this long by default, and at most a week.
 OVERLAP_HOURS_DEFAULT = 24
@@ -109,3 +109,31 @@ class ApiKeyRotateSerializer(StrictSerializer):
         help_text="How long the old key keeps working, in hours (0-168; 24 unless given). "
         "Never longer than it would have anyway.",
     )
+
+
+class OAuthClientSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = OAuthClient
+        fields = ["id", "client_id", "scope", "label", "created_at", "revoked_at"]
+        read_only_fields = fields
+
+
+class OAuthClientIssuedSchema(OAuthClientSerializer):
+    """Schema only: the answer to registering a client, with its secret."""
+
+    client_secret = serializers.CharField(help_text="The client secret. Shown once: Ferry keeps only its hash.")
+    token_url = serializers.CharField(help_text="Where the client gets its access tokens (grant client_credentials).")
+
+    class Meta(OAuthClientSerializer.Meta):
+        fields = [*OAuthClientSerializer.Meta.fields, "client_secret", "token_url"]
+        read_only_fields = fields
+        ref_name = "OAuthClientIssued"
+
+
+class OAuthClientCreateSerializer(StrictSerializer):
+    scope = serializers.ChoiceField(
+        choices=OAuthClient.Scope.choices,
+        default=OAuthClient.Scope.WRITE,
+        help_text="`read`: its tokens can only read. `write`: its tokens may ask for `read` or `write`.",
+    )
+    label = serializers.CharField(max_length=100, required=False, default="", allow_blank=True)

@@ -304,7 +304,7 @@ class TransferRedriveView(APIView):
         transfer = selectors.transfer_get(tenant=tenancy.tenant_of(request), transfer_id=transfer_id)
         bind(transfer=str(transfer.id))
         _no_body(request)
-        services.redrive(transfer, by=f"api key {request.auth.prefix}")
+        services.redrive(transfer, by=tenancy.caller_name(request))
         return _detail(request, transfer_id)
 
 
@@ -322,5 +322,5 @@ class TransferCancelView(APIView):
         transfer = selectors.transfer_get(tenant=tenancy.tenant_of(request), transfer_id=transfer_id)
         bind(transfer=str(transfer.id))
         _no_body(request)
-        services.cancel(transfer, by=f"api key {request.auth.prefix}")
+        services.cancel(transfer, by=tenancy.caller_name(request))
         return _detail(request, transfer_id)
