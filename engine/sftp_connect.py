@@ -20,10 +20,15 @@ ENCRYPTION_ALGS = [
 
 
 def _client_keys(spec: SftpSpec) -> list[asyncssh.SSHKey] | None:
+    """The keys to offer, in order: the current one, then a rotated one in its overlap
+    (asyncssh tries each until the server accepts one)."""
     if not spec.private_key:
         return None
+    pairs = [(spec.private_key, spec.passphrase)]
+    if spec.previous_private_key:
+        pairs.append((spec.previous_private_key, spec.previous_passphrase))
     try:
-        return [asyncssh.import_private_key(spec.private_key, spec.passphrase)]
+        return [asyncssh.import_private_key(key, passphrase) for key, passphrase in pairs]
     except (asyncssh.KeyImportError, ValueError) as exc:
         # Never quote the key: name the problem only.
         raise PermanentError("The endpoint's private key could not be loaded.", code="bad_private_key") from exc

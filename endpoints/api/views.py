@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
@@ -13,7 +15,7 @@ from controlplane.errors import FerryError, ValidationFailed
 from controlplane.pagination import CursorPage
 from controlplane.parsers import parse_time
 from controlplane.schema import errors
-from endpoints import netguard, probes, selectors, services
+from endpoints import netguard, probes, selectors, services, sshkeys
 from endpoints.api import schema
 from endpoints.api import serializers as s
 from endpoints.models import Endpoint
@@ -132,6 +134,35 @@ class EndpointCredentialsView(APIView):
         credentials = s.validate_credentials(endpoint.kind, request.data)
         endpoint = services.rotate_credentials(endpoint=endpoint, credentials=credentials)
         return Response(s.EndpointSerializer(endpoint).data)
+
+
+class EndpointSshKeyView(APIView):
+    @extend_schema(
+        summary="Show an endpoint's SSH key",
+        description="The public half of the SSH key Ferry issued for this SFTP endpoint, in OpenSSH format for "
+        "the partner's `authorized_keys`, and the key it replaced while that one is still offered. The private "
+        "key is never shown. Not found when no key was issued (or the credentials were replaced since).",
+        responses=s.SshKeySerializer,
+    )
+    def get(self, request: Request, endpoint_id) -> Response:
+        endpoint = selectors.endpoint_get(tenant=tenancy.tenant_of(request), endpoint_id=endpoint_id)
+        return Response(sshkeys.shown(endpoint))
+
+    @extend_schema(
+        summary="Issue or rotate an endpoint's SSH key",
+        description="Ferry generates an Ed25519 key pair for this SFTP endpoint: the private key goes to AWS "
+        "Secrets Manager with the endpoint's credentials (a password there is kept), the public key is "
+        "returned for the partner's `authorized_keys`. The key the endpoint used until now (Ferry's or your "
+        "own) is still offered after the new one for `overlap_hours`, so the partner can switch without a "
+        "gap. An S3 endpoint is a 400 `not_sftp`.",
+        request=s.SshKeyIssueSerializer,
+        responses={201: s.SshKeySerializer, **errors({503: "Secrets Manager is not available now; try again."})},
+    )
+    def post(self, request: Request, endpoint_id) -> Response:
+        endpoint = selectors.endpoint_get(tenant=tenancy.tenant_of(request), endpoint_id=endpoint_id)
+        data = _valid(s.SshKeyIssueSerializer, request)
+        endpoint = sshkeys.issue(endpoint=endpoint, overlap=timedelta(hours=data["overlap_hours"]))
+        return Response(sshkeys.shown(endpoint), status=status.HTTP_201_CREATED)
 
 
 class EndpointTestView(APIView):
