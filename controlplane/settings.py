@@ -20,7 +20,7 @@ from pathlib import Path
 
 import environ
 
-from controlplane import emulator
+from controlplane import egress, emulator
 from controlplane.dbtls import RDS_CA_BUNDLE, verified_options
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -342,6 +342,11 @@ FERRY_API_KEY_MAX_DAYS = env.int("FERRY_API_KEY_MAX_DAYS", default=365)
 if not 0 <= FERRY_API_KEY_MAX_DAYS <= 36500:
     raise environ.ImproperlyConfigured("FERRY_API_KEY_MAX_DAYS must be 0 (no maximum) to 36500 (100 years)")
 FERRY_API_KEY_EXPIRING_SOON_DAYS = env.int("FERRY_API_KEY_EXPIRING_SOON_DAYS", default=14)
+
+# The addresses Ferry connects from, per region, published at GET /api/v1/network for
+# customers' allowlists: "us-east-1=203.0.113.10,203.0.113.11;us-west-2=…". region.yaml
+# sets it from the NAT gateways' EIPs of both regions (the peer's by parameter).
+FERRY_EGRESS_ADDRESSES = egress.parse(env.str("FERRY_EGRESS_ADDRESSES", default=""))
 
 # --- OAuth2 client credentials (docs/identity.md) ----------------------------------------
 

@@ -381,3 +381,34 @@ class SshKeySerializer(serializers.Serializer):
     previous = PreviousSshKeySerializer(
         allow_null=True, help_text="The key it replaced, while Ferry still offers it (the overlap); else null."
     )
+
+
+# --- GET /network (endpoints/network.py) -----------------------------------------------------
+
+
+class RegionEgressSerializer(serializers.Serializer):
+    region = serializers.CharField()
+    egress_addresses = serializers.ListField(
+        child=serializers.IPAddressField(),
+        help_text="The addresses Ferry connects from in this region (empty until the operator published them).",
+    )
+
+
+class SshPolicySerializer(serializers.Serializer):
+    host_key_types = serializers.ListField(
+        child=serializers.CharField(), help_text="The key types a host key pin may name."
+    )
+    host_key_algorithms = serializers.ListField(
+        child=serializers.CharField(), help_text="Host key signature algorithms Ferry accepts (only the pinned types')."
+    )
+    ciphers = serializers.ListField(child=serializers.CharField(), help_text="Ciphers Ferry offers, preferred first.")
+    kex_algorithms = serializers.ListField(
+        child=serializers.CharField(), help_text="Key exchange methods Ferry offers, preferred first."
+    )
+    macs = serializers.ListField(child=serializers.CharField(), help_text="MACs Ferry offers (with the -ctr ciphers).")
+    client_key_algorithm = serializers.CharField(help_text="The type of the SSH keys Ferry issues.")
+
+
+class NetworkSerializer(serializers.Serializer):
+    regions = RegionEgressSerializer(many=True)
+    ssh = SshPolicySerializer()

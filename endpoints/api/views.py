@@ -15,7 +15,7 @@ from controlplane.errors import FerryError, ValidationFailed
 from controlplane.pagination import CursorPage
 from controlplane.parsers import parse_time
 from controlplane.schema import errors
-from endpoints import netguard, probes, selectors, services, sshkeys
+from endpoints import netguard, network, probes, selectors, services, sshkeys
 from endpoints.api import schema
 from endpoints.api import serializers as s
 from endpoints.models import Endpoint
@@ -200,3 +200,15 @@ class HostKeyScanView(APIView):
         except probes.ScanFailed as exc:
             raise FerryError(str(exc), code="unreachable") from None
         return Response(found)
+
+
+class NetworkView(APIView):
+    @extend_schema(
+        summary="Show Ferry's network facts",
+        description="What a partner's firewall and SSH server must allow: the addresses Ferry connects from in "
+        "each region (allowlist all of them: either region may run a transfer), and the SSH algorithms Ferry's "
+        "client offers (host key algorithms, ciphers, key exchange, MACs) and the type of the keys it issues.",
+        responses=s.NetworkSerializer,
+    )
+    def get(self, request: Request) -> Response:
+        return Response(network.facts())
