@@ -40,6 +40,10 @@ class ApiKey(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     # None: never expires (keys issued before expiry existed, or FERRY_API_KEY_MAX_DAYS=0).
     expires_at = models.DateTimeField(null=True, blank=True)
+    # Optional restriction to some endpoints and routes (controlplane/scoping.py): lists of
+    # ids as strings; both None: the whole tenant.
+    endpoint_ids = models.JSONField(null=True, blank=True)
+    route_ids = models.JSONField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -125,6 +129,9 @@ class OAuthClient(models.Model):
     label = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # As on ApiKey: an optional restriction to some endpoints and routes.
+    endpoint_ids = models.JSONField(null=True, blank=True)
+    route_ids = models.JSONField(null=True, blank=True)
 
     class Meta:
         constraints = [

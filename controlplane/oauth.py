@@ -19,8 +19,10 @@ access token (its ``token`` column stays empty).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -44,8 +46,17 @@ class IssuedClient:
     client_secret: str  # shown once; DOT keeps only its hash
 
 
-def register_client(*, tenant: Tenant, scope: str = OAuthClient.Scope.WRITE, label: str = "") -> IssuedClient:
-    """Create a client-credentials client for ``tenant``; return it with its plaintext secret."""
+def register_client(
+    *,
+    tenant: Tenant,
+    scope: str = OAuthClient.Scope.WRITE,
+    label: str = "",
+    endpoint_ids: Iterable[Any] | None = None,
+    route_ids: Iterable[Any] | None = None,
+) -> IssuedClient:
+    """Create a client-credentials client for ``tenant``; return it with its plaintext secret.
+
+    ``endpoint_ids``/``route_ids`` restrict its tokens as they restrict a key (scoping.py)."""
     if scope not in OAuthClient.Scope.values:
         raise ValueError(f"scope must be one of {', '.join(OAuthClient.Scope.values)}")
     secret = generate_client_secret()
@@ -59,7 +70,13 @@ def register_client(*, tenant: Tenant, scope: str = OAuthClient.Scope.WRITE, lab
             skip_authorization=True,
         )
         client = OAuthClient.objects.create(
-            tenant=tenant, application=application, client_id=application.client_id, scope=scope, label=label
+            tenant=tenant,
+            application=application,
+            client_id=application.client_id,
+            scope=scope,
+            label=label,
+            endpoint_ids=None if endpoint_ids is None else sorted({str(i) for i in endpoint_ids}),
+            route_ids=None if route_ids is None else sorted({str(i) for i in route_ids}),
         )
     return IssuedClient(client=client, client_secret=secret)
 

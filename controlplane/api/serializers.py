@@ -24,7 +24,30 @@ class BoundedDateTimeField(serializers.DateTimeField):
         return super().to_internal_value(value)
 
 
+RESTRICTION_HELP = (
+    "Restricts the {what} to these {objects}: with `endpoint_ids` and/or `route_ids` it sees and acts on only "
+    "the endpoints and routes listed and the transfers of those routes or from or to those endpoints (anything "
+    "else is not found), and it creates nothing and manages no keys. Null or absent: the whole tenant."
+)
+
+
+@extend_schema_field(
+    {"type": "array", "items": {"type": "string", "format": "uuid"}, "maxItems": 100, "nullable": True}
+)
+class RestrictionIdsField(serializers.ListField):
+    """Up to 100 ids; null allowed (no restriction)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(child=serializers.UUIDField(), max_length=100, allow_null=True, required=False, **kwargs)
+
+
+def _restriction_out(help_text: str):
+    return serializers.ListField(child=serializers.UUIDField(), allow_null=True, read_only=True, help_text=help_text)
+
+
 class ApiKeySerializer(serializers.ModelSerializer):
+    endpoint_ids = _restriction_out("The endpoints the key is restricted to (null: no restriction by endpoint).")
+    route_ids = _restriction_out("The routes the key is restricted to (null: no restriction by route).")
     last_used_from = serializers.IPAddressField(
         read_only=True, allow_null=True, help_text="The address of the key's last use (recorded at most once a minute)."
     )
@@ -48,6 +71,8 @@ class ApiKeySerializer(serializers.ModelSerializer):
             "expires_at",
             "expires_soon",
             "revoked_at",
+            "endpoint_ids",
+            "route_ids",
         ]
         read_only_fields = fields
 
@@ -99,6 +124,8 @@ class ApiKeyCreateSerializer(StrictSerializer):
         help_text="When the key stops working: in the future and within the deployment's maximum lifetime "
         "(365 days unless the operator set another). Without it the key gets that maximum.",
     )
+    endpoint_ids = RestrictionIdsField(help_text=RESTRICTION_HELP.format(what="key", objects="endpoints"))
+    route_ids = RestrictionIdsField(help_text=RESTRICTION_HELP.format(what="key", objects="routes"))
 
 
 class ApiKeyRotateSerializer(StrictSerializer):
@@ -112,9 +139,12 @@ class ApiKeyRotateSerializer(StrictSerializer):
 
 
 class OAuthClientSerializer(serializers.ModelSerializer):
+    endpoint_ids = _restriction_out("The endpoints the client's tokens are restricted to (null: none).")
+    route_ids = _restriction_out("The routes the client's tokens are restricted to (null: none).")
+
     class Meta:
         model = OAuthClient
-        fields = ["id", "client_id", "scope", "label", "created_at", "revoked_at"]
+        fields = ["id", "client_id", "scope", "label", "created_at", "revoked_at", "endpoint_ids", "route_ids"]
         read_only_fields = fields
 
 
@@ -137,3 +167,5 @@ class OAuthClientCreateSerializer(StrictSerializer):
         help_text="`read`: its tokens can only read. `write`: its tokens may ask for `read` or `write`.",
     )
     label = serializers.CharField(max_length=100, required=False, default="", allow_blank=True)
+    endpoint_ids = RestrictionIdsField(help_text=RESTRICTION_HELP.format(what="client's tokens", objects="endpoints"))
+    route_ids = RestrictionIdsField(help_text=RESTRICTION_HELP.format(what="client's tokens", objects="routes"))

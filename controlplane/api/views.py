@@ -82,6 +82,7 @@ class TenantView(APIView):
 
 
 class ApiKeyListView(APIView):
+    restricted_refused = "*"  # a restricted key manages no keys (controlplane/scoping.py)
     pagination_class = CursorPage
 
     @extend_schema(
@@ -116,6 +117,8 @@ class ApiKeyListView(APIView):
 
 
 class ApiKeyDetailView(APIView):
+    restricted_refused = "*"  # a restricted key manages no keys (controlplane/scoping.py)
+
     @extend_schema(
         summary="Revoke an API key",
         description="The key stops working at once. A key already revoked is not found.",
@@ -129,6 +132,8 @@ class ApiKeyDetailView(APIView):
 
 
 class ApiKeyRotateView(APIView):
+    restricted_refused = "*"  # a restricted key manages no keys (controlplane/scoping.py)
+
     @extend_schema(
         summary="Rotate an API key",
         description="Issues a new key with the same scope and label, and lets the old one run out: it keeps "
@@ -151,6 +156,7 @@ class ApiKeyRotateView(APIView):
 
 
 class OAuthClientListView(APIView):
+    restricted_refused = "*"  # a restricted key manages no keys (controlplane/scoping.py)
     pagination_class = CursorPage
 
     @extend_schema(
@@ -186,6 +192,8 @@ class OAuthClientListView(APIView):
 
 
 class OAuthClientDetailView(APIView):
+    restricted_refused = "*"  # a restricted key manages no keys (controlplane/scoping.py)
+
     @extend_schema(
         summary="Revoke an OAuth client",
         description="The client can get no new token, and the tokens it holds stop working at once. "

@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from controlplane import tenancy
+from controlplane import scoping, tenancy
 from controlplane.errors import FerryError, ValidationFailed
 from controlplane.pagination import CursorPage
 from controlplane.parsers import parse_time
@@ -28,6 +28,7 @@ def _valid(serializer_class, request: Request, **context):
 
 
 class EndpointListView(APIView):
+    restricted_refused = ("post",)  # controlplane/scoping.py
     pagination_class = CursorPage
 
     @extend_schema(
@@ -49,6 +50,7 @@ class EndpointListView(APIView):
             if since is None:
                 raise ValidationFailed("The request is not valid.", fields={"since": ["Use an ISO 8601 time."]})
         endpoints = selectors.endpoint_list(tenant=tenancy.tenant_of(request), kind=kind, since=since)
+        endpoints = scoping.narrow(request, endpoints, endpoint_fields=["pk"])
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(endpoints, request, view=self)
         return paginator.get_paginated_response(s.EndpointSerializer(page, many=True).data)

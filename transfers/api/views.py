@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from controlplane import tenancy
+from controlplane import scoping, tenancy
 from controlplane.errors import Conflict, FerryError, Unavailable, ValidationFailed
 from controlplane.logs import bind
 from controlplane.pagination import CursorPage
@@ -43,6 +43,7 @@ def _no_body(request: Request) -> None:
 
 
 class RouteListView(APIView):
+    restricted_refused = ("post",)  # controlplane/scoping.py
     pagination_class = CursorPage
 
     @extend_schema(
@@ -51,7 +52,7 @@ class RouteListView(APIView):
         responses=schema.RouteSchema(many=True),
     )
     def get(self, request: Request) -> Response:
-        found = selectors.route_list(tenant=tenancy.tenant_of(request))
+        found = scoping.narrow(request, selectors.route_list(tenant=tenancy.tenant_of(request)), route_fields=["pk"])
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(found, request, view=self)
         return paginator.get_paginated_response(s.RouteOut(page, many=True).data)
@@ -96,6 +97,7 @@ class RouteDetailView(APIView):
         route = selectors.route_get(tenant=tenancy.tenant_of(request), route_id=route_id)
         bind(route=str(route.id))
         spec = _valid(s.RouteIn, request, partial=True).to_spec()
+        _within_restriction(request, spec)
         route = routes.update_route(route=route, expected_version=route.version, **spec)
         return Response(s.RouteOut(route).data)
 
@@ -196,6 +198,7 @@ def _filters(request: Request) -> dict:
 
 
 class TransferListView(APIView):
+    restricted_refused = ("post",)  # controlplane/scoping.py
     pagination_class = CursorPage
 
     @extend_schema(
@@ -212,6 +215,7 @@ class TransferListView(APIView):
     )
     def get(self, request: Request) -> Response:
         transfers = selectors.transfer_list(tenant=tenancy.tenant_of(request), **_filters(request))
+        transfers = scoping.narrow(request, transfers, **selectors.TRANSFER_SCOPE_FIELDS)
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(transfers, request, view=self)
         return paginator.get_paginated_response(s.TransferOut(page, many=True).data)
@@ -270,6 +274,17 @@ class TransferListView(APIView):
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
             headers=headers,
         )
+
+
+def _within_restriction(request: Request, spec: dict) -> None:
+    """A restricted key may point its route only at endpoints it is restricted to (else the
+    endpoint is not found, as in the path: controlplane/scoping.py)."""
+    restriction = scoping.restriction_of(request)
+    if restriction is None:
+        return
+    for side, field in (("source", "source_endpoint"), ("destination", "destination_endpoint")):
+        if field in spec and not restriction.allows_endpoint(getattr(spec[field], "pk", spec[field])):
+            raise ValidationFailed("The request is not valid.", fields={f"{side}.endpoint": ["No such endpoint."]})
 
 
 def _detail(request: Request, transfer_id) -> Response:
