@@ -19,6 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.conf import global_settings
 
 from controlplane import egress, emulator
 from controlplane.dbtls import RDS_CA_BUNDLE, verified_options
@@ -361,6 +362,8 @@ OAUTH2_PROVIDER = {
     "DEFAULT_SCOPES": ["read"],
     "ACCESS_TOKEN_EXPIRE_SECONDS": FERRY_OAUTH_TOKEN_SECONDS,
     "OAUTH2_VALIDATOR_CLASS": "controlplane.oauth.FerryOAuth2Validator",
+    # Client secrets are long and random: one salted PBKDF2 round (controlplane/secrethasher.py).
+    "CLIENT_SECRET_HASHER": "ferry_client_secret",
     "PKCE_REQUIRED": True,
     "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
     "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
@@ -369,6 +372,8 @@ OAUTH2_PROVIDER = {
     "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
     "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
 }
+# Django's hashers for passwords (first: new passwords), then the client secrets' own.
+PASSWORD_HASHERS = [*global_settings.PASSWORD_HASHERS, "controlplane.secrethasher.ClientSecretHasher"]
 # Named so migrations can refer to the (swappable) model; DOT's own, not swapped.
 OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
 # How many proxies in front of the API append to X-Forwarded-For (on AWS: 1, the ALB, which

@@ -50,7 +50,8 @@ def test_a_registered_client_gets_a_token_that_acts_for_its_tenant_only(api, mak
     assert issued["scope"] == "write" and issued["client_secret"] and issued["token_url"].endswith("/oauth/token")
     # The secret is shown once, and stored hashed (DOT's default, confirmed here).
     stored = Application.objects.get(client_id=issued["client_id"])
-    assert stored.client_secret != issued["client_secret"] and stored.client_secret.startswith("pbkdf2_")
+    assert stored.client_secret != issued["client_secret"]
+    assert stored.client_secret.startswith("ferry_client_secret$1$")  # salted PBKDF2 (secrethasher.py)
     listed = api.get("/api/v1/oauth-clients").json()["results"]
     assert [c["client_id"] for c in listed] == [issued["client_id"]]
     assert "client_secret" not in listed[0]
