@@ -5,8 +5,15 @@ from axes.admin import AccessAttemptAdmin as AxesAccessAttemptAdmin
 from axes.admin import AccessLogAdmin as AxesAccessLogAdmin
 from axes.models import AccessAttempt, AccessLog
 from django.contrib import admin
+from oauth2_provider.models import (
+    get_access_token_model,
+    get_application_model,
+    get_grant_model,
+    get_id_token_model,
+    get_refresh_token_model,
+)
 
-from controlplane.models import ApiKey, MirrorOutbox, Tenant, WorkerPing
+from controlplane.models import ApiKey, MirrorOutbox, OAuthClient, Tenant, WorkerPing
 
 
 class ReadOnly:
@@ -55,6 +62,26 @@ class ApiKeyAdmin(ReadOnlyAdmin):
         "last_used_from",
         "revoked_at",
     ]
+
+
+@admin.register(OAuthClient)
+class OAuthClientAdmin(ReadOnlyAdmin):
+    list_display = ["client_id", "tenant", "scope", "label", "created_at", "revoked_at"]
+    list_filter = ["scope"]
+    fields = ["client_id", "tenant", "scope", "label", "created_at", "revoked_at"]
+
+
+# django-oauth-toolkit registers editable pages for its machinery (applications with their
+# secret hashes, tokens, grants): operators see the clients above instead, read-only.
+for _model in (
+    get_application_model(),
+    get_access_token_model(),
+    get_grant_model(),
+    get_id_token_model(),
+    get_refresh_token_model(),
+):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
 
 
 @admin.register(WorkerPing)

@@ -40,6 +40,10 @@ class ApiKey(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
     # None: never expires (keys issued before expiry existed, or FERRY_API_KEY_MAX_DAYS=0).
     expires_at = models.DateTimeField(null=True, blank=True)
+    # Optional restriction to some endpoints and routes (controlplane/scoping.py): lists of
+    # ids as strings; both None: the whole tenant.
+    endpoint_ids = models.JSONField(null=True, blank=True)
+    route_ids = models.JSONField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -100,3 +104,44 @@ class MirrorOutbox(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.object_id} v{self.version}"
+
+
+class OAuthClient(models.Model):
+    """A tenant's OAuth2 machine client (client credentials grant, docs/identity.md).
+
+    django-oauth-toolkit's ``Application`` holds the client id and the hashed secret and
+    issues the tokens; this row ties it to a tenant and a scope. Revoking deletes the
+    ``Application`` (its tokens go with it) and keeps this row, for the listing and audit.
+    """
+
+    class Scope(TextChoices):
+        READ = "read"
+        WRITE = "write"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="oauth_clients")
+    application = models.OneToOneField(
+        "oauth2_provider.Application", null=True, blank=True, on_delete=models.SET_NULL, related_name="ferry_client"
+    )
+    # A copy of the Application's, kept after revocation so listings still name the client.
+    client_id = models.CharField(max_length=100, unique=True)
+    scope = models.CharField(max_length=8, choices=Scope.choices, default=Scope.WRITE)
+    label = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    # As on ApiKey: an optional restriction to some endpoints and routes.
+    endpoint_ids = models.JSONField(null=True, blank=True)
+    route_ids = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(scope__in=["read", "write"]), name="oauthclient_scope_valid")
+        ]
+        indexes = [models.Index(fields=["tenant", "-created_at", "-id"], name="oauthclient_tenant_created")]
+
+    def __str__(self) -> str:
+        return f"{self.client_id} ({self.scope})"
+
+    def scopes(self) -> list[str]:
+        """The OAuth scopes this client may ask for: ``write`` implies ``read``."""
+        return ["read", "write"] if self.scope == self.Scope.WRITE else ["read"]

@@ -180,3 +180,21 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
             "scheme": "bearer",
             "description": "A tenant API key: `Authorization: Bearer fry_<prefix>_<secret>`.",
         }
+
+
+class OAuthScheme(OpenApiAuthenticationExtension):
+    target_class = "controlplane.oauth.OAuthTokenAuthentication"
+    name = "oauth2"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "oauth2",
+            "description": "An access token from `/oauth/token` (client credentials grant) for a client "
+            "registered with `POST /api/v1/oauth-clients`: `Authorization: Bearer <token>`.",
+            "flows": {
+                "clientCredentials": {
+                    "tokenUrl": "/oauth/token",
+                    "scopes": {"read": "Read the tenant's objects", "write": "Read and change the tenant's objects"},
+                }
+            },
+        }

@@ -19,8 +19,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.conf import global_settings
 
-from controlplane import emulator
+from controlplane import egress, emulator
 from controlplane.dbtls import RDS_CA_BUNDLE, verified_options
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -54,6 +55,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     # Swagger UI and Redoc from the installed package: the docs work offline, pinned.
     "drf_spectacular_sidecar",
+    "oauth2_provider",  # OAuth2 client credentials for machine clients (below)
     "controlplane",
     "endpoints",
     "transfers",
@@ -188,7 +190,11 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # --- REST API -------------------------------------------------------------------------
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["controlplane.tenancy.ApiKeyAuthentication"],
+    # OAuth access tokens first: it leaves ``fry_…`` API keys to the key class.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "controlplane.oauth.OAuthTokenAuthentication",
+        "controlplane.tenancy.ApiKeyAuthentication",
+    ],
     "DEFAULT_PERMISSION_CLASSES": ["controlplane.tenancy.HasScopedApiKey"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["controlplane.parsers.JSONParser"],
@@ -337,6 +343,39 @@ FERRY_API_KEY_MAX_DAYS = env.int("FERRY_API_KEY_MAX_DAYS", default=365)
 if not 0 <= FERRY_API_KEY_MAX_DAYS <= 36500:
     raise environ.ImproperlyConfigured("FERRY_API_KEY_MAX_DAYS must be 0 (no maximum) to 36500 (100 years)")
 FERRY_API_KEY_EXPIRING_SOON_DAYS = env.int("FERRY_API_KEY_EXPIRING_SOON_DAYS", default=14)
+
+# The addresses Ferry connects from, per region, published at GET /api/v1/network for
+# customers' allowlists: "us-east-1=203.0.113.10,203.0.113.11;us-west-2=…". region.yaml
+# sets it from the NAT gateways' EIPs of both regions (the peer's by parameter).
+FERRY_EGRESS_ADDRESSES = egress.parse(env.str("FERRY_EGRESS_ADDRESSES", default=""))
+
+# --- OAuth2 client credentials (docs/identity.md) ----------------------------------------
+
+# django-oauth-toolkit serves /oauth/token; clients are registered through the API
+# (controlplane/oauth.py). Tokens are short-lived and carry the scope read or write. The
+# RFC 9700 flags: tokens stored as SHA-256 only, and every other grant's weak form refused.
+FERRY_OAUTH_TOKEN_SECONDS = env.int("FERRY_OAUTH_TOKEN_SECONDS", default=3600)
+if not 60 <= FERRY_OAUTH_TOKEN_SECONDS <= 86400:
+    raise environ.ImproperlyConfigured("FERRY_OAUTH_TOKEN_SECONDS must be 60 to 86400")
+OAUTH2_PROVIDER = {
+    "SCOPES": {"read": "Read the tenant's objects", "write": "Read and change the tenant's objects"},
+    "DEFAULT_SCOPES": ["read"],
+    "ACCESS_TOKEN_EXPIRE_SECONDS": FERRY_OAUTH_TOKEN_SECONDS,
+    "OAUTH2_VALIDATOR_CLASS": "controlplane.oauth.FerryOAuth2Validator",
+    # Client secrets are long and random: one salted PBKDF2 round (controlplane/secrethasher.py).
+    "CLIENT_SECRET_HASHER": "ferry_client_secret",
+    "PKCE_REQUIRED": True,
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+}
+# Django's hashers for passwords (first: new passwords), then the client secrets' own.
+PASSWORD_HASHERS = [*global_settings.PASSWORD_HASHERS, "controlplane.secrethasher.ClientSecretHasher"]
+# Named so migrations can refer to the (swappable) model; DOT's own, not swapped.
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
 # How many proxies in front of the API append to X-Forwarded-For (on AWS: 1, the ALB, which
 # region.yaml sets). 0: the client's address is REMOTE_ADDR and the header is ignored, since
 # anyone can send it (controlplane/clientip.py).

@@ -13,8 +13,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -23,11 +25,12 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
-from controlplane import mirror
+from controlplane import mirror, scoping
 from controlplane.clientip import client_address
 from controlplane.errors import AuthenticationRefused, NotFound, ValidationFailed
 from controlplane.logs import bind
 from controlplane.models import ApiKey, Tenant
+from controlplane.oauth import OAuthCaller
 
 KEY_PREFIX = "fry"
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -69,12 +72,19 @@ def check_expiry(expires_at: datetime, *, now: datetime) -> None:
 
 
 def issue_api_key(
-    *, tenant: Tenant, scope: str = ApiKey.Scope.WRITE, label: str = "", expires_at: datetime | None = None
+    *,
+    tenant: Tenant,
+    scope: str = ApiKey.Scope.WRITE,
+    label: str = "",
+    expires_at: datetime | None = None,
+    endpoint_ids: Iterable[Any] | None = None,
+    route_ids: Iterable[Any] | None = None,
 ) -> IssuedKey:
     """Create a key for ``tenant`` and return it with its plaintext, which is never stored.
 
     Without ``expires_at`` the key expires after ``FERRY_API_KEY_MAX_DAYS`` (never when 0);
     an ``expires_at`` in the past or beyond that maximum is refused (ValidationFailed).
+    ``endpoint_ids``/``route_ids`` restrict the key to those objects (controlplane/scoping.py).
     """
     if scope not in ApiKey.Scope.values:
         raise ValueError(f"scope must be one of {', '.join(ApiKey.Scope.values)}")
@@ -86,7 +96,14 @@ def issue_api_key(
     prefix = secrets.token_hex(4)
     plaintext = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(24)}"
     key = ApiKey.objects.create(
-        tenant=tenant, prefix=prefix, key_hash=_hash(plaintext), scope=scope, label=label, expires_at=expires_at
+        tenant=tenant,
+        prefix=prefix,
+        key_hash=_hash(plaintext),
+        scope=scope,
+        label=label,
+        expires_at=expires_at,
+        endpoint_ids=scoping.normalise(endpoint_ids),
+        route_ids=scoping.normalise(route_ids),
     )
     return IssuedKey(api_key=key, plaintext=plaintext)
 
@@ -114,7 +131,13 @@ def rotate_api_key(*, key: ApiKey, overlap: timedelta) -> RotatedKey:
         if current.expires_at is None or ends < current.expires_at:
             ApiKey.objects.filter(pk=current.pk).update(expires_at=ends)
             current.expires_at = ends
-        issued = issue_api_key(tenant=current.tenant, scope=current.scope, label=current.label)
+        issued = issue_api_key(
+            tenant=current.tenant,
+            scope=current.scope,
+            label=current.label,
+            endpoint_ids=current.endpoint_ids,
+            route_ids=current.route_ids,
+        )
     return RotatedKey(issued=issued, previous=current)
 
 
@@ -189,17 +212,30 @@ class TenantUser:
 
 
 class HasScopedApiKey(permissions.BasePermission):
-    """Any valid key may read; writing needs a write-scoped key."""
+    """Any valid key or OAuth access token may read; writing needs the ``write`` scope.
+
+    An OAuth token (controlplane/oauth.py) is treated exactly like a key of its scope.
+    """
 
     message = "This API key is read-only."
 
     def has_permission(self, request: Request, view) -> bool:
         key = request.auth
-        if not isinstance(key, ApiKey):
+        if not isinstance(key, ApiKey | OAuthCaller):
             raise exceptions.NotAuthenticated("An API key is required.")
-        if request.method in permissions.SAFE_METHODS:
-            return True
-        return key.scope == ApiKey.Scope.WRITE
+        if request.method not in permissions.SAFE_METHODS and key.scope != ApiKey.Scope.WRITE:
+            return False
+        # A key restricted to some endpoints and routes: 403 for what it may not do, 404
+        # for an object outside its restriction (controlplane/scoping.py).
+        scoping.enforce(request, view)
+        return True
+
+
+def caller_name(request: Request) -> str:
+    """Who made the request, for timelines and logs: ``api key <prefix>`` or ``oauth client <id>``."""
+    if isinstance(request.auth, OAuthCaller):
+        return f"oauth client {request.auth.prefix}"
+    return f"api key {request.auth.prefix}"
 
 
 def tenant_of(request: Request) -> Tenant:

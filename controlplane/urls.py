@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from oauth2_provider.views import TokenView
 
 from controlplane import health
 
@@ -25,5 +26,7 @@ urlpatterns = [
         name="api-redoc",
     ),
     path("api/v1/", include(api_v1)),
+    # OAuth2 token endpoint only (client credentials; docs/identity.md): no authorize page.
+    path("oauth/token", TokenView.as_view(), name="oauth-token"),
     path("admin/", admin.site.urls),
 ]

@@ -62,6 +62,11 @@ class Endpoint(models.Model):
     consecutive_failures = models.PositiveIntegerField(default=0, db_default=0)
     circuit_opened_at = models.DateTimeField(null=True, blank=True)
     circuit_open_until = models.DateTimeField(null=True, blank=True)
+    # The public half of a Ferry-issued SSH key (endpoints/sshkeys.py), and of the key it
+    # replaced while that one is still offered: public keys and fingerprints only, the
+    # private keys live in the endpoint's secret. None: no key was issued (or the tenant
+    # replaced the credentials with its own since).
+    ssh_key = models.JSONField(null=True, blank=True)
 
     # Every row, deleted ones included: transfers reach their endpoints through it.
     all_objects = models.Manager()

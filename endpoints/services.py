@@ -44,8 +44,20 @@ def _secrets_call(fn, **kwargs):
         raise Unavailable(f"{exc} Nothing was changed; try again.") from None
 
 
+# Stored with a rotated SSH key but no credential of its own (endpoints/sshkeys.py).
+_NOT_A_CREDENTIAL = frozenset({"previous_valid_until"})
+
+
+def current_credentials(endpoint: Endpoint) -> dict[str, Any]:
+    """The credentials the row's secret version holds ({} without a secret); ``Unavailable``
+    (503) when Secrets Manager is."""
+    if not endpoint.secret_arn:
+        return {}
+    return _secrets_call(secrets.resolve, arn=endpoint.secret_arn, version_id=endpoint.secret_version or None)[0]
+
+
 def credential_kinds(credentials: dict[str, Any] | None) -> list[str]:
-    return sorted(k for k, v in (credentials or {}).items() if v)
+    return sorted(k for k, v in (credentials or {}).items() if v and k not in _NOT_A_CREDENTIAL)
 
 
 # --- the external id Ferry issues ----------------------------------------------------------
@@ -91,6 +103,8 @@ def document_of(endpoint: Endpoint) -> dict[str, Any]:
         if endpoint.credentials_updated_at
         else None,
         "version": endpoint.version,
+        # Only when issued: documents of endpoints without one stay as they were.
+        **({"ssh_key": endpoint.ssh_key} if endpoint.ssh_key else {}),
         "created_at": endpoint.created_at.isoformat(),
         "updated_at": endpoint.updated_at.isoformat(),
     }
@@ -122,6 +136,7 @@ def restore_document(document: dict[str, Any]) -> Endpoint:
         credential_kinds=document.get("credential_kinds") or [],
         credentials_updated_at=document.get("credentials_updated_at"),
         version=document["version"],
+        ssh_key=document.get("ssh_key"),
     )
     # auto_now/auto_now_add ignore given values; put the originals back.
     Endpoint.objects.filter(pk=endpoint.pk).update(created_at=document["created_at"], updated_at=document["updated_at"])
@@ -223,9 +238,14 @@ def update_endpoint(
     return locked
 
 
-def rotate_credentials(*, endpoint: Endpoint, credentials: dict[str, Any]) -> Endpoint:
+def rotate_credentials(
+    *, endpoint: Endpoint, credentials: dict[str, Any], ssh_key: dict[str, Any] | None = None
+) -> Endpoint:
     """Replace the credentials: a new secret version (or the first secret). Transfers that
-    already resolved the old version finish with it."""
+    already resolved the old version finish with it.
+
+    ``ssh_key`` is the public half of a Ferry-issued key in ``credentials``
+    (endpoints/sshkeys.py); credentials the tenant brings itself clear it."""
     if endpoint.secret_arn:
         stored = _secrets_call(secrets.rotate, arn=endpoint.secret_arn, credentials=credentials)
     else:
@@ -240,6 +260,7 @@ def rotate_credentials(*, endpoint: Endpoint, credentials: dict[str, Any]) -> En
         locked.secret_version = stored.version_id
         locked.credential_kinds = credential_kinds(credentials)
         locked.credentials_updated_at = timezone.now()
+        locked.ssh_key = ssh_key
         locked.version += 1
         locked.save()
         _record(locked)

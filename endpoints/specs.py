@@ -3,17 +3,26 @@ address the SSRF guard checked just now (the engine connects there)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from endpoints import netguard, secrets
+from django.utils import timezone
+
+from endpoints import netguard, secrets, sshkeys
 from endpoints.models import Endpoint
 from engine.errors import PermanentError, TransientError
 from engine.spec import S3Spec, SftpSpec
 
 
-def sftp_spec(endpoint: Endpoint, credentials: dict[str, Any], address: str) -> SftpSpec:
-    """An SFTP spec from the row, resolved credentials and the guard-checked address."""
+def sftp_spec(
+    endpoint: Endpoint, credentials: dict[str, Any], address: str, *, now: datetime | None = None
+) -> SftpSpec:
+    """An SFTP spec from the row, resolved credentials and the guard-checked address.
+
+    A rotated SSH key is included while its overlap lasts at ``now`` (endpoints/sshkeys.py).
+    """
     config = endpoint.config
+    overlapping = sshkeys.previous_key_valid(credentials, now or timezone.now())
     return SftpSpec(
         endpoint_id=str(endpoint.id),
         version=endpoint.version,
@@ -26,6 +35,8 @@ def sftp_spec(endpoint: Endpoint, credentials: dict[str, Any], address: str) -> 
         password=credentials.get("password"),
         private_key=credentials.get("private_key"),
         passphrase=credentials.get("passphrase"),
+        previous_private_key=credentials.get("previous_private_key") if overlapping else None,
+        previous_passphrase=credentials.get("previous_passphrase") if overlapping else None,
         connect_address=address,
     )
 

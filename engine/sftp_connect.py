@@ -18,12 +18,41 @@ ENCRYPTION_ALGS = [
     "aes256-ctr",
 ]
 
+# Key exchange and MACs: modern ones only (asyncssh's defaults still include SHA-1 and
+# GSS methods). Post-quantum hybrid first, then curve25519, the NIST curves, and the
+# finite-field groups of 2048 bits or more with SHA-2. GET /api/v1/network publishes these.
+KEX_ALGS = [
+    "mlkem768x25519-sha256",
+    "curve25519-sha256",
+    "curve25519-sha256@libssh.org",
+    "ecdh-sha2-nistp256",
+    "ecdh-sha2-nistp384",
+    "ecdh-sha2-nistp521",
+    "diffie-hellman-group-exchange-sha256",
+    "diffie-hellman-group16-sha512",
+    "diffie-hellman-group18-sha512",
+    "diffie-hellman-group14-sha256",
+]
+# Only used with the -ctr ciphers (the AEAD ciphers carry their own integrity).
+MAC_ALGS = [
+    "hmac-sha2-256-etm@openssh.com",
+    "hmac-sha2-512-etm@openssh.com",
+    "umac-128-etm@openssh.com",
+    "hmac-sha2-256",
+    "hmac-sha2-512",
+]
+
 
 def _client_keys(spec: SftpSpec) -> list[asyncssh.SSHKey] | None:
+    """The keys to offer, in order: the current one, then a rotated one in its overlap
+    (asyncssh tries each until the server accepts one)."""
     if not spec.private_key:
         return None
+    pairs = [(spec.private_key, spec.passphrase)]
+    if spec.previous_private_key:
+        pairs.append((spec.previous_private_key, spec.previous_passphrase))
     try:
-        return [asyncssh.import_private_key(spec.private_key, spec.passphrase)]
+        return [asyncssh.import_private_key(key, passphrase) for key, passphrase in pairs]
     except (asyncssh.KeyImportError, ValueError) as exc:
         # Never quote the key: name the problem only.
         raise PermanentError("The endpoint's private key could not be loaded.", code="bad_private_key") from exc
@@ -46,6 +75,8 @@ async def connect(spec: SftpSpec, *, timeout: float = 15.0) -> asyncssh.SSHClien
             known_hosts=hostkeys.NO_KNOWN_HOSTS,
             server_host_key_algs=hostkeys.host_key_algorithms(list(spec.host_keys)),
             encryption_algs=ENCRYPTION_ALGS,
+            kex_algs=KEX_ALGS,
+            mac_algs=MAC_ALGS,
             connect_timeout=timeout,
             login_timeout=timeout,
             keepalive_interval=30,

@@ -23,6 +23,10 @@ class SftpSpec:
     password: str | None = field(default=None, repr=False)
     private_key: str | None = field(default=None, repr=False)
     passphrase: str | None = field(default=None, repr=False)
+    # A rotated key still in its overlap (Ferry-issued SSH keys, docs/endpoints.md): offered
+    # after ``private_key``, so a partner who has not installed the new key yet still works.
+    previous_private_key: str | None = field(default=None, repr=False)
+    previous_passphrase: str | None = field(default=None, repr=False)
     # The IP address the SSRF guard resolved and allowed; connections go there, not to a
     # fresh resolution of ``host`` (which could have changed since the check).
     connect_address: str | None = None

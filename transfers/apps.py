@@ -7,7 +7,7 @@ class TransfersConfig(AppConfig):
 
     def ready(self) -> None:
         # Imported here, not at the top: Django loads this module before the models.
-        from controlplane import metrics
+        from controlplane import metrics, scoping
         from endpoints import breaker
         from transfers import lifecycle, mirror_docs, selectors, usage
 
@@ -18,3 +18,5 @@ class TransfersConfig(AppConfig):
         breaker.register_on_closed(lifecycle.circuit_closed)
         # /metrics samples transfers by state (one grouped count per scrape).
         metrics.register_sampler("transfers_by_state", selectors.sample_state_metrics)
+        # Keys restricted to some endpoints and routes see only their transfers.
+        scoping.register_object_check("transfer_id", selectors.transfer_visible)

@@ -8,6 +8,7 @@ from datetime import datetime
 
 from django.db.models import Count, Prefetch, QuerySet
 
+from controlplane import scoping
 from controlplane.errors import NotFound
 from controlplane.metrics import transfers_by_state
 from controlplane.models import Tenant
@@ -158,3 +159,21 @@ def sample_state_metrics() -> dict[str, int]:
     for state, count in counts.items():
         transfers_by_state.labels(state=state).set(count)
     return counts
+
+
+# What a key restricted to some endpoints and routes sees of transfers (controlplane/scoping.py):
+# those of a listed route, or from or to a listed endpoint.
+TRANSFER_SCOPE_FIELDS: dict[str, list[str]] = {
+    "route_fields": ["route_id"],
+    "endpoint_fields": ["source_endpoint_id", "destination_endpoint_id"],
+}
+
+
+def transfer_visible(tenant: Tenant, transfer_id: object, restriction: scoping.Restriction) -> bool:
+    """Whether a restricted key may see the tenant's transfer ``transfer_id`` (registered with
+    controlplane.scoping for the ``transfer_id`` path parameter)."""
+    return (
+        Transfer.objects.filter(tenant=tenant, pk=transfer_id)
+        .filter(scoping.visible_q(restriction, **TRANSFER_SCOPE_FIELDS))
+        .exists()
+    )

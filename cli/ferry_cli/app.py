@@ -40,6 +40,8 @@ app.add_typer(endpoints_app, name="endpoints")
 endpoints_app.add_typer(add_app, name="add")
 app.add_typer(routes_app, name="routes")
 app.add_typer(transfers_app, name="transfers")
+keys_app = typer.Typer(help="API keys: list them, rotate one with an overlap.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 Json = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts) instead of a table.")]
 Interval = Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between polls while waiting.")]
@@ -344,6 +346,84 @@ def endpoints_test(
             )
     if not result["ok"]:
         raise typer.Exit(1)
+
+
+@endpoints_app.command("ssh-key")
+def endpoints_ssh_key(
+    endpoint: Annotated[str, typer.Argument(help="SFTP endpoint name or id.")],
+    issue: Annotated[
+        bool, typer.Option("--issue", help="Generate a new key pair (rotates an issued key with the overlap).")
+    ] = False,
+    overlap_hours: Annotated[
+        int, typer.Option("--overlap-hours", min=0, max=168, help="How long the previous key is still offered.")
+    ] = 24,
+    as_json: Json = False,
+) -> None:
+    """Show the SSH public key Ferry issued for an SFTP endpoint, or issue one (--issue)."""
+    with session(as_json) as api:
+        found = api.endpoint(endpoint)
+        path = f"endpoints/{found['id']}/ssh-key"
+        key = api.post(path, {"overlap_hours": overlap_hours}) if issue else api.get(path)
+        if as_json:
+            output.emit_json(key)
+            return
+        # The public key alone on stdout: `ferry endpoints ssh-key X >> authorized_keys` works.
+        typer.echo(key["public_key"])
+        output.err().print(f"{key['fingerprint']}, issued {output.short_time(key['created_at'])}")
+        if key.get("previous"):
+            until = output.short_time(key["previous"]["valid_until"])
+            output.err().print(f"The previous key ({key['previous']['fingerprint']}) is still offered until {until}.")
+
+
+# --- API keys ---------------------------------------------------------------------------
+
+
+@keys_app.command("list")
+def keys_list(as_json: Json = False) -> None:
+    """List the tenant's API keys (prefixes only, never a key)."""
+    with session(as_json) as api:
+        rows = list(api.pages("api-keys"))
+        if as_json:
+            output.emit_json(rows)
+            return
+        output.table(
+            ["ID", "PREFIX", "SCOPE", "LABEL", "EXPIRES", "SOON", "REVOKED"],
+            (
+                [
+                    k["id"],
+                    k["prefix"],
+                    k["scope"],
+                    k["label"],
+                    output.short_time(k["expires_at"]),
+                    "yes" if k["expires_soon"] else "",
+                    output.short_time(k["revoked_at"]),
+                ]
+                for k in rows
+            ),
+        )
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    key: Annotated[str, typer.Argument(help="The key's prefix (as `keys list` shows it) or id.")],
+    overlap_hours: Annotated[
+        int, typer.Option("--overlap-hours", min=0, max=168, help="How long the old key keeps working.")
+    ] = 24,
+    as_json: Json = False,
+) -> None:
+    """Issue a successor of a key; the old one keeps working for the overlap. Prints the new key once."""
+    with session(as_json) as api:
+        match = [k for k in api.pages("api-keys") if key in (k["id"], k["prefix"]) and not k["revoked_at"]]
+        if not match:
+            output.err().print(f"No active API key {key!r}.")
+            raise typer.Exit(1)
+        rotated = api.post(f"api-keys/{match[0]['id']}/rotate", {"overlap_hours": overlap_hours})
+        if as_json:
+            output.emit_json(rotated)
+            return
+        typer.echo(rotated["key"])
+        until = output.short_time(rotated["previous"]["expires_at"])
+        output.err().print(f"New key {rotated['prefix']} (shown once). The old key {key} works until {until}.")
 
 
 # --- routes -------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from controlplane.models import ApiKey
+from controlplane.models import ApiKey, OAuthClient
 
 # Rotation keeps the old key working for this long by default, and at most a week.
 OVERLAP_HOURS_DEFAULT = 24
@@ -24,7 +24,30 @@ class BoundedDateTimeField(serializers.DateTimeField):
         return super().to_internal_value(value)
 
 
+RESTRICTION_HELP = (
+    "Restricts the {what} to these {objects}: with `endpoint_ids` and/or `route_ids` it sees and acts on only "
+    "the endpoints and routes listed and the transfers of those routes or from or to those endpoints (anything "
+    "else is not found), and it creates nothing and manages no keys. Null or absent: the whole tenant."
+)
+
+
+@extend_schema_field(
+    {"type": "array", "items": {"type": "string", "format": "uuid"}, "maxItems": 100, "nullable": True}
+)
+class RestrictionIdsField(serializers.ListField):
+    """Up to 100 ids; null allowed (no restriction)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(child=serializers.UUIDField(), max_length=100, allow_null=True, required=False, **kwargs)
+
+
+def _restriction_out(help_text: str):
+    return serializers.ListField(child=serializers.UUIDField(), allow_null=True, read_only=True, help_text=help_text)
+
+
 class ApiKeySerializer(serializers.ModelSerializer):
+    endpoint_ids = _restriction_out("The endpoints the key is restricted to (null: no restriction by endpoint).")
+    route_ids = _restriction_out("The routes the key is restricted to (null: no restriction by route).")
     last_used_from = serializers.IPAddressField(
         read_only=True, allow_null=True, help_text="The address of the key's last use (recorded at most once a minute)."
     )
@@ -48,6 +71,8 @@ class ApiKeySerializer(serializers.ModelSerializer):
             "expires_at",
             "expires_soon",
             "revoked_at",
+            "endpoint_ids",
+            "route_ids",
         ]
         read_only_fields = fields
 
@@ -99,6 +124,8 @@ class ApiKeyCreateSerializer(StrictSerializer):
         help_text="When the key stops working: in the future and within the deployment's maximum lifetime "
         "(365 days unless the operator set another). Without it the key gets that maximum.",
     )
+    endpoint_ids = RestrictionIdsField(help_text=RESTRICTION_HELP.format(what="key", objects="endpoints"))
+    route_ids = RestrictionIdsField(help_text=RESTRICTION_HELP.format(what="key", objects="routes"))
 
 
 class ApiKeyRotateSerializer(StrictSerializer):
@@ -109,3 +136,36 @@ class ApiKeyRotateSerializer(StrictSerializer):
         help_text="How long the old key keeps working, in hours (0-168; 24 unless given). "
         "Never longer than it would have anyway.",
     )
+
+
+class OAuthClientSerializer(serializers.ModelSerializer):
+    endpoint_ids = _restriction_out("The endpoints the client's tokens are restricted to (null: none).")
+    route_ids = _restriction_out("The routes the client's tokens are restricted to (null: none).")
+
+    class Meta:
+        model = OAuthClient
+        fields = ["id", "client_id", "scope", "label", "created_at", "revoked_at", "endpoint_ids", "route_ids"]
+        read_only_fields = fields
+
+
+class OAuthClientIssuedSchema(OAuthClientSerializer):
+    """Schema only: the answer to registering a client, with its secret."""
+
+    client_secret = serializers.CharField(help_text="The client secret. Shown once: Ferry keeps only its hash.")
+    token_url = serializers.CharField(help_text="Where the client gets its access tokens (grant client_credentials).")
+
+    class Meta(OAuthClientSerializer.Meta):
+        fields = [*OAuthClientSerializer.Meta.fields, "client_secret", "token_url"]
+        read_only_fields = fields
+        ref_name = "OAuthClientIssued"
+
+
+class OAuthClientCreateSerializer(StrictSerializer):
+    scope = serializers.ChoiceField(
+        choices=OAuthClient.Scope.choices,
+        default=OAuthClient.Scope.WRITE,
+        help_text="`read`: its tokens can only read. `write`: its tokens may ask for `read` or `write`.",
+    )
+    label = serializers.CharField(max_length=100, required=False, default="", allow_blank=True)
+    endpoint_ids = RestrictionIdsField(help_text=RESTRICTION_HELP.format(what="client's tokens", objects="endpoints"))
+    route_ids = RestrictionIdsField(help_text=RESTRICTION_HELP.format(what="client's tokens", objects="routes"))

@@ -7,6 +7,8 @@ urlpatterns = [
     path("api-keys", views.ApiKeyListView.as_view(), name="api-keys"),
     path("api-keys/<uuid:key_id>", views.ApiKeyDetailView.as_view(), name="api-key"),
     path("api-keys/<uuid:key_id>/rotate", views.ApiKeyRotateView.as_view(), name="api-key-rotate"),
+    path("oauth-clients", views.OAuthClientListView.as_view(), name="oauth-clients"),
+    path("oauth-clients/<uuid:client_id>", views.OAuthClientDetailView.as_view(), name="oauth-client"),
     path("", include("endpoints.api.urls")),
     path("", include("transfers.api.urls")),
 ]

@@ -13,15 +13,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from controlplane import tenancy
+from controlplane import oauth, tenancy
 from controlplane.api.serializers import (
     ApiKeyCreateSerializer,
     ApiKeyIssuedSchema,
     ApiKeyRotatedSchema,
     ApiKeyRotateSerializer,
     ApiKeySerializer,
+    OAuthClientCreateSerializer,
+    OAuthClientIssuedSchema,
+    OAuthClientSerializer,
 )
-from controlplane.models import ApiKey
+from controlplane.models import ApiKey, OAuthClient
 from controlplane.pagination import CursorPage
 
 
@@ -30,7 +33,9 @@ class TenantView(APIView):
 
     @extend_schema(
         summary="Show the calling tenant",
-        description="The tenant the API key belongs to, and the key's prefix and scope.",
+        description="The tenant the API key belongs to, and the key's prefix and scope. Called with an OAuth "
+        "access token, `key` describes the token: `kind` is `oauth_client`, `prefix` the client id and "
+        "`expires_at` the token's expiry.",
         responses=inline_serializer(
             "Tenant",
             {
@@ -39,6 +44,9 @@ class TenantView(APIView):
                 "key": inline_serializer(
                     "TenantKey",
                     {
+                        "kind": serializers.ChoiceField(
+                            choices=["api_key", "oauth_client"], help_text="What the caller authenticated with."
+                        ),
                         "prefix": serializers.CharField(),
                         "scope": serializers.ChoiceField(choices=ApiKey.Scope.choices),
                         "expires_at": serializers.DateTimeField(
@@ -61,6 +69,7 @@ class TenantView(APIView):
                 "id": str(tenant.id),
                 "name": tenant.name,
                 "key": {
+                    "kind": "oauth_client" if isinstance(request.auth, oauth.OAuthCaller) else "api_key",
                     "prefix": request.auth.prefix,
                     "scope": request.auth.scope,
                     "expires_at": serializers.DateTimeField().to_representation(request.auth.expires_at)
@@ -73,6 +82,7 @@ class TenantView(APIView):
 
 
 class ApiKeyListView(APIView):
+    restricted_refused = "*"  # a restricted key manages no keys (controlplane/scoping.py)
     pagination_class = CursorPage
 
     @extend_schema(
@@ -107,6 +117,8 @@ class ApiKeyListView(APIView):
 
 
 class ApiKeyDetailView(APIView):
+    restricted_refused = "*"  # a restricted key manages no keys (controlplane/scoping.py)
+
     @extend_schema(
         summary="Revoke an API key",
         description="The key stops working at once. A key already revoked is not found.",
@@ -120,6 +132,8 @@ class ApiKeyDetailView(APIView):
 
 
 class ApiKeyRotateView(APIView):
+    restricted_refused = "*"  # a restricted key manages no keys (controlplane/scoping.py)
+
     @extend_schema(
         summary="Rotate an API key",
         description="Issues a new key with the same scope and label, and lets the old one run out: it keeps "
@@ -139,3 +153,54 @@ class ApiKeyRotateView(APIView):
         data["key"] = rotated.issued.plaintext  # shown once, never again
         data["previous"] = ApiKeySerializer(rotated.previous).data
         return Response(data, status=status.HTTP_201_CREATED)
+
+
+class OAuthClientListView(APIView):
+    restricted_refused = "*"  # a restricted key manages no keys (controlplane/scoping.py)
+    pagination_class = CursorPage
+
+    @extend_schema(
+        summary="List OAuth clients",
+        description="The tenant's OAuth2 clients (client credentials), revoked ones included, newest first, "
+        "a page at a time. The client secret is never shown again.",
+        responses=OAuthClientSerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        clients = OAuthClient.objects.filter(tenant=tenancy.tenant_of(request))
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(clients, request, view=self)
+        return paginator.get_paginated_response(OAuthClientSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Register an OAuth client",
+        description="A machine client for the OAuth2 client credentials grant. `client_secret` is shown in "
+        "this answer only: store it now. The client gets access tokens from `POST /oauth/token` "
+        "(`grant_type=client_credentials`, the client id and secret by HTTP Basic authentication, optionally "
+        "`scope=read` or `scope=read write`) and sends them as `Authorization: Bearer <token>`. Tokens are "
+        "short-lived (an hour unless the operator set another lifetime); a `read` client's tokens can only read.",
+        request=OAuthClientCreateSerializer,
+        responses={201: OAuthClientIssuedSchema},
+    )
+    def post(self, request: Request) -> Response:
+        serializer = OAuthClientCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        issued = oauth.register_client(tenant=tenancy.tenant_of(request), **serializer.validated_data)
+        data = OAuthClientSerializer(issued.client).data
+        data["client_secret"] = issued.client_secret  # shown once, never again
+        data["token_url"] = request.build_absolute_uri("/oauth/token")
+        return Response(data, status=status.HTTP_201_CREATED)
+
+
+class OAuthClientDetailView(APIView):
+    restricted_refused = "*"  # a restricted key manages no keys (controlplane/scoping.py)
+
+    @extend_schema(
+        summary="Revoke an OAuth client",
+        description="The client can get no new token, and the tokens it holds stop working at once. "
+        "A client already revoked is not found.",
+        request=None,
+        responses={204: None},
+    )
+    def delete(self, request: Request, client_id) -> Response:
+        oauth.revoke_client(tenant=tenancy.tenant_of(request), client_id=client_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)

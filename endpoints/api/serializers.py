@@ -352,3 +352,63 @@ class HostKeyScanResultSerializer(serializers.Serializer):
     port = serializers.IntegerField()
     address = serializers.CharField()
     host_keys = serializers.ListField(child=serializers.CharField())
+
+
+# --- Ferry-issued SSH keys (endpoints/sshkeys.py) -------------------------------------------
+
+
+class SshKeyIssueSerializer(StrictSerializer):
+    overlap_hours = serializers.IntegerField(
+        min_value=0,
+        max_value=168,
+        default=24,
+        help_text="How long the key in use until now is still offered after the new one, in hours (0-168; 24 "
+        "unless given), so the partner can install the new public key without a gap.",
+    )
+
+
+class PreviousSshKeySerializer(serializers.Serializer):
+    public_key = serializers.CharField(allow_null=True, help_text="The previous key's public key (OpenSSH format).")
+    fingerprint = serializers.CharField(allow_null=True, help_text="Its SHA256 fingerprint.")
+    valid_until = serializers.DateTimeField(help_text="Ferry stops offering it then.")
+
+
+class SshKeySerializer(serializers.Serializer):
+    algorithm = serializers.CharField(help_text="Always `ssh-ed25519`.")
+    public_key = serializers.CharField(help_text="The line to add to the partner's `authorized_keys`.")
+    fingerprint = serializers.CharField(help_text="`SHA256:…`, as `ssh-keygen -l` prints it.")
+    created_at = serializers.DateTimeField()
+    previous = PreviousSshKeySerializer(
+        allow_null=True, help_text="The key it replaced, while Ferry still offers it (the overlap); else null."
+    )
+
+
+# --- GET /network (endpoints/network.py) -----------------------------------------------------
+
+
+class RegionEgressSerializer(serializers.Serializer):
+    region = serializers.CharField()
+    egress_addresses = serializers.ListField(
+        child=serializers.IPAddressField(),
+        help_text="The addresses Ferry connects from in this region (empty until the operator published them).",
+    )
+
+
+class SshPolicySerializer(serializers.Serializer):
+    host_key_types = serializers.ListField(
+        child=serializers.CharField(), help_text="The key types a host key pin may name."
+    )
+    host_key_algorithms = serializers.ListField(
+        child=serializers.CharField(), help_text="Host key signature algorithms Ferry accepts (only the pinned types')."
+    )
+    ciphers = serializers.ListField(child=serializers.CharField(), help_text="Ciphers Ferry offers, preferred first.")
+    kex_algorithms = serializers.ListField(
+        child=serializers.CharField(), help_text="Key exchange methods Ferry offers, preferred first."
+    )
+    macs = serializers.ListField(child=serializers.CharField(), help_text="MACs Ferry offers (with the -ctr ciphers).")
+    client_key_algorithm = serializers.CharField(help_text="The type of the SSH keys Ferry issues.")
+
+
+class NetworkSerializer(serializers.Serializer):
+    regions = RegionEgressSerializer(many=True)
+    ssh = SshPolicySerializer()

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from controlplane import tenancy
+from controlplane import scoping, tenancy
 from controlplane.errors import FerryError, ValidationFailed
 from controlplane.pagination import CursorPage
 from controlplane.parsers import parse_time
 from controlplane.schema import errors
-from endpoints import netguard, probes, selectors, services
+from endpoints import netguard, network, probes, selectors, services, sshkeys
 from endpoints.api import schema
 from endpoints.api import serializers as s
 from endpoints.models import Endpoint
@@ -26,6 +28,7 @@ def _valid(serializer_class, request: Request, **context):
 
 
 class EndpointListView(APIView):
+    restricted_refused = ("post",)  # controlplane/scoping.py
     pagination_class = CursorPage
 
     @extend_schema(
@@ -47,6 +50,7 @@ class EndpointListView(APIView):
             if since is None:
                 raise ValidationFailed("The request is not valid.", fields={"since": ["Use an ISO 8601 time."]})
         endpoints = selectors.endpoint_list(tenant=tenancy.tenant_of(request), kind=kind, since=since)
+        endpoints = scoping.narrow(request, endpoints, endpoint_fields=["pk"])
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(endpoints, request, view=self)
         return paginator.get_paginated_response(s.EndpointSerializer(page, many=True).data)
@@ -134,6 +138,35 @@ class EndpointCredentialsView(APIView):
         return Response(s.EndpointSerializer(endpoint).data)
 
 
+class EndpointSshKeyView(APIView):
+    @extend_schema(
+        summary="Show an endpoint's SSH key",
+        description="The public half of the SSH key Ferry issued for this SFTP endpoint, in OpenSSH format for "
+        "the partner's `authorized_keys`, and the key it replaced while that one is still offered. The private "
+        "key is never shown. Not found when no key was issued (or the credentials were replaced since).",
+        responses=s.SshKeySerializer,
+    )
+    def get(self, request: Request, endpoint_id) -> Response:
+        endpoint = selectors.endpoint_get(tenant=tenancy.tenant_of(request), endpoint_id=endpoint_id)
+        return Response(sshkeys.shown(endpoint))
+
+    @extend_schema(
+        summary="Issue or rotate an endpoint's SSH key",
+        description="Ferry generates an Ed25519 key pair for this SFTP endpoint: the private key goes to AWS "
+        "Secrets Manager with the endpoint's credentials (a password there is kept), the public key is "
+        "returned for the partner's `authorized_keys`. The key the endpoint used until now (Ferry's or your "
+        "own) is still offered after the new one for `overlap_hours`, so the partner can switch without a "
+        "gap. An S3 endpoint is a 400 `not_sftp`.",
+        request=s.SshKeyIssueSerializer,
+        responses={201: s.SshKeySerializer, **errors({503: "Secrets Manager is not available now; try again."})},
+    )
+    def post(self, request: Request, endpoint_id) -> Response:
+        endpoint = selectors.endpoint_get(tenant=tenancy.tenant_of(request), endpoint_id=endpoint_id)
+        data = _valid(s.SshKeyIssueSerializer, request)
+        endpoint = sshkeys.issue(endpoint=endpoint, overlap=timedelta(hours=data["overlap_hours"]))
+        return Response(sshkeys.shown(endpoint), status=status.HTTP_201_CREATED)
+
+
 class EndpointTestView(APIView):
     @extend_schema(
         summary="Test an endpoint",
@@ -169,3 +202,15 @@ class HostKeyScanView(APIView):
         except probes.ScanFailed as exc:
             raise FerryError(str(exc), code="unreachable") from None
         return Response(found)
+
+
+class NetworkView(APIView):
+    @extend_schema(
+        summary="Show Ferry's network facts",
+        description="What a partner's firewall and SSH server must allow: the addresses Ferry connects from in "
+        "each region (allowlist all of them: either region may run a transfer), and the SSH algorithms Ferry's "
+        "client offers (host key algorithms, ciphers, key exchange, MACs) and the type of the keys it issues.",
+        responses=s.NetworkSerializer,
+    )
+    def get(self, request: Request) -> Response:
+        return Response(network.facts())

@@ -246,3 +246,30 @@ def test_ctrl_c_stops_watching_not_the_transfer(ferry, cli_env, sftp_endpoint, s
     assert f"Stopped watching; transfer {transfer_id} goes on" in stderr
     assert "Traceback" not in stderr
     assert "· → pending" in stderr  # the timeline so far was shown
+
+
+def test_keys_rotate_prints_the_new_key_once_and_the_old_works_through_the_overlap(ferry, cli_env):
+    old = cli_env["FERRY_API_KEY"]
+    prefix = old.split("_")[1]
+    listed = as_json(ferry("keys", "list", "--json"))
+    assert [k["prefix"] for k in listed] == [prefix]
+    rotated = ferry("keys", "rotate", prefix, "--overlap-hours", "2")
+    assert rotated.exit_code == 0, rotated.stderr
+    new = rotated.stdout.strip()
+    assert new.startswith("fry_") and new != old and "works until" in rotated.stderr
+    for key in (old, new):  # both work during the overlap
+        assert ferry("whoami", env={"FERRY_API_KEY": key}).exit_code == 0
+    missing = ferry("keys", "rotate", "nosuchkey")
+    assert missing.exit_code == 1 and "No active API key" in missing.stderr
+
+
+def test_endpoints_ssh_key_issues_and_shows_the_public_key(ferry, sftp_endpoint):
+    none_yet = ferry("endpoints", "ssh-key", sftp_endpoint)
+    assert none_yet.exit_code == 1 and "not_found" in none_yet.stderr
+    issued = ferry("endpoints", "ssh-key", sftp_endpoint, "--issue", "--overlap-hours", "1")
+    assert issued.exit_code == 0, issued.stderr
+    public = issued.stdout.strip()
+    assert public.startswith("ssh-ed25519 ") and "PRIVATE" not in issued.stdout + issued.stderr
+    assert "still offered until" in issued.stderr  # the key the endpoint had before
+    shown = as_json(ferry("endpoints", "ssh-key", sftp_endpoint, "--json"))
+    assert shown["public_key"] == public

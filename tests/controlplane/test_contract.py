@@ -42,7 +42,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from controlplane import tenancy
+from controlplane import oauth, tenancy
 from tests.endpoints.conftest import s3_body, sftp_body
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -168,6 +168,8 @@ def happy_path(sshd, bucket: str, sftp: dict, s3: dict, rotatable: str) -> list[
     return [
         ("POST", "/api/v1/api-keys", {}, {"scope": "read", "label": "contract"}, {}, 201),
         ("POST", "/api/v1/api-keys/{key_id}/rotate", {"key_id": rotatable}, {"overlap_hours": 1}, {}, 201),
+        ("POST", "/api/v1/oauth-clients", {}, {"scope": "read", "label": "contract"}, {}, 201),
+        ("GET", "/api/v1/oauth-clients", {}, None, {}, 200),
         ("POST", "/api/v1/endpoints", {}, new_sftp, {}, 201),
         ("POST", "/api/v1/endpoints", {}, new_s3, {}, 201),
         ("GET", "/api/v1/endpoints", {}, None, {}, 200),
@@ -175,6 +177,9 @@ def happy_path(sshd, bucket: str, sftp: dict, s3: dict, rotatable: str) -> list[
         ("PATCH", "/api/v1/endpoints/{endpoint_id}", {"endpoint_id": s3["id"]}, {"config": {"prefix": "p/"}}, {}, 200),
         ("PUT", "/api/v1/endpoints/{endpoint_id}/credentials", ep, new_sftp["credentials"], {}, 200),
         ("POST", "/api/v1/endpoints/{endpoint_id}/test", ep, None, {}, 200),
+        ("POST", "/api/v1/endpoints/{endpoint_id}/ssh-key", ep, {"overlap_hours": 24}, {}, 201),
+        ("GET", "/api/v1/endpoints/{endpoint_id}/ssh-key", ep, None, {}, 200),
+        ("GET", "/api/v1/network", {}, None, {}, 200),
         ("POST", "/api/v1/routes", {}, route, {}, 201),
         ("GET", "/api/v1/routes", {}, None, {}, 200),
         ("POST", "/api/v1/transfers", {}, adhoc, idempotency, 201),
@@ -228,6 +233,7 @@ def test_the_api_keeps_its_schema(live_server, moto, sshd, bucket):
         "route_id": route["id"],
         "transfer_id": transfer["id"],
         "key_id": str(spare_key.id),
+        "client_id": str(oauth.register_client(tenant=owner, label="spare").client.id),
     }
 
     document = requests.get(f"{base_url}/api/schema/?format=json", timeout=60).json()

@@ -86,8 +86,9 @@ def test_route_options_are_typed(document):
 
 
 def test_lists_are_documented_as_pages(document):
-    lists = [(p, op) for m, p, op in operations(document) if m == "get" and "{" not in p and p != "/api/v1/tenant"]
-    assert len(lists) == 4
+    singles = {"/api/v1/tenant", "/api/v1/network"}
+    lists = [(p, op) for m, p, op in operations(document) if m == "get" and "{" not in p and p not in singles]
+    assert len(lists) == 5  # api-keys, oauth-clients, endpoints, routes, transfers
     for path, operation in lists:
         page = resolve(document, operation["responses"]["200"]["content"]["application/json"]["schema"])
         assert page["required"] == ["results", "next"], path
@@ -129,3 +130,13 @@ def test_views_declare_the_errors_they_raise(document):
     assert {"409", "502", "503"} <= set(run)
     assert "409" in document["paths"]["/api/v1/transfers"]["post"]["responses"]
     assert "503" in document["paths"]["/api/v1/endpoints"]["post"]["responses"]
+
+
+def test_oauth_tokens_are_a_documented_security_scheme_of_every_operation(document):
+    schemes = document["components"]["securitySchemes"]
+    flow = schemes["oauth2"]["flows"]["clientCredentials"]
+    assert flow["tokenUrl"] == "/oauth/token" and set(flow["scopes"]) == {"read", "write"}
+    assert schemes["apiKey"]["scheme"] == "bearer"
+    for method, path, operation in operations(document):
+        named = {name for requirement in operation["security"] for name in requirement}
+        assert named == {"apiKey", "oauth2"}, (method, path)

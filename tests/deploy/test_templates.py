@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from django.core.management import get_commands
 
+from controlplane import egress
 from controlplane.bootstrap import TABLE_INDEXES, TABLE_KEYS
 from controlplane.resources import dead_letter_queue, queues, tables
 from tests.deploy import cfn, checks
@@ -177,3 +178,31 @@ def test_the_tables_have_the_indexes_the_app_queries():
     expected = {tables()[logical]: indexes for logical, indexes in TABLE_INDEXES.items()}
     problems = checks.table_indexes(template, variables(template, "us-east-1", params), expected)
     no_problems(problems, "global.yaml (app: bootstrap.TABLE_INDEXES, workers/ledger_sweep.py)")
+
+
+def test_the_api_publishes_both_regions_egress_addresses():
+    """FERRY_EGRESS_ADDRESSES (GET /api/v1/network) is this region's two NAT EIPs and the
+    peer stack's NatAddresses output, in the format controlplane/egress.py reads."""
+    template = load("region.yaml")
+    containers = dict(checks.container_definitions(template))
+    env = {e["Name"]: e["Value"] for e in containers["ApiTaskDefinition"]["Environment"]}
+    text, values = env["FERRY_EGRESS_ADDRESSES"]["Fn::Sub"]
+    assert values["Peer"] == {"Fn::Join": [",", {"Ref": "PeerNatAddresses"}]}
+    assert template["Parameters"]["PeerNatAddresses"]["Type"] == "CommaDelimitedList"
+    assert template["Outputs"]["NatAddresses"]["Value"] == {
+        "Fn::Join": [",", [{"Ref": "NatAddressA"}, {"Ref": "NatAddressB"}]]
+    }
+    # Evaluated as CloudFormation would, with the EIPs' Ref (their public addresses).
+    evaluated = (
+        text.replace("${AWS::Region}", "us-east-1")
+        .replace("${NatAddressA}", "203.0.113.10")
+        .replace("${NatAddressB}", "203.0.113.11")
+        .replace("${PeerRegion}", "us-west-2")
+        .replace("${Peer}", "198.51.100.7,198.51.100.8")
+    )
+    assert "${" not in evaluated
+    assert egress.parse(evaluated) == {
+        "us-east-1": ["203.0.113.10", "203.0.113.11"],
+        "us-west-2": ["198.51.100.7", "198.51.100.8"],
+    }
+    assert egress.parse(evaluated.replace("198.51.100.7,198.51.100.8", ""))["us-west-2"] == []  # first deployment

@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from controlplane import tenancy
+from controlplane import scoping, tenancy
 from controlplane.errors import Conflict, FerryError, Unavailable, ValidationFailed
 from controlplane.logs import bind
 from controlplane.pagination import CursorPage
@@ -45,6 +45,7 @@ def _no_body(request: Request) -> None:
 
 
 class RouteListView(APIView):
+    restricted_refused = ("post",)  # controlplane/scoping.py
     pagination_class = CursorPage
 
     @extend_schema(
@@ -53,7 +54,7 @@ class RouteListView(APIView):
         responses=schema.RouteSchema(many=True),
     )
     def get(self, request: Request) -> Response:
-        found = selectors.route_list(tenant=tenancy.tenant_of(request))
+        found = scoping.narrow(request, selectors.route_list(tenant=tenancy.tenant_of(request)), route_fields=["pk"])
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(found, request, view=self)
         return paginator.get_paginated_response(s.RouteOut(page, many=True).data)
@@ -98,6 +99,7 @@ class RouteDetailView(APIView):
         route = selectors.route_get(tenant=tenancy.tenant_of(request), route_id=route_id)
         bind(route=str(route.id))
         spec = _valid(s.RouteIn, request, partial=True).to_spec()
+        _within_restriction(request, spec)
         route = routes.update_route(route=route, expected_version=route.version, **spec)
         return Response(s.RouteOut(route).data)
 
@@ -203,6 +205,7 @@ def _filters(request: Request) -> dict:
 
 
 class TransferListView(APIView):
+    restricted_refused = ("post",)  # controlplane/scoping.py
     pagination_class = CursorPage
 
     @extend_schema(
@@ -220,6 +223,7 @@ class TransferListView(APIView):
     )
     def get(self, request: Request) -> Response:
         transfers = selectors.transfer_list(tenant=tenancy.tenant_of(request), **_filters(request))
+        transfers = scoping.narrow(request, transfers, **selectors.TRANSFER_SCOPE_FIELDS)
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(transfers, request, view=self)
         return paginator.get_paginated_response(s.TransferOut(page, many=True).data)
@@ -280,6 +284,17 @@ class TransferListView(APIView):
         )
 
 
+def _within_restriction(request: Request, spec: dict) -> None:
+    """A restricted key may point its route only at endpoints it is restricted to (else the
+    endpoint is not found, as in the path: controlplane/scoping.py)."""
+    restriction = scoping.restriction_of(request)
+    if restriction is None:
+        return
+    for side, field in (("source", "source_endpoint"), ("destination", "destination_endpoint")):
+        if field in spec and not restriction.allows_endpoint(getattr(spec[field], "pk", spec[field])):
+            raise ValidationFailed("The request is not valid.", fields={f"{side}.endpoint": ["No such endpoint."]})
+
+
 def _detail(request: Request, transfer_id) -> Response:
     transfer = selectors.transfer_get(tenant=tenancy.tenant_of(request), transfer_id=transfer_id, timeline=True)
     return Response(s.TransferDetailOut(transfer).data)
@@ -312,7 +327,7 @@ class TransferRedriveView(APIView):
         transfer = selectors.transfer_get(tenant=tenancy.tenant_of(request), transfer_id=transfer_id)
         bind(transfer=str(transfer.id))
         _no_body(request)
-        services.redrive(transfer, by=f"api key {request.auth.prefix}")
+        services.redrive(transfer, by=tenancy.caller_name(request))
         return _detail(request, transfer_id)
 
 
@@ -330,7 +345,7 @@ class TransferCancelView(APIView):
         transfer = selectors.transfer_get(tenant=tenancy.tenant_of(request), transfer_id=transfer_id)
         bind(transfer=str(transfer.id))
         _no_body(request)
-        services.cancel(transfer, by=f"api key {request.auth.prefix}")
+        services.cancel(transfer, by=tenancy.caller_name(request))
         return _detail(request, transfer_id)
 
 
