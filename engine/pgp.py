@@ -37,6 +37,9 @@ READ_SIZE = 1024 * 1024  # stdout reads; asyncio's pipe buffer (64 KiB) bounds w
 
 SUFFIXES = (".pgp", ".gpg", ".asc")
 
+# A pipeline transform (``plumbing.Transform``): a chunk stream in, a chunk stream out.
+Transform = Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]]
+
 
 class PgpFailed(PermanentError):
     """GnuPG refused the data or the keys (tampered file, wrong key, bad signature)."""
@@ -101,9 +104,9 @@ def output_name(name: str, step: PgpStep) -> str:
     return name
 
 
-def transforms(step: PgpStep) -> list[Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]]]:
+def transforms(step: PgpStep) -> list[Transform]:
     """The pipeline transforms for ``step`` (``plumbing.Transform`` functions), in order."""
-    out: list[Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]]] = []
+    out: list[Transform] = []
     if step.opens:
         out.append(lambda chunks: open_stream(chunks, step))
     if step.seals:
@@ -397,3 +400,122 @@ async def probe() -> str:
         raise TransientError("gpg is not installed on this worker.", code="pgp_unavailable") from exc
     out, _ = await proc.communicate()
     return out.decode().splitlines()[0]
+
+
+# --- what a key is -------------------------------------------------------------------------
+
+ALGORITHMS = {
+    "1": "rsa",
+    "2": "rsa",
+    "3": "rsa",
+    "16": "elgamal",
+    "17": "dsa",
+    "18": "ecdh",
+    "19": "ecdsa",
+    "22": "eddsa",
+}
+MAX_KEY_BYTES = 64 * 1024
+
+
+class InvalidKey(ValueError):
+    """An uploaded key GnuPG cannot use; the message is safe to show (never key material)."""
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """What GnuPG says of one uploaded key (its primary key, user ids, usable capabilities)."""
+
+    fingerprint: str
+    secret: bool
+    user_ids: tuple[str, ...]
+    algorithm: str  # e.g. "ed25519", "rsa3072"
+    created_at: float
+    expires_at: float | None
+    revoked: bool
+    expired: bool
+    can_encrypt: bool
+    can_sign: bool
+    public_armored: str = field(repr=False)
+
+
+async def _gpg(home: _Home, *args: str, data: bytes = b"", passphrase: str | None = None) -> tuple[int, bytes]:
+    command = [*home.args(), *args]
+    pass_fds: list[int] = []
+    pass_r = -1
+    if passphrase is not None:
+        pass_r, pass_w = os.pipe()
+        os.write(pass_w, passphrase.encode() + b"\n")
+        os.close(pass_w)
+        pass_fds.append(pass_r)
+        command[len(home.args()) : len(home.args())] = ["--passphrase-fd", str(pass_r)]
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            pass_fds=pass_fds,
+        )
+    finally:
+        if pass_r >= 0:
+            os.close(pass_r)
+    out, _ = await asyncio.wait_for(proc.communicate(data), 60)
+    return proc.returncode or 0, out
+
+
+async def inspect_key(armored: str, passphrase: str | None = None, *, now: float | None = None) -> KeyInfo:
+    """Import ``armored`` (one public or secret key) into a throw-away tmpfs home and read it
+    back: fingerprint, user ids, algorithm, dates, revocation, capabilities, and the public
+    part (what Ferry stores). For a secret key, ``passphrase`` must unlock it (checked by an
+    export, which needs the key unprotected). Raises :class:`InvalidKey`."""
+    if not armored.strip() or len(armored.encode()) > MAX_KEY_BYTES:
+        raise InvalidKey(f"An ASCII-armored OpenPGP key of at most {MAX_KEY_BYTES // 1024} KiB.")
+    if "-----BEGIN PGP" not in armored:
+        raise InvalidKey("Not an ASCII-armored OpenPGP key (-----BEGIN PGP PUBLIC KEY BLOCK----- ...).")
+    secret = "PRIVATE KEY BLOCK" in armored
+    home = _Home()
+    home.agent = secret
+    try:
+        code, _ = await _gpg(home, "--import", data=armored.encode(), passphrase=passphrase if secret else None)
+        listing = "--list-secret-keys" if secret else "--list-keys"
+        _, out = await _gpg(home, "--with-colons", "--fixed-list-mode", listing)
+        records = [line.split(":") for line in out.decode(errors="replace").splitlines()]
+        primaries = [r for r in records if r[0] in ("pub", "sec")]
+        if code not in (0, 2) or not primaries:
+            raise InvalidKey("GnuPG could not read this key.")
+        if len(primaries) > 1:
+            raise InvalidKey("Upload one key at a time (this block holds several).")
+        primary = primaries[0]
+        fingerprint = next(r[9] for r in records if r[0] == "fpr")
+        if secret:
+            if passphrase is None:
+                passphrase = ""
+            unlocked, _ = await _gpg(home, "--armor", "--export-secret-keys", fingerprint, passphrase=passphrase)
+            if unlocked != 0:
+                raise InvalidKey("The passphrase does not unlock this private key.")
+        _, public = await _gpg(home, "--armor", "--export", fingerprint)
+    finally:
+        await home.close()
+    now = now if now is not None else time.time()
+    expires = float(primary[6]) if primary[6] else None
+    caps = primary[11]
+    algo = ALGORITHMS.get(primary[3], f"algorithm-{primary[3]}")
+    curve = primary[16] if len(primary) > 16 else ""
+    return KeyInfo(
+        fingerprint=fingerprint,
+        secret=secret,
+        user_ids=tuple(_unescape(r[9]) for r in records if r[0] == "uid"),
+        algorithm=curve or f"{algo}{primary[2]}",
+        created_at=float(primary[5] or 0),
+        expires_at=expires,
+        revoked=primary[1] == "r",
+        expired=primary[1] == "e" or (expires is not None and expires <= now),
+        can_encrypt="E" in caps,
+        can_sign="S" in caps,
+        public_armored=public.decode(),
+    )
+
+
+def _unescape(text: str) -> str:
+    """GnuPG's colon listings escape bytes as ``\\xNN``."""
+    return text.encode().decode("unicode_escape").encode("latin-1").decode("utf-8", errors="replace")

@@ -45,8 +45,36 @@ OPTIONS_SCHEMA: dict[str, Any] = {
         "always_stage": {"type": "boolean"},
         "verify": {"type": "string", "enum": list(route_options.VERIFY)},
         "max_attempts": {"type": "integer", "minimum": 1, "maximum": route_options.MAX_ATTEMPTS_LIMIT},
+        # OpenPGP on delivery (docs/pgp.md): ids of the tenant's keys (/api/v1/pgp-keys).
+        "encrypt": {
+            "type": "array",
+            "items": {"type": "string", "format": "uuid"},
+            "maxItems": route_options.MAX_RECIPIENTS,
+            "uniqueItems": True,
+            "description": "Encrypt to these keys (recipients' public keys); the name gets .pgp (.asc with armor).",
+        },
+        "sign": {"type": "string", "format": "uuid", "nullable": True, "description": "Sign with this private key."},
+        "decrypt": {
+            "type": "string",
+            "format": "uuid",
+            "nullable": True,
+            "description": "Decrypt with this private key; a .pgp/.gpg/.asc suffix is taken off the name.",
+        },
+        "verify_signature": {
+            "type": "string",
+            "format": "uuid",
+            "nullable": True,
+            "description": "The file must be signed by this key, or the transfer ends dead (pgp_verify_failed).",
+        },
+        "armor": {"type": "boolean", "description": "ASCII armor on what Ferry encrypts or signs."},
     },
 }
+
+
+def options_in_force(options: dict[str, Any] | None) -> dict[str, Any]:
+    """Every option with the value in force: rows written before an option existed show
+    its default (what the worker applies to them)."""
+    return {**route_options.DEFAULTS, **(options or {})}
 
 
 @extend_schema_field(OPTIONS_SCHEMA)
@@ -144,7 +172,7 @@ class RouteOut(serializers.Serializer):
     source = RouteSourceOut(source="*")
     destination = RouteDestinationOut(source="*")
     trigger = RouteTriggerOut(source="*")
-    options = serializers.DictField()
+    options = serializers.SerializerMethodField()
     enabled = serializers.BooleanField()
     partition = serializers.IntegerField()
     version = serializers.IntegerField()
@@ -153,6 +181,10 @@ class RouteOut(serializers.Serializer):
     not_before = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+    @extend_schema_field(serializers.DictField())
+    def get_options(self, route: Route) -> dict[str, Any]:
+        return options_in_force(route.options)
 
 
 class RunIn(StrictSerializer):
@@ -243,7 +275,11 @@ class TransferOut(serializers.Serializer):
     source = TransferSourceOut(source="*")
     destination = TransferDestinationOut(source="*")
     progress = ProgressOut(source="*")
-    sha256 = serializers.CharField()
+    sha256 = serializers.CharField(help_text="SHA-256 (hex) of the bytes delivered; empty until known.")
+    source_sha256 = serializers.CharField(
+        help_text="SHA-256 (hex) of the bytes read from the source; differs from sha256 only when an "
+        "OpenPGP option changed the bytes. Empty until known."
+    )
     attempt = serializers.IntegerField()
     max_attempts = serializers.IntegerField()
     next_attempt_at = serializers.DateTimeField(allow_null=True)
@@ -283,6 +319,7 @@ class TransferOut(serializers.Serializer):
                 "rate_bytes_per_s": rate_of(transfer),
             },
             "sha256": transfer.sha256,
+            "source_sha256": transfer.source_sha256,
             "attempt": transfer.attempt,
             "max_attempts": transfer.max_attempts,
             "next_attempt_at": _dt(transfer.next_attempt_at),
@@ -325,7 +362,7 @@ class TransferDetailOut(TransferOut):
 
     def to_representation(self, transfer: Transfer) -> dict[str, Any]:
         data = super().to_representation(transfer)
-        data["options"] = transfer.options
+        data["options"] = options_in_force(transfer.options)
         data["request_id"] = transfer.request_id
         data["timeline"] = TransferEventOut(transfer.timeline, many=True).data
         return data
