@@ -107,7 +107,11 @@ class PgpKeyListView(APIView):
 
 
 class PgpKeyDetailView(APIView):
-    @extend_schema(summary="Show an OpenPGP key", responses=PgpKeyOut)
+    @extend_schema(
+        summary="Show an OpenPGP key",
+        description="The key's fingerprint, user ids, algorithm, expiry and public part (never a private part).",
+        responses=PgpKeyOut,
+    )
     def get(self, request: Request, key_id) -> Response:
         return Response(PgpKeyOut(pgpkeys.key_get(tenant=tenancy.tenant_of(request), key_id=key_id)).data)
 
