@@ -21,7 +21,7 @@ from typing import Any
 import asyncssh
 
 from engine import confine, runtime, s3client, s3io, sftpio
-from engine.errors import PermanentError, SizeMismatch, SourceMissing
+from engine.errors import ChecksumMismatch, PermanentError, SizeMismatch, SourceMissing
 from engine.hashing import StreamHasher
 from engine.locations import Location, S3Location, SftpLocation
 from engine.pool import SftpSession, get_pool
@@ -250,6 +250,10 @@ class Pipeline:
         async for chunk in stream:
             await self.source_hasher.update(chunk)
             yield chunk
+        # A source whose digest is known (a staging object's tag) is checked here, before the
+        # transformed stream ends and so before the destination commits.
+        if self.source.sha256 and await self.source_hasher.hexdigest() != self.source.sha256:
+            raise ChecksumMismatch(f"{self.where} does not match the SHA-256 recorded when it was staged.")
 
     async def chunks(self) -> AsyncIterator[bytes]:
         stream = counted(self.source.chunks(), self.source.size, self.where)

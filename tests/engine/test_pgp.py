@@ -196,3 +196,33 @@ def test_s3_to_sftp_decrypts_and_verifies(partner, keys, sftp_spec, s3spec, fold
     )
     assert (folder / "y").read_bytes() == data
     assert (result.sha256, result.source_sha256) == (sha(data), sha(sealed))
+
+
+def test_staged_copy_keeps_the_source_bytes_and_encrypts_on_delivery(partner, keys, sftp_spec, s3spec, folder):
+    data = payload(MIB + 11, seed=7)
+    (folder / "a.csv").write_bytes(data)
+    staging = s3_loc(s3spec, "staging/pgp-1")
+    step = PgpStep(encrypt_to=(as_pgp_key(keys["partner"]),))
+    options = CopyOptions(transforms=tuple(pgp.transforms(step)))
+    first = copy(
+        sftp_loc(sftp_spec, folder / "a.csv"),
+        sftp_loc(sftp_spec, folder / "a.csv.pgp"),
+        transfer_id="pgp-staged",
+        staging=staging,
+        options=options,
+    )
+    assert s3().get_object(Bucket=s3spec.bucket, Key="staging/pgp-1")["Body"].read() == data
+    assert first.source_sha256 == sha(data)
+    assert partner.decrypt((folder / "a.csv.pgp").read_bytes()).stdout == data
+    # A re-drive needs no source: it encrypts again from staging.
+    (folder / "a.csv").unlink()
+    (folder / "a.csv.pgp").unlink()
+    again = copy(
+        sftp_loc(sftp_spec, folder / "a.csv"),
+        sftp_loc(sftp_spec, folder / "a.csv.pgp"),
+        transfer_id="pgp-staged",
+        staging=staging,
+        options=options,
+    )
+    assert again.outcome == "delivered" and again.source_sha256 == sha(data)
+    assert partner.decrypt((folder / "a.csv.pgp").read_bytes()).stdout == data
