@@ -33,7 +33,10 @@ from engine.errors import PermanentError, TransientError
 GPG = "gpg"
 GPGCONF = "gpgconf"
 TMPFS = "/dev/shm"  # noqa: S108 - tmpfs on purpose: keys in memory, one private dir per operation (mkdtemp)
-READ_SIZE = 1024 * 1024  # stdout reads; asyncio's pipe buffer (64 KiB) bounds what is held
+READ_SIZE = 1024 * 1024  # stdout reads
+# What asyncio buffers of gpg's output before it stops reading the pipe (it pauses at twice
+# this): 1 MiB rather than its 64 KiB default, so the loop wakes up per MiB, not per 64 KiB.
+PIPE_LIMIT = 512 * 1024
 
 SUFFIXES = (".pgp", ".gpg", ".asc")
 
@@ -237,6 +240,7 @@ async def _run_gpg(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL,  # its messages may quote user ids: status lines suffice
             pass_fds=pass_fds,
+            limit=PIPE_LIMIT,
         )
     finally:
         os.close(status_w)
