@@ -85,3 +85,31 @@ def test_partner_file_is_decrypted_and_verified_or_ends_dead(api, sshd, bucket, 
     bad = wait_state(created["forged.csv.gpg"]["id"], State.DEAD, State.FAILED, State.SUCCEEDED)
     assert (bad.state, bad.last_error_code) == (State.DEAD, "pgp_verify_failed")
     assert sorted(p.name for p in dst.iterdir()) == ["good.csv"]  # nothing of the forged file
+
+
+def test_a_key_expired_since_the_route_was_saved_ends_the_transfer_dead(api, sshd, bucket, stack, keys):
+    from django.utils import timezone
+
+    from transfers.models import PgpKey
+
+    src = folder(sshd, f"out-{uuid.uuid4().hex[:6]}")
+    (src / "late.csv").write_bytes(b"a,b\n")
+    recipient = uploaded(api, "partner", keys["partner"].public)
+    route = create(
+        api,
+        "/api/v1/routes",
+        route_body(
+            sftp_endpoint(api, sshd),
+            f"/{src.name}",
+            s3_endpoint(api, bucket),
+            "/x",
+            options={"encrypt": [recipient["id"]]},
+        ),
+    )
+    # Time passes: the key's expiry (as GnuPG reported it at upload) is now behind us.
+    PgpKey.objects.filter(id=recipient["id"]).update(expires_at=timezone.now())
+    (created,) = run_route(api, route["id"], force=True)
+    done = wait_state(created["id"], State.DEAD, State.FAILED, State.SUCCEEDED)
+    assert (done.state, done.last_error_code) == (State.DEAD, "pgp_key_expired")
+    assert "partner" in done.last_error_message
+    assert aws.client("s3").list_objects_v2(Bucket=bucket, Prefix="incoming/x/").get("KeyCount", 0) == 0
