@@ -150,13 +150,16 @@ class _Home:
         if any("PRIVATE KEY" in k.armored for k in keys):
             self.agent = True
         blob = "\n".join(k.armored for k in keys).encode()
-        proc = await asyncio.create_subprocess_exec(
-            *self.args(),
-            "--import",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self.args(),
+                "--import",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+        except FileNotFoundError:
+            raise _missing() from None
         await proc.communicate(blob)
         if proc.returncode != 0:
             raise PgpFailed("GnuPG could not import the route's OpenPGP keys.", code="pgp_key_invalid")
@@ -242,6 +245,9 @@ async def _run_gpg(
             pass_fds=pass_fds,
             limit=PIPE_LIMIT,
         )
+    except FileNotFoundError:
+        os.close(status_r)
+        raise _missing() from None
     finally:
         os.close(status_w)
         if pass_r >= 0:
@@ -396,14 +402,9 @@ def _judge_open(status: _Status, step: PgpStep) -> None:
         raise PgpFailed("GnuPG could not open the file.", code="pgp_failed")
 
 
-async def probe() -> str:
-    """GnuPG's version line (the health of the dependency); TransientError when absent."""
-    try:
-        proc = await asyncio.create_subprocess_exec(GPG, "--version", stdout=asyncio.subprocess.PIPE)
-    except FileNotFoundError as exc:
-        raise TransientError("gpg is not installed on this worker.", code="pgp_unavailable") from exc
-    out, _ = await proc.communicate()
-    return out.decode().splitlines()[0]
+def _missing() -> TransientError:
+    # Transient: the worker's image lacks gpg (an operator's fix); another worker may have it.
+    return TransientError("gpg is not installed on this worker.", code="pgp_unavailable")
 
 
 # --- what a key is -------------------------------------------------------------------------
@@ -460,6 +461,8 @@ async def _gpg(home: _Home, *args: str, data: bytes = b"", passphrase: str | Non
             stderr=asyncio.subprocess.DEVNULL,
             pass_fds=pass_fds,
         )
+    except FileNotFoundError:
+        raise _missing() from None
     finally:
         if pass_r >= 0:
             os.close(pass_r)

@@ -22,6 +22,7 @@ from controlplane.errors import Conflict, NotFound, Unavailable, ValidationFaile
 from controlplane.models import Tenant
 from endpoints import secrets
 from engine import pgp, runtime
+from engine.errors import TransferError
 from transfers.models import PgpKey, Route
 from transfers.options import PGP_KEY_OPTIONS
 
@@ -75,8 +76,10 @@ def create_key(*, tenant: Tenant, name: str, armored: str, passphrase: str | Non
         info = runtime.run(pgp.inspect_key(armored, passphrase), timeout=60)
     except pgp.InvalidKey as exc:
         raise _invalid("key", str(exc)) from None
-    except pgp.PgpFailed as exc:  # no tmpfs, or gpg missing: ours, not the customer's
+    except TransferError as exc:  # no tmpfs, gpg missing or stuck: ours, not the customer's
         raise Unavailable("OpenPGP is not available now; try again later.", code=exc.code) from None
+    except TimeoutError:
+        raise Unavailable("OpenPGP is not available now; try again later.", code="pgp_unavailable") from None
     if passphrase is not None and not info.secret:
         raise _invalid("passphrase", "Only a private key takes a passphrase.")
     if info.revoked:
