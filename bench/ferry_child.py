@@ -27,6 +27,36 @@ def status_kib(field: str) -> int:
     return 0
 
 
+class ChildPeaks:
+    """The largest VmHWM seen among this process's ``gpg`` children, sampled every 20 ms
+    (``RUSAGE_CHILDREN`` would count the forked Python's pages from before the exec)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        me = str(os.getpid())
+        while not self._stop.wait(0.02):
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                try:
+                    with open(f"/proc/{pid}/status") as f:
+                        fields = dict(line.split(":", 1) for line in f if ":" in line)
+                except OSError:
+                    continue
+                if fields.get("PPid", "").strip() == me and fields.get("Name", "").strip() == "gpg":
+                    self.peak_kib = max(self.peak_kib, int(fields.get("VmHWM", "0 kB").split()[0]))
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak_kib
+
+
 def main(request: dict) -> dict:
     from bench.batch import copy_many
     from engine import copy as engine
@@ -50,8 +80,19 @@ def main(request: dict) -> dict:
     def loc(d: dict):
         return SftpLocation(sftp, d["sftp"]) if "sftp" in d else S3Location(s3, d["s3"])
 
-    options = engine.CopyOptions(**request.get("options", {}))
+    transforms: tuple = ()
+    if "pgp" in request:
+        # OpenPGP on the copy (bench/pgp_encrypt.py): keys handed in as the worker would.
+        from engine import pgp
+
+        step = pgp.PgpStep(
+            encrypt_to=tuple(pgp.PgpKey(**k) for k in request["pgp"].get("encrypt_to", [])),
+            armor=bool(request["pgp"].get("armor")),
+        )
+        transforms = tuple(pgp.transforms(step))
+    options = engine.CopyOptions(**request.get("options", {}), transforms=transforms)
     idle = status_kib("VmRSS")
+    peaks = ChildPeaks() if "pgp" in request else None
     op = request["op"]
     start = time.perf_counter()
     if op == "copy":
@@ -62,7 +103,12 @@ def main(request: dict) -> dict:
             options=options,
         )
         seconds = time.perf_counter() - start
-        report = {"sha256": result.sha256, "size": result.size, "outcome": result.outcome}
+        report = {
+            "sha256": result.sha256,
+            "source_sha256": result.source_sha256,
+            "size": result.size,
+            "outcome": result.outcome,
+        }
     elif op == "copy_many":
         items = [(loc(s), loc(d), tid) for s, d, tid in request["items"]]
         results = copy_many(items, options=options, concurrency=request.get("concurrency", 8))
@@ -119,7 +165,15 @@ def main(request: dict) -> dict:
         report = {"sha256": sha, "size": size}
     else:
         raise SystemExit(f"unknown op {op!r}")
-    return {**report, "seconds": seconds, "idle_rss_kib": idle, "hwm_kib": status_kib("VmHWM")}
+    # The gpg process of an OpenPGP copy: its own peak RSS, apart from this process's.
+    children = peaks.stop() if peaks else 0
+    return {
+        **report,
+        "seconds": seconds,
+        "idle_rss_kib": idle,
+        "hwm_kib": status_kib("VmHWM"),
+        "children_maxrss_kib": children,
+    }
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from bench import (
     event_latency,
     event_latency_other_region,
     memory,
+    pgp_encrypt,
     report,
     route_small_files,
     s3_to_sftp,
@@ -46,6 +47,8 @@ BENCHMARKS = {
     "event_latency_other_region": event_latency_other_region,
     "route_small_files": route_small_files,
     "api_list": api_list,
+    # Issue 17: SFTP → S3 with OpenPGP encryption on the way.
+    "pgp_encrypt": pgp_encrypt,
 }
 # Benchmarks whose goal is absolute: their peer is null by design, not by failure.
 NO_PEER = {"event_latency", "event_latency_other_region", "api_list"}

@@ -127,7 +127,12 @@ async def _stage(
             size = int(head["ContentLength"])
             log.info("reusing staged copy", extra={"staging": staging.uri, "transfer_id": transfer_id})
             return CopyResult(
-                sha256=sha, size=size, destination=staging.key, outcome="already_delivered", staged=staging
+                sha256=sha,
+                size=size,
+                destination=staging.key,
+                outcome="already_delivered",
+                staged=staging,
+                source_sha256=sha,
             )
     result = await to_s3(
         sessions,
@@ -138,8 +143,14 @@ async def _stage(
         progress=Progress(progress),
         before_commit=None,
     )
+    # Staging keeps the source's bytes (no transforms): one digest for both sides.
     return CopyResult(
-        sha256=result.sha256, size=result.size, destination=staging.key, outcome=result.outcome, staged=staging
+        sha256=result.sha256,
+        size=result.size,
+        destination=staging.key,
+        outcome=result.outcome,
+        staged=staging,
+        source_sha256=result.sha256,
     )
 
 
@@ -180,7 +191,9 @@ async def _copy(
     if needs_staging or (options.always_stage and staging is not None):
         if staging is None:
             raise PermanentError("SFTP to SFTP needs a staging location.", code="staging_required")
-        await _stage(source, staging, transfer_id=transfer_id, options=options, progress=None, sessions=sessions)
+        staged = await _stage(
+            source, staging, transfer_id=transfer_id, options=options, progress=None, sessions=sessions
+        )
         result = await _direct(
             sessions,
             staging,
@@ -196,6 +209,7 @@ async def _copy(
             destination=result.destination,
             outcome=result.outcome,
             staged=staging,
+            source_sha256=staged.sha256,
         )
     return await _direct(
         sessions,

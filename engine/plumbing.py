@@ -21,13 +21,16 @@ from typing import Any
 import asyncssh
 
 from engine import confine, runtime, s3client, s3io, sftpio
-from engine.errors import PermanentError, SizeMismatch, SourceMissing
+from engine.errors import ChecksumMismatch, PermanentError, SizeMismatch, SourceMissing
 from engine.hashing import StreamHasher
 from engine.locations import Location, S3Location, SftpLocation
 from engine.pool import SftpSession, get_pool
 from engine.spec import SftpSpec
 
 CONFLICT_POLICIES = ("fail", "overwrite", "skip")
+
+# A content transform: a function from a chunk stream to a chunk stream.
+Transform = Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]]
 VERIFY_MODES = ("size", "reread")
 
 
@@ -47,6 +50,10 @@ class CopyOptions:
     # Told (SHA-256 hex, size) of the bytes about to be committed, just before
     # ``before_commit``: a retry that finds the commit begun can record them. Must not block.
     about_to_commit: Callable[[str, int], Any] | None = field(default=None, compare=False)
+    # Content transforms applied on delivery (``engine.pgp.transforms``), after the source's
+    # bytes are counted and hashed. Never applied when staging: a staged copy keeps the
+    # source's bytes, so a re-drive transforms again from staging without the source.
+    transforms: tuple[Transform, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         if self.on_conflict not in CONFLICT_POLICIES:
@@ -64,6 +71,9 @@ class CopyResult:
     destination: str  # final path or key
     outcome: str  # "delivered" | "already_delivered" | "skipped"
     staged: S3Location | None = None
+    # Hex SHA-256 of the bytes read from the source ("" when nothing was read); equal to
+    # ``sha256`` unless a transform changed the bytes.
+    source_sha256: str = ""
 
 
 class Progress:
@@ -208,29 +218,47 @@ async def counted(chunks: AsyncIterator[bytes], expect: int, where: str) -> Asyn
         raise SizeMismatch(f"{where} yielded {n} bytes, {expect} expected (it changed while read).")
 
 
-Transform = Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]]
-
-# The transforms every copy applies, in order. Empty today; a content transform (PGP,
-# compression) is a function from a chunk stream to a chunk stream, added here or passed
-# to Pipeline. The SHA-256 and the delivered size are those of the transformed bytes.
+# The transforms every copy applies, in order, before a copy's own (``CopyOptions.transforms``).
+# Empty: a content transform (PGP, compression) is a function from a chunk stream to a chunk
+# stream. The SHA-256 and the delivered size are those of the transformed bytes.
 TRANSFORMS: tuple[Transform, ...] = ()
 
 
 class Pipeline:
-    """One pass of a source's bytes towards a destination: counted → transforms → hashed.
+    """One pass of a source's bytes towards a destination: counted → (hashed as read →
+    transforms) → hashed as delivered.
 
     Iterate :meth:`chunks` once; afterwards :meth:`sha256` is the digest of what was
-    yielded. On a failure path call :meth:`aclose` before dropping it.
+    yielded and :meth:`source_sha256` that of what was read. Without transforms both are
+    one digest (one SHA-256 pass per byte); with them, each side is hashed once. On a
+    failure path call :meth:`aclose` before dropping it.
     """
 
-    def __init__(self, source: Source, where: str, transforms: Sequence[Transform] = TRANSFORMS) -> None:
+    def __init__(self, source: Source, where: str, transforms: Sequence[Transform] = ()) -> None:
         self.source = source
         self.where = where
-        self.transforms = tuple(transforms)
+        self.transforms = (*TRANSFORMS, *transforms)
         self.hasher = StreamHasher()
+        self.source_hasher = StreamHasher() if self.transforms else self.hasher
+
+    @property
+    def transformed(self) -> bool:
+        """The delivered bytes differ from the source's (their size is not known before)."""
+        return bool(self.transforms)
+
+    async def _read(self, stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        async for chunk in stream:
+            await self.source_hasher.update(chunk)
+            yield chunk
+        # A source whose digest is known (a staging object's tag) is checked here, before the
+        # transformed stream ends and so before the destination commits.
+        if self.source.sha256 and await self.source_hasher.hexdigest() != self.source.sha256:
+            raise ChecksumMismatch(f"{self.where} does not match the SHA-256 recorded when it was staged.")
 
     async def chunks(self) -> AsyncIterator[bytes]:
         stream = counted(self.source.chunks(), self.source.size, self.where)
+        if self.transforms:
+            stream = self._read(stream)
         for transform in self.transforms:
             stream = transform(stream)
         async for chunk in stream:
@@ -240,5 +268,10 @@ class Pipeline:
     async def sha256(self) -> str:
         return await self.hasher.hexdigest()
 
+    async def source_sha256(self) -> str:
+        return await self.source_hasher.hexdigest()
+
     async def aclose(self) -> None:
         await self.hasher.aclose()
+        if self.source_hasher is not self.hasher:
+            await self.source_hasher.aclose()

@@ -24,6 +24,10 @@ from engine.spec import S3Spec
 
 log = logging.getLogger("ferry.engine")
 
+# How much larger than its source a transformed stream may grow before the multipart parts
+# (sized from this estimate) could run out: armor adds a third, decompression more.
+TRANSFORMED_GROWTH = 4
+
 
 async def _existing_s3(client: Any, dest: S3Location, transfer_id: str, options: CopyOptions) -> CopyResult | None:
     """Settle an occupied destination before reading anything: ours → already delivered,
@@ -101,7 +105,8 @@ async def to_s3(
         return settled
     async with open_source(sessions, source, options) as src:
         server_side = (
-            isinstance(source, S3Location)
+            not options.transforms
+            and isinstance(source, S3Location)
             and src.sha256
             and dest.spec.object_tags
             and _same_account(source.spec, dest.spec)
@@ -111,14 +116,18 @@ async def to_s3(
             return await _server_side_copy(
                 client, source, dest, src, transfer_id=transfer_id, options=options, before_commit=before_commit
             )
-        pipeline = Pipeline(src, str(source))
+        pipeline = Pipeline(src, str(source), options.transforms)
+        # A transform changes the size (OpenPGP adds a little, armor a third, decompression
+        # more): the parts are sized for up to TRANSFORMED_GROWTH times the source, and the
+        # source's size is checked as it is read (``counted``), not at the end.
+        estimate = src.size * TRANSFORMED_GROWTH if pipeline.transformed else src.size
         upload = s3io.S3Upload(
             client=client,
             spec=dest.spec,
             key=dest.key,
             transfer_id=transfer_id,
-            size_hint=src.size,
-            part_size=s3io.part_size_for(src.size, options.part_size),
+            size_hint=None if pipeline.transformed else src.size,
+            part_size=s3io.part_size_for(estimate, options.part_size),
             hasher=pipeline.hasher,
             parts_in_flight=options.parts_in_flight,
             if_none_match=options.on_conflict != "overwrite",
@@ -142,7 +151,13 @@ async def to_s3(
         return settled
     progress.finish(result.size)
     await _check_s3_delivery(client, dest, transfer_id, result.sha256, result.size, options.verify)
-    return CopyResult(sha256=result.sha256, size=result.size, destination=dest.key, outcome="delivered")
+    return CopyResult(
+        sha256=result.sha256,
+        size=result.size,
+        destination=dest.key,
+        outcome="delivered",
+        source_sha256=await pipeline.source_sha256(),
+    )
 
 
 def _same_account(a: S3Spec, b: S3Spec) -> bool:
@@ -190,4 +205,6 @@ async def _server_side_copy(
                     return settled
         raise
     await _check_s3_delivery(client, dest, transfer_id, src.sha256, src.size, options.verify)
-    return CopyResult(sha256=src.sha256, size=src.size, destination=dest.key, outcome="delivered")
+    return CopyResult(
+        sha256=src.sha256, size=src.size, destination=dest.key, outcome="delivered", source_sha256=src.sha256
+    )

@@ -85,11 +85,13 @@ async def _write_and_rename(
     async with open_source(sessions, source, options) as src:
         existing = await sftpio.stat_or_none(sftp, dest.path)
         if existing is not None:
-            settled = await _settle_sftp_precheck(sftp, dest, existing, src, options)
+            settled = await _settle_sftp_precheck(
+                sftp, dest, existing, src, options, transformed=bool(options.transforms)
+            )
             if settled is not None:
                 await sftpio.remove_quietly(sftp, part)  # a stale one from a crashed attempt
                 return settled
-        pipeline = Pipeline(src, str(source))
+        pipeline = Pipeline(src, str(source), options.transforms)
         written = 0
         async with sftp.open(part, "wb", block_size=sftpio.write_size(sftp), max_requests=1) as f:
             writer = sftpio.SftpWriter(f, block=sftpio.write_size(sftp), in_flight=options.sftp_requests_in_flight)
@@ -104,7 +106,8 @@ async def _write_and_rename(
                 await pipeline.aclose()
                 raise
     sha = await pipeline.sha256()
-    if src.sha256 and src.sha256 != sha:
+    source_sha = await pipeline.source_sha256()
+    if src.sha256 and src.sha256 != source_sha:
         raise ChecksumMismatch(f"{source} does not match the SHA-256 recorded when it was staged.")
     attrs = await sftp.stat(part)
     if attrs.size != written:
@@ -121,7 +124,7 @@ async def _write_and_rename(
             # We renamed it there a moment ago: take the bad copy away so a retry can deliver.
             await _take_back(sftp, dest.path, part, keep_part=commit.begun)
             raise commit_undone(ChecksumMismatch(f"{dest.path} reads back with another SHA-256."))
-    return CopyResult(sha256=sha, size=written, destination=dest.path, outcome=outcome)
+    return CopyResult(sha256=sha, size=written, destination=dest.path, outcome=outcome, source_sha256=source_sha)
 
 
 class _Commit:
@@ -155,11 +158,18 @@ async def _remove_part_fresh(dest: SftpLocation, part: str) -> None:
 
 
 async def _settle_sftp_precheck(
-    sftp: asyncssh.SFTPClient, dest: SftpLocation, existing: asyncssh.SFTPAttrs, src: Source, options: CopyOptions
+    sftp: asyncssh.SFTPClient,
+    dest: SftpLocation,
+    existing: asyncssh.SFTPAttrs,
+    src: Source,
+    options: CopyOptions,
+    *,
+    transformed: bool = False,
 ) -> CopyResult | None:
     """Before writing: a target that cannot be ours (other size) meets the policy now; one of
-    the same size whose SHA-256 we know already is compared; otherwise decide at rename."""
-    if options.on_conflict == "overwrite":
+    the same size whose SHA-256 we know already is compared; otherwise decide at rename.
+    Transformed bytes (OpenPGP) have no size or digest known beforehand: decide at rename."""
+    if options.on_conflict == "overwrite" or transformed:
         return None
     if existing.size == src.size and src.sha256:
         got, n = await sftpio.hash_remote(sftp, dest.path)

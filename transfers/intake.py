@@ -35,7 +35,7 @@ from endpoints import proofs
 from endpoints.models import Endpoint
 from engine.listing import PART_RE, RemoteFile
 from engine.locations import s3_relative_path
-from transfers import batches, lifecycle, naming, stability, watermarks
+from transfers import batches, lifecycle, naming, pgpkeys, stability, watermarks
 from transfers import options as route_options
 from transfers.models import FileObservation, Route, Transfer
 from transfers.partitions import partition_of
@@ -173,6 +173,8 @@ def _create_transfers(
         except naming.UnsafeName as exc:
             log.warning("source file name refused", extra={"route": str(route.id), "path": path, "reason": str(exc)})
             continue
+        # OpenPGP names: "{name}.pgp" when encrypting, ".pgp"/".gpg"/".asc" off when decrypting.
+        destination = route_options.pgp_output_path(destination, route.options)
         new.append(
             Transfer(
                 id=transfer_id,
@@ -463,6 +465,9 @@ def create_adhoc_transfer(
     except route_options.InvalidOptions as exc:
         errors.update({f"options.{k}": v for k, v in exc.fields.items()})
         opts = {}
+    else:
+        key_errors = pgpkeys.check_option_keys(tenant=tenant, options=opts)
+        errors.update({f"options.{k}": v for k, v in key_errors.items()})
     if opts.get("write_manifest"):
         errors["options.write_manifest"] = ["Only routes write manifests (one per run); leave it out here."]
     if errors:

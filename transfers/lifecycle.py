@@ -187,6 +187,7 @@ def record_staged(
         detail=f"staged {bytes_total} bytes",
         staging_key=staging_key,
         sha256=sha256,
+        source_sha256=sha256,  # staging keeps the source's bytes
         bytes_total=bytes_total,
         bytes_done=bytes_total,
     )
@@ -201,8 +202,12 @@ def record_success(
     now: datetime,
     destination_path: str | None = None,
     detail: str = "",
+    source_sha256: str = "",
 ) -> bool:
     """Delivered and verified: delivering → succeeded, with the checksum and size.
+
+    ``sha256`` is the digest of the bytes delivered, ``source_sha256`` of the bytes read
+    (recorded when known: "" keeps what staging recorded, or nothing).
 
     ``destination_path`` records the final name when ``on_conflict: rename`` chose
     another. Schedules the source action (``after_delivery`` other than ``keep``) as
@@ -228,6 +233,8 @@ def record_success(
     }
     if destination_path:
         fields["destination_path"] = destination_path
+    if source_sha256:
+        fields["source_sha256"] = source_sha256
     ok = transition(
         transfer_id,
         to=State.SUCCEEDED,

@@ -201,7 +201,10 @@ class Transfer(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     bytes_done = models.BigIntegerField(default=0)
     bytes_total = models.BigIntegerField(null=True, blank=True)
+    # SHA-256 of the bytes delivered; ``source_sha256`` of the bytes read from the source.
+    # They differ only when a content transform (OpenPGP) ran on delivery.
     sha256 = models.CharField(max_length=64, blank=True)
+    source_sha256 = models.CharField(max_length=64, blank=True, default="", db_default="")
     staging_key = models.CharField(max_length=1024, blank=True)
     claim_token = models.PositiveBigIntegerField(default=0)
     claimed_by = models.CharField(max_length=200, blank=True)
@@ -368,3 +371,46 @@ class FileObservation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.path} ({self.size} B, {self.polls} polls)"
+
+
+class PgpKey(models.Model):
+    """An OpenPGP key a tenant's routes use (``encrypt``, ``sign``, ``decrypt``, ``verify``).
+
+    A public key is data: stored here, armored. A private key's secret parts (and its
+    passphrase) live only in Secrets Manager (``secret_arn``); the row keeps the public
+    part and what GnuPG said of the key. Writes go through ``transfers.pgpkeys``.
+    """
+
+    class Kind(TextChoices):
+        PUBLIC = "public"
+        PRIVATE = "private"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="pgp_keys")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    fingerprint = models.CharField(max_length=64)
+    algorithm = models.CharField(max_length=32)
+    user_ids = models.JSONField(default=list)
+    key_created_at = models.DateTimeField()
+    expires_at = models.DateTimeField(null=True, blank=True)
+    can_encrypt = models.BooleanField(default=False)
+    can_sign = models.BooleanField(default=False)
+    public_key = models.TextField()  # armored public part (never secret material)
+    secret_arn = models.CharField(max_length=2048, blank=True)  # private keys only
+    secret_version = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="pgp_key_name_unique_per_tenant"),
+            models.CheckConstraint(condition=Q(kind__in=["public", "private"]), name="pgp_key_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(kind="public", secret_arn="") | Q(kind="private") & ~Q(secret_arn=""),
+                name="pgp_key_secret_iff_private",
+            ),
+        ]
+        indexes = [models.Index(fields=["tenant", "-created_at", "-id"], name="pgp_key_tenant_created")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.fingerprint[-16:]})"

@@ -6,6 +6,8 @@ change to a route never changes a transfer already on its way.
 
 from __future__ import annotations
 
+import posixpath
+import uuid
 from typing import Any
 
 from transfers import manifests, naming
@@ -27,7 +29,18 @@ DEFAULTS: dict[str, Any] = {
     # the destination folder: {"format": "json"|"csv", "name": "<template>"} or null
     # (docs/batches.md; checked by transfers.manifests.check_option).
     "write_manifest": None,
+    # OpenPGP on delivery (docs/pgp.md): ids of the tenant's keys (``/api/v1/pgp-keys``).
+    "encrypt": [],  # recipients' keys: encrypt to all of them
+    "sign": None,  # a private key of the tenant's
+    "decrypt": None,  # a private key of the tenant's
+    # The partner's key the file must be signed with (``verify`` is taken: size | reread).
+    "verify_signature": None,
+    "armor": False,  # ASCII armor on what Ferry encrypts or signs
 }
+
+PGP_KEY_OPTIONS = ("sign", "decrypt", "verify_signature")
+MAX_RECIPIENTS = 10
+PGP_SUFFIXES = (".pgp", ".gpg", ".asc")
 
 
 class InvalidOptions(ValueError):
@@ -93,6 +106,68 @@ def normalize(raw: dict[str, Any] | None, *, base: dict[str, Any] | None = None)
             out["write_manifest"] = manifests.check_option(out["write_manifest"])
         except manifests.InvalidManifestOption as exc:
             errors["write_manifest"] = [str(exc)]
+    _check_pgp(out, errors)
     if errors:
         raise InvalidOptions(errors)
     return out
+
+
+def _key_id(value: Any) -> str | None:
+    """The canonical form of a key id, or None when it is not a UUID."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return None
+
+
+def _check_pgp(out: dict[str, Any], errors: dict[str, list[str]]) -> None:
+    """Shapes only; that the keys exist, are the tenant's and fit their use is checked by
+    ``transfers.pgpkeys.check_option_keys`` (it needs the database)."""
+    recipients = out["encrypt"]
+    if not isinstance(recipients, list) or len(recipients) > MAX_RECIPIENTS:
+        errors["encrypt"] = [f"A list of up to {MAX_RECIPIENTS} key ids (empty: no encryption)."]
+    else:
+        ids = [_key_id(v) for v in recipients]
+        if None in ids:
+            errors["encrypt"] = ["Each recipient is a key id (a UUID from /api/v1/pgp-keys)."]
+        elif len(set(ids)) != len(ids):
+            errors["encrypt"] = ["A recipient is listed twice."]
+        else:
+            out["encrypt"] = ids
+    for name in PGP_KEY_OPTIONS:
+        if out[name] is not None:
+            key = _key_id(out[name])
+            if key is None:
+                errors[name] = ["A key id (a UUID from /api/v1/pgp-keys), or null."]
+            else:
+                out[name] = key
+    if not isinstance(out["armor"], bool):
+        errors["armor"] = ["Must be true or false."]
+    elif out["armor"] and not (out["encrypt"] or out["sign"]):
+        errors["armor"] = ["Armor applies to what Ferry encrypts or signs: set encrypt or sign."]
+
+
+def pgp_opens(options: dict[str, Any]) -> bool:
+    return bool(options.get("decrypt") or options.get("verify_signature"))
+
+
+def pgp_seals(options: dict[str, Any]) -> bool:
+    return bool(options.get("encrypt") or options.get("sign"))
+
+
+def pgp_output_path(path: str, options: dict[str, Any]) -> str:
+    """The delivered name under the OpenPGP options: a ``.pgp``/``.gpg``/``.asc`` suffix is
+    stripped when opening (decrypt/verify); ``.pgp`` (``.asc`` with armor) is added when
+    sealing (encrypt/sign). Other options leave the name alone."""
+    folder, name = posixpath.split(path)
+    if pgp_opens(options):
+        lower = name.lower()
+        for suffix in PGP_SUFFIXES:
+            if lower.endswith(suffix) and len(name) > len(suffix):
+                name = name[: -len(suffix)]
+                break
+    if pgp_seals(options):
+        name += ".asc" if options.get("armor") else ".pgp"
+    return posixpath.join(folder, name)

@@ -24,7 +24,7 @@ from controlplane.models import Tenant
 from endpoints import sources
 from endpoints import validation as endpoint_validation
 from endpoints.models import Endpoint
-from transfers import mirror_docs, naming, schedule
+from transfers import mirror_docs, naming, pgpkeys, schedule
 from transfers import options as route_options
 from transfers.models import Route, Transfer
 from transfers.partitions import partition_of
@@ -149,6 +149,9 @@ def _validate_route(tenant: Tenant, values: dict[str, Any]) -> dict[str, Any]:
         out["options"] = route_options.normalize(values.get("options"))
     except route_options.InvalidOptions as exc:
         errors.update({f"options.{key}": msgs for key, msgs in exc.fields.items()})
+    else:
+        key_errors = pgpkeys.check_option_keys(tenant=tenant, options=out["options"])
+        errors.update({f"options.{key}": msgs for key, msgs in key_errors.items()})
     if (
         source is not None
         and destination is not None
@@ -189,6 +192,7 @@ def create_route(*, tenant: Tenant, **spec: Any) -> Route:
     now = timezone.now()
     try:
         with transaction.atomic():
+            pgpkeys.lock_option_keys(tenant=tenant, options=values["options"])
             route = Route.objects.create(
                 id=route_id,
                 tenant=tenant,
@@ -252,6 +256,7 @@ def update_route(*, route: Route, expected_version: int | None = None, **changes
                 raise NotFound("Not found.")
             if expected_version is not None and locked.version != expected_version:
                 raise Conflict("The route changed while this request was made; read it again and retry.")
+            pgpkeys.lock_option_keys(tenant=route.tenant, options=values["options"])
             schedule_changed = any(
                 values[f] != getattr(locked, f) for f in ("trigger_type", "cron", "timezone", "enabled")
             )

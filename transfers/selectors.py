@@ -45,6 +45,7 @@ LIST_FIELDS = (
     "bytes_done",
     "bytes_total",
     "sha256",
+    "source_sha256",
     "attempt",
     "max_attempts",
     "next_attempt_at",

@@ -49,13 +49,14 @@ from engine import copy as engine
 from engine import listing
 from engine.errors import DestinationExists, SourceMissing, TransferError, is_commit_undone, opening_endpoint
 from engine.locations import Location, S3Location, SftpLocation, location_of
+from engine.pgp import Transform
 from engine.sftpio import part_path
 from engine.spec import S3Spec, SftpSpec
 from transfers import lifecycle
 from transfers.models import Transfer
 from transfers.naming import own_marker_path, rename_candidate
 from transfers.states import TERMINAL, State
-from workers import cleanup, context
+from workers import cleanup, context, pgp
 from workers.ledger import (
     ClaimOutcome,
     DeliveryInProgress,
@@ -101,7 +102,15 @@ def needs_staging(transfer: Transfer) -> bool:
     return both_sftp or bool((transfer.options or {}).get("always_stage"))
 
 
-def copy_options(transfer: Transfer, *, claim_token: int = 0, attempt: _Attempt | None = None) -> engine.CopyOptions:
+def copy_options(
+    transfer: Transfer,
+    *,
+    claim_token: int = 0,
+    attempt: _Attempt | None = None,
+    transforms: tuple[Transform, ...] = (),
+) -> engine.CopyOptions:
+    """The engine's options for this transfer. ``transforms`` (OpenPGP) apply to the
+    delivery only: staging keeps the source's bytes."""
     options = transfer.options or {}
     policy = options.get("on_conflict", "fail")
     return engine.CopyOptions(
@@ -111,6 +120,7 @@ def copy_options(transfer: Transfer, *, claim_token: int = 0, attempt: _Attempt 
         part_tag=str(claim_token) if claim_token else "",
         upload_started=attempt.upload_started if attempt else None,
         about_to_commit=attempt.about_to_commit if attempt else None,
+        transforms=transforms,
     )
 
 
@@ -352,6 +362,8 @@ def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat, shared: en
         destination_spec = to_spec(transfer.destination_endpoint)
         if outcome == ClaimOutcome.COMMITTING_BY_US and _settle_commit(transfer, fence, key, destination_spec):
             return "succeeded"
+        # Keys are read (and checked: missing, expired) before any byte moves.
+        transforms = pgp.transforms_for(transfer)
         source = location_of(to_spec(transfer.source_endpoint), transfer.source_path)
         staging = staging_location(transfer) if needs_staging(transfer) else None
         if staging is not None:
@@ -386,7 +398,9 @@ def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat, shared: en
                     raise
             attempt.commit_begun = True
 
-        result, final_path = _deliver(transfer, source, destination_spec, heartbeat, before_commit, attempt, shared)
+        result, final_path = _deliver(
+            transfer, source, destination_spec, heartbeat, before_commit, attempt, shared, transforms
+        )
         if result.outcome == "delivered":
             fault_point("after_commit")  # renamed / completed, not yet recorded
         if result.outcome == "skipped":
@@ -409,6 +423,7 @@ def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat, shared: en
             now=timezone.now(),
             destination_path=final_path if final_path != transfer.destination_path else None,
             detail=detail,
+            source_sha256=result.source_sha256,
         )
         fault_point("after_success")  # recorded; the cleanup is owed (cleanup_pending)
         cleanup.clean_up(transfer.id, done_claim=token, delivered=True)
@@ -517,7 +532,14 @@ def _committing_upload(transfer: Transfer, claim: int, bucket: str) -> dict | No
 
 
 def _deliver(
-    transfer, source: Location, destination_spec, heartbeat: _Heartbeat, before_commit, attempt: _Attempt, shared
+    transfer,
+    source: Location,
+    destination_spec,
+    heartbeat: _Heartbeat,
+    before_commit,
+    attempt: _Attempt,
+    shared,
+    transforms: tuple[Transform, ...] = (),
 ):
     """Copy to the destination; with ``on_conflict: rename`` try ``name-1``, ``name-2`` …"""
     policy = (transfer.options or {}).get("on_conflict", "fail")
@@ -530,7 +552,7 @@ def _deliver(
                 source,
                 destination,
                 transfer_id=str(transfer.id),
-                options=copy_options(transfer, claim_token=attempt.token, attempt=attempt),
+                options=copy_options(transfer, claim_token=attempt.token, attempt=attempt, transforms=transforms),
                 progress=heartbeat.progress,
                 before_commit=before_commit,
                 shared=shared,

@@ -142,6 +142,9 @@ def transfer_view(t: dict[str, Any], endpoints: dict[str, str] | None = None) ->
         rows.append(("Next attempt", short_time(t["next_attempt_at"])))
     if t.get("sha256"):
         rows.append(("SHA-256", t["sha256"]))
+    if t.get("source_sha256") and t["source_sha256"] != t.get("sha256"):
+        # An OpenPGP option changed the bytes: what was read differs from what was delivered.
+        rows.append(("Source SHA-256", t["source_sha256"]))
     if t.get("error"):
         rows.append(("Error", Text(f"{t['error']['code']}: {t['error']['message']}", style="red")))
     action = t.get("source_action") or {}

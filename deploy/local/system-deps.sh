@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Install the system services Ferry's tests and local stack use, when absent.
-# As root this may apt-get install openssh-server, postgresql, socat and chromium (with its
-# driver, for the headless-browser checks of the docs and admin pages); otherwise it explains.
+# As root this may apt-get install openssh-server, postgresql, socat, gnupg (OpenPGP route
+# options stream through gpg) and chromium (with its driver, for the headless-browser checks
+# of the docs and admin pages); otherwise it explains.
 # --optional: never fail (make run falls back to asyncssh's SFTP server without sshd).
 set -euo pipefail
 optional=${1:-}
 missing=()
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server openssh-client)
 command -v ssh-keygen >/dev/null || missing+=(openssh-client)
+# OpenPGP route options (engine/pgp.py) run gpg over pipes; gpgconf stops its agent.
+{ command -v gpg >/dev/null && command -v gpgconf >/dev/null && command -v gpg-agent >/dev/null; } || missing+=(gnupg)
 # The broker-outage test forwards SQS through socat, which it stops and starts.
 if [ "$optional" != "--optional" ]; then command -v socat >/dev/null || missing+=(socat); fi
 if [ "$optional" != "--optional" ]; then

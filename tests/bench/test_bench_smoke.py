@@ -32,7 +32,15 @@ def test_every_benchmark_returns_figures_and_the_json_has_the_required_keys(tmp_
             assert figure.ratio is not None and figure.ratio > 0
     payload = json.loads((tmp_path / "out" / "benchmarks.json").read_text())
     entries = {b["name"]: b for b in payload["benchmarks"]}
-    assert set(entries) == {"sftp_to_s3", "s3_to_sftp", "sftp_read", "small_files", "ssh_library", "memory"}
+    assert set(entries) == {
+        "sftp_to_s3",
+        "s3_to_sftp",
+        "sftp_read",
+        "small_files",
+        "ssh_library",
+        "memory",
+        "pgp_encrypt",
+    }
     for entry in entries.values():
         assert set(entry) >= REQUIRED
     markdown = (tmp_path / "out" / "BENCHMARKS.md").read_text()

@@ -57,6 +57,28 @@ OPTIONS_SCHEMA: dict[str, Any] = {
                 "name": {"type": "string", "maxLength": naming.MAX_TEMPLATE},
             },
         },
+        # OpenPGP on delivery (docs/pgp.md): ids of the tenant's keys (/api/v1/pgp-keys).
+        "encrypt": {
+            "type": "array",
+            "items": {"type": "string", "format": "uuid"},
+            "maxItems": route_options.MAX_RECIPIENTS,
+            "uniqueItems": True,
+            "description": "Encrypt to these keys (recipients' public keys); the name gets .pgp (.asc with armor).",
+        },
+        "sign": {"type": "string", "format": "uuid", "nullable": True, "description": "Sign with this private key."},
+        "decrypt": {
+            "type": "string",
+            "format": "uuid",
+            "nullable": True,
+            "description": "Decrypt with this private key; a .pgp/.gpg/.asc suffix is taken off the name.",
+        },
+        "verify_signature": {
+            "type": "string",
+            "format": "uuid",
+            "nullable": True,
+            "description": "The file must be signed by this key, or the transfer ends dead (pgp_verify_failed).",
+        },
+        "armor": {"type": "boolean", "description": "ASCII armor on what Ferry encrypts or signs."},
     },
 }
 
@@ -271,7 +293,11 @@ class TransferOut(serializers.Serializer):
     source = TransferSourceOut(source="*")
     destination = TransferDestinationOut(source="*")
     progress = ProgressOut(source="*")
-    sha256 = serializers.CharField()
+    sha256 = serializers.CharField(help_text="SHA-256 (hex) of the bytes delivered; empty until known.")
+    source_sha256 = serializers.CharField(
+        help_text="SHA-256 (hex) of the bytes read from the source; differs from sha256 only when an "
+        "OpenPGP option changed the bytes. Empty until known."
+    )
     attempt = serializers.IntegerField()
     max_attempts = serializers.IntegerField()
     next_attempt_at = serializers.DateTimeField(allow_null=True)
@@ -312,6 +338,7 @@ class TransferOut(serializers.Serializer):
                 "rate_bytes_per_s": rate_of(transfer),
             },
             "sha256": transfer.sha256,
+            "source_sha256": transfer.source_sha256,
             "attempt": transfer.attempt,
             "max_attempts": transfer.max_attempts,
             "next_attempt_at": _dt(transfer.next_attempt_at),

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from transfers.api import views
+from transfers.api import keys, views
 
 urlpatterns = [
     path("routes", views.RouteListView.as_view(), name="routes"),
@@ -13,4 +13,6 @@ urlpatterns = [
     path("transfers/<uuid:transfer_id>", views.TransferDetailView.as_view(), name="transfer"),
     path("transfers/<uuid:transfer_id>/redrive", views.TransferRedriveView.as_view(), name="transfer-redrive"),
     path("transfers/<uuid:transfer_id>/cancel", views.TransferCancelView.as_view(), name="transfer-cancel"),
+    path("pgp-keys", keys.PgpKeyListView.as_view(), name="pgp-keys"),
+    path("pgp-keys/<uuid:key_id>", keys.PgpKeyDetailView.as_view(), name="pgp-key"),
 ]
