@@ -6,7 +6,7 @@ from axes.admin import AccessLogAdmin as AxesAccessLogAdmin
 from axes.models import AccessAttempt, AccessLog
 from django.contrib import admin
 
-from controlplane.models import ApiKey, MirrorOutbox, Tenant, WorkerPing
+from controlplane.models import ApiKey, AuditEntry, MirrorOutbox, Tenant, WorkerPing
 
 
 class ReadOnly:
@@ -82,3 +82,14 @@ class AccessAttemptAdmin(ReadOnly, AxesAccessAttemptAdmin):
 @admin.register(AccessLog)
 class AccessLogAdmin(ReadOnly, AxesAccessLogAdmin):
     actions: list = []
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    """Every tenant's configuration changes (docs/audit.md): read-only, like the log itself."""
+
+    list_display = ["seq", "at", "action", "object_kind", "object_id", "actor_kind", "actor", "tenant_id", "region"]
+    list_filter = ["object_kind", "actor_kind", "region"]
+    search_fields = ["object_id", "actor", "request_id", "=tenant_id"]
+    date_hierarchy = "at"
+    ordering = ["-seq"]

@@ -7,6 +7,7 @@ urlpatterns = [
     path("api-keys", views.ApiKeyListView.as_view(), name="api-keys"),
     path("api-keys/<uuid:key_id>", views.ApiKeyDetailView.as_view(), name="api-key"),
     path("api-keys/<uuid:key_id>/rotate", views.ApiKeyRotateView.as_view(), name="api-key-rotate"),
+    path("audit", views.AuditListView.as_view(), name="audit"),
     path("", include("endpoints.api.urls")),
     path("", include("transfers.api.urls")),
 ]
