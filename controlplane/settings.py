@@ -197,6 +197,41 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "controlplane.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "controlplane.schema.FerryAutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # Per tenant and scope (read, write, probe), counted in the region's Redis (throttling.py).
+    "DEFAULT_THROTTLE_CLASSES": ["controlplane.throttling.TenantRateThrottle"],
+}
+
+# --- rate limits ------------------------------------------------------------------------
+
+# Requests per tenant, per region, as "<n>/<s|min|hour|day>" (docs/api.md, "Rate limits").
+# The test profile sets them high so that no other test is throttled; tests of the limits
+# lower them for themselves.
+_RATE_DEFAULTS = {"read": "600/min", "write": "120/min", "probe": "10/min"}
+if FERRY_PROFILE == "test":
+    _RATE_DEFAULTS = {"read": "100000/min", "write": "100000/min", "probe": "100000/min"}
+FERRY_RATE_LIMIT_READ = env.str("FERRY_RATE_LIMIT_READ", default=_RATE_DEFAULTS["read"])
+FERRY_RATE_LIMIT_WRITE = env.str("FERRY_RATE_LIMIT_WRITE", default=_RATE_DEFAULTS["write"])
+# Connection tests and host-key scans: each opens an outbound connection.
+FERRY_RATE_LIMIT_PROBE = env.str("FERRY_RATE_LIMIT_PROBE", default=_RATE_DEFAULTS["probe"])
+# The counters' store: the region's Redis (ElastiCache on AWS), shared by the region's API
+# tasks. The test profile uses the machine's Redis; without one (make run: one API process)
+# they are kept in the process.
+FERRY_RATE_LIMIT_REDIS_URL = env.str(
+    "FERRY_RATE_LIMIT_REDIS_URL", default="redis://127.0.0.1:6379/0" if FERRY_PROFILE == "test" else ""
+)
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "ratelimit": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": FERRY_RATE_LIMIT_REDIS_URL,
+            "KEY_PREFIX": "ferry",
+            # A slow store must not hold requests up: fail fast, and let the request through.
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+        if FERRY_RATE_LIMIT_REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "ferry-ratelimit"}
+    ),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Ferry API",
