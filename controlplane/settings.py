@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -213,6 +214,10 @@ FERRY_RATE_LIMIT_READ = env.str("FERRY_RATE_LIMIT_READ", default=_RATE_DEFAULTS[
 FERRY_RATE_LIMIT_WRITE = env.str("FERRY_RATE_LIMIT_WRITE", default=_RATE_DEFAULTS["write"])
 # Connection tests and host-key scans: each opens an outbound connection.
 FERRY_RATE_LIMIT_PROBE = env.str("FERRY_RATE_LIMIT_PROBE", default=_RATE_DEFAULTS["probe"])
+for _name in ("FERRY_RATE_LIMIT_READ", "FERRY_RATE_LIMIT_WRITE", "FERRY_RATE_LIMIT_PROBE"):
+    # Refused at start-up: a rate the throttle cannot read would fail every request.
+    if not re.fullmatch(r"[1-9][0-9]*/(s|sec|m|min|h|hour|d|day)", globals()[_name]):
+        raise environ.ImproperlyConfigured(f"{_name} is '<requests>/<s|min|hour|day>', such as 600/min")
 # The counters' store: the region's Redis (ElastiCache on AWS), shared by the region's API
 # tasks. The test profile uses the machine's Redis; without one (make run: one API process)
 # they are kept in the process.
