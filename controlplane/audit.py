@@ -201,7 +201,7 @@ def record(
             object_id=str(object_id or ""),
             before=masked(before),
             after=masked(after),
-            source_address=who.source_address,
+            source_address=who.source_address or "",
             request_id=current_request_id(),
             region=settings.FERRY_REGION,
             previous_hash=head.hash or GENESIS,

@@ -142,7 +142,9 @@ class AuditEntry(models.Model):
     object_id = models.CharField(max_length=64, blank=True)
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
-    source_address = models.GenericIPAddressField(null=True, blank=True)
+    # Text, not an inet column: the hash covers the value exactly as written, and the
+    # database must give back the same text (an inet column may re-format an IPv6 address).
+    source_address = models.CharField(max_length=45, blank=True)  # "": not a request
     request_id = models.CharField(max_length=64, blank=True)
     region = models.CharField(max_length=32)
     previous_hash = models.CharField(max_length=64)

@@ -131,8 +131,8 @@ class AuditEntrySerializer(serializers.ModelSerializer):
         allow_null=True,
         help_text="The object after the change (null: deleted). Secrets are never shown.",
     )
-    source_address = serializers.IPAddressField(
-        read_only=True, allow_null=True, help_text="The address the change came from (null: a command)."
+    source_address = serializers.SerializerMethodField(
+        help_text="The IP address the change came from (null: not a request, such as an operator's command)."
     )
 
     class Meta:
@@ -162,6 +162,10 @@ class AuditEntrySerializer(serializers.ModelSerializer):
             "region": {"help_text": "The region that served the change."},
             "hash": {"help_text": "The entry's SHA-256 in the chain: sha256(previous hash + canonical entry)."},
         }
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_source_address(self, entry: AuditEntry) -> str | None:
+        return entry.source_address or None
 
     @extend_schema_field(AuditActorSerializer)
     def get_actor(self, entry: AuditEntry) -> dict[str, str]:
