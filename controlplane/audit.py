@@ -161,8 +161,9 @@ def chain_hash(previous_hash: str, entry: AuditEntry) -> str:
 def _locked_head() -> AuditChainHead:
     head = AuditChainHead.objects.select_for_update().filter(pk=1).first()
     if head is None:
-        # The migration creates it; a flushed test database has none. ON CONFLICT DO NOTHING
-        # (no savepoint, unlike get_or_create) lets two first writers both go on.
+        # The first entry ever (or after a test's flush) creates the head. ON CONFLICT DO
+        # NOTHING (no savepoint, unlike get_or_create) lets two first writers both go on; the
+        # second then waits on the first's row lock.
         AuditChainHead.objects.bulk_create([AuditChainHead(id=1, seq=0, hash=GENESIS)], ignore_conflicts=True)
         head = AuditChainHead.objects.select_for_update().get(pk=1)
     return head
