@@ -76,6 +76,10 @@ class Stack:
                 "FERRY_REDISPATCH_AFTER": "5",
                 "FERRY_LOCAL_DIR": str(self.work / "local-ferry"),
                 "LOG_LEVEL": "WARNING",  # a log line per file would cost the figures
+                # The benchmarks measure Ferry's work, not the API's rate limits (docs/api.md).
+                "FERRY_RATE_LIMIT_READ": "1000000/min",
+                "FERRY_RATE_LIMIT_WRITE": "1000000/min",
+                "FERRY_RATE_LIMIT_PROBE": "1000000/min",
                 "PYTHONUNBUFFERED": "1",
                 "PYTHONPATH": str(ROOT),
             }

@@ -13,7 +13,7 @@ from oauth2_provider.models import (
     get_refresh_token_model,
 )
 
-from controlplane.models import ApiKey, MirrorOutbox, OAuthClient, Tenant, WorkerPing
+from controlplane.models import ApiKey, AuditEntry, MirrorOutbox, OAuthClient, Tenant, WorkerPing
 
 
 class ReadOnly:
@@ -109,3 +109,14 @@ class AccessAttemptAdmin(ReadOnly, AxesAccessAttemptAdmin):
 @admin.register(AccessLog)
 class AccessLogAdmin(ReadOnly, AxesAccessLogAdmin):
     actions: list = []
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    """Every tenant's configuration changes (docs/audit.md): read-only, like the log itself."""
+
+    list_display = ["seq", "at", "action", "object_kind", "object_id", "actor_kind", "actor", "tenant_id", "region"]
+    list_filter = ["object_kind", "actor_kind", "region"]
+    search_fields = ["object_id", "actor", "request_id", "=tenant_id"]
+    date_hierarchy = "at"
+    ordering = ["-seq"]

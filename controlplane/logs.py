@@ -66,11 +66,13 @@ def redact(text: str) -> str:
     return text
 
 
-def _clean(value: Any) -> Any:
+def scrub(value: Any) -> Any:
+    """``value`` with the values of secret-looking keys and registered secrets redacted
+    (what every log line goes through; the audit log reuses it)."""
     if isinstance(value, dict):
-        return {k: (_REDACTED if _SECRET_KEYS.search(str(k)) else _clean(v)) for k, v in value.items()}
+        return {k: (_REDACTED if _SECRET_KEYS.search(str(k)) else scrub(v)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [scrub(v) for v in value]
     if isinstance(value, str):
         return redact(value)
     return value
@@ -101,4 +103,4 @@ class JsonFormatter(logging.Formatter):
                 line[key] = value
         if record.exc_info:
             line["exception"] = redact("".join(traceback.format_exception(*record.exc_info)))
-        return json.dumps(_clean(line), default=str, ensure_ascii=False)
+        return json.dumps(scrub(line), default=str, ensure_ascii=False)

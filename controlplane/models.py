@@ -10,6 +10,22 @@ from django.db import models
 from controlplane.choices import TextChoices
 
 
+class AuditAppendOnly(Exception):
+    """An attempt to change or delete an audit entry: the log is append-only."""
+
+
+class AuditQuerySet(models.QuerySet):
+    """Audit entries are only ever inserted (``AuditEntry``)."""
+
+    def update(self, **kwargs):
+        raise AuditAppendOnly("audit entries cannot be changed")
+
+    def delete(self):
+        raise AuditAppendOnly("audit entries cannot be deleted")
+
+    delete.queryset_only = True  # type: ignore[attr-defined]
+
+
 class Tenant(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=100, unique=True)
@@ -145,3 +161,73 @@ class OAuthClient(models.Model):
     def scopes(self) -> list[str]:
         """The OAuth scopes this client may ask for: ``write`` implies ``read``."""
         return ["read", "write"] if self.scope == self.Scope.WRITE else ["read"]
+
+
+class AuditEntry(models.Model):
+    """One configuration change: who, what, before and after (secrets masked), when, from where.
+
+    Append-only: ``save`` of an existing row and ``delete`` refuse (:class:`AuditAppendOnly`),
+    and so do the queryset's ``update`` and ``delete``. Entries form a hash chain: ``hash`` is
+    sha256(``previous_hash`` + canonical JSON of the entry), so an entry edited or deleted
+    behind Ferry's back breaks the chain (``manage.py audit verify``). ``seq`` comes from the
+    chain head (:class:`AuditChainHead`), under its row lock: gapless, and no database
+    sequence (``nextval()`` is not for a write-forwarded connection). Written only by
+    ``controlplane.audit.record``.
+    """
+
+    seq = models.BigIntegerField(primary_key=True)
+    at = models.DateTimeField()
+    # None: a change of no tenant's (a region command). No foreign key: entries outlive the
+    # tenant and must never be deleted with it.
+    tenant_id = models.UUIDField(null=True, blank=True)
+    actor_kind = models.CharField(max_length=16)
+    actor = models.CharField(max_length=200)
+    action = models.CharField(max_length=64)
+    object_kind = models.CharField(max_length=32)
+    object_id = models.CharField(max_length=64, blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+    # Text, not an inet column: the hash covers the value exactly as written, and the
+    # database must give back the same text (an inet column may re-format an IPv6 address).
+    source_address = models.CharField(max_length=45, blank=True)  # "": not a request
+    request_id = models.CharField(max_length=64, blank=True)
+    region = models.CharField(max_length=32)
+    previous_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    objects = AuditQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            # GET /api/v1/audit: a tenant's entries, newest first, by kind and time.
+            models.Index(fields=["tenant_id", "-at"], name="audit_tenant_at"),
+        ]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.action} {self.object_kind}:{self.object_id} by {self.actor}"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise AuditAppendOnly("audit entries cannot be changed")
+        kwargs["force_insert"] = True
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AuditAppendOnly("audit entries cannot be deleted")
+
+
+class AuditChainHead(models.Model):
+    """The one row (``id`` 1) every audit write locks (``SELECT … FOR UPDATE``): the single
+    point of serialisation of the chain across both regions (``LOCK TABLE`` is refused under
+    Aurora write forwarding; a row lock is not). Holds the last entry's ``seq`` and ``hash``."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    seq = models.BigIntegerField(default=0)
+    hash = models.CharField(max_length=64, default="")
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=models.Q(id=1), name="audit_chain_head_single_row")]
+
+    def __str__(self) -> str:
+        return f"audit chain head #{self.seq}"

@@ -136,6 +136,11 @@ class OAuthCaller:
     def prefix(self) -> str:
         return self.client.client_id
 
+    @property
+    def audit_actor(self) -> str:
+        """Who the audit log names for changes made with this token (controlplane/audit.py)."""
+        return f"oauth_client:{self.client.client_id}"
+
 
 def caller_for_token(token: str, *, now: datetime | None = None) -> OAuthCaller | None:
     """The caller an access token stands for, or None when no live token matches.

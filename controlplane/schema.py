@@ -65,6 +65,8 @@ DESCRIPTIONS: dict[int, str] = {
     409: "The request conflicts with the current state.",
     413: "The request body is larger than the limit (64 KiB by default).",
     415: "The body is not JSON: send `Content-Type: application/json`.",
+    429: "Too many requests: the tenant's rate limit for this kind of operation is reached in this region "
+    "(`throttled`). Wait the seconds in `Retry-After`.",
     502: "A server Ferry depends on answered with an error.",
     503: "A service Ferry depends on is not available now; nothing was changed, try again.",
 }
@@ -75,6 +77,13 @@ REQUEST_ID_HEADER: dict[str, Any] = {
     "schema": {"type": "string"},
     "description": "This request's id: the client's own `X-Request-ID` when it is 1-64 of "
     "`[A-Za-z0-9._-]`, else a new one. Quote it when asking about a request.",
+}
+
+# TenantRateThrottle's wait, in whole seconds (controlplane/throttling.py).
+RETRY_AFTER_HEADER: dict[str, Any] = {
+    "required": True,
+    "schema": {"type": "integer", "minimum": 1},
+    "description": "Seconds until the rate limit's window ends.",
 }
 
 _SUCCESS = {"200": "OK.", "201": "Created.", "204": "Done; no body."}
@@ -94,7 +103,7 @@ def errors(descriptions: dict[int, str]) -> dict[int, OpenApiResponse]:
 
 def standard_errors(method: str, path: str, operation: dict[str, Any]) -> list[int]:
     """The error statuses any operation of this kind can answer (the rule, in one place)."""
-    codes = [401, 406]  # every call is authenticated and answers JSON only
+    codes = [401, 406, 429]  # every call is authenticated, rate-limited and answers JSON only
     params = [p for p in operation.get("parameters", []) if p.get("in") == "query"]
     if method in _BODY or params:
         codes.append(400)  # a body (even an empty action's) or a query parameter can be wrong
@@ -125,6 +134,8 @@ def add_error_responses(result: dict[str, Any], generator: Any, request: Any, pu
                 headers["X-Request-ID"] = REQUEST_ID_HEADER
                 if status == "401":
                     headers["WWW-Authenticate"] = {"schema": {"type": "string"}, "description": "`Bearer`."}
+                if status == "429":
+                    headers["Retry-After"] = RETRY_AFTER_HEADER
             operation["responses"] = dict(sorted(responses.items()))
     _overlapping_choices_are_any_of(result["components"]["schemas"])
     return result

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -73,6 +74,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # After authentication: the audit log reads the acting operator or API key from the request.
+    "controlplane.audit.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last: turns a lockout decided during the login into the lockout page.
@@ -201,6 +204,45 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "controlplane.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "controlplane.schema.FerryAutoSchema",
     "UNAUTHENTICATED_USER": None,
+    # Per tenant and scope (read, write, probe), counted in the region's Redis (throttling.py).
+    "DEFAULT_THROTTLE_CLASSES": ["controlplane.throttling.TenantRateThrottle"],
+}
+
+# --- rate limits ------------------------------------------------------------------------
+
+# Requests per tenant, per region, as "<n>/<s|min|hour|day>" (docs/api.md, "Rate limits").
+# The test profile sets them high so that no other test is throttled; tests of the limits
+# lower them for themselves.
+_RATE_DEFAULTS = {"read": "600/min", "write": "120/min", "probe": "10/min"}
+if FERRY_PROFILE == "test":
+    _RATE_DEFAULTS = {"read": "100000/min", "write": "100000/min", "probe": "100000/min"}
+FERRY_RATE_LIMIT_READ = env.str("FERRY_RATE_LIMIT_READ", default=_RATE_DEFAULTS["read"])
+FERRY_RATE_LIMIT_WRITE = env.str("FERRY_RATE_LIMIT_WRITE", default=_RATE_DEFAULTS["write"])
+# Connection tests and host-key scans: each opens an outbound connection.
+FERRY_RATE_LIMIT_PROBE = env.str("FERRY_RATE_LIMIT_PROBE", default=_RATE_DEFAULTS["probe"])
+for _name in ("FERRY_RATE_LIMIT_READ", "FERRY_RATE_LIMIT_WRITE", "FERRY_RATE_LIMIT_PROBE"):
+    # Refused at start-up: a rate the throttle cannot read would fail every request.
+    if not re.fullmatch(r"[1-9][0-9]*/(s|sec|m|min|h|hour|d|day)", globals()[_name]):
+        raise environ.ImproperlyConfigured(f"{_name} is '<requests>/<s|min|hour|day>', such as 600/min")
+# The counters' store: the region's Redis (ElastiCache on AWS), shared by the region's API
+# tasks. The test profile uses the machine's Redis; without one (make run: one API process)
+# they are kept in the process.
+FERRY_RATE_LIMIT_REDIS_URL = env.str(
+    "FERRY_RATE_LIMIT_REDIS_URL", default="redis://127.0.0.1:6379/0" if FERRY_PROFILE == "test" else ""
+)
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "ratelimit": (
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": FERRY_RATE_LIMIT_REDIS_URL,
+            "KEY_PREFIX": "ferry",
+            # A slow store must not hold requests up: fail fast, and let the request through.
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+        if FERRY_RATE_LIMIT_REDIS_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "ferry-ratelimit"}
+    ),
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Ferry API",

@@ -25,7 +25,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions, permissions
 from rest_framework.request import Request
 
-from controlplane import mirror, scoping
+from controlplane import audit, mirror, scoping
 from controlplane.clientip import client_address
 from controlplane.errors import AuthenticationRefused, NotFound, ValidationFailed
 from controlplane.logs import bind
@@ -51,7 +51,28 @@ def create_tenant(*, name: str) -> Tenant:
     with transaction.atomic():
         tenant = Tenant.objects.create(name=name)
         mirror.record_tenant(tenant)
+        audit.record(
+            action="tenant.create",
+            object_kind="tenant",
+            object_id=tenant.id,
+            tenant_id=tenant.id,
+            after={"id": str(tenant.id), "name": tenant.name},
+        )
         return tenant
+
+
+def key_document(key: ApiKey) -> dict[str, object]:
+    """What the audit log keeps of a key: never the key or its hash."""
+    return {
+        "id": str(key.id),
+        "prefix": key.prefix,
+        "scope": key.scope,
+        "label": key.label,
+        "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+        "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
+        "endpoint_ids": key.endpoint_ids,
+        "route_ids": key.route_ids,
+    }
 
 
 def default_expiry(now: datetime) -> datetime | None:
@@ -95,16 +116,24 @@ def issue_api_key(
         check_expiry(expires_at, now=now)
     prefix = secrets.token_hex(4)
     plaintext = f"{KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(24)}"
-    key = ApiKey.objects.create(
-        tenant=tenant,
-        prefix=prefix,
-        key_hash=_hash(plaintext),
-        scope=scope,
-        label=label,
-        expires_at=expires_at,
-        endpoint_ids=scoping.normalise(endpoint_ids),
-        route_ids=scoping.normalise(route_ids),
-    )
+    with transaction.atomic(savepoint=False):
+        key = ApiKey.objects.create(
+            tenant=tenant,
+            prefix=prefix,
+            key_hash=_hash(plaintext),
+            scope=scope,
+            label=label,
+            expires_at=expires_at,
+            endpoint_ids=scoping.normalise(endpoint_ids),
+            route_ids=scoping.normalise(route_ids),
+        )
+        audit.record(
+            action="api_key.issue",
+            object_kind="api_key",
+            object_id=key.id,
+            tenant_id=tenant.id,
+            after=key_document(key),
+        )
     return IssuedKey(api_key=key, plaintext=plaintext)
 
 
@@ -127,6 +156,7 @@ def rotate_api_key(*, key: ApiKey, overlap: timedelta) -> RotatedKey:
         current = ApiKey.objects.select_for_update().filter(pk=key.pk, revoked_at__isnull=True).first()
         if current is None or current.is_expired(now):
             raise NotFound("No such API key (revoked or expired).")
+        before = key_document(current)
         ends = now + overlap
         if current.expires_at is None or ends < current.expires_at:
             ApiKey.objects.filter(pk=current.pk).update(expires_at=ends)
@@ -138,13 +168,41 @@ def rotate_api_key(*, key: ApiKey, overlap: timedelta) -> RotatedKey:
             endpoint_ids=current.endpoint_ids,
             route_ids=current.route_ids,
         )
+        audit.record(
+            action="api_key.rotate",
+            object_kind="api_key",
+            object_id=current.id,
+            tenant_id=current.tenant_id,
+            before=before,
+            after={**key_document(current), "successor": issued.api_key.prefix},
+        )
     return RotatedKey(issued=issued, previous=current)
 
 
-def revoke_api_key(*, prefix: str) -> bool:
-    """Revoke the key with ``prefix``; False when there is no such active key."""
-    updated = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True).update(revoked_at=timezone.now())
-    return updated == 1
+def revoke_api_key(*, prefix: str, tenant: Tenant | None = None) -> bool:
+    """Revoke the active key with ``prefix`` (of ``tenant``, when given); False when there is
+    no such key. A compare-and-set: of two revocations one wins, and only it is audited."""
+    with transaction.atomic(savepoint=False):
+        keys = ApiKey.objects.filter(prefix=prefix, revoked_at__isnull=True)
+        if tenant is not None:
+            keys = keys.filter(tenant=tenant)
+        key = keys.first()
+        if key is None:
+            return False
+        before = key_document(key)
+        now = timezone.now()
+        if ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=now) != 1:
+            return False
+        key.revoked_at = now
+        audit.record(
+            action="api_key.revoke",
+            object_kind="api_key",
+            object_id=key.id,
+            tenant_id=key.tenant_id,
+            before=before,
+            after=key_document(key),
+        )
+    return True
 
 
 def authenticate_key(plaintext: str, *, source: str | None = None) -> ApiKey | None:

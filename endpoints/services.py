@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError, RestrictedError
 from django.utils import timezone
 
-from controlplane import mirror
+from controlplane import audit, mirror
 from controlplane.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from controlplane.models import Tenant
 from controlplane.querysets import in_pk_order
@@ -116,6 +116,18 @@ def _record(endpoint: Endpoint) -> None:
     )
 
 
+def _audit(action: str, endpoint: Endpoint, *, before: dict[str, Any] | None, after: dict[str, Any] | None) -> None:
+    # The mirror document: no secret, only the secret's ARN (masked as well by audit.record).
+    audit.record(
+        action=f"endpoint.{action}",
+        object_kind="endpoint",
+        object_id=endpoint.id,
+        tenant_id=endpoint.tenant_id,
+        before=before,
+        after=after,
+    )
+
+
 def mirror_documents() -> Iterator[tuple[str, int, dict[str, Any]]]:
     """Every endpoint's mirror document (for ``mirror check``)."""
     endpoint: Endpoint  # see in_pk_order: the model is not inferred from an untyped queryset
@@ -187,6 +199,7 @@ def create_endpoint(
             )
             endpoint.refresh_from_db()
             _record(endpoint)
+            _audit("create", endpoint, before=None, after=document_of(endpoint))
     except BaseException as exc:
         if stored is not None:
             try:
@@ -217,6 +230,7 @@ def update_endpoint(
                 raise NotFound("Not found.")
             if locked.version != expected_version:
                 raise Conflict("The endpoint changed while this request was made; read it again and retry.")
+            before = document_of(locked)
             if name is not None:
                 locked.name = name
             if config is not None:
@@ -230,6 +244,7 @@ def update_endpoint(
             locked.version += 1
             locked.save()
             _record(locked)
+            _audit("update", locked, before=before, after=document_of(locked))
     except IntegrityError:
         raise _name_taken() from None
     if reopened:
@@ -256,6 +271,7 @@ def rotate_credentials(
         locked = Endpoint.objects.select_for_update().filter(pk=endpoint.pk).first()
         if locked is None:
             raise NotFound("Not found.")
+        before = document_of(locked)
         locked.secret_arn = stored.arn
         locked.secret_version = stored.version_id
         locked.credential_kinds = credential_kinds(credentials)
@@ -264,6 +280,8 @@ def rotate_credentials(
         locked.version += 1
         locked.save()
         _record(locked)
+        # The fact and the kinds of credential, never the credentials.
+        _audit("rotate_credentials", locked, before=before, after=document_of(locked))
     log.info("endpoint credentials rotated", extra={"endpoint": str(locked.id), "version": locked.version})
     return locked
 
@@ -323,6 +341,7 @@ def delete_endpoint(*, endpoint: Endpoint) -> None:
                     code="endpoint_busy",
                 )
             version = locked.version + 1
+            _audit("delete", locked, before=document_of(locked), after=None)
             if usage.referenced:
                 locked.deleted_at = timezone.now()
                 locked.version = version

@@ -19,6 +19,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from controlplane import audit
 from controlplane.errors import Conflict, NotFound, ValidationFailed
 from controlplane.models import Tenant
 from endpoints import sources
@@ -176,6 +177,17 @@ def _name_taken() -> ValidationFailed:
     return invalid({"name": ["A route with this name exists."]})
 
 
+def _audit(action: str, route: Route, *, before: dict[str, Any] | None, after: dict[str, Any] | None) -> None:
+    audit.record(
+        action=f"route.{action}",
+        object_kind="route",
+        object_id=route.id,
+        tenant_id=route.tenant_id,
+        before=before,
+        after=after,
+    )
+
+
 def create_route(*, tenant: Tenant, **spec: Any) -> Route:
     """Create a route from ``spec`` (keys: :data:`ROUTE_FIELDS`; endpoints as ids or rows).
 
@@ -202,6 +214,7 @@ def create_route(*, tenant: Tenant, **spec: Any) -> Route:
             )
             route.refresh_from_db()
             mirror_docs.record(route)
+            _audit("create", route, before=None, after=mirror_docs.document_of(route))
     except IntegrityError:
         raise _name_taken() from None
     log.info("route created", extra={"route": str(route.id), "trigger": route.trigger_type})
@@ -257,6 +270,7 @@ def update_route(*, route: Route, expected_version: int | None = None, **changes
             if expected_version is not None and locked.version != expected_version:
                 raise Conflict("The route changed while this request was made; read it again and retry.")
             pgpkeys.lock_option_keys(tenant=route.tenant, options=values["options"])
+            before = mirror_docs.document_of(locked)
             schedule_changed = any(
                 values[f] != getattr(locked, f) for f in ("trigger_type", "cron", "timezone", "enabled")
             )
@@ -267,6 +281,7 @@ def update_route(*, route: Route, expected_version: int | None = None, **changes
             locked.version += 1
             locked.save()
             mirror_docs.record(locked)
+            _audit("update", locked, before=before, after=mirror_docs.document_of(locked))
     except IntegrityError:
         raise _name_taken() from None
     log.info("route changed", extra={"route": str(locked.id), "version": locked.version})
@@ -290,6 +305,7 @@ def delete_route(*, route: Route) -> None:
                 code="route_busy",
             )
         version = locked.version + 1
+        _audit("delete", locked, before=mirror_docs.document_of(locked), after=None)
         locked.delete()
         mirror_docs.record_deleted(str(route.id), version)
     log.info("route deleted", extra={"route": str(route.id)})

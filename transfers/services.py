@@ -13,6 +13,7 @@ import logging
 from django.db import transaction
 from django.db.models import F
 
+from controlplane import audit
 from controlplane.errors import Conflict
 from transfers.intake import dispatch_after_commit
 from transfers.models import Transfer
@@ -21,6 +22,22 @@ from transfers.states import REDRIVABLE, TRANSITIONS, State, transition
 log = logging.getLogger(__name__)
 
 CANCELLABLE = frozenset(s for s, tos in TRANSITIONS.items() if State.CANCELLED in tos)
+
+
+def _audited_state(transfer: Transfer) -> dict[str, object]:
+    # As the caller read it; the compare-and-set decides whether the change happens at all.
+    return {"state": transfer.state, "attempt": transfer.attempt}
+
+
+def _audit(action: str, transfer: Transfer, *, before: dict[str, object], after: dict[str, object]) -> None:
+    audit.record(
+        action=f"transfer.{action}",
+        object_kind="transfer",
+        object_id=transfer.id,
+        tenant_id=transfer.tenant_id,
+        before=before,
+        after=after,
+    )
 
 
 def redrive(transfer: Transfer, *, by: str = "api") -> Transfer:
@@ -35,17 +52,21 @@ def redrive(transfer: Transfer, *, by: str = "api") -> Transfer:
     detail = f"re-driven by {by} after {transfer.attempt} attempt(s)"
     if transfer.staging_key:
         detail += "; resumes from staging"
-    moved = transition(
-        transfer.id,
-        to=State.PENDING,
-        frm=REDRIVABLE,
-        detail=detail,
-        attempt=0,
-        next_attempt_at=None,
-        last_error_code="",
-        last_error_message="",
-        finished_at=None,
-    )
+    before = _audited_state(transfer)
+    with transaction.atomic(savepoint=False):
+        moved = transition(
+            transfer.id,
+            to=State.PENDING,
+            frm=REDRIVABLE,
+            detail=detail,
+            attempt=0,
+            next_attempt_at=None,
+            last_error_code="",
+            last_error_message="",
+            finished_at=None,
+        )
+        if moved:
+            _audit("redrive", transfer, before=before, after={"state": State.PENDING, "attempt": 0})
     if not moved:
         transfer.refresh_from_db(fields=["state"])
         raise Conflict(
@@ -65,10 +86,12 @@ def cancel(transfer: Transfer, *, by: str = "api") -> Transfer:
     (``states.transition``): the scheduler tick of the partition's region removes its staging
     object, temporary files and abandoned uploads (``workers.cleanup``), off the request.
     """
-    with transaction.atomic():
+    before = _audited_state(transfer)
+    with transaction.atomic(savepoint=False):
         moved = transition(transfer.id, to=State.CANCELLED, frm=CANCELLABLE, detail=f"cancelled by {by}")
         if moved:
             Transfer.objects.filter(id=transfer.id).update(claim_token=F("claim_token") + 1)
+            _audit("cancel", transfer, before=before, after={"state": State.CANCELLED})
     if not moved:
         transfer.refresh_from_db(fields=["state"])
         raise Conflict(f"This transfer is {transfer.state} and can no longer be cancelled.", code="invalid_state")

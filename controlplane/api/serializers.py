@@ -5,7 +5,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from controlplane.models import ApiKey, OAuthClient
+from controlplane.models import ApiKey, AuditEntry, OAuthClient
 
 # Rotation keeps the old key working for this long by default, and at most a week.
 OVERLAP_HOURS_DEFAULT = 24
@@ -169,3 +169,64 @@ class OAuthClientCreateSerializer(StrictSerializer):
     label = serializers.CharField(max_length=100, required=False, default="", allow_blank=True)
     endpoint_ids = RestrictionIdsField(help_text=RESTRICTION_HELP.format(what="client's tokens", objects="endpoints"))
     route_ids = RestrictionIdsField(help_text=RESTRICTION_HELP.format(what="client's tokens", objects="routes"))
+
+
+class AuditActorSerializer(serializers.Serializer):
+    kind = serializers.CharField(
+        help_text="`api_key` (name: the key's prefix), `oauth_client` (the client id), `operator` (a Ferry "
+        "operator), `command` (an operator's command) or `system`."
+    )
+    name = serializers.CharField(help_text="Who, within the kind.")
+
+
+class AuditEntrySerializer(serializers.ModelSerializer):
+    actor = serializers.SerializerMethodField(help_text="Who made the change.")
+    before = serializers.JSONField(
+        read_only=True,
+        allow_null=True,
+        help_text="The object before the change (null: created). Secrets are never shown.",
+    )
+    after = serializers.JSONField(
+        read_only=True,
+        allow_null=True,
+        help_text="The object after the change (null: deleted). Secrets are never shown.",
+    )
+    source_address = serializers.SerializerMethodField(
+        help_text="The IP address the change came from (null: not a request, such as an operator's command)."
+    )
+
+    class Meta:
+        model = AuditEntry
+        fields = [
+            "seq",
+            "at",
+            "action",
+            "object_kind",
+            "object_id",
+            "actor",
+            "before",
+            "after",
+            "source_address",
+            "request_id",
+            "region",
+            "hash",
+        ]
+        read_only_fields = fields
+        extra_kwargs = {
+            "seq": {"help_text": "The entry's place in Ferry's audit chain (increasing; gaps are other tenants')."},
+            "at": {"help_text": "When the change was made."},
+            "action": {"help_text": "What was done: `<kind>.<verb>`, such as `endpoint.update`."},
+            "object_kind": {"help_text": "The kind of object changed: `endpoint`, `route`, `api_key`…"},
+            "object_id": {"help_text": "The changed object's id."},
+            "request_id": {"help_text": "The id of the request that made the change (its `X-Request-ID`)."},
+            "region": {"help_text": "The region that served the change."},
+            "hash": {"help_text": "The entry's SHA-256 in the chain: sha256(previous hash + canonical entry)."},
+        }
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_source_address(self, entry: AuditEntry) -> str | None:
+        return entry.source_address or None
+
+    @extend_schema_field(AuditActorSerializer)
+    def get_actor(self, entry: AuditEntry) -> dict[str, str]:
+        return {"kind": entry.actor_kind, "name": entry.actor}

@@ -9,6 +9,7 @@ urlpatterns = [
     path("api-keys/<uuid:key_id>/rotate", views.ApiKeyRotateView.as_view(), name="api-key-rotate"),
     path("oauth-clients", views.OAuthClientListView.as_view(), name="oauth-clients"),
     path("oauth-clients/<uuid:client_id>", views.OAuthClientDetailView.as_view(), name="oauth-client"),
+    path("audit", views.AuditListView.as_view(), name="audit"),
     path("", include("endpoints.api.urls")),
     path("", include("transfers.api.urls")),
 ]

@@ -2,30 +2,33 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 from django.conf import settings
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from controlplane import oauth, tenancy
+from controlplane import oauth, selectors, tenancy
 from controlplane.api.serializers import (
     ApiKeyCreateSerializer,
     ApiKeyIssuedSchema,
     ApiKeyRotatedSchema,
     ApiKeyRotateSerializer,
     ApiKeySerializer,
+    AuditEntrySerializer,
     OAuthClientCreateSerializer,
     OAuthClientIssuedSchema,
     OAuthClientSerializer,
 )
+from controlplane.errors import NotFound, ValidationFailed
 from controlplane.models import ApiKey, OAuthClient
 from controlplane.pagination import CursorPage
+from controlplane.parsers import parse_time
 
 
 class TenantView(APIView):
@@ -126,8 +129,10 @@ class ApiKeyDetailView(APIView):
         responses={204: None},
     )
     def delete(self, request: Request, key_id) -> Response:
-        key = get_object_or_404(ApiKey, pk=key_id, tenant=tenancy.tenant_of(request), revoked_at__isnull=True)
-        ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+        tenant = tenancy.tenant_of(request)
+        key = get_object_or_404(ApiKey, pk=key_id, tenant=tenant, revoked_at__isnull=True)
+        if not tenancy.revoke_api_key(prefix=key.prefix, tenant=tenant):
+            raise NotFound("Not found.")  # revoked meanwhile
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -204,3 +209,62 @@ class OAuthClientDetailView(APIView):
     def delete(self, request: Request, client_id) -> Response:
         oauth.revoke_client(tenant=tenancy.tenant_of(request), client_id=client_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AuditPage(CursorPage):
+    """Newest first by the chain's order (``seq`` grows with every entry)."""
+
+    ordering = ("-seq",)  # type: ignore[assignment]
+
+
+_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_.]{0,63}$")
+
+
+def _audit_filters(request: Request) -> dict:
+    params = request.query_params
+    errors: dict[str, list[str]] = {}
+    out: dict = {}
+    for name in ("kind", "action"):
+        value = params.get(name)
+        if value:
+            if not _IDENTIFIER.match(value):
+                errors[name] = ["Lower-case letters, digits, `_` and `.`, at most 64."]
+            out[name] = value
+    if params.get("object_id"):
+        if len(params["object_id"]) > 64 or not params["object_id"].isprintable():
+            errors["object_id"] = ["An object id: at most 64 printable characters."]
+        out["object_id"] = params["object_id"]
+    for name in ("since", "until"):
+        if params.get(name):
+            when = parse_time(params[name])
+            if when is None or when.tzinfo is None:
+                errors[name] = ["Use an ISO 8601 time with its offset, such as 2026-01-31T00:00:00Z."]
+            out[name] = when
+    if errors:
+        raise ValidationFailed("The request is not valid.", fields=errors)
+    return out
+
+
+class AuditListView(APIView):
+    pagination_class = AuditPage
+
+    @extend_schema(
+        summary="List the audit log",
+        description="Every configuration change made to the tenant's objects (API keys, endpoints, routes, "
+        "re-drives and cancels…), by its keys, OAuth clients or Ferry's operators, newest first, a page at a "
+        "time. `before` and `after` show the object around the change; secrets are never shown. The filters "
+        "combine.",
+        parameters=[
+            OpenApiParameter("kind", str, description="Only changes of this kind of object (`endpoint`, `route`…)."),
+            OpenApiParameter("action", str, description="Only this action (`endpoint.update`…)."),
+            OpenApiParameter("object_id", str, description="Only changes of this object."),
+            OpenApiParameter("since", str, description="ISO 8601 time: made at or after it."),
+            OpenApiParameter("until", str, description="ISO 8601 time: made before it."),
+        ],
+        responses=AuditEntrySerializer(many=True),
+    )
+    def get(self, request: Request) -> Response:
+        entries = selectors.audit_entries(tenant=tenancy.tenant_of(request), **_audit_filters(request))
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(entries, request, view=self)
+        return paginator.get_paginated_response(AuditEntrySerializer(page, many=True).data)

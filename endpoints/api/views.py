@@ -168,6 +168,8 @@ class EndpointSshKeyView(APIView):
 
 
 class EndpointTestView(APIView):
+    throttle_scope = "probe"  # opens an outbound connection (controlplane/throttling.py)
+
     @extend_schema(
         summary="Test an endpoint",
         description="Connect with the stored config and credentials and report each check it ran. "
@@ -185,6 +187,8 @@ class EndpointTestView(APIView):
 
 
 class HostKeyScanView(APIView):
+    throttle_scope = "probe"  # opens an outbound connection (controlplane/throttling.py)
+
     @extend_schema(
         summary="Scan a server's host keys",
         description="Connect to an SSH server and return its host keys as pins for an SFTP endpoint's "

@@ -16,8 +16,8 @@ Each operation is exercised as:
 - a read-only key (writes are 403) and no key (401).
 
 Bounded in time: few examples per operation, no shrinking (``FERRY_CONTRACT_EXAMPLES``
-raises the count for a deeper run by hand). Throttling: Ferry has none yet; if it comes,
-it is turned off for this test.
+raises the count for a deeper run by hand). Rate limits: the test profile's are 100,000 a
+minute, which this test never reaches (tests/controlplane/test_rate_limits.py tests them).
 """
 
 from __future__ import annotations

@@ -102,3 +102,31 @@ def test_a_ledger_retention_shorter_than_a_late_event_is_refused():
     assert run("7").stdout.strip().splitlines()[-1] == "7.0"
     refused = run("3")
     assert refused.returncode != 0 and "FERRY_LEDGER_RETENTION_DAYS must be at least 7" in refused.stderr
+
+
+def test_rate_limits_default_by_profile_and_a_bad_rate_is_refused_at_start():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FERRY_", "DATABASE_", "SECRET_KEY"))}
+    env.update(DJANGO_SETTINGS_MODULE="controlplane.settings", SECRET_KEY="k" * 50, DATABASE_URL="postgres://f@db/f")
+    read = (
+        "import django; from django.conf import settings; django.setup(); "
+        "print(settings.FERRY_RATE_LIMIT_READ, settings.FERRY_RATE_LIMIT_WRITE, settings.FERRY_RATE_LIMIT_PROBE, "
+        "settings.CACHES['ratelimit']['BACKEND'].rsplit('.', 1)[-1])"
+    )
+
+    def run(**extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-c", read],
+            cwd=ROOT,
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    production = run(FERRY_PROFILE="production", FERRY_RATE_LIMIT_REDIS_URL="rediss://cache.internal:6379/0")
+    assert production.stdout.split() == ["600/min", "120/min", "10/min", "RedisCache"]
+    # Without a Redis (make run's one API process) the counters stay in the process.
+    assert run(FERRY_PROFILE="production").stdout.split()[-1] == "LocMemCache"
+    bad = run(FERRY_PROFILE="production", FERRY_RATE_LIMIT_PROBE="ten a minute")
+    assert bad.returncode != 0 and "FERRY_RATE_LIMIT_PROBE" in bad.stderr

@@ -20,9 +20,9 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from controlplane import dbforwarding, mirror, tenancy
+from controlplane import audit, dbforwarding, mirror, tenancy
 from controlplane.dbforwarding import WriteForwardingRefused, refused_by
-from controlplane.models import Tenant
+from controlplane.models import AuditEntry, Tenant
 from controlplane.querysets import in_pk_order
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -182,7 +182,7 @@ import json, django
 django.setup()
 from django.db import connection, transaction
 from controlplane.dbforwarding import WriteForwardingRefused
-from controlplane.models import Tenant
+from controlplane.models import AuditEntry, Tenant
 
 def outcome(action):
     try:
@@ -405,6 +405,30 @@ def test_the_common_paths_run_on_a_forwarded_connection(moto, source_bucket, buc
     # Deletions: the route (its transfers finished), then an endpoint.
     routes.delete_route(route=route)
     endpoint_services.delete_endpoint(endpoint=destination)
+
+    # The audit log: every change above was recorded in its own transaction, serialised on the
+    # chain head's row lock (FOR UPDATE; no LOCK, no savepoint), and the chain verifies.
+    rotated = tenancy.rotate_api_key(key=key.api_key, overlap=timedelta(hours=1))
+    assert tenancy.revoke_api_key(prefix=rotated.issued.api_key.prefix)
+    actions = list(AuditEntry.objects.filter(tenant_id=tenant.id).order_by("seq").values_list("action", flat=True))
+    assert actions == [
+        "tenant.create",
+        "api_key.issue",
+        "endpoint.create",
+        "endpoint.create",
+        "endpoint.update",
+        "route.create",
+        "route.update",
+        "transfer.redrive",
+        "transfer.cancel",
+        "route.delete",
+        "endpoint.delete",
+        "api_key.issue",
+        "api_key.rotate",
+        "api_key.revoke",
+    ]
+    assert audit.verify()[1] is None
+    assert client.get("/api/v1/audit?kind=route").json()["results"][0]["action"] == "route.delete"
 
 
 @guarded

@@ -4,6 +4,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from controlplane.models import AuditEntry
 from tests.conftest import run_manage
 from workers import context
 from workers.regions import RegionState
@@ -19,6 +20,8 @@ def restore_regions(moto):
         table.set_state(name, RegionState.ACTIVE)
 
 
+# Transactional: the commands (child processes) commit audit entries; the flush removes them.
+@pytest.mark.django_db(transaction=True)
 def test_regions_commands_change_state_and_status_shows_it(moto, worker_env, restore_regions):
     out = run_manage("regions", "drain", "us-west-2", env=worker_env | {"FERRY_REGIONS": "us-east-1,us-west-2"}).stdout
     assert "us-west-2: draining" in out
@@ -39,6 +42,15 @@ def test_regions_commands_change_state_and_status_shows_it(moto, worker_env, res
     assert context.region_table().all(["us-west-2"])["us-west-2"].state == RegionState.ACTIVE
     bad = run_manage("regions", "drain", "eu-west-9", env=worker_env, check=False)
     assert bad.returncode != 0 and "unknown region" in bad.stderr
+    # Each change is in the audit log, as the command's (docs/audit.md); the refused one is not.
+    made = AuditEntry.objects.filter(object_kind="region").order_by("seq")
+    assert [(e.action, e.actor_kind, e.actor, e.object_id, e.after["state"]) for e in made] == [
+        ("region.drain", "command", "regions drain", "us-west-2", "draining"),
+        ("region.failover", "command", "regions failover", "us-west-2", "failed_over"),
+        ("region.restore", "command", "regions restore", "us-west-2", "active"),
+    ]
+    assert made[1].before["state"] == "draining" and made[1].after["moved_to"] == "us-east-1"
+    assert made[0].tenant_id is None
 
 
 def test_admin_shows_regions_and_leases_read_only(moto):

@@ -3,7 +3,7 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from controlplane import tenancy
+from controlplane import audit, tenancy
 from controlplane.errors import FerryError
 from controlplane.models import ApiKey, Tenant
 
@@ -33,7 +33,8 @@ class Command(BaseCommand):
             raise CommandError(f"no tenant {tenant!r}")
         expires_at = timezone.now() + timedelta(days=expires_in_days) if expires_in_days is not None else None
         try:
-            issued = tenancy.issue_api_key(tenant=found, scope=scope, label=label, expires_at=expires_at)
+            with audit.command("create_api_key"):
+                issued = tenancy.issue_api_key(tenant=found, scope=scope, label=label, expires_at=expires_at)
         except FerryError as error:
             raise CommandError(error.message) from error
         expiry = issued.api_key.expires_at.isoformat() if issued.api_key.expires_at else "never"

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from django.db import IntegrityError
 
-from controlplane import tenancy
+from controlplane import audit, tenancy
 
 
 class Command(BaseCommand):
@@ -12,7 +12,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, name: str, **options) -> None:
         try:
-            tenant = tenancy.create_tenant(name=name)
+            with audit.command("create_tenant"):
+                tenant = tenancy.create_tenant(name=name)
         except IntegrityError as exc:
             raise CommandError(f"a tenant named {name!r} already exists") from exc
         self.stdout.write(f"tenant {tenant.name} {tenant.id}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from controlplane import mirror, tenancy
+from controlplane import audit, mirror, tenancy
 
 
 class Command(BaseCommand):
@@ -20,7 +20,8 @@ class Command(BaseCommand):
         parser.add_argument("action", choices=["check", "drain", "repair", "restore"])
 
     def handle(self, *args, action: str, **options) -> None:
-        getattr(self, f"_{action}")()
+        with audit.command(f"mirror {action}"):
+            getattr(self, f"_{action}")()
 
     def _check(self) -> None:
         report = mirror.check()

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from controlplane import tenancy
+from controlplane import audit, tenancy
 
 
 class Command(BaseCommand):
@@ -10,6 +10,8 @@ class Command(BaseCommand):
         parser.add_argument("prefix")
 
     def handle(self, *args, prefix: str, **options) -> None:
-        if not tenancy.revoke_api_key(prefix=prefix):
+        with audit.command("revoke_api_key"):
+            revoked = tenancy.revoke_api_key(prefix=prefix)
+        if not revoked:
             raise CommandError(f"no active key with prefix {prefix!r}")
         self.stdout.write(f"revoked {prefix}")

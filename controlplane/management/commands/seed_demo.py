@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from controlplane import aws, tenancy
+from controlplane import audit, aws, tenancy
 from controlplane.models import Tenant
 
 
@@ -20,7 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--bucket", default="ferry-demo")
 
     def handle(self, *args, tenant: str, admin_user: str, bucket: str, **options) -> None:
-        with transaction.atomic():
+        with audit.command("seed_demo"), transaction.atomic():
             found = Tenant.objects.filter(name=tenant).first() or tenancy.create_tenant(name=tenant)
             issued = tenancy.issue_api_key(tenant=found, label="make run")
             password = secrets.token_urlsafe(12)

@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from controlplane import audit
 from workers import context
 from workers.admin import lease_rows
 from workers.regions import RegionState
@@ -31,19 +32,34 @@ class Command(BaseCommand):
         table = context.region_table()
         if action == "drain":
             self._check(options["region"])
-            table.set_state(options["region"], RegionState.DRAINING)
+            self._set(table, options["region"], RegionState.DRAINING, action=action)
             self.stdout.write(f"{options['region']}: draining (partitions move once in-flight transfers finish)")
         elif action == "failover":
             self._check(options["source"], options["target"])
             if options["source"] == options["target"]:
                 raise CommandError("--from and --to must differ")
-            table.set_state(options["source"], RegionState.FAILED_OVER, moved_to=options["target"])
+            self._set(table, options["source"], RegionState.FAILED_OVER, action=action, moved_to=options["target"])
             self.stdout.write(f"{options['source']}: failed over to {options['target']}")
         elif action == "restore":
             self._check(options["region"])
-            table.set_state(options["region"], RegionState.ACTIVE)
+            self._set(table, options["region"], RegionState.ACTIVE, action=action)
             self.stdout.write(f"{options['region']}: active (its partitions come home as the other region hands over)")
         self._status()
+
+    def _set(self, table, name: str, state: RegionState, *, action: str, moved_to: str = "") -> None:
+        """Change the region's state and audit it. The state lives in DynamoDB, so the entry
+        is written just after (not in one transaction with it): a failed write is not audited."""
+        current = table.all([name]).get(name)
+        before = {"state": str(current.state), "moved_to": current.moved_to} if current else None
+        table.set_state(name, state, moved_to=moved_to)
+        with audit.command(f"regions {action}"):
+            audit.record(
+                action=f"region.{action}",
+                object_kind="region",
+                object_id=name,
+                before=before,
+                after={"state": str(state), "moved_to": moved_to},
+            )
 
     def _status(self) -> None:
         regions, partitions = lease_rows()
