@@ -32,6 +32,7 @@ from oauth2_provider.oauth2_validators import OAuth2Validator
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from controlplane import audit
 from controlplane.errors import AuthenticationRefused, NotFound
 from controlplane.logs import bind
 from controlplane.models import OAuthClient, Tenant
@@ -78,7 +79,27 @@ def register_client(
             endpoint_ids=None if endpoint_ids is None else sorted({str(i) for i in endpoint_ids}),
             route_ids=None if route_ids is None else sorted({str(i) for i in route_ids}),
         )
+        audit.record(
+            action="oauth_client.register",
+            object_kind="oauth_client",
+            object_id=client.id,
+            tenant_id=tenant.id,
+            after=client_document(client),
+        )
     return IssuedClient(client=client, client_secret=secret)
+
+
+def client_document(client: OAuthClient) -> dict[str, object]:
+    """What the audit log keeps of a client: never its secret or tokens."""
+    return {
+        "id": str(client.id),
+        "client_id": client.client_id,
+        "scope": client.scope,
+        "label": client.label,
+        "revoked_at": client.revoked_at.isoformat() if client.revoked_at else None,
+        "endpoint_ids": client.endpoint_ids,
+        "route_ids": client.route_ids,
+    }
 
 
 def revoke_client(*, tenant: Tenant, client_id: object) -> OAuthClient:
@@ -90,6 +111,7 @@ def revoke_client(*, tenant: Tenant, client_id: object) -> OAuthClient:
             OAuthClient.objects.select_for_update().filter(pk=client_id, tenant=tenant, revoked_at__isnull=True).first()
         )
         if client is not None:
+            before = client_document(client)
             application_id = client.application_id
             client.revoked_at = timezone.now()
             client.application = None
@@ -97,6 +119,14 @@ def revoke_client(*, tenant: Tenant, client_id: object) -> OAuthClient:
             if application_id is not None:
                 AccessToken.objects.filter(application_id=application_id).delete()
                 Application.objects.filter(pk=application_id).delete()
+            audit.record(
+                action="oauth_client.revoke",
+                object_kind="oauth_client",
+                object_id=client.id,
+                tenant_id=tenant.id,
+                before=before,
+                after=client_document(client),
+            )
     # Raised outside the block: a request's own transaction is not marked for rollback.
     if client is None:
         raise NotFound("Not found.")
