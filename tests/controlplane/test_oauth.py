@@ -147,3 +147,22 @@ def test_revoking_deletes_the_clients_tokens():
     oauth.revoke_client(tenant=tenant, client_id=issued.client.pk)
     assert not AccessToken.objects.exists() and not Application.objects.filter(pk=app.pk).exists()
     assert OAuthClient.objects.get(pk=issued.client.pk).revoked_at is not None
+
+
+def test_client_changes_and_changes_made_with_a_token_are_audited(api):
+    issued = register(api, label="audited", scope="write")
+    token = get_token(issued["client_id"], issued["client_secret"])["access_token"]
+    # A change made with the token names the client, not a key.
+    made = bearer(token).post("/api/v1/api-keys", {"scope": "read"}, format="json")
+    assert made.status_code == 201, made.content
+    assert api.delete(f"/api/v1/oauth-clients/{issued['id']}").status_code == 204
+
+    entries = api.get("/api/v1/audit").json()["results"]
+    by_action: dict[str, dict] = {}
+    for entry in entries:  # newest first: keep each action's newest entry
+        by_action.setdefault(entry["action"], entry)
+    assert by_action["oauth_client.register"]["after"]["client_id"] == issued["client_id"]
+    assert by_action["api_key.issue"]["actor"] == {"kind": "oauth_client", "name": issued["client_id"]}
+    revoked = by_action["oauth_client.revoke"]
+    assert revoked["before"]["revoked_at"] is None and revoked["after"]["revoked_at"] is not None
+    assert issued["client_secret"] not in str(entries)
