@@ -4,8 +4,10 @@ base every app's admin pages and inlines use."""
 from axes.admin import AccessAttemptAdmin as AxesAccessAttemptAdmin
 from axes.admin import AccessLogAdmin as AxesAccessLogAdmin
 from axes.models import AccessAttempt, AccessLog
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.http import HttpRequest
 
+from controlplane import tenancy
 from controlplane.models import ApiKey, MirrorOutbox, Tenant, WorkerPing
 
 
@@ -44,6 +46,21 @@ class TenantAdmin(ReadOnlyAdmin):
 class ApiKeyAdmin(ReadOnlyAdmin):
     list_display = ["prefix", "tenant", "scope", "label", "created_at", "expires_at", "last_used_at", "revoked_at"]
     list_filter = ["scope"]
+    # The admin role (controlplane/operators/roles.py) revokes keys; nothing else changes here.
+    actions = ["revoke_selected"]
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("controlplane.change_apikey")
+
+    @admin.action(description="Revoke selected keys", permissions=["revoke"])
+    def revoke_selected(self, request: HttpRequest, queryset) -> None:
+        revoked = 0
+        for key in queryset.filter(revoked_at__isnull=True).only("pk", "prefix"):
+            if tenancy.revoke_api_key(prefix=key.prefix):
+                self.log_change(request, key, f"Revoked by {request.user.get_username()}.")
+                revoked += 1
+        self.message_user(request, f"Revoked: {revoked}.", messages.INFO)
+
     fields = [
         "prefix",
         "tenant",

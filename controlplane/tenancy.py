@@ -195,13 +195,35 @@ class HasScopedApiKey(permissions.BasePermission):
 
     def has_permission(self, request: Request, view) -> bool:
         key = request.auth
-        if not isinstance(key, ApiKey):
+        # An ApiKey, or an mTLS client certificate's identity (controlplane/mtls.py), which
+        # carries its tenant's scope the same way.
+        scope = getattr(key, "scope", None)
+        if scope is None:
             raise exceptions.NotAuthenticated("An API key is required.")
         if request.method in permissions.SAFE_METHODS:
             return True
-        return key.scope == ApiKey.Scope.WRITE
+        return scope == ApiKey.Scope.WRITE
 
 
 def tenant_of(request: Request) -> Tenant:
     """The tenant of an authenticated request; every query is scoped to it."""
     return request.user.tenant
+
+
+def set_mtls_subject(*, tenant: Tenant, subject: str | None, scope: str = ApiKey.Scope.READ) -> Tenant:
+    """Let the client certificate with ``subject`` act for ``tenant`` with ``scope`` (None: none).
+
+    ``ValueError`` when the subject is empty or already another tenant's. Takes effect at
+    the next request (docs/identity.md, "Mutual TLS").
+    """
+    if scope not in ApiKey.Scope.values:
+        raise ValueError(f"scope must be one of {', '.join(ApiKey.Scope.values)}")
+    if subject is not None:
+        subject = subject.strip()
+        if not subject:
+            raise ValueError("the subject is empty")
+        if Tenant.objects.filter(mtls_subject=subject).exclude(pk=tenant.pk).exists():
+            raise ValueError("that subject already stands for another tenant")
+    Tenant.objects.filter(pk=tenant.pk).update(mtls_subject=subject, mtls_scope=scope)
+    tenant.mtls_subject, tenant.mtls_scope = subject, scope
+    return tenant

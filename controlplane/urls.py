@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from controlplane import health
+from controlplane.operators import sso
 
 handler400 = "controlplane.errors.handler400"
 handler403 = "controlplane.errors.handler403"
@@ -25,5 +26,9 @@ urlpatterns = [
         name="api-redoc",
     ),
     path("api/v1/", include(api_v1)),
+    # Operators' SSO (404 unless FERRY_OIDC_ENABLED); under /admin/ so it shares the admin's
+    # host guard and the internal listener. The names are mozilla-django-oidc's.
+    path("admin/sso/login/", sso.login_view, name="oidc_authentication_init"),
+    path("admin/sso/callback/", sso.callback_view, name="oidc_authentication_callback"),
     path("admin/", admin.site.urls),
 ]

@@ -1,0 +1,152 @@
+"""Operators' single sign-on through OpenID Connect (mozilla-django-oidc).
+
+mozilla-django-oidc runs the authorization-code flow (state, nonce, PKCE) and checks the ID
+token's signature against the provider's JWKS. Ferry adds what it leaves out or does
+differently:
+
+- the ID token's audience must be Ferry's client id, its issuer ``FERRY_OIDC_ISSUER``, and
+  it must carry ``exp``, ``iat`` and ``sub``: a token the IdP issued to another application
+  is refused (the library skips the audience);
+- any refused token or IdP error is a failed login (a redirect to the login page that
+  says so), never a 500;
+- operators are matched by the IdP's subject (``sub``), not by e-mail: an IdP account that
+  shares an e-mail address with a password operator does not become that operator;
+- the groups claim decides the roles (``FERRY_OIDC_ROLE_GROUPS``) at every login: someone
+  whose groups map to no role is refused, and losing a group at the IdP loses the role at
+  the next login. SSO operators have no password, so the password form never admits them.
+
+The IdP is responsible for the second factor of SSO logins (docs/identity.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import jwt
+import requests
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, get_user_model
+from django.contrib.auth.models import Group
+from django.core.exceptions import SuspiciousOperation
+from django.http import Http404, HttpRequest, HttpResponse
+from mozilla_django_oidc.auth import OIDCAuthenticationBackend
+from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
+
+from controlplane.operators.roles import ROLES
+
+log = logging.getLogger(__name__)
+
+BACKEND = f"{__name__}.FerryOIDCBackend"
+_REQUIRED_CLAIMS = ["exp", "iat", "sub", "aud", "iss"]
+
+
+def roles_from_claims(claims: Mapping[str, Any], *, claim: str, mapping: Mapping[str, str]) -> set[str]:
+    """The Ferry roles that the IdP groups in ``claims[claim]`` map to (unknown groups ignored)."""
+    groups = claims.get(claim) or []
+    if isinstance(groups, str):
+        groups = [groups]
+    if not isinstance(groups, Iterable):
+        return set()
+    return {mapping[g] for g in groups if isinstance(g, str) and mapping.get(g) in ROLES}
+
+
+def username_for(subject: str) -> str:
+    """The local username of the IdP subject ``subject`` (fits Django's 150 characters)."""
+    name = f"sso:{subject}"
+    return name if len(name) <= 150 else f"sso:{hashlib.sha256(subject.encode()).hexdigest()}"
+
+
+def is_sso_session(request: HttpRequest) -> bool:
+    """Whether this session's login came through SSO (while SSO is still enabled)."""
+    session = getattr(request, "session", None)
+    return bool(settings.FERRY_OIDC_ENABLED and session is not None and session.get(BACKEND_SESSION_KEY) == BACKEND)
+
+
+class FerryOIDCBackend(OIDCAuthenticationBackend):
+    """mozilla-django-oidc's backend with Ferry's checks; admits nobody while SSO is off."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.UserModel = get_user_model()
+        self.enabled = settings.FERRY_OIDC_ENABLED
+        if self.enabled:
+            super().__init__(*args, **kwargs)
+
+    def authenticate(self, request, **kwargs):
+        if not self.enabled or request is None:
+            return None
+        try:
+            return super().authenticate(request, **kwargs)
+        except SuspiciousOperation as exc:
+            log.warning("SSO login refused: %s", exc)
+        except requests.RequestException as exc:
+            # The message names the IdP's URL and status, never the client secret.
+            log.warning("SSO login failed talking to the identity provider: %s", type(exc).__name__)
+        return None
+
+    def _verify_jws(self, payload, key):
+        header = jwt.get_unverified_header(payload)
+        if header.get("alg") != self.OIDC_RP_SIGN_ALGO:
+            raise SuspiciousOperation("The ID token's algorithm is not the one configured.")
+        try:
+            return jwt.decode(
+                payload,
+                key,
+                algorithms=[self.OIDC_RP_SIGN_ALGO],
+                audience=self.OIDC_RP_CLIENT_ID,
+                issuer=settings.FERRY_OIDC_ISSUER,
+                options={"require": _REQUIRED_CLAIMS},
+                leeway=30,
+            )
+        except jwt.InvalidTokenError as exc:
+            raise SuspiciousOperation(f"ID token refused: {exc}") from exc
+
+    def get_or_create_user(self, access_token, id_token, payload):
+        info = self.get_userinfo(access_token, id_token, payload)
+        if info.get("sub") != payload.get("sub"):
+            raise SuspiciousOperation("The userinfo answer is about another subject than the ID token.")
+        claims = {**payload, **info}
+        roles = roles_from_claims(
+            claims, claim=settings.FERRY_OIDC_GROUPS_CLAIM, mapping=settings.FERRY_OIDC_ROLE_GROUPS
+        )
+        username = username_for(str(payload["sub"]))
+        user = self.UserModel.objects.filter(username=username).first()
+        if not roles:
+            if user is not None and user.is_staff:
+                # Removed from Ferry's groups at the IdP: the account keeps its history, not its access.
+                user.is_staff = False
+                user.save(update_fields=["is_staff"])
+                user.groups.clear()
+            log.warning("SSO login refused: no Ferry role in the groups of %s", username)
+            return None
+        if user is None:
+            user = self.UserModel(username=username)
+            user.set_unusable_password()
+        elif not user.is_active:
+            log.warning("SSO login refused: %s is deactivated in Ferry", username)
+            return None
+        user.email = str(claims.get("email") or "")[:254]
+        user.first_name = str(claims.get("given_name") or claims.get("name") or "")[:150]
+        user.last_name = str(claims.get("family_name") or "")[:150]
+        user.is_staff = True
+        user.save()
+        user.groups.set(Group.objects.filter(name__in=roles))
+        log.info("SSO login of %s with roles %s", username, ",".join(sorted(roles)))
+        return user
+
+
+def _only_when_enabled(view_class):
+    view = view_class.as_view()
+
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not settings.FERRY_OIDC_ENABLED:
+            raise Http404("Single sign-on is not configured here.")
+        return view(request, *args, **kwargs)
+
+    return guarded
+
+
+login_view = _only_when_enabled(OIDCAuthenticationRequestView)
+callback_view = _only_when_enabled(OIDCAuthenticationCallbackView)
