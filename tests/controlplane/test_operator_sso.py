@@ -1,0 +1,112 @@
+"""Operators' SSO: the OpenID Connect login flow against a small provider the test starts
+(tests/oidc_provider.py), the groups claim mapped to roles, bad tokens refused."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from urllib.parse import urlparse
+
+import pytest
+import requests
+from cryptography.hazmat.primitives.asymmetric import rsa
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from controlplane.operators.sso import roles_from_claims, username_for
+from tests.oidc_provider import Provider, Running
+from tests.operators import make_operator
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(scope="module")
+def idp() -> Iterator[Provider]:
+    with Running() as provider:
+        yield provider
+
+
+@pytest.fixture
+def sso(idp, settings) -> Provider:
+    for name, value in idp.settings().items():
+        setattr(settings, name, value)
+    idp.sign_with, idp.audience = None, "ferry-admin"
+    return idp
+
+
+def sso_login(client: Client) -> str:
+    """Run the authorization-code flow: Ferry → IdP → Ferry's callback. Returns where Ferry sends the browser."""
+    start = client.get("/admin/sso/login/?next=/admin/")
+    assert start.status_code == 302
+    authorize = requests.get(start["Location"], allow_redirects=False, timeout=10)
+    assert authorize.status_code == 302, authorize.text
+    callback = urlparse(authorize.headers["Location"])
+    assert callback.path == "/admin/sso/callback/"
+    done = client.get(f"{callback.path}?{callback.query}")
+    assert done.status_code == 302
+    return done["Location"]
+
+
+def test_an_operator_group_logs_in_with_the_operator_role_and_no_totp(sso):
+    sso.login_as("u-1001", groups=["ops-run", "unrelated"], email="ana@example.com", given_name="Ana")
+    client = Client()
+    assert sso_login(client) == "/admin/"
+    assert client.get("/admin/").status_code == 200  # no TOTP asked: the IdP did the MFA
+    user = get_user_model().objects.get(username=username_for("u-1001"))
+    assert user.is_staff and not user.is_superuser and not user.has_usable_password()
+    assert [g.name for g in user.groups.all()] == ["operator"]
+    assert user.has_perm("transfers.redrive_transfer") and not user.has_perm("controlplane.change_apikey")
+
+
+def test_losing_the_group_at_the_idp_loses_access_at_the_next_login(sso):
+    sso.login_as("u-1002", groups=["ops-admin"])
+    assert sso_login(Client()) == "/admin/"
+    sso.login_as("u-1002", groups=["somewhere-else"])
+    client = Client()
+    assert sso_login(client).startswith("/admin/login/?sso=failed")
+    assert client.get("/admin/").status_code == 302
+    user = get_user_model().objects.get(username=username_for("u-1002"))
+    assert not user.is_staff and not user.groups.exists()
+
+
+def test_a_token_signed_with_another_key_is_refused(sso):
+    sso.login_as("u-1003", groups=["ops-admin"])
+    sso.sign_with = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    client = Client()
+    assert sso_login(client).startswith("/admin/login/?sso=failed")
+    assert client.get("/admin/").status_code == 302
+    assert not get_user_model().objects.filter(username=username_for("u-1003")).exists()
+
+
+def test_a_token_for_another_audience_is_refused(sso):
+    sso.login_as("u-1004", groups=["ops-admin"])
+    sso.audience = "some-other-app"
+    client = Client()
+    assert sso_login(client).startswith("/admin/login/?sso=failed")
+    assert not get_user_model().objects.filter(username=username_for("u-1004")).exists()
+
+
+def test_an_idp_account_with_a_password_operators_email_is_not_that_operator(sso):
+    olga = make_operator("olga", role="admin")
+    sso.login_as("u-1005", groups=["ops-read"], email=olga.email)
+    client = Client()
+    assert sso_login(client) == "/admin/"
+    assert client.get("/admin/").wsgi_request.user.username == username_for("u-1005")
+    olga.refresh_from_db()
+    assert [g.name for g in olga.groups.all()] == ["admin"]
+
+
+def test_sso_sessions_end_when_sso_is_switched_off(sso, settings):
+    sso.login_as("u-1006", groups=["ops-read"])
+    client = Client()
+    sso_login(client)
+    settings.FERRY_OIDC_ENABLED = False
+    assert client.get("/admin/").status_code == 302
+
+
+def test_roles_from_claims():
+    mapping = {"a": "viewer", "b": "admin", "c": "superuser"}
+    assert roles_from_claims({"groups": ["a", "b", "x"]}, claim="groups", mapping=mapping) == {"viewer", "admin"}
+    assert roles_from_claims({"groups": "a"}, claim="groups", mapping=mapping) == {"viewer"}
+    assert roles_from_claims({"groups": ["c"]}, claim="groups", mapping=mapping) == set()  # not a role
+    assert roles_from_claims({}, claim="groups", mapping=mapping) == set()
+    assert roles_from_claims({"groups": 7}, claim="groups", mapping=mapping) == set()
