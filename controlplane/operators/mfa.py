@@ -55,3 +55,8 @@ def enroll(user, *, name: str = "authenticator") -> TOTPDevice:
     """Give ``user`` a confirmed TOTP device; replaces the ones they had (a lost phone)."""
     TOTPDevice.objects.filter(user=user).delete()
     return TOTPDevice.objects.create(user=user, name=name, confirmed=True)
+
+
+def device_of(user) -> TOTPDevice | None:
+    """``user``'s confirmed TOTP device, if it has one."""
+    return TOTPDevice.objects.filter(user=user, confirmed=True).order_by("id").first()

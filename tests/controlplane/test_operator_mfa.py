@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
+import json
 import time
 
 import pytest
 from axes.models import AccessAttempt
 from django.contrib.auth import get_user_model
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -91,3 +94,40 @@ def test_the_login_page_offers_sso_only_when_configured(settings):
     assert Client().get("/admin/sso/login/").status_code == 404
     settings.FERRY_OIDC_ENABLED = True
     assert "Log in with single sign-on" in Client().get(LOGIN).content.decode()
+
+
+def test_the_local_stacks_admin_logs_in_with_the_code_totp_code_prints(moto, settings):
+    """`make run`'s banner: seed_demo's admin, its password and `manage.py totp_code`."""
+    out = io.StringIO()
+    call_command("seed_demo", "--bucket", "ferry-demo-mfa-test", stdout=out)
+    seed = json.loads(out.getvalue().strip().splitlines()[-1])
+    assert seed["admin_totp_uri"].startswith("otpauth://totp/Ferry%3Aadmin?secret=")
+    printed = io.StringIO()
+    call_command("totp_code", seed["admin_user"], stdout=printed)
+    token = printed.getvalue().strip()
+    assert len(token) == 6 and token.isdigit()
+    _, response = post({"username": "admin", "password": seed["admin_password"], "otp_token": token})
+    assert logged_in(response)
+    # Seeded again (the next `make run`): the same device, so an authenticator app keeps working.
+    again = io.StringIO()
+    call_command("seed_demo", "--bucket", "ferry-demo-mfa-test", stdout=again)
+    assert json.loads(again.getvalue().strip().splitlines()[-1])["admin_totp_uri"] == seed["admin_totp_uri"]
+
+
+def test_totp_code_refuses_outside_the_local_and_test_profiles(settings):
+    make_operator("olga", role="viewer")
+    settings.FERRY_PROFILE = "production"
+    with pytest.raises(CommandError, match="only runs in the local and test profiles"):
+        call_command("totp_code", "olga")
+
+
+def test_enroll_totp_replaces_the_device_and_prints_its_uri():
+    olga = make_operator("olga", role="viewer")
+    old = TOTPDevice.objects.get(user=olga)
+    out = io.StringIO()
+    call_command("enroll_totp", "olga", stdout=out, stderr=io.StringIO())
+    new = TOTPDevice.objects.get(user=olga)
+    assert new.pk != old.pk and out.getvalue().strip() == new.config_url
+    # The old phone's codes no longer work.
+    _, response = post({"username": "olga", "password": PASSWORD, "otp_token": current_code(old)})
+    assert response.status_code == 200
