@@ -8,6 +8,7 @@ from urllib.parse import urlparse
 
 import pytest
 import requests
+from axes.models import AccessAttempt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -33,15 +34,20 @@ def sso(idp, settings) -> Provider:
     return idp
 
 
-def sso_login(client: Client) -> str:
-    """Run the authorization-code flow: Ferry → IdP → Ferry's callback. Returns where Ferry sends the browser."""
+def sso_flow(client: Client):
+    """Run the authorization-code flow: Ferry → IdP → Ferry's callback; Ferry's last answer."""
     start = client.get("/admin/sso/login/?next=/admin/")
     assert start.status_code == 302
     authorize = requests.get(start["Location"], allow_redirects=False, timeout=10)
     assert authorize.status_code == 302, authorize.text
     callback = urlparse(authorize.headers["Location"])
     assert callback.path == "/admin/sso/callback/"
-    done = client.get(f"{callback.path}?{callback.query}")
+    return client.get(f"{callback.path}?{callback.query}")
+
+
+def sso_login(client: Client) -> str:
+    """The flow, answered with a redirect: where Ferry sends the browser."""
+    done = sso_flow(client)
     assert done.status_code == 302
     return done["Location"]
 
@@ -75,6 +81,7 @@ def test_a_token_signed_with_another_key_is_refused(sso):
     assert sso_login(client).startswith("/admin/login/?sso=failed")
     assert client.get("/admin/").status_code == 302
     assert not get_user_model().objects.filter(username=username_for("u-1003")).exists()
+    assert AccessAttempt.objects.filter(username__isnull=True).count() == 1  # axes counted it
 
 
 def test_a_token_for_another_audience_is_refused(sso):
@@ -110,3 +117,13 @@ def test_roles_from_claims():
     assert roles_from_claims({"groups": ["c"]}, claim="groups", mapping=mapping) == set()  # not a role
     assert roles_from_claims({}, claim="groups", mapping=mapping) == set()
     assert roles_from_claims({"groups": 7}, claim="groups", mapping=mapping) == set()
+
+
+def test_repeated_refused_callbacks_from_one_address_lock_its_sso_logins(sso):
+    sso.login_as("u-1007", groups=["ops-admin"])
+    sso.audience = "some-other-app"
+    for n in range(1, 6):
+        assert sso_flow(Client()).status_code == (429 if n == 5 else 302), n  # 429: axes' lockout page
+    sso.audience = "ferry-admin"
+    assert sso_flow(Client()).status_code == 429  # even a good token, from this address
+    assert not get_user_model().objects.filter(username=username_for("u-1007")).exists()
