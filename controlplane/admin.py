@@ -37,9 +37,36 @@ class ReadOnlyInline(ReadOnly, admin.TabularInline):
 
 
 @admin.register(Tenant)
-class TenantAdmin(ReadOnlyAdmin):
-    list_display = ["name", "id", "created_at"]
+class TenantAdmin(admin.ModelAdmin):
+    """The admin role (controlplane/operators/roles.py) adds tenants and sets their client
+    certificate (mutual TLS); both go through ``controlplane.tenancy``. Nothing is deleted here."""
+
+    list_display = ["name", "id", "created_at", "mtls_subject"]
     search_fields = ["name"]
+    readonly_fields = ["id", "created_at"]
+
+    def get_fields(self, request: HttpRequest, obj: Tenant | None = None) -> list[str]:
+        if obj is None:
+            return ["name"]
+        return ["name", "id", "created_at", "mtls_subject", "mtls_scope"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Tenant | None = None) -> list[str]:
+        # A tenant's name is its handle in commands and the mirror: set once.
+        return [*self.readonly_fields, "name"] if obj is not None else list(self.readonly_fields)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Tenant, form, change: bool) -> None:
+        if not change:
+            created = tenancy.create_tenant(name=obj.name)
+            obj.pk, obj.created_at = created.pk, created.created_at
+            return
+        try:
+            tenancy.set_mtls_subject(tenant=obj, subject=obj.mtls_subject or None, scope=obj.mtls_scope)
+        except ValueError as exc:
+            # Shown on the page; the form's own checks ran already (unique, choices).
+            self.message_user(request, f"Not saved: {exc}.", messages.ERROR)
 
 
 @admin.register(ApiKey)

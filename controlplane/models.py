@@ -19,7 +19,9 @@ class Tenant(models.Model):
     # trust store's CA decides who holds such a certificate).
     mtls_subject = models.CharField(max_length=500, null=True, blank=True, unique=True)
     # What a request with that certificate may do (as an API key's scope).
-    mtls_scope = models.CharField(max_length=8, default="read", db_default="read")
+    mtls_scope = models.CharField(
+        max_length=8, choices=[("read", "read"), ("write", "write")], default="read", db_default="read"
+    )
 
     class Meta:
         constraints = [

@@ -13,7 +13,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='tenant',
             name='mtls_scope',
-            field=models.CharField(db_default='read', default='read', max_length=8),
+            field=models.CharField(choices=[('read', 'read'), ('write', 'write')], db_default='read', default='read', max_length=8),
         ),
         migrations.AddField(
             model_name='tenant',

@@ -6,7 +6,7 @@ import pytest
 from django.contrib.auth.models import Group
 from django.test import Client
 
-from controlplane.models import ApiKey
+from controlplane.models import ApiKey, Tenant
 from controlplane.operators import roles
 from tests.operators import PASSWORD, code, make_operator
 
@@ -51,3 +51,26 @@ def test_only_an_admin_revokes_keys(make_tenant):
     response = as_operator("admin").post("/admin/controlplane/apikey/", data)
     assert response.status_code == 302
     assert ApiKey.objects.get(pk=key.pk).revoked_at is not None
+
+
+def test_an_admin_adds_a_tenant_and_sets_its_client_certificate():
+    client = as_operator("admin")
+    response = client.post("/admin/controlplane/tenant/add/", {"name": "globex"})
+    assert response.status_code == 302, response.content[:2000]
+    tenant = Tenant.objects.get(name="globex")
+    subject = "CN=globex-batch,O=Globex"
+    page = f"/admin/controlplane/tenant/{tenant.pk}/change/"
+    assert client.post(page, {"mtls_subject": subject, "mtls_scope": "write"}).status_code == 302
+    tenant.refresh_from_db()
+    assert (tenant.mtls_subject, tenant.mtls_scope) == (subject, "write")
+    assert client.post(f"/admin/controlplane/tenant/{tenant.pk}/delete/", {"post": "yes"}).status_code == 403
+
+
+def test_an_operator_cannot_add_or_change_tenants(make_tenant):
+    tenant, _ = make_tenant()
+    client = as_operator("operator")
+    assert client.post("/admin/controlplane/tenant/add/", {"name": "initech"}).status_code == 403
+    client.post(f"/admin/controlplane/tenant/{tenant.pk}/change/", {"mtls_subject": "CN=x", "mtls_scope": "write"})
+    tenant.refresh_from_db()
+    assert tenant.mtls_subject is None
+    assert not Tenant.objects.filter(name="initech").exists()
