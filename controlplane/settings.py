@@ -153,12 +153,14 @@ OIDC_USE_PKCE = True
 OIDC_TIMEOUT = 10
 LOGIN_REDIRECT_URL = "/admin/"
 LOGIN_REDIRECT_URL_FAILURE = "/admin/login/?sso=failed"
-if FERRY_OIDC_ENABLED and not all(
-    (FERRY_OIDC_ISSUER, OIDC_RP_CLIENT_ID, OIDC_RP_CLIENT_SECRET, OIDC_OP_AUTHORIZATION_ENDPOINT),
-):
+# The endpoints left empty are read from the issuer's discovery document at the first SSO
+# login (controlplane/operators/sso.py).
+if FERRY_OIDC_ENABLED and not all((FERRY_OIDC_ISSUER, OIDC_RP_CLIENT_ID, OIDC_RP_CLIENT_SECRET)):
     raise environ.ImproperlyConfigured(
-        "FERRY_OIDC_ENABLED needs FERRY_OIDC_ISSUER, _CLIENT_ID, _CLIENT_SECRET and the endpoints"
+        "FERRY_OIDC_ENABLED needs FERRY_OIDC_ISSUER, FERRY_OIDC_CLIENT_ID and FERRY_OIDC_CLIENT_SECRET"
     )
+if set(FERRY_OIDC_ROLE_GROUPS.values()) - {"viewer", "operator", "admin"}:
+    raise environ.ImproperlyConfigured("FERRY_OIDC_ROLE_GROUPS maps IdP groups to viewer, operator or admin")
 # Authenticator apps show "Ferry: <username>" (the otpauth:// URI's issuer).
 OTP_TOTP_ISSUER = "Ferry"
 # The Host names /admin/ and /metrics answer on (empty: any host). On AWS the internal

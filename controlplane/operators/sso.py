@@ -15,6 +15,10 @@ differently:
   whose groups map to no role is refused, and losing a group at the IdP loses the role at
   the next login. SSO operators have no password, so the password form never admits them.
 
+Endpoints not configured one by one (``FERRY_OIDC_*_ENDPOINT``) are read from the issuer's
+discovery document (``<issuer>/.well-known/openid-configuration``) at the first SSO login
+of a process and kept; its ``issuer`` must be ``FERRY_OIDC_ISSUER`` exactly.
+
 The IdP is responsible for the second factor of SSO logins (docs/identity.md).
 """
 
@@ -31,7 +35,7 @@ from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import SuspiciousOperation
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
@@ -41,6 +45,48 @@ log = logging.getLogger(__name__)
 
 BACKEND = f"{__name__}.FerryOIDCBackend"
 _REQUIRED_CLAIMS = ["exp", "iat", "sub", "aud", "iss"]
+
+
+# Setting → the discovery document's key.
+_ENDPOINTS = {
+    "OIDC_OP_AUTHORIZATION_ENDPOINT": "authorization_endpoint",
+    "OIDC_OP_TOKEN_ENDPOINT": "token_endpoint",
+    "OIDC_OP_USER_ENDPOINT": "userinfo_endpoint",
+    "OIDC_OP_JWKS_ENDPOINT": "jwks_uri",
+}
+_discovered: dict[str, dict[str, str]] = {}
+
+
+class DiscoveryFailed(Exception):
+    pass
+
+
+def endpoint(setting: str) -> str:
+    """The IdP endpoint ``setting`` names: the setting when set, else from discovery."""
+    configured = getattr(settings, setting, "")
+    if configured:
+        return configured
+    issuer = settings.FERRY_OIDC_ISSUER
+    if issuer not in _discovered:
+        _discovered[issuer] = discover(issuer)
+    return _discovered[issuer][_ENDPOINTS[setting]]
+
+
+def discover(issuer: str) -> dict[str, str]:
+    """The endpoints of ``issuer``'s discovery document (DiscoveryFailed when unusable)."""
+    url = f"{issuer.rstrip('/')}/.well-known/openid-configuration"
+    try:
+        response = requests.get(url, timeout=settings.OIDC_TIMEOUT)
+        response.raise_for_status()
+        document = response.json()
+    except (requests.RequestException, ValueError) as exc:
+        raise DiscoveryFailed(f"{url}: {type(exc).__name__}") from exc
+    if not isinstance(document, dict) or document.get("issuer") != issuer:
+        raise DiscoveryFailed(f"{url}: its issuer is not {issuer!r}")
+    missing = [key for key in _ENDPOINTS.values() if not isinstance(document.get(key), str)]
+    if missing:
+        raise DiscoveryFailed(f"{url}: no {', '.join(missing)}")
+    return {key: document[key] for key in _ENDPOINTS.values()}
 
 
 def roles_from_claims(claims: Mapping[str, Any], *, claim: str, mapping: Mapping[str, str]) -> set[str]:
@@ -75,10 +121,15 @@ class FerryOIDCBackend(OIDCAuthenticationBackend):
             super().__init__(*args, **kwargs)
 
     def authenticate(self, request, **kwargs):
-        if not self.enabled or request is None:
-            return None
+        if not self.enabled or request is None or not request.GET.get("code"):
+            return None  # a password login, or SSO off: nothing to do (and no discovery)
         try:
+            self.OIDC_OP_TOKEN_ENDPOINT = endpoint("OIDC_OP_TOKEN_ENDPOINT")
+            self.OIDC_OP_USER_ENDPOINT = endpoint("OIDC_OP_USER_ENDPOINT")
+            self.OIDC_OP_JWKS_ENDPOINT = endpoint("OIDC_OP_JWKS_ENDPOINT")
             return super().authenticate(request, **kwargs)
+        except DiscoveryFailed as exc:
+            log.warning("SSO login failed: the identity provider's discovery: %s", exc)
         except SuspiciousOperation as exc:
             log.warning("SSO login refused: %s", exc)
         except requests.RequestException as exc:
@@ -148,5 +199,17 @@ def _only_when_enabled(view_class):
     return guarded
 
 
-login_view = _only_when_enabled(OIDCAuthenticationRequestView)
+class _RequestView(OIDCAuthenticationRequestView):
+    """mozilla-django-oidc's redirect to the IdP, with the endpoint possibly discovered."""
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        try:
+            self.OIDC_OP_AUTH_ENDPOINT = endpoint("OIDC_OP_AUTHORIZATION_ENDPOINT")
+        except DiscoveryFailed as exc:
+            log.warning("SSO login failed: the identity provider's discovery: %s", exc)
+            return HttpResponseRedirect(settings.LOGIN_REDIRECT_URL_FAILURE)
+        return super().get(request)
+
+
+login_view = _only_when_enabled(_RequestView)
 callback_view = _only_when_enabled(OIDCAuthenticationCallbackView)

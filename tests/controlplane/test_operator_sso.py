@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from controlplane.operators import sso as sso_module
 from controlplane.operators.sso import roles_from_claims, username_for
 from tests.oidc_provider import Provider, Running
 from tests.operators import make_operator
@@ -31,6 +32,7 @@ def sso(idp, settings) -> Provider:
     for name, value in idp.settings().items():
         setattr(settings, name, value)
     idp.sign_with, idp.audience = None, "ferry-admin"
+    sso_module._discovered.clear()
     return idp
 
 
@@ -127,3 +129,23 @@ def test_repeated_refused_callbacks_from_one_address_lock_its_sso_logins(sso):
     sso.audience = "ferry-admin"
     assert sso_flow(Client()).status_code == 429  # even a good token, from this address
     assert not get_user_model().objects.filter(username=username_for("u-1007")).exists()
+
+
+def test_with_only_the_issuer_configured_the_endpoints_are_discovered(sso, settings):
+    for name in ("OIDC_OP_AUTHORIZATION_ENDPOINT", "OIDC_OP_TOKEN_ENDPOINT", "OIDC_OP_USER_ENDPOINT"):
+        setattr(settings, name, "")
+    settings.OIDC_OP_JWKS_ENDPOINT = ""
+    sso.login_as("u-1008", groups=["ops-read"])
+    client = Client()
+    assert sso_login(client) == "/admin/"
+    assert client.get("/admin/").status_code == 200
+
+
+def test_a_discovery_document_of_another_issuer_is_refused(sso, settings):
+    settings.OIDC_OP_AUTHORIZATION_ENDPOINT = ""
+    # The document is found (the slash is dropped to find it) but names its issuer without it.
+    settings.FERRY_OIDC_ISSUER = sso.issuer + "/"
+    with pytest.raises(sso_module.DiscoveryFailed, match="its issuer is not"):
+        sso_module.discover(settings.FERRY_OIDC_ISSUER)
+    response = Client().get("/admin/sso/login/?next=/admin/")
+    assert response.status_code == 302 and response["Location"].startswith("/admin/login/?sso=failed")
