@@ -127,3 +127,27 @@ def api_environment(template: Mapping[str, Any]) -> dict[str, Any]:
     """The API container's environment, name → value as written."""
     definition = template["Resources"]["ApiTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
     return {e["Name"]: e["Value"] for e in definition.get("Environment", [])}
+
+
+def sso_wiring(template: Mapping[str, Any]) -> list[str]:
+    """With an OidcIssuer the API gets SSO switched on, the issuer, the client id, the client
+    secret from Secrets Manager (never a plain variable) and a way out to the IdP."""
+    problems: list[str] = []
+    definition = template["Resources"]["ApiTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    env = api_environment(template)
+    if env.get("FERRY_OIDC_ENABLED") != {"Fn::If": ["HasOidc", "true", "false"]}:
+        problems.append("API task: FERRY_OIDC_ENABLED does not follow HasOidc")
+    if env.get("FERRY_OIDC_ISSUER") != {"Ref": "OidcIssuer"}:
+        problems.append("API task: FERRY_OIDC_ISSUER is not the OidcIssuer parameter")
+    if "FERRY_OIDC_CLIENT_SECRET" in env:
+        problems.append("API task: the OIDC client secret is a plain variable")
+    if "FERRY_OIDC_CLIENT_SECRET" not in repr(definition.get("Secrets", [])):
+        problems.append("API task: no FERRY_OIDC_CLIENT_SECRET from Secrets Manager")
+    egress = [
+        r
+        for r in _resources(template, "AWS::EC2::SecurityGroupEgress").values()
+        if r["Properties"].get("GroupId") == {"Ref": "ApiSecurityGroup"} and r["Properties"].get("FromPort") == 443
+    ]
+    if not any(r.get("Condition") == "HasOidc" for r in egress):
+        problems.append("ApiSecurityGroup: no HTTPS egress to the identity provider under HasOidc")
+    return problems

@@ -88,3 +88,20 @@ def test_a_listener_verifying_against_no_trust_store_is_reported():
     template = region()
     template["Resources"]["HttpsListener"]["Properties"]["MutualAuthentication"]["TrustStoreArn"] = "arn:somewhere"
     assert oc.mutual_tls(template, oc.api_environment(template)) == ["HttpsListener: verifies against no trust store"]
+
+
+def test_sso_is_wired_to_the_api_when_an_issuer_is_given():
+    assert oc.sso_wiring(region()) == []
+
+
+def test_sso_wiring_faults_are_reported():
+    template = region()
+    definition = template["Resources"]["ApiTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    definition["Secrets"] = [s for s in definition["Secrets"] if "FERRY_OIDC_CLIENT_SECRET" not in repr(s)]
+    definition["Environment"].append({"Name": "FERRY_OIDC_CLIENT_SECRET", "Value": "hunter2"})
+    del template["Resources"]["ApiHttpsToIdentityProvider"]
+    assert oc.sso_wiring(template) == [
+        "API task: the OIDC client secret is a plain variable",
+        "API task: no FERRY_OIDC_CLIENT_SECRET from Secrets Manager",
+        "ApiSecurityGroup: no HTTPS egress to the identity provider under HasOidc",
+    ]
