@@ -9,7 +9,7 @@ differently:
   is refused (the library skips the audience);
 - any refused token or IdP error is a failed login (a redirect to the login page that
   says so), never a 500;
-- operators are matched by the IdP's subject (``sub``), not by e-mail: an IdP account that
+- operators are matched by the IdP's subject (``sub``, username ``sso.<sub>``), not by e-mail: an IdP account that
   shares an e-mail address with a password operator does not become that operator;
 - the groups claim decides the roles (``FERRY_OIDC_ROLE_GROUPS``) at every login: someone
   whose groups map to no role is refused, and losing a group at the IdP loses the role at
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -100,9 +101,12 @@ def roles_from_claims(claims: Mapping[str, Any], *, claim: str, mapping: Mapping
 
 
 def username_for(subject: str) -> str:
-    """The local username of the IdP subject ``subject`` (fits Django's 150 characters)."""
-    name = f"sso:{subject}"
-    return name if len(name) <= 150 else f"sso:{hashlib.sha256(subject.encode()).hexdigest()}"
+    """The local username of the IdP subject ``subject``: ``sso.<sub>`` when that is a valid
+    Django username (150 characters of letters, digits and ``@.+-_``), else ``sso.<sha256>``."""
+    name = f"sso.{subject}"
+    if len(name) <= 150 and re.fullmatch(r"[\w.@+-]+", name, re.ASCII):
+        return name
+    return f"sso.{hashlib.sha256(subject.encode()).hexdigest()}"
 
 
 def is_sso_session(request: HttpRequest) -> bool:
@@ -130,8 +134,11 @@ class FerryOIDCBackend(OIDCAuthenticationBackend):
             return super().authenticate(request, **kwargs)
         except DiscoveryFailed as exc:
             log.warning("SSO login failed: the identity provider's discovery: %s", exc)
-        except SuspiciousOperation as exc:
-            log.warning("SSO login refused: %s", exc)
+        except (SuspiciousOperation, jwt.PyJWTError, KeyError, ValueError) as exc:
+            # A refused token, or a malformed token, JWKS or answer (a JSON error is a ValueError).
+            log.warning(
+                "SSO login refused: %s", type(exc).__name__ if not isinstance(exc, SuspiciousOperation) else exc
+            )
         except requests.RequestException as exc:
             # The message names the IdP's URL and status, never the client secret.
             log.warning("SSO login failed talking to the identity provider: %s", type(exc).__name__)

@@ -149,3 +149,29 @@ def test_a_discovery_document_of_another_issuer_is_refused(sso, settings):
         sso_module.discover(settings.FERRY_OIDC_ISSUER)
     response = Client().get("/admin/sso/login/?next=/admin/")
     assert response.status_code == 302 and response["Location"].startswith("/admin/login/?sso=failed")
+
+
+def test_usernames_are_valid_django_usernames():
+    from django.contrib.auth.validators import UnicodeUsernameValidator
+
+    for subject in ("00u1abcd", "248289761001", "a b/c:d", "x" * 200):
+        name = username_for(subject)
+        UnicodeUsernameValidator()(name)
+        assert name.startswith("sso.") and len(name) <= 150
+    assert username_for("00u1abcd") == "sso.00u1abcd"
+    assert username_for("a b") != username_for("a_b")
+
+
+def test_a_garbage_id_token_is_a_failed_login_not_an_error(sso):
+    sso.login_as("u-1009", groups=["ops-admin"])
+    original = sso.token
+
+    def garbage(form):
+        status, body = original(form)
+        return status, {**body, "id_token": "not.a.jwt"}
+
+    sso.token = garbage
+    try:
+        assert sso_login(Client()).startswith("/admin/login/?sso=failed")
+    finally:
+        sso.token = original
