@@ -4,7 +4,8 @@ base every app's admin pages and inlines use."""
 from axes.admin import AccessAttemptAdmin as AxesAccessAttemptAdmin
 from axes.admin import AccessLogAdmin as AxesAccessLogAdmin
 from axes.models import AccessAttempt, AccessLog
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.http import HttpRequest
 from oauth2_provider.models import (
     get_access_token_model,
     get_application_model,
@@ -13,6 +14,7 @@ from oauth2_provider.models import (
     get_refresh_token_model,
 )
 
+from controlplane import tenancy
 from controlplane.models import ApiKey, AuditEntry, MirrorOutbox, OAuthClient, Tenant, WorkerPing
 
 
@@ -42,15 +44,57 @@ class ReadOnlyInline(ReadOnly, admin.TabularInline):
 
 
 @admin.register(Tenant)
-class TenantAdmin(ReadOnlyAdmin):
-    list_display = ["name", "id", "created_at"]
+class TenantAdmin(admin.ModelAdmin):
+    """The admin role (controlplane/operators/roles.py) adds tenants and sets their client
+    certificate (mutual TLS); both go through ``controlplane.tenancy``. Nothing is deleted here."""
+
+    list_display = ["name", "id", "created_at", "mtls_subject"]
     search_fields = ["name"]
+    readonly_fields = ["id", "created_at"]
+
+    def get_fields(self, request: HttpRequest, obj: Tenant | None = None) -> list[str]:
+        if obj is None:
+            return ["name"]
+        return ["name", "id", "created_at", "mtls_subject", "mtls_scope"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Tenant | None = None) -> list[str]:
+        # A tenant's name is its handle in commands and the mirror: set once.
+        return [*self.readonly_fields, "name"] if obj is not None else list(self.readonly_fields)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Tenant, form, change: bool) -> None:
+        if not change:
+            created = tenancy.create_tenant(name=obj.name)
+            obj.pk, obj.created_at = created.pk, created.created_at
+            return
+        try:
+            tenancy.set_mtls_subject(tenant=obj, subject=obj.mtls_subject or None, scope=obj.mtls_scope)
+        except ValueError as exc:
+            # Shown on the page; the form's own checks ran already (unique, choices).
+            self.message_user(request, f"Not saved: {exc}.", messages.ERROR)
 
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(ReadOnlyAdmin):
     list_display = ["prefix", "tenant", "scope", "label", "created_at", "expires_at", "last_used_at", "revoked_at"]
     list_filter = ["scope"]
+    # The admin role (controlplane/operators/roles.py) revokes keys; nothing else changes here.
+    actions = ["revoke_selected"]
+
+    def has_revoke_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("controlplane.change_apikey")
+
+    @admin.action(description="Revoke selected keys", permissions=["revoke"])
+    def revoke_selected(self, request: HttpRequest, queryset) -> None:
+        revoked = 0
+        for key in queryset.filter(revoked_at__isnull=True).only("pk", "prefix"):
+            if tenancy.revoke_api_key(prefix=key.prefix):
+                self.log_change(request, key, f"Revoked by {request.user.get_username()}.")
+                revoked += 1
+        self.message_user(request, f"Revoked: {revoked}.", messages.INFO)
+
     fields = [
         "prefix",
         "tenant",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
 from django.http import HttpRequest, HttpResponse
@@ -30,10 +31,29 @@ class FerryAdminSite(admin.AdminSite):
     # The API's documentation is the site a customer has; "View site" goes there.
     site_url = "/api/docs/"
     index_template = "admin/ferry_index.html"
+    login_template = "admin/ferry_login.html"
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.pages: list[Page] = []
+        # Password logins need a TOTP code as well (django-otp; docs/identity.md,
+        # "Operators"). Imported here: the form needs the models, loaded after this module.
+        from controlplane.operators.mfa import TotpAdminLoginForm
+
+        self.login_form = TotpAdminLoginForm
+
+    def has_permission(self, request: HttpRequest) -> bool:
+        """Staff who logged in with password and TOTP, or through SSO (the IdP's MFA)."""
+        from controlplane.operators import sso
+
+        if not super().has_permission(request):
+            return False
+        verified = getattr(request.user, "is_verified", None)
+        return bool(verified and verified()) or sso.is_sso_session(request)
+
+    def login(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        sso_context = {"ferry_sso": settings.FERRY_OIDC_ENABLED, "ferry_sso_failed": "sso" in request.GET}
+        return super().login(request, {**(extra_context or {}), **sso_context})
 
     def add_page(self, page: Page) -> None:
         """Serve ``page.view`` at ``/admin/<route>`` for staff (``admin_view``), linked from the index."""

@@ -36,3 +36,17 @@ def client_address(request: HttpRequest) -> str | None:
         # Not through the expected proxies (a health check, a direct call inside the VPC).
         return _normalised(remote)
     return _normalised(forwarded[-hops])
+
+
+def through_proxies(request: HttpRequest) -> bool:
+    """Whether the request came through the deployment's trusted proxies (the ALB on AWS).
+
+    Each trusted proxy appends one ``X-Forwarded-For`` entry, so fewer entries than
+    ``FERRY_TRUSTED_PROXY_HOPS`` (or no trusted proxy at all) means the request reached the
+    task another way, and headers that only the proxy may set (mTLS) are not believed.
+    """
+    hops = settings.FERRY_TRUSTED_PROXY_HOPS
+    if hops <= 0:
+        return False
+    forwarded = [part for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+    return len(forwarded) >= hops

@@ -30,6 +30,19 @@ class Tenant(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=100, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Mutual TLS (controlplane/mtls.py): the subject of the client certificate that stands
+    # for this tenant, as the ALB writes it; None: no certificate does. Not a secret (the
+    # trust store's CA decides who holds such a certificate).
+    mtls_subject = models.CharField(max_length=500, null=True, blank=True, unique=True)
+    # What a request with that certificate may do (as an API key's scope).
+    mtls_scope = models.CharField(
+        max_length=8, choices=[("read", "read"), ("write", "write")], default="read", db_default="read"
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=models.Q(mtls_scope__in=["read", "write"]), name="tenant_mtls_scope_valid")
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -209,3 +209,19 @@ class OAuthScheme(OpenApiAuthenticationExtension):
                 }
             },
         }
+
+
+class MtlsScheme(OpenApiAuthenticationExtension):
+    """Only where the deployment's ALB verifies client certificates (docs/identity.md)."""
+
+    target_class = "controlplane.mtls.MtlsAuthentication"
+    name = "mutualTls"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-Amzn-Mtls-Clientcert-Subject",
+            "description": "A client certificate registered to the tenant, verified by the load balancer in "
+            "mutual-TLS deployments. The load balancer sets this header; a client cannot.",
+        }

@@ -52,6 +52,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "axes",  # operators' login lockout (below)
+    # Operators' second factor: TOTP devices (docs/identity.md, "Operators").
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "rest_framework",
     "drf_spectacular",
     # Swagger UI and Redoc from the installed package: the docs work offline, pinned.
@@ -76,6 +79,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # After authentication: the audit log reads the acting operator or API key from the request.
     "controlplane.audit.AuditContextMiddleware",
+    # request.user.is_verified(): the admin admits password logins only with a TOTP.
+    "django_otp.middleware.OTPMiddleware",
+    # /admin/ and /metrics answer only on FERRY_ADMIN_HOSTS (404 elsewhere).
+    "controlplane.operators.access.OperatorHostsMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last: turns a lockout decided during the login into the lockout page.
@@ -112,6 +119,8 @@ TEMPLATES = [
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
+    # SSO (below); admits nobody unless FERRY_OIDC_ENABLED.
+    "controlplane.operators.sso.FerryOIDCBackend",
 ]
 AXES_FAILURE_LIMIT = env.int("FERRY_ADMIN_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.float("FERRY_ADMIN_LOGIN_LOCKOUT_MINUTES", default=15.0))
@@ -125,6 +134,58 @@ AXES_SENSITIVE_PARAMETERS = ["csrfmiddlewaretoken"]
 AXES_ENABLE_ADMIN = False
 # Plain INSERTs where axes' own handler nests a savepoint (refused under write forwarding).
 AXES_HANDLER = "controlplane.loginlockout.ForwardingSafeHandler"
+
+# Operators' identity (docs/identity.md, "Operators"). Password logins need a TOTP too
+# (django-otp); SSO through OpenID Connect (mozilla-django-oidc) is off unless
+# FERRY_OIDC_ENABLED, and maps the IdP's groups claim to Ferry's roles (viewer, operator,
+# admin: controlplane/operators/roles.py). The IdP does the second factor for SSO logins.
+FERRY_OIDC_ENABLED = env.bool("FERRY_OIDC_ENABLED", default=False)
+FERRY_OIDC_ISSUER = env.str("FERRY_OIDC_ISSUER", default="")
+# IdP group → Ferry role, e.g. "ferry-viewers=viewer,ferry-operators=operator,ferry-admins=admin".
+FERRY_OIDC_ROLE_GROUPS = env.dict("FERRY_OIDC_ROLE_GROUPS", default={})
+FERRY_OIDC_GROUPS_CLAIM = env.str("FERRY_OIDC_GROUPS_CLAIM", default="groups")
+# mozilla-django-oidc's settings; read at each login, so they are always defined.
+OIDC_RP_CLIENT_ID = env.str("FERRY_OIDC_CLIENT_ID", default="")
+# From Secrets Manager on AWS (the task definition injects it), never the database.
+OIDC_RP_CLIENT_SECRET = env.str("FERRY_OIDC_CLIENT_SECRET", default="")
+OIDC_OP_AUTHORIZATION_ENDPOINT = env.str("FERRY_OIDC_AUTHORIZATION_ENDPOINT", default="")
+OIDC_OP_TOKEN_ENDPOINT = env.str("FERRY_OIDC_TOKEN_ENDPOINT", default="")
+OIDC_OP_USER_ENDPOINT = env.str("FERRY_OIDC_USERINFO_ENDPOINT", default="")
+OIDC_OP_JWKS_ENDPOINT = env.str("FERRY_OIDC_JWKS_ENDPOINT", default="")
+OIDC_RP_SIGN_ALGO = env.str("FERRY_OIDC_SIGN_ALGO", default="RS256")
+OIDC_RP_SCOPES = env.str("FERRY_OIDC_SCOPES", default="openid email profile groups")
+OIDC_USE_PKCE = True
+OIDC_TIMEOUT = 10
+LOGIN_REDIRECT_URL = "/admin/"
+LOGIN_REDIRECT_URL_FAILURE = "/admin/login/?sso=failed"
+# The endpoints left empty are read from the issuer's discovery document at the first SSO
+# login (controlplane/operators/sso.py).
+if FERRY_OIDC_ENABLED and not all((FERRY_OIDC_ISSUER, OIDC_RP_CLIENT_ID, OIDC_RP_CLIENT_SECRET)):
+    raise environ.ImproperlyConfigured(
+        "FERRY_OIDC_ENABLED needs FERRY_OIDC_ISSUER, FERRY_OIDC_CLIENT_ID and FERRY_OIDC_CLIENT_SECRET"
+    )
+if set(FERRY_OIDC_ROLE_GROUPS.values()) - {"viewer", "operator", "admin"}:
+    raise environ.ImproperlyConfigured("FERRY_OIDC_ROLE_GROUPS maps IdP groups to viewer, operator or admin")
+# Tests log operators in hundreds of times; PBKDF2's deliberate slowness buys nothing
+# there (production and the local stack keep Django's default hashers). The OAuth client
+# secrets' hasher is appended below.
+_PASSWORD_HASHERS = (
+    ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    if FERRY_PROFILE == "test"
+    else list(global_settings.PASSWORD_HASHERS)
+)
+# Authenticator apps show "Ferry: <username>" (the otpauth:// URI's issuer).
+OTP_TOTP_ISSUER = "Ferry"
+# The Host names /admin/ and /metrics answer on (empty: any host). On AWS the internal
+# listener's name; the public listener answers 404 for them before they reach Django.
+FERRY_ADMIN_HOSTS = env.list("FERRY_ADMIN_HOSTS", default=[])
+
+# Mutual TLS (docs/identity.md, "Mutual TLS"): with the ALB verifying client certificates,
+# the certificate's subject (X-Amzn-Mtls-Clientcert-Subject) identifies a tenant. Off
+# ("off") unless the ALB verifies ("verify"): otherwise anyone could send the header.
+FERRY_MTLS_MODE = env.str("FERRY_MTLS_MODE", default="off")
+if FERRY_MTLS_MODE not in {"off", "verify"}:
+    raise environ.ImproperlyConfigured("FERRY_MTLS_MODE must be off or verify")
 
 # --- database -------------------------------------------------------------------------
 
@@ -197,6 +258,8 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "controlplane.oauth.OAuthTokenAuthentication",
         "controlplane.tenancy.ApiKeyAuthentication",
+        # Only when FERRY_MTLS_MODE is "verify", and only through the ALB (controlplane/mtls.py).
+        "controlplane.mtls.MtlsAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["controlplane.tenancy.HasScopedApiKey"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -415,7 +478,7 @@ OAUTH2_PROVIDER = {
     "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
 }
 # Django's hashers for passwords (first: new passwords), then the client secrets' own.
-PASSWORD_HASHERS = [*global_settings.PASSWORD_HASHERS, "controlplane.secrethasher.ClientSecretHasher"]
+PASSWORD_HASHERS = [*_PASSWORD_HASHERS, "controlplane.secrethasher.ClientSecretHasher"]
 # Named so migrations can refer to the (swappable) model; DOT's own, not swapped.
 OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
 # How many proxies in front of the API append to X-Forwarded-For (on AWS: 1, the ALB, which

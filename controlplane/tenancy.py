@@ -279,9 +279,12 @@ class HasScopedApiKey(permissions.BasePermission):
 
     def has_permission(self, request: Request, view) -> bool:
         key = request.auth
-        if not isinstance(key, ApiKey | OAuthCaller):
+        # An ApiKey, an OAuth access token's caller (controlplane/oauth.py) or an mTLS client
+        # certificate's identity (controlplane/mtls.py): each carries its tenant's scope.
+        scope = getattr(key, "scope", None)
+        if scope is None:
             raise exceptions.NotAuthenticated("An API key is required.")
-        if request.method not in permissions.SAFE_METHODS and key.scope != ApiKey.Scope.WRITE:
+        if request.method not in permissions.SAFE_METHODS and scope != ApiKey.Scope.WRITE:
             return False
         # A key restricted to some endpoints and routes: 403 for what it may not do, 404
         # for an object outside its restriction (controlplane/scoping.py).
@@ -290,12 +293,35 @@ class HasScopedApiKey(permissions.BasePermission):
 
 
 def caller_name(request: Request) -> str:
-    """Who made the request, for timelines and logs: ``api key <prefix>`` or ``oauth client <id>``."""
+    """Who made the request, for timelines and logs: ``api key <prefix>``, ``oauth client <id>``
+    or ``mtls <subject>``."""
     if isinstance(request.auth, OAuthCaller):
         return f"oauth client {request.auth.prefix}"
+    subject = getattr(request.auth, "subject", None)
+    if subject:
+        return f"mtls {subject}"
     return f"api key {request.auth.prefix}"
 
 
 def tenant_of(request: Request) -> Tenant:
     """The tenant of an authenticated request; every query is scoped to it."""
     return request.user.tenant
+
+
+def set_mtls_subject(*, tenant: Tenant, subject: str | None, scope: str = ApiKey.Scope.READ) -> Tenant:
+    """Let the client certificate with ``subject`` act for ``tenant`` with ``scope`` (None: none).
+
+    ``ValueError`` when the subject is empty or already another tenant's. Takes effect at
+    the next request (docs/identity.md, "Mutual TLS").
+    """
+    if scope not in ApiKey.Scope.values:
+        raise ValueError(f"scope must be one of {', '.join(ApiKey.Scope.values)}")
+    if subject is not None:
+        subject = subject.strip()
+        if not subject:
+            raise ValueError("the subject is empty")
+        if Tenant.objects.filter(mtls_subject=subject).exclude(pk=tenant.pk).exists():
+            raise ValueError("that subject already stands for another tenant")
+    Tenant.objects.filter(pk=tenant.pk).update(mtls_subject=subject, mtls_scope=scope)
+    tenant.mtls_subject, tenant.mtls_scope = subject, scope
+    return tenant

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from oauth2_provider.views import TokenView
 
 from controlplane import health
+from controlplane.operators import sso
 
 handler400 = "controlplane.errors.handler400"
 handler403 = "controlplane.errors.handler403"
@@ -28,5 +29,9 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     # OAuth2 token endpoint only (client credentials; docs/identity.md): no authorize page.
     path("oauth/token", TokenView.as_view(), name="oauth-token"),
+    # Operators' SSO (404 unless FERRY_OIDC_ENABLED); under /admin/ so it shares the admin's
+    # host guard and the internal listener. The names are mozilla-django-oidc's.
+    path("admin/sso/login/", sso.login_view, name="oidc_authentication_init"),
+    path("admin/sso/callback/", sso.callback_view, name="oidc_authentication_callback"),
     path("admin/", admin.site.urls),
 ]

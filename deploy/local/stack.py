@@ -162,6 +162,7 @@ def main() -> None:
             "FERRY_ADMIN_URL": f"{api_url}/admin/",
             "FERRY_ADMIN_USER": seed["admin_user"],
             "FERRY_ADMIN_PASSWORD": seed["admin_password"],
+            "FERRY_ADMIN_TOTP_URI": seed["admin_totp_uri"],
             **command_env(env, regions[0]),
             "FERRY_DEMO_SFTP_HOST": "127.0.0.1",
             "FERRY_DEMO_SFTP_PORT": str(sftp_port),
@@ -267,6 +268,8 @@ Ferry is running ({len(regions)} regions: {", ".join(regions)}). Ctrl-C stops ev
 
   API        {values["FERRY_API_URL"]}   (docs: {values["FERRY_API_URL"]}/api/docs/)
   admin      {values["FERRY_ADMIN_URL"]}  user {values["FERRY_ADMIN_USER"]}  password {values["FERRY_ADMIN_PASSWORD"]}
+             then a TOTP code (MFA): .venv/bin/python manage.py totp_code {values["FERRY_ADMIN_USER"]}
+             or add this device to an authenticator app: {values["FERRY_ADMIN_TOTP_URI"]}
   API key    {values["FERRY_API_KEY"]}
   emulator   {values["AWS_ENDPOINT_URL"]}   demo bucket {values["FERRY_DEMO_BUCKET"]}
   SFTP       {values["FERRY_DEMO_SFTP_USER"]}@127.0.0.1:{values["FERRY_DEMO_SFTP_PORT"]} ({sftp_server})

@@ -9,11 +9,12 @@ import tempfile
 from collections.abc import Iterator
 
 import pytest
-from django.contrib.auth.models import User
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.operators import code, make_operator
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -76,10 +77,11 @@ def test_redoc_renders_offline(browser, live_server):
 
 
 def test_the_admin_overview_draws_its_charts(browser, live_server, moto):
-    User.objects.create_superuser(username="ops", password="a-long-enough-password")
+    ops = make_operator("ops", superuser=True, password="a-long-enough-password")
     browser.get(f"{live_server.url}/admin/login/?next=/admin/overview/")
     browser.find_element(By.NAME, "username").send_keys("ops")
     browser.find_element(By.NAME, "password").send_keys("a-long-enough-password")
+    browser.find_element(By.NAME, "otp_token").send_keys(code(ops))  # the second factor
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
     WebDriverWait(browser, 30).until(lambda d: "Fleet overview" in d.title)
     charts = browser.find_elements(By.CSS_SELECTOR, "svg[role=img]")

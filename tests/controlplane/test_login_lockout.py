@@ -1,4 +1,8 @@
-"""Operators' admin logins are throttled and locked out (django-axes, docs/identity.md)."""
+"""Operators' admin logins are throttled and locked out (django-axes, docs/identity.md).
+
+Password logins need a TOTP code too (tests/controlplane/test_operator_mfa.py); here every
+login gives the right one, so what is counted is the password.
+"""
 
 from __future__ import annotations
 
@@ -11,20 +15,23 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from rest_framework.test import APIClient
 
+from tests.operators import PASSWORD, code, make_operator
+
 pytestmark = pytest.mark.django_db
 
-PASSWORD = "correct horse battery staple"
 LOGIN = "/admin/login/?next=/admin/"
 
 
 @pytest.fixture
 def operator():
-    return get_user_model().objects.create_superuser("olga", "olga@example.com", PASSWORD)
+    return make_operator("olga", superuser=True)
 
 
 def login(username: str, password: str, *, address: str = "198.51.100.20", **headers: str):
     client = Client(REMOTE_ADDR=address, HTTP_USER_AGENT="pytest", **headers)
-    return client, client.post(LOGIN, {"username": username, "password": password})
+    user = get_user_model().objects.filter(username=username).first()
+    token = code(user) if user is not None else "123456"
+    return client, client.post(LOGIN, {"username": username, "password": password, "otp_token": token})
 
 
 def logged_in(response) -> bool:
@@ -59,7 +66,7 @@ def test_four_wrong_then_the_right_one_logs_in_and_resets_the_count(operator):
 
 
 def test_the_lock_is_per_username_and_address(operator):
-    get_user_model().objects.create_superuser("pat", "pat@example.com", PASSWORD)
+    make_operator("pat", superuser=True)
     fail(5)
     assert login("olga", PASSWORD)[1].status_code == 429
     assert logged_in(login("pat", PASSWORD)[1])  # another operator at the same address
@@ -77,9 +84,11 @@ def test_behind_the_alb_a_client_cannot_dodge_the_lock_with_its_own_forwarded_fo
 
 
 def test_after_the_cool_off_the_right_password_works_again(operator, settings):
-    settings.AXES_COOLOFF_TIME = timedelta(seconds=1)
+    # Locked with a long cool-off (a loaded machine's slow requests must not let the first
+    # failures expire before the fifth), then the cool-off shortened: axes reads it at each check.
     fail(5)
     assert login("olga", PASSWORD)[1].status_code == 429
+    settings.AXES_COOLOFF_TIME = timedelta(seconds=1)
     time.sleep(1.5)
     assert logged_in(login("olga", PASSWORD)[1])
 
@@ -118,7 +127,7 @@ def test_the_admin_shows_login_attempts_read_only(operator):
 @pytest.mark.django_db(transaction=True)
 def test_lockout_works_on_a_write_forwarded_connection(forwarded_connection):
     """The secondary region's API: axes' writes must pass the write-forwarding guard."""
-    get_user_model().objects.create_superuser("olga", "olga@example.com", PASSWORD)
+    make_operator("olga", superuser=True)
     fail(5)
     assert login("olga", PASSWORD)[1].status_code == 429
     assert logged_in(login("olga", PASSWORD, address="192.0.2.44")[1])

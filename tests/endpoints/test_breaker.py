@@ -15,6 +15,7 @@ from django.test import Client
 from endpoints import breaker
 from endpoints.breaker import Breaker, Verdict, after_failure, after_success, decide
 from endpoints.models import Circuit, Endpoint
+from tests.operators import verified_login
 
 T0 = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 
@@ -208,7 +209,7 @@ def test_the_admin_shows_the_breaker(endpoint, client):
     Endpoint.objects.filter(id=endpoint.id).update(
         circuit_state=Circuit.OPEN, consecutive_failures=6, circuit_open_until=at(60)
     )
-    client.force_login(User.objects.create_superuser("ops-brk", "ops@example.com", "ops-password-1"))
+    verified_login(client, User.objects.create_superuser("ops-brk", "ops@example.com", "ops-password-1"))
     listing = client.get("/admin/endpoints/endpoint/?circuit_state__exact=open")
     assert listing.status_code == 200 and endpoint.name in listing.content.decode()
     page = client.get(f"/admin/endpoints/endpoint/{endpoint.id}/change/").content.decode()

@@ -11,6 +11,7 @@ from rest_framework.test import APIClient
 from endpoints import services
 from endpoints.models import Endpoint
 from tests.endpoints.conftest import patch, post, put, s3_body, sftp_body
+from tests.operators import verified_login
 from transfers import routes
 
 pytestmark = pytest.mark.django_db
@@ -98,7 +99,7 @@ def test_admin_is_read_only_and_shows_no_secret(api, moto, sshd, client):
     body = sftp_body(sshd, auth="key_password")
     endpoint_id = post(api, "/endpoints", body).json()["id"]
     staff = User.objects.create_superuser("ops", "ops@example.com", "ops-password-1")
-    client.force_login(staff)
+    verified_login(client, staff)  # password + TOTP
     listing = client.get("/admin/endpoints/endpoint/")
     assert listing.status_code == 200
     page = client.get(f"/admin/endpoints/endpoint/{endpoint_id}/change/")

@@ -7,6 +7,7 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.urls import reverse
 
+from tests.operators import verified_login
 from transfers.models import Transfer
 from transfers.states import State
 
@@ -18,7 +19,7 @@ def staff(*perms: str) -> Client:
     for codename in ("view_transfer", "view_route", *perms):
         user.user_permissions.add(Permission.objects.get(codename=codename, content_type__app_label="transfers"))
     client = Client()
-    client.force_login(user)
+    verified_login(client, user)  # password + TOTP
     return client
 
 

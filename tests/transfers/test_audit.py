@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from controlplane import audit
 from controlplane.models import AuditEntry
+from tests.operators import verified_login
 from tests.transfers.test_api import V1, post, route_body
 from transfers.states import State
 
@@ -61,7 +62,7 @@ def test_admin_operations_are_audited_as_the_operator(make_transfer):
     for codename in ("view_transfer", "redrive_transfer", "cancel_transfer"):
         user.user_permissions.add(Permission.objects.get(codename=codename, content_type__app_label="transfers"))
     operator = Client(REMOTE_ADDR="10.1.2.3")
-    operator.force_login(user)
+    verified_login(operator, user)
     assert operator.post(reverse("admin:transfers_transfer_redrive", args=[dead.pk])).status_code == 302
     changelist = reverse("admin:transfers_transfer_changelist")
     operator.post(changelist, {"action": "cancel_selected", "_selected_action": [str(pending.pk)]})
@@ -73,7 +74,7 @@ def test_admin_operations_are_audited_as_the_operator(make_transfer):
     ]
     # Operators read every tenant's entries in the admin, read-only.
     admin = Client()
-    admin.force_login(User.objects.create_superuser(username="root-audit", password="x"))
+    verified_login(admin, User.objects.create_superuser(username="root-audit", password="x"))
     page = admin.get(reverse("admin:controlplane_auditentry_changelist"))
     assert page.status_code == 200 and "transfer.redrive" in page.content.decode()
     assert admin.get(reverse("admin:controlplane_auditentry_add")).status_code == 403

@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 
 from controlplane import tenancy
 from engine.listing import RemoteFile
+from tests.operators import verified_login
 from transfers import batches, intake, manifests, signals, states
 from transfers.models import Batch, Transfer
 from transfers.states import State
@@ -286,7 +287,7 @@ def test_the_admin_shows_batches_read_only_with_their_transfers(tenant, make_rou
     for codename in ("view_batch", "view_transfer"):
         user.user_permissions.add(Permission.objects.get(codename=codename, content_type__app_label="transfers"))
     client = Client()
-    client.force_login(user)
+    verified_login(client, user)
     batch = Batch.objects.get(route=route)
     page = client.get(reverse("admin:transfers_batch_change", args=[batch.pk]))
     assert page.status_code == 200

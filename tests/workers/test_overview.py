@@ -11,6 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from tests.operators import verified_login
 from transfers.models import Transfer
 from transfers.states import State
 from workers import overview
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.django_db
 def operator() -> Client:
     user = User.objects.create_superuser(username="ops", password="x")
     client = Client()
-    client.force_login(user)
+    verified_login(client, user)  # password + TOTP
     return client
 
 

@@ -6,6 +6,7 @@ from django.test import Client
 
 from controlplane.models import AuditEntry
 from tests.conftest import run_manage
+from tests.operators import verified_login
 from workers import context
 from workers.regions import RegionState
 
@@ -56,7 +57,7 @@ def test_regions_commands_change_state_and_status_shows_it(moto, worker_env, res
 def test_admin_shows_regions_and_leases_read_only(moto):
     user = get_user_model().objects.create_user("ops", password="pw", is_staff=True, is_superuser=True)
     client = Client()
-    client.force_login(user)
+    verified_login(client, user)  # password + TOTP
     response = client.get("/admin/workers/partitionlease/")
     assert response.status_code == 200
     body = response.content.decode()

@@ -1,14 +1,17 @@
-"""Seed the local stack: a demo tenant with a write key, an admin user, a demo bucket."""
+"""Seed the local stack: a demo tenant with a write key, an admin user with a TOTP device, a demo bucket."""
 
 import json
 import secrets
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from controlplane import audit, aws, tenancy
 from controlplane.models import Tenant
+from controlplane.operators import mfa
+from controlplane.operators.roles import ADMIN
 
 
 class Command(BaseCommand):
@@ -29,6 +32,10 @@ class Command(BaseCommand):
             user.is_staff = user.is_superuser = True
             user.set_password(password)
             user.save()
+            user.groups.add(Group.objects.get(name=ADMIN))
+            # The admin asks for a TOTP code after the password: the device is kept across
+            # runs, so an authenticator app that imported it once keeps working.
+            device = mfa.device_of(user) or mfa.enroll(user)
         s3 = aws.client("s3")
         existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
         if bucket not in existing:
@@ -41,6 +48,7 @@ class Command(BaseCommand):
                     "api_key": issued.plaintext,
                     "admin_user": admin_user,
                     "admin_password": password,
+                    "admin_totp_uri": device.config_url,
                     "bucket": bucket,
                 }
             )
