@@ -139,4 +139,4 @@ def test_oauth_tokens_are_a_documented_security_scheme_of_every_operation(docume
     assert schemes["apiKey"]["scheme"] == "bearer"
     for method, path, operation in operations(document):
         named = {name for requirement in operation["security"] for name in requirement}
-        assert named == {"apiKey", "oauth2"}, (method, path)
+        assert named == {"apiKey", "oauth2", "mutualTls"}, (method, path)
