@@ -50,6 +50,9 @@ class Route(models.Model):
     cron = models.CharField(max_length=120, blank=True)
     timezone = models.CharField(max_length=64, default="UTC")
     options = models.JSONField(default=_default_options)
+    # The customer's own strings (transfers.metadata), copied onto each transfer it creates.
+    # db_default (here and on Transfer): the previous release inserts rows without it.
+    metadata = models.JSONField(default=dict, db_default={}, blank=True)
     enabled = models.BooleanField(default=True)
     partition = models.PositiveIntegerField()
     # Grows at every change: the mirror's version condition.
@@ -115,6 +118,9 @@ class Transfer(models.Model):
     destination_endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="+")
     destination_path = models.CharField(max_length=1024)
     options = models.JSONField(default=_default_options)
+    # The customer's strings (transfers.metadata): the route's when it was created, or the
+    # ad-hoc request's; written as S3 user metadata on an S3 destination.
+    metadata = models.JSONField(default=dict, db_default={}, blank=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
     attempt = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=5)

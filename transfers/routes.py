@@ -24,6 +24,7 @@ from controlplane.models import Tenant
 from endpoints import sources
 from endpoints import validation as endpoint_validation
 from endpoints.models import Endpoint
+from transfers import metadata as business_metadata
 from transfers import mirror_docs, naming, schedule
 from transfers import options as route_options
 from transfers.models import Route, Transfer
@@ -48,6 +49,7 @@ FIELD_PATHS = {
     "cron": "trigger.cron",
     "timezone": "trigger.timezone",
     "options": "options",
+    "metadata": "metadata",
     "enabled": "enabled",
 }
 ROUTE_FIELDS = tuple(FIELD_PATHS)
@@ -149,6 +151,10 @@ def _validate_route(tenant: Tenant, values: dict[str, Any]) -> dict[str, Any]:
         out["options"] = route_options.normalize(values.get("options"))
     except route_options.InvalidOptions as exc:
         errors.update({f"options.{key}": msgs for key, msgs in exc.fields.items()})
+    try:
+        out["metadata"] = business_metadata.normalize(values.get("metadata"))
+    except business_metadata.InvalidMetadata as exc:
+        errors.update(exc.fields)
     if (
         source is not None
         and destination is not None

@@ -41,6 +41,7 @@ LIST_FIELDS = (
     "source_size",
     "destination_endpoint_id",
     "destination_path",
+    "metadata",
     "bytes_done",
     "bytes_total",
     "sha256",

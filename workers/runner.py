@@ -111,6 +111,7 @@ def copy_options(transfer: Transfer, *, claim_token: int = 0, attempt: _Attempt 
         part_tag=str(claim_token) if claim_token else "",
         upload_started=attempt.upload_started if attempt else None,
         about_to_commit=attempt.about_to_commit if attempt else None,
+        metadata=tuple(sorted((transfer.metadata or {}).items())),
     )
 
 

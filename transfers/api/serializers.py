@@ -15,6 +15,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from endpoints.api.serializers import StrictSerializer
+from transfers import metadata as business_metadata
 from transfers import naming
 from transfers import options as route_options
 from transfers.models import Route, Transfer
@@ -55,6 +56,30 @@ class OptionsField(serializers.DictField):
     paths such as ``options.after_delivery.move_to``); typed, with its limits, in the schema."""
 
 
+METADATA_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": (
+        f"The customer's own strings (docs/transfers.md): at most {business_metadata.MAX_KEYS} keys of "
+        f"1-{business_metadata.MAX_KEY_LENGTH} characters of a-z, 0-9, '-' and '_' (not starting with "
+        f"'ferry-'), values of at most {business_metadata.MAX_VALUE_LENGTH} printable ASCII characters, "
+        f"{business_metadata.MAX_TOTAL_BYTES} characters in all. Written as S3 user metadata on S3 destinations."
+    ),
+    "maxProperties": business_metadata.MAX_KEYS,
+    "propertyNames": {"pattern": "^[a-z0-9][a-z0-9_-]*$", "maxLength": business_metadata.MAX_KEY_LENGTH},
+    "additionalProperties": {
+        "type": "string",
+        "maxLength": business_metadata.MAX_VALUE_LENGTH,
+        "pattern": "^[\\x20-\\x7e]*$",
+    },
+}
+
+
+@extend_schema_field(METADATA_SCHEMA)
+class MetadataField(serializers.DictField):
+    """A free-form object here (``transfers.metadata.normalize`` validates it, with field
+    paths such as ``metadata.<key>``); typed, with its limits, in the schema."""
+
+
 # --- routes: input --------------------------------------------------------------------------
 
 
@@ -85,6 +110,7 @@ class RouteIn(StrictSerializer):
     destination = RouteDestinationIn()
     trigger = RouteTriggerIn(required=False)
     options = OptionsField(required=False)
+    metadata = MetadataField(required=False, help_text="Replaces the route's whole map when given.")
     enabled = serializers.BooleanField(required=False)
 
     def to_spec(self) -> dict[str, Any]:
@@ -109,7 +135,7 @@ class RouteIn(StrictSerializer):
                     spec[field] = data[part][key]
         if "trigger" in data and "cron" not in data["trigger"]:
             spec["cron"] = ""
-        for key in ("options", "enabled"):
+        for key in ("options", "metadata", "enabled"):
             if key in data:
                 spec[key] = data[key]
         return spec
@@ -145,6 +171,7 @@ class RouteOut(serializers.Serializer):
     destination = RouteDestinationOut(source="*")
     trigger = RouteTriggerOut(source="*")
     options = serializers.DictField()
+    metadata = MetadataField()
     enabled = serializers.BooleanField()
     partition = serializers.IntegerField()
     version = serializers.IntegerField()
@@ -199,6 +226,7 @@ class AdhocTransferIn(StrictSerializer):
     source = AdhocEndIn()
     destination = AdhocEndIn()
     options = OptionsField(required=False)
+    metadata = MetadataField(required=False)
 
 
 class TransferSourceOut(serializers.Serializer):
@@ -249,6 +277,7 @@ class TransferOut(serializers.Serializer):
     next_attempt_at = serializers.DateTimeField(allow_null=True)
     error = serializers.SerializerMethodField()
     source_action = SourceActionOut(source="*")
+    metadata = MetadataField()
     region = serializers.CharField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
@@ -294,6 +323,7 @@ class TransferOut(serializers.Serializer):
                 "error": transfer.source_action_error,
                 "attempts": transfer.source_action_attempts,
             },
+            "metadata": transfer.metadata,
             "region": transfer.region,
             "created_at": _dt(transfer.created_at),
             "updated_at": _dt(transfer.updated_at),

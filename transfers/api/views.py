@@ -263,6 +263,7 @@ class TransferListView(APIView):
             destination_path=data["destination"]["path"],
             options=data.get("options"),
             idempotency_key=key,
+            metadata=data.get("metadata"),
         )
         headers = {} if created else {"Idempotent-Replayed": "true"}
         return Response(
