@@ -93,6 +93,8 @@ def restore_document(document: dict[str, Any]) -> Route:
         updated_at=document["updated_at"],
         next_run_at=schedule.next_run_of(document, now),
         not_before=watermarks.watermark_at(now),
+        # Its transfers are gone: windows before the restore cannot be judged.
+        expect_since=now,
     )
     route.refresh_from_db()
     return route

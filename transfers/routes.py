@@ -200,6 +200,7 @@ def create_route(*, tenant: Tenant, **spec: Any) -> Route:
                 tenant=tenant,
                 partition=partition_of(route_id),
                 next_run_at=schedule.next_run_of(values, now),
+                expect_since=now if values["options"].get("expect") else None,
                 **values,
             )
             route.refresh_from_db()
@@ -261,8 +262,18 @@ def update_route(*, route: Route, expected_version: int | None = None, **changes
             schedule_changed = any(
                 values[f] != getattr(locked, f) for f in ("trigger_type", "cron", "timezone", "enabled")
             )
+            expect = values["options"].get("expect")
+            # A new or changed expectation (its time zone included), or a route enabled again:
+            # the first window opens now, so none before it is judged late (expectations).
+            expect_restarts = bool(expect) and (
+                expect != (locked.options or {}).get("expect")
+                or values["timezone"] != locked.timezone
+                or (values["enabled"] and not locked.enabled)
+            )
             for field, value in values.items():
                 setattr(locked, field, value)
+            if expect_restarts:
+                locked.expect_since = now
             if schedule_changed:
                 locked.next_run_at = schedule.next_run_of(values, now)
             locked.version += 1

@@ -15,8 +15,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from endpoints.api.serializers import StrictSerializer
+from transfers import expectations, naming
 from transfers import metadata as business_metadata
-from transfers import naming
 from transfers import options as route_options
 from transfers.models import Route, Transfer
 from transfers.states import State
@@ -46,6 +46,19 @@ OPTIONS_SCHEMA: dict[str, Any] = {
         "always_stage": {"type": "boolean"},
         "verify": {"type": "string", "enum": list(route_options.VERIFY)},
         "max_attempts": {"type": "integer", "minimum": 1, "maximum": route_options.MAX_ATTEMPTS_LIMIT},
+        "expect": {
+            "type": "object",
+            "nullable": True,
+            "additionalProperties": False,
+            "required": ["cron"],
+            "description": "Late files (docs/late-files.md): at least `min_files` files are expected by each "
+            "time `cron` fires in the route's time zone, with `grace_seconds` of tolerance; null for none.",
+            "properties": {
+                "cron": {"type": "string", "maxLength": 120},
+                "grace_seconds": {"type": "integer", "minimum": 0, "maximum": route_options.EXPECT_MAX_GRACE},
+                "min_files": {"type": "integer", "minimum": 1, "maximum": route_options.EXPECT_MAX_FILES},
+            },
+        },
     },
 }
 
@@ -180,6 +193,40 @@ class RouteOut(serializers.Serializer):
     not_before = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+
+class ExpectationLastOut(serializers.Serializer):
+    window_end = serializers.DateTimeField()
+    state = serializers.ChoiceField(choices=["on_time", "late", "arrived_late"])
+    seen = serializers.IntegerField()
+    arrived_at = serializers.DateTimeField(allow_null=True)
+
+
+class ExpectationOut(serializers.Serializer):
+    """A route's late-files status (``transfers.expectations.status_of``)."""
+
+    state = serializers.ChoiceField(
+        choices=["waiting", "on_time", "late"],
+        help_text="`late`: the newest window closed without its files (until they come or the next window "
+        "closes); otherwise the open window: `on_time` once it has its files, `waiting` before.",
+    )
+    window_start = serializers.DateTimeField()
+    window_end = serializers.DateTimeField(help_text="The time the files are expected by (the cron's time).")
+    deadline = serializers.DateTimeField(help_text="`window_end` plus the grace.")
+    seen = serializers.IntegerField(help_text="Files counted for the window so far.")
+    expected = serializers.IntegerField()
+    last = ExpectationLastOut(allow_null=True, help_text="The newest window already judged, if any.")
+
+
+class RouteDetailOut(RouteOut):
+    """``GET /routes/{id}``: the route and its late-files status (one or two queries more)."""
+
+    expectation = serializers.SerializerMethodField()
+
+    @extend_schema_field(ExpectationOut(allow_null=True))
+    def get_expectation(self, route: Route) -> dict[str, Any] | None:
+        status = expectations.status_of(route)
+        return None if status is None else ExpectationOut(status).data
 
 
 class RunIn(StrictSerializer):

@@ -74,12 +74,13 @@ class RouteListView(APIView):
 class RouteDetailView(APIView):
     @extend_schema(
         summary="Show a route",
-        description="The route with its options in force and its next scheduled run.",
-        responses=schema.RouteSchema,
+        description="The route with its options in force, its next scheduled run and, when it expects "
+        "files (`options.expect`), whether they are late (`expectation`).",
+        responses=schema.RouteDetailSchema,
     )
     def get(self, request: Request, route_id) -> Response:
         route = selectors.route_get(tenant=tenancy.tenant_of(request), route_id=route_id)
-        return Response(s.RouteOut(route).data)
+        return Response(s.RouteDetailOut(route).data)
 
     @extend_schema(
         summary="Change a route",
