@@ -12,7 +12,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.contrib.auth.models import Permission, User
 from django.db import connection
+from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
@@ -240,3 +243,15 @@ def test_the_route_shows_its_expectation(api, make_route, settings):
     assert (shown["state"], shown["seen"]) == ("on_time", 1)
     plain = make_route(api.tenant)
     assert api.get(f"/api/v1/routes/{plain.id}").json()["expectation"] is None
+
+
+def test_the_admin_lists_judged_windows_read_only(expecting):
+    route = expecting()
+    expectations.evaluate_route(route, now=utc(2026, 1, 5, 6, 31), region="r1")
+    user = User.objects.create_user(username="late-op", password="x", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_expectationwindow"))
+    client = Client()
+    client.force_login(user)
+    listing = client.get(reverse("admin:transfers_expectationwindow_changelist") + "?state__exact=late")
+    assert listing.status_code == 200 and route.name in listing.content.decode()
+    assert client.get(reverse("admin:transfers_expectationwindow_add")).status_code == 403
