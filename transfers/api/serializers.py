@@ -93,6 +93,14 @@ class MetadataField(serializers.DictField):
     paths such as ``metadata.<key>``); typed, with its limits, in the schema."""
 
 
+class OptionsShownField(serializers.DictField):
+    """Options as shown: every option, with the defaults of those newer than the stored row
+    (``expect`` on routes and transfers stored before it)."""
+
+    def to_representation(self, value: dict[str, Any]) -> dict[str, Any]:
+        return {**route_options.DEFAULTS, **(value or {})}
+
+
 # --- routes: input --------------------------------------------------------------------------
 
 
@@ -183,7 +191,7 @@ class RouteOut(serializers.Serializer):
     source = RouteSourceOut(source="*")
     destination = RouteDestinationOut(source="*")
     trigger = RouteTriggerOut(source="*")
-    options = serializers.DictField()
+    options = OptionsShownField()
     metadata = MetadataField()
     enabled = serializers.BooleanField()
     partition = serializers.IntegerField()
@@ -394,7 +402,7 @@ class TransferEventOut(serializers.Serializer):
 
 
 class TransferDetailOut(TransferOut):
-    options = serializers.DictField()
+    options = OptionsShownField()
     # The X-Request-ID of the request that created it (or the poll's or event's id): what a
     # customer quotes, and what every log line of every attempt carries.
     request_id = serializers.CharField()
@@ -402,7 +410,7 @@ class TransferDetailOut(TransferOut):
 
     def to_representation(self, transfer: Transfer) -> dict[str, Any]:
         data = super().to_representation(transfer)
-        data["options"] = transfer.options
+        data["options"] = {**route_options.DEFAULTS, **(transfer.options or {})}
         data["request_id"] = transfer.request_id
         data["timeline"] = TransferEventOut(transfer.timeline, many=True).data
         return data

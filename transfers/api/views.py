@@ -63,12 +63,12 @@ class RouteListView(APIView):
         "The trigger says when the source is listed: on a schedule (`cron`, in `timezone`), on "
         "S3 events, or only when run by hand. Both endpoints must be the tenant's.",
         request=s.RouteIn,
-        responses={201: schema.RouteSchema},
+        responses={201: schema.RouteDetailSchema},
     )
     def post(self, request: Request) -> Response:
         spec = _valid(s.RouteIn, request).to_spec()
         route = routes.create_route(tenant=tenancy.tenant_of(request), **spec)
-        return Response(s.RouteOut(route).data, status=status.HTTP_201_CREATED)
+        return Response(s.RouteDetailOut(route).data, status=status.HTTP_201_CREATED)
 
 
 class RouteDetailView(APIView):
@@ -89,7 +89,7 @@ class RouteDetailView(APIView):
         "they were created with.",
         request=schema.RouteChange,
         responses={
-            200: schema.RouteSchema,
+            200: schema.RouteDetailSchema,
             **errors({409: "The route changed while this request was made; read it again and retry."}),
         },
     )
@@ -98,7 +98,7 @@ class RouteDetailView(APIView):
         bind(route=str(route.id))
         spec = _valid(s.RouteIn, request, partial=True).to_spec()
         route = routes.update_route(route=route, expected_version=route.version, **spec)
-        return Response(s.RouteOut(route).data)
+        return Response(s.RouteDetailOut(route).data)
 
     @extend_schema(
         summary="Delete a route",
