@@ -255,3 +255,41 @@ def test_the_admin_lists_judged_windows_read_only(expecting):
     listing = client.get(reverse("admin:transfers_expectationwindow_changelist") + "?state__exact=late")
     assert listing.status_code == 200 and route.name in listing.content.decode()
     assert client.get(reverse("admin:transfers_expectationwindow_add")).status_code == 403
+
+
+def test_an_expectation_set_through_the_api_opens_its_first_window_then(api, make_endpoint):
+    src, dst = make_endpoint(api.tenant, "sftp"), make_endpoint(api.tenant, "s3")
+    body = {
+        "name": "expects",
+        "source": {"endpoint": str(src.id), "path": "/out"},
+        "destination": {"endpoint": str(dst.id), "path": "/in"},
+        "trigger": {"type": "manual", "timezone": "Europe/London"},
+        "options": {"expect": {"cron": "0 6 * * *", "grace_seconds": 700000}},
+    }
+    refused = api.post("/api/v1/routes", body, format="json")
+    assert refused.status_code == 400 and "options.expect.grace_seconds" in refused.json()["error"]["fields"]
+    assert not Route.objects.exists()
+
+    body["options"]["expect"]["grace_seconds"] = 1800
+    created = api.post("/api/v1/routes", body, format="json")
+    assert created.status_code == 201, created.content
+    assert created.json()["options"]["expect"] == {"cron": "0 6 * * *", "grace_seconds": 1800, "min_files": 1}
+    assert created.json()["expectation"]["state"] in ("waiting", "late")
+    route = Route.objects.get(id=created.json()["id"])
+    assert route.expect_since is not None
+    since = route.expect_since
+
+    # Changing another option keeps the windows; changing the expectation starts them again.
+    api.patch(f"/api/v1/routes/{route.id}", {"options": {"max_attempts": 3}}, format="json")
+    route.refresh_from_db()
+    assert route.expect_since == since
+    changed = api.patch(
+        f"/api/v1/routes/{route.id}", {"options": {"expect": {"cron": "0 7 * * *", "min_files": 2}}}, format="json"
+    )
+    assert changed.status_code == 200 and changed.json()["expectation"]["expected"] == 2
+    route.refresh_from_db()
+    assert route.expect_since > since
+    bad = api.patch(f"/api/v1/routes/{route.id}", {"options": {"expect": {"cron": "* * * * *"}}}, format="json")
+    assert bad.status_code == 400 and "options.expect.cron" in bad.json()["error"]["fields"]
+    removed = api.patch(f"/api/v1/routes/{route.id}", {"options": {"expect": None}}, format="json")
+    assert removed.status_code == 200 and removed.json()["expectation"] is None
