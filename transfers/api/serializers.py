@@ -77,8 +77,8 @@ METADATA_SCHEMA: dict[str, Any] = {
         f"'ferry-'), values of at most {business_metadata.MAX_VALUE_LENGTH} printable ASCII characters, "
         f"{business_metadata.MAX_TOTAL_BYTES} characters in all. Written as S3 user metadata on S3 destinations."
     ),
+    # OpenAPI 3.0 has no propertyNames: the key rule is in the description, checked by the server.
     "maxProperties": business_metadata.MAX_KEYS,
-    "propertyNames": {"pattern": "^[a-z0-9][a-z0-9_-]*$", "maxLength": business_metadata.MAX_KEY_LENGTH},
     "additionalProperties": {
         "type": "string",
         "maxLength": business_metadata.MAX_VALUE_LENGTH,
