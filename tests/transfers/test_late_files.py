@@ -293,3 +293,13 @@ def test_an_expectation_set_through_the_api_opens_its_first_window_then(api, mak
     assert bad.status_code == 400 and "options.expect.cron" in bad.json()["error"]["fields"]
     removed = api.patch(f"/api/v1/routes/{route.id}", {"options": {"expect": None}}, format="json")
     assert removed.status_code == 200 and removed.json()["expectation"] is None
+
+
+def test_the_evaluation_works_through_aurora_write_forwarding(expecting, sent, request):
+    route = expecting()  # made before the guard: factories are not the code under test
+    request.getfixturevalue("forwarded_connection")
+    expectations.evaluate_route(route, now=utc(2026, 1, 5, 6, 31), region="us-west-2")
+    arrive(route, utc(2026, 1, 5, 7))
+    expectations.evaluate_route(route, now=utc(2026, 1, 5, 7, 5), region="us-west-2")
+    assert [name for name, _ in sent] == ["late", "arrived_late"]
+    assert expectations.status_of(route, now=utc(2026, 1, 5, 7, 5))["last"]["state"] == "arrived_late"
