@@ -28,6 +28,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from controlplane.metrics import files_arrived_late, files_late
@@ -50,14 +51,26 @@ def _anchor(route: Route) -> datetime:
     return route.expect_since or route.created_at
 
 
-def _latest(route: Route) -> ExpectationWindow | None:
-    """The newest judged window, unless the expectation started again since it was judged
-    (changed, or the route enabled again: ``expect_since`` after its deadline); then the
-    next window opens at ``expect_since`` instead."""
-    last = route.expectation_windows.order_by("-window_end").first()
+_UNREAD = object()
+
+
+def _latest(route: Route, last: Any = _UNREAD) -> ExpectationWindow | None:
+    """The newest judged window (``last`` when the caller read it already), unless the
+    expectation started again since it was judged (changed, or the route enabled again:
+    ``expect_since`` after its deadline); then the next window opens at ``expect_since``."""
+    if last is _UNREAD:
+        last = route.expectation_windows.order_by("-window_end").first()
     if last is not None and route.expect_since is not None and route.expect_since >= last.deadline:
         return None
     return last
+
+
+def latest_windows(route_ids: list[uuid.UUID]) -> dict[uuid.UUID, ExpectationWindow]:
+    """Each route's newest judged window, in one query (a correlated subquery: PostgreSQL
+    and SQLite alike)."""
+    newest = ExpectationWindow.objects.filter(route=OuterRef("route")).order_by("-window_end").values("window_end")[:1]
+    rows = ExpectationWindow.objects.filter(route__in=route_ids, window_end=Subquery(newest))
+    return {row.route_id: row for row in rows}
 
 
 def _iso(value: datetime) -> str:
@@ -105,10 +118,13 @@ class Evaluation:
     arrived: list[ExpectationWindow]
 
 
-def evaluate_route(route: Route, *, now: datetime | None = None, region: str | None = None) -> Evaluation:
+def evaluate_route(
+    route: Route, *, now: datetime | None = None, region: str | None = None, last: Any = _UNREAD
+) -> Evaluation:
     """Judge ``route``'s windows whose deadline has passed, oldest first, and notice the
     files of a late window arriving; send ``file_late`` / ``file_arrived_late`` for the
-    outcomes this call recorded (none for those another evaluation recorded first)."""
+    outcomes this call recorded (none for those another evaluation recorded first).
+    ``last``: the route's newest window (or None), when the caller read it already."""
     now = now or timezone.now()
     region = region if region is not None else settings.FERRY_REGION
     result = Evaluation(judged=[], late=[], arrived=[])
@@ -116,7 +132,7 @@ def evaluate_route(route: Route, *, now: datetime | None = None, region: str | N
     if expect is None or not route.enabled:
         return result
     grace = timedelta(seconds=int(expect["grace_seconds"]))
-    previous = _latest(route)
+    previous = _latest(route, last)
     after = previous.window_end if previous else _anchor(route)
     # Due: deadline (time + grace) passed, i.e. the time itself at or before now - grace.
     due = schedule.fire_times_between(expect["cron"], route.timezone, after, now - grace, CATCH_UP)
@@ -250,10 +266,11 @@ def evaluate_partitions(partitions: list[int], *, now: datetime | None = None, r
     if not partitions:
         return 0
     late = 0
-    found = Route.objects.filter(partition__in=partitions, enabled=True, options__expect__cron__isnull=False)
+    found = list(Route.objects.filter(partition__in=partitions, enabled=True, options__expect__cron__isnull=False))
+    newest = latest_windows([route.id for route in found])
     for route in found:
         try:
-            late += len(evaluate_route(route, now=now, region=region).late)
+            late += len(evaluate_route(route, now=now, region=region, last=newest.get(route.id)).late)
         except Exception:
             log.exception("evaluating the route's expected files failed", extra={"route": str(route.id)})
     return late
