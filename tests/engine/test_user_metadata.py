@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from engine import s3io
 from engine.copy import CopyOptions, copy
 from tests.engine.conftest import MIB, payload, s3, s3_loc, sha
 
@@ -35,3 +36,10 @@ def test_a_server_side_copy_carries_the_callers_metadata(s3spec, caplog):
     assert done.outcome == "delivered"
     assert any(r.message == "server-side copy" for r in caplog.records)
     assert metadata_of(s3spec, "out/a.csv") == {**EXPECTED, "ferry-transfer-id": "t-m2"}
+
+
+def test_ferrys_own_transfer_id_wins_over_the_callers_pairs():
+    assert s3io.object_metadata("t-1", (("ferry-transfer-id", "forged"), ("a", "b"))) == {
+        "a": "b",
+        "ferry-transfer-id": "t-1",
+    }

@@ -67,10 +67,3 @@ def test_metadata_round_trips_through_the_api_onto_the_s3_object(api, partition,
     }
     shown = api.get(f"/api/v1/transfers/{created.json()['id']}").json()
     assert shown["state"] == "succeeded" and shown["metadata"] == body["metadata"]
-
-
-def test_ferrys_own_transfer_id_wins_over_the_callers_pairs():
-    assert s3io.object_metadata("t-1", (("ferry-transfer-id", "forged"), ("a", "b"))) == {
-        "a": "b",
-        "ferry-transfer-id": "t-1",
-    }
