@@ -41,6 +41,14 @@ event_messages = Counter(
     ["outcome"],
 )
 
+files_late = Counter(
+    "ferry_files_late_total",
+    "Route expectation windows that closed without the files they expect (late files, docs/late-files.md)",
+)
+files_arrived_late = Counter(
+    "ferry_files_arrived_late_total", "Late expectation windows whose files came afterwards (docs/late-files.md)"
+)
+
 
 # Gauges read when /metrics is scraped, from data the other apps own (transfers by state,
 # leases held). They register their samplers at start-up (AppConfig.ready): the control

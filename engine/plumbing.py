@@ -43,6 +43,10 @@ class CopyOptions:
     parts_in_flight: int = 4
     sftp_requests_in_flight: int = 16
     part_tag: str = ""  # distinguishes one claim's temporary SFTP file from another's
+    # The caller's user metadata for an S3 destination object, as (key, value) pairs (a tuple:
+    # the options are frozen). Keys lowercase, sized by the caller to fit S3's 2 KB beside
+    # Ferry's own ``ferry-transfer-id``, which always wins. SFTP destinations ignore it.
+    metadata: tuple[tuple[str, str], ...] = ()
     # Told (bucket, key, upload id) when a multipart upload is created or adopted, so the
     # caller knows its own uploads (ListMultipartUploads shows no metadata) and can abort
     # the ones it abandons. Runs on the engine's threads; may block.

@@ -64,6 +64,12 @@ def sse_args(spec: S3Spec) -> dict[str, str]:
     return args
 
 
+def object_metadata(transfer_id: str, extra: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
+    """An object's user metadata: the caller's pairs, then Ferry's transfer id (never
+    overridden by the caller's)."""
+    return {**dict(extra), META_TRANSFER: transfer_id}
+
+
 def transfer_id_of(head: Response) -> str | None:
     """The transfer id in an object's metadata (some servers change the key's case)."""
     for name, value in (head.get("Metadata") or {}).items():
@@ -201,6 +207,7 @@ class S3Upload:
     progress: Any = None
     upload_started: Any = None  # (bucket, key, upload id), blocking: run on a thread
     about_to_commit: Any = None  # (sha256, size), just before before_commit
+    metadata: tuple[tuple[str, str], ...] = ()  # the caller's user metadata (CopyOptions.metadata)
     _committing: bool = False  # before_commit returned: the open upload is the evidence
     _parts: dict[int, Response] = field(default_factory=dict)
     _existing: dict[int, Response] = field(default_factory=dict)
@@ -217,7 +224,7 @@ class S3Upload:
         return {
             "Bucket": self.bucket,
             "Key": self.key,
-            "Metadata": {META_TRANSFER: self.transfer_id},
+            "Metadata": object_metadata(self.transfer_id, self.metadata),
             **sse_args(self.spec),
         }
 

@@ -136,6 +136,7 @@ async def to_s3(
             progress=progress,
             upload_started=options.upload_started,
             about_to_commit=options.about_to_commit,
+            metadata=options.metadata,
         )
         result = await upload.run(pipeline.chunks())
     if result.outcome == "precondition_failed":
@@ -181,7 +182,7 @@ async def _server_side_copy(
         "Key": dest.key,
         "CopySource": {"Bucket": source.spec.bucket, "Key": source.key},
         "MetadataDirective": "REPLACE",
-        "Metadata": {s3io.META_TRANSFER: transfer_id},
+        "Metadata": s3io.object_metadata(transfer_id, options.metadata),
         "TaggingDirective": "REPLACE",
         "Tagging": f"{s3io.TAG_SHA256}={src.sha256}",
         **s3io.sse_args(dest.spec),

@@ -20,7 +20,7 @@ from django.utils.html import format_html
 from controlplane.admin import ReadOnlyAdmin, ReadOnlyInline
 from controlplane.errors import Conflict
 from transfers import services
-from transfers.models import Batch, Route, Transfer, TransferEvent
+from transfers.models import Batch, ExpectationWindow, Route, Transfer, TransferEvent
 from transfers.states import REDRIVABLE, State
 
 REDRIVE_PERMISSION = "transfers.redrive_transfer"
@@ -45,6 +45,17 @@ class RouteAdmin(ReadOnlyAdmin):
     list_filter = ["trigger_type", "enabled"]
     search_fields = ["name", "id"]
     list_select_related = ["tenant", "source_endpoint", "destination_endpoint"]
+
+
+@admin.register(ExpectationWindow)
+class ExpectationWindowAdmin(ReadOnlyAdmin):
+    """Late files: each judged expectation window of a route (docs/late-files.md)."""
+
+    list_display = ["route", "tenant", "window_end", "deadline", "state", "seen", "expected", "arrived_at", "region"]
+    list_filter = ["state", "region"]
+    search_fields = ["route__name", "route__id"]
+    list_select_related = ["route", "tenant"]
+    ordering = ["-window_end"]
 
 
 class TransferEventInline(ReadOnlyInline):

@@ -36,6 +36,7 @@ from endpoints.models import Endpoint
 from engine.listing import PART_RE, RemoteFile
 from engine.locations import s3_relative_path
 from transfers import batches, lifecycle, naming, pgpkeys, stability, watermarks
+from transfers import metadata as business_metadata
 from transfers import options as route_options
 from transfers.models import FileObservation, Route, Transfer
 from transfers.partitions import partition_of
@@ -188,6 +189,7 @@ def _create_transfers(
                 destination_endpoint_id=route.destination_endpoint_id,
                 destination_path=destination,
                 options=dict(route.options),
+                metadata=dict(route.metadata or {}),
                 max_attempts=route.options.get("max_attempts", route_options.DEFAULTS["max_attempts"]),
                 partition=route.partition,
                 state=State.PENDING,
@@ -435,13 +437,14 @@ def create_adhoc_transfer(
     destination_path: str,
     options: dict[str, Any] | None,
     idempotency_key: str,
+    metadata: dict[str, str] | None = None,
 ) -> tuple[Transfer, bool]:
     """One file, no route. Returns ``(transfer, created)``.
 
     The same ``idempotency_key`` (per tenant) within ``FERRY_IDEMPOTENCY_TTL`` (24 h)
     returns the transfer it created the first time; with a different body it is refused
     (409 ``idempotency_conflict``). A ``destination_path`` ending in ``/`` is a folder: the
-    source file name is appended.
+    source file name is appended. ``metadata`` is the customer's map (``transfers.metadata``).
     """
     key = (idempotency_key or "").strip()
     if not key or len(key) > 255 or naming.CONTROL_CHARS.search(key):
@@ -470,6 +473,11 @@ def create_adhoc_transfer(
         errors.update({f"options.{k}": v for k, v in key_errors.items()})
     if opts.get("write_manifest"):
         errors["options.write_manifest"] = ["Only routes write manifests (one per run); leave it out here."]
+    try:
+        meta = business_metadata.normalize(metadata)
+    except business_metadata.InvalidMetadata as exc:
+        errors.update(exc.fields)
+        meta = {}
     if errors:
         raise invalid(errors)
     assert source is not None and destination is not None
@@ -479,6 +487,8 @@ def create_adhoc_transfer(
         destination_endpoint=str(destination.pk),
         destination_path=dst,
         options=opts,
+        # Only when given: keys created before metadata existed keep their fingerprint.
+        **({"metadata": meta} if meta else {}),
     )
     now = timezone.now()
 
@@ -512,6 +522,7 @@ def create_adhoc_transfer(
                 destination_endpoint=destination,
                 destination_path=dst,
                 options=opts,
+                metadata=meta,
                 max_attempts=opts["max_attempts"],
                 partition=partition_of(transfer_id),
                 idempotency_key=key,

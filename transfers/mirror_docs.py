@@ -37,6 +37,7 @@ def document_of(route: Route) -> dict[str, Any]:
         "cron": route.cron,
         "timezone": route.timezone,
         "options": route.options,
+        "metadata": route.metadata,
         "enabled": route.enabled,
         "partition": route.partition,
         "version": route.version,
@@ -78,6 +79,7 @@ def restore_document(document: dict[str, Any]) -> Route:
         cron=document["cron"],
         timezone=document["timezone"],
         options=document["options"],
+        metadata=document.get("metadata") or {},  # documents mirrored before the field
         enabled=document["enabled"],
         partition=document["partition"],
         version=document["version"],
@@ -91,6 +93,8 @@ def restore_document(document: dict[str, Any]) -> Route:
         updated_at=document["updated_at"],
         next_run_at=schedule.next_run_of(document, now),
         not_before=watermarks.watermark_at(now),
+        # Its transfers are gone: windows before the restore cannot be judged.
+        expect_since=now,
     )
     route.refresh_from_db()
     return route

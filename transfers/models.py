@@ -50,6 +50,9 @@ class Route(models.Model):
     cron = models.CharField(max_length=120, blank=True)
     timezone = models.CharField(max_length=64, default="UTC")
     options = models.JSONField(default=_default_options)
+    # The customer's own strings (transfers.metadata), copied onto each transfer it creates.
+    # db_default (here and on Transfer): the previous release inserts rows without it.
+    metadata = models.JSONField(default=dict, db_default={}, blank=True)
     enabled = models.BooleanField(default=True)
     partition = models.PositiveIntegerField()
     # Grows at every change: the mirror's version condition.
@@ -58,6 +61,10 @@ class Route(models.Model):
     # Set by a restore of the database: polls leave files modified before it alone, since
     # the ledger may no longer remember their delivery (transfers.watermarks). Not mirrored.
     not_before = models.DateTimeField(null=True, blank=True)
+    # When the route's files were first expected (options.expect set or changed, the route
+    # enabled, or restored): the first expectation window opens here, so no window before
+    # it is judged late (transfers.expectations). Not mirrored.
+    expect_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -195,6 +202,9 @@ class Transfer(models.Model):
     destination_endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="+")
     destination_path = models.CharField(max_length=1024)
     options = models.JSONField(default=_default_options)
+    # The customer's strings (transfers.metadata): the route's when it was created, or the
+    # ad-hoc request's; written as S3 user metadata on an S3 destination.
+    metadata = models.JSONField(default=dict, db_default={}, blank=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
     attempt = models.PositiveIntegerField(default=0)
     max_attempts = models.PositiveIntegerField(default=5)
@@ -414,3 +424,49 @@ class PgpKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.fingerprint[-16:]})"
+
+
+class ExpectationWindow(models.Model):
+    """The outcome of one of a route's expectation windows (``options.expect``, late files).
+
+    One row per (route, ``window_end``): inserted once, by whichever evaluation gets there
+    first (the partition owner's scheduler tick; a re-evaluation after a crash or a failover
+    finds the row), so ``file_late`` is sent once. ``window_end`` is the time the cron named
+    (files expected by 06:00), ``deadline`` that time plus the grace; the window counts the
+    route's transfers created in ``[window_start, deadline)``. A late window that gets its
+    files before the next deadline becomes ``arrived_late`` by a compare-and-set, once.
+    """
+
+    class State(TextChoices):
+        ON_TIME = "on_time"
+        LATE = "late"
+        ARRIVED_LATE = "arrived_late"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    route = models.ForeignKey(Route, on_delete=models.CASCADE, related_name="expectation_windows")
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    deadline = models.DateTimeField()
+    expected = models.PositiveIntegerField()
+    # Files counted for the window at its deadline.
+    seen = models.PositiveIntegerField()
+    # Files after the deadline counted for this late window (so the next window does not
+    # count them too); 0 unless arrived_late.
+    late_files = models.PositiveIntegerField(default=0)
+    state = models.CharField(max_length=16, choices=State.choices)
+    arrived_at = models.DateTimeField(null=True, blank=True)
+    evaluated_at = models.DateTimeField()
+    region = models.CharField(max_length=32, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["route", "window_end"], name="expectation_window_unique"),
+            models.CheckConstraint(
+                condition=Q(state__in=["on_time", "late", "arrived_late"]), name="expectation_window_state_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["route", "-window_end"], name="expectation_window_latest")]
+
+    def __str__(self) -> str:
+        return f"{self.route_id} by {self.window_end:%Y-%m-%d %H:%M}Z: {self.state}"

@@ -10,7 +10,7 @@ import posixpath
 import uuid
 from typing import Any
 
-from transfers import manifests, naming
+from transfers import manifests, naming, schedule
 
 ON_CONFLICT = ("fail", "overwrite", "skip", "rename")
 VERIFY = ("size", "reread")
@@ -36,7 +36,15 @@ DEFAULTS: dict[str, Any] = {
     # The partner's key the file must be signed with (``verify`` is taken: size | reread).
     "verify_signature": None,
     "armor": False,  # ASCII armor on what Ferry encrypts or signs
+    # {"cron", "grace_seconds", "min_files"} or None: when files are expected (late files,
+    # transfers.expectations, docs/late-files.md). The cron runs in the route's time zone.
+    "expect": None,
 }
+EXPECT_KEYS = ("cron", "grace_seconds", "min_files")
+EXPECT_MAX_GRACE = 7 * 24 * 3600
+EXPECT_MAX_FILES = 10_000
+# Expectation windows at most this often: each one is a row and, when late, an alert.
+EXPECT_MIN_INTERVAL = 15 * 60
 
 PGP_KEY_OPTIONS = ("sign", "decrypt", "verify_signature")
 MAX_RECIPIENTS = 10
@@ -107,6 +115,45 @@ def normalize(raw: dict[str, Any] | None, *, base: dict[str, Any] | None = None)
         except manifests.InvalidManifestOption as exc:
             errors["write_manifest"] = [str(exc)]
     _check_pgp(out, errors)
+    if out["expect"] is not None:
+        try:
+            out["expect"] = normalize_expect(out["expect"])
+        except InvalidOptions as exc:
+            errors.update(exc.fields)
+    if errors:
+        raise InvalidOptions(errors)
+    return out
+
+
+def normalize_expect(raw: Any) -> dict[str, Any]:
+    """``{"cron": "0 6 * * 1-5", "grace_seconds": 1800, "min_files": 1}``: files are expected
+    by each time ``cron`` fires (in the route's time zone), with ``grace_seconds`` (default
+    0) of tolerance, at least ``min_files`` (default 1) of them. Field names in errors are
+    ``expect.<key>``."""
+    if not isinstance(raw, dict):
+        raise InvalidOptions({"expect": ['An object such as {"cron": "0 6 * * *", "grace_seconds": 1800}, or null.']})
+    errors: dict[str, list[str]] = {}
+    for key in sorted(set(raw) - set(EXPECT_KEYS)):
+        errors[f"expect.{key}"[:80]] = ["Unknown field."]
+    out: dict[str, Any] = {
+        "cron": raw.get("cron"),
+        "grace_seconds": raw.get("grace_seconds", 0),
+        "min_files": raw.get("min_files", 1),
+    }
+    if not isinstance(out["cron"], str) or not out["cron"].strip():
+        errors["expect.cron"] = ["A 5-field cron expression, evaluated in the route's time zone."]
+    else:
+        try:
+            out["cron"] = schedule.check_cron(out["cron"])
+        except schedule.InvalidSchedule as exc:
+            errors["expect.cron"] = [str(exc)]
+        else:
+            if schedule.shortest_interval(out["cron"]) < EXPECT_MIN_INTERVAL:
+                errors["expect.cron"] = [f"Expect files at most every {EXPECT_MIN_INTERVAL // 60} minutes."]
+    if not _int(out["grace_seconds"]) or not 0 <= out["grace_seconds"] <= EXPECT_MAX_GRACE:
+        errors["expect.grace_seconds"] = [f"An integer from 0 to {EXPECT_MAX_GRACE} (one week)."]
+    if not _int(out["min_files"]) or not 1 <= out["min_files"] <= EXPECT_MAX_FILES:
+        errors["expect.min_files"] = [f"An integer from 1 to {EXPECT_MAX_FILES}."]
     if errors:
         raise InvalidOptions(errors)
     return out

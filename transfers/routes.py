@@ -25,6 +25,7 @@ from controlplane.models import Tenant
 from endpoints import sources
 from endpoints import validation as endpoint_validation
 from endpoints.models import Endpoint
+from transfers import metadata as business_metadata
 from transfers import mirror_docs, naming, pgpkeys, schedule
 from transfers import options as route_options
 from transfers.models import Route, Transfer
@@ -49,6 +50,7 @@ FIELD_PATHS = {
     "cron": "trigger.cron",
     "timezone": "trigger.timezone",
     "options": "options",
+    "metadata": "metadata",
     "enabled": "enabled",
 }
 ROUTE_FIELDS = tuple(FIELD_PATHS)
@@ -153,6 +155,10 @@ def _validate_route(tenant: Tenant, values: dict[str, Any]) -> dict[str, Any]:
     else:
         key_errors = pgpkeys.check_option_keys(tenant=tenant, options=out["options"])
         errors.update({f"options.{key}": msgs for key, msgs in key_errors.items()})
+    try:
+        out["metadata"] = business_metadata.normalize(values.get("metadata"))
+    except business_metadata.InvalidMetadata as exc:
+        errors.update(exc.fields)
     if (
         source is not None
         and destination is not None
@@ -210,6 +216,7 @@ def create_route(*, tenant: Tenant, **spec: Any) -> Route:
                 tenant=tenant,
                 partition=partition_of(route_id),
                 next_run_at=schedule.next_run_of(values, now),
+                expect_since=now if values["options"].get("expect") else None,
                 **values,
             )
             route.refresh_from_db()
@@ -274,8 +281,18 @@ def update_route(*, route: Route, expected_version: int | None = None, **changes
             schedule_changed = any(
                 values[f] != getattr(locked, f) for f in ("trigger_type", "cron", "timezone", "enabled")
             )
+            expect = values["options"].get("expect")
+            # A new or changed expectation (its time zone included), or a route enabled again:
+            # the first window opens now, so none before it is judged late (expectations).
+            expect_restarts = bool(expect) and (
+                expect != (locked.options or {}).get("expect")
+                or values["timezone"] != locked.timezone
+                or (values["enabled"] and not locked.enabled)
+            )
             for field, value in values.items():
                 setattr(locked, field, value)
+            if expect_restarts:
+                locked.expect_since = now
             if schedule_changed:
                 locked.next_run_at = schedule.next_run_of(values, now)
             locked.version += 1

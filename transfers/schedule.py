@@ -8,8 +8,9 @@ handles the skipped and repeated hours).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -52,6 +53,49 @@ def next_run_after(cron: str, tz: str, after: datetime) -> datetime:
     local = after.astimezone(ZoneInfo(tz))
     nxt = croniter(cron, local).get_next(datetime)
     return nxt.astimezone(UTC)
+
+
+def shortest_interval(cron: str, samples: int = 64) -> float:
+    """The shortest gap, in seconds, between consecutive fire times of ``cron`` (in UTC)
+    over its next ``samples`` fire times from a fixed Monday: enough to see a sub-hourly
+    or sub-daily pattern."""
+    it = croniter(cron, datetime(2025, 1, 6, tzinfo=UTC))
+    times = [it.get_next(datetime) for _ in range(samples)]
+    return min((b - a).total_seconds() for a, b in itertools.pairwise(times))
+
+
+def fire_times_between(cron: str, tz: str, after: datetime, until: datetime, limit: int) -> list[datetime]:
+    """The times ``cron`` fires in zone ``tz`` strictly after ``after`` and at or before
+    ``until``, oldest first, at most ``limit`` of them, in UTC.
+
+    Once per wall-clock time: when clocks go back, croniter fires a time in the repeated
+    hour twice (01:30 EDT, then 01:30 EST); an expectation of "files by 01:30" means the
+    first. A time skipped when clocks go forward fires at the first instant after it.
+    """
+    zone = ZoneInfo(tz)
+    out: list[datetime] = []
+    current = after
+    last_wall = after.astimezone(zone).replace(tzinfo=None)
+    while len(out) < limit:
+        current = next_run_after(cron, tz, current)
+        if current > until:
+            break
+        wall = current.astimezone(zone).replace(tzinfo=None)
+        if wall == last_wall:
+            continue
+        last_wall = wall
+        out.append(current)
+    return out
+
+
+def next_fire_after(cron: str, tz: str, after: datetime) -> datetime:
+    """:func:`fire_times_between`'s next time after ``after`` (once per wall-clock time)."""
+    current = after
+    while True:
+        found = fire_times_between(cron, tz, current, current + timedelta(days=400), 1)
+        if found:
+            return found[0]
+        current += timedelta(days=400)
 
 
 def is_due(next_run_at: datetime | None, now: datetime) -> bool:

@@ -42,6 +42,7 @@ LIST_FIELDS = (
     "source_size",
     "destination_endpoint_id",
     "destination_path",
+    "metadata",
     "bytes_done",
     "bytes_total",
     "sha256",

@@ -121,6 +121,7 @@ def copy_options(
         upload_started=attempt.upload_started if attempt else None,
         about_to_commit=attempt.about_to_commit if attempt else None,
         transforms=transforms,
+        metadata=tuple(sorted((transfer.metadata or {}).items())),
     )
 
 

@@ -16,6 +16,7 @@ from transfers.api.serializers import (
     OPTIONS_SCHEMA,
     OptionsField,
     RouteDestinationIn,
+    RouteDetailOut,
     RouteIn,
     RouteOut,
     RouteSourceIn,
@@ -42,6 +43,13 @@ class RouteSchema(RouteOut):
 
     class Meta:
         ref_name = "RouteOut"
+
+
+class RouteDetailSchema(RouteDetailOut):
+    options = OptionsOutField()
+
+    class Meta:
+        ref_name = "RouteDetailOut"
 
 
 class TransferDetailSchema(TransferDetailOut):

@@ -15,7 +15,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from endpoints.api.serializers import StrictSerializer
-from transfers import manifests, naming
+from transfers import expectations, manifests, naming
+from transfers import metadata as business_metadata
 from transfers import options as route_options
 from transfers.models import Batch, Route, Transfer
 from transfers.states import State
@@ -79,6 +80,19 @@ OPTIONS_SCHEMA: dict[str, Any] = {
             "description": "The file must be signed by this key, or the transfer ends dead (pgp_verify_failed).",
         },
         "armor": {"type": "boolean", "description": "ASCII armor on what Ferry encrypts or signs."},
+        "expect": {
+            "type": "object",
+            "nullable": True,
+            "additionalProperties": False,
+            "required": ["cron"],
+            "description": "Late files (docs/late-files.md): at least `min_files` files are expected by each "
+            "time `cron` fires in the route's time zone, with `grace_seconds` of tolerance; null for none.",
+            "properties": {
+                "cron": {"type": "string", "maxLength": 120},
+                "grace_seconds": {"type": "integer", "minimum": 0, "maximum": route_options.EXPECT_MAX_GRACE},
+                "min_files": {"type": "integer", "minimum": 1, "maximum": route_options.EXPECT_MAX_FILES},
+            },
+        },
     },
 }
 
@@ -100,6 +114,30 @@ class OptionsShown(serializers.DictField):
 
 def shown_options(value: dict[str, Any] | None) -> dict[str, Any]:
     return {**route_options.DEFAULTS, **(value or {})}
+
+
+METADATA_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": (
+        f"The customer's own strings (docs/transfers.md): at most {business_metadata.MAX_KEYS} keys of "
+        f"1-{business_metadata.MAX_KEY_LENGTH} characters of a-z, 0-9, '-' and '_' (not starting with "
+        f"'ferry-'), values of at most {business_metadata.MAX_VALUE_LENGTH} printable ASCII characters, "
+        f"{business_metadata.MAX_TOTAL_BYTES} characters in all. Written as S3 user metadata on S3 destinations."
+    ),
+    # OpenAPI 3.0 has no propertyNames: the key rule is in the description, checked by the server.
+    "maxProperties": business_metadata.MAX_KEYS,
+    "additionalProperties": {
+        "type": "string",
+        "maxLength": business_metadata.MAX_VALUE_LENGTH,
+        "pattern": "^[\\x20-\\x7e]*$",
+    },
+}
+
+
+@extend_schema_field(METADATA_SCHEMA)
+class MetadataField(serializers.DictField):
+    """A free-form object here (``transfers.metadata.normalize`` validates it, with field
+    paths such as ``metadata.<key>``); typed, with its limits, in the schema."""
 
 
 # --- routes: input --------------------------------------------------------------------------
@@ -132,6 +170,7 @@ class RouteIn(StrictSerializer):
     destination = RouteDestinationIn()
     trigger = RouteTriggerIn(required=False)
     options = OptionsField(required=False)
+    metadata = MetadataField(required=False, help_text="Replaces the route's whole map when given.")
     enabled = serializers.BooleanField(required=False)
 
     def to_spec(self) -> dict[str, Any]:
@@ -156,7 +195,7 @@ class RouteIn(StrictSerializer):
                     spec[field] = data[part][key]
         if "trigger" in data and "cron" not in data["trigger"]:
             spec["cron"] = ""
-        for key in ("options", "enabled"):
+        for key in ("options", "metadata", "enabled"):
             if key in data:
                 spec[key] = data[key]
         return spec
@@ -192,6 +231,7 @@ class RouteOut(serializers.Serializer):
     destination = RouteDestinationOut(source="*")
     trigger = RouteTriggerOut(source="*")
     options = OptionsShown()
+    metadata = MetadataField()
     enabled = serializers.BooleanField()
     partition = serializers.IntegerField()
     version = serializers.IntegerField()
@@ -200,6 +240,40 @@ class RouteOut(serializers.Serializer):
     not_before = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+
+class ExpectationLastOut(serializers.Serializer):
+    window_end = serializers.DateTimeField()
+    state = serializers.ChoiceField(choices=["on_time", "late", "arrived_late"])
+    seen = serializers.IntegerField()
+    arrived_at = serializers.DateTimeField(allow_null=True)
+
+
+class ExpectationOut(serializers.Serializer):
+    """A route's late-files status (``transfers.expectations.status_of``)."""
+
+    state = serializers.ChoiceField(
+        choices=["waiting", "on_time", "late"],
+        help_text="`late`: the newest window closed without its files (until they come or the next window "
+        "closes); otherwise the open window: `on_time` once it has its files, `waiting` before.",
+    )
+    window_start = serializers.DateTimeField()
+    window_end = serializers.DateTimeField(help_text="The time the files are expected by (the cron's time).")
+    deadline = serializers.DateTimeField(help_text="`window_end` plus the grace.")
+    seen = serializers.IntegerField(help_text="Files counted for the window so far.")
+    expected = serializers.IntegerField()
+    last = ExpectationLastOut(allow_null=True, help_text="The newest window already judged, if any.")
+
+
+class RouteDetailOut(RouteOut):
+    """``GET /routes/{id}``: the route and its late-files status (one or two queries more)."""
+
+    expectation = serializers.SerializerMethodField()
+
+    @extend_schema_field(ExpectationOut(allow_null=True))
+    def get_expectation(self, route: Route) -> dict[str, Any] | None:
+        status = expectations.status_of(route)
+        return None if status is None else ExpectationOut(status).data
 
 
 class RunIn(StrictSerializer):
@@ -246,6 +320,7 @@ class AdhocTransferIn(StrictSerializer):
     source = AdhocEndIn()
     destination = AdhocEndIn()
     options = OptionsField(required=False)
+    metadata = MetadataField(required=False)
 
 
 class TransferSourceOut(serializers.Serializer):
@@ -303,6 +378,7 @@ class TransferOut(serializers.Serializer):
     next_attempt_at = serializers.DateTimeField(allow_null=True)
     error = serializers.SerializerMethodField()
     source_action = SourceActionOut(source="*")
+    metadata = MetadataField()
     region = serializers.CharField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
@@ -350,6 +426,7 @@ class TransferOut(serializers.Serializer):
                 "error": transfer.source_action_error,
                 "attempts": transfer.source_action_attempts,
             },
+            "metadata": transfer.metadata,
             "region": transfer.region,
             "created_at": _dt(transfer.created_at),
             "updated_at": _dt(transfer.updated_at),

@@ -66,23 +66,24 @@ class RouteListView(APIView):
         "The trigger says when the source is listed: on a schedule (`cron`, in `timezone`), on "
         "S3 events, or only when run by hand. Both endpoints must be the tenant's.",
         request=s.RouteIn,
-        responses={201: schema.RouteSchema},
+        responses={201: schema.RouteDetailSchema},
     )
     def post(self, request: Request) -> Response:
         spec = _valid(s.RouteIn, request).to_spec()
         route = routes.create_route(tenant=tenancy.tenant_of(request), **spec)
-        return Response(s.RouteOut(route).data, status=status.HTTP_201_CREATED)
+        return Response(s.RouteDetailOut(route).data, status=status.HTTP_201_CREATED)
 
 
 class RouteDetailView(APIView):
     @extend_schema(
         summary="Show a route",
-        description="The route with its options in force and its next scheduled run.",
-        responses=schema.RouteSchema,
+        description="The route with its options in force, its next scheduled run and, when it expects "
+        "files (`options.expect`), whether they are late (`expectation`).",
+        responses=schema.RouteDetailSchema,
     )
     def get(self, request: Request, route_id) -> Response:
         route = selectors.route_get(tenant=tenancy.tenant_of(request), route_id=route_id)
-        return Response(s.RouteOut(route).data)
+        return Response(s.RouteDetailOut(route).data)
 
     @extend_schema(
         summary="Change a route",
@@ -91,7 +92,7 @@ class RouteDetailView(APIView):
         "they were created with.",
         request=schema.RouteChange,
         responses={
-            200: schema.RouteSchema,
+            200: schema.RouteDetailSchema,
             **errors({409: "The route changed while this request was made; read it again and retry."}),
         },
     )
@@ -101,7 +102,7 @@ class RouteDetailView(APIView):
         spec = _valid(s.RouteIn, request, partial=True).to_spec()
         _within_restriction(request, spec)
         route = routes.update_route(route=route, expected_version=route.version, **spec)
-        return Response(s.RouteOut(route).data)
+        return Response(s.RouteDetailOut(route).data)
 
     @extend_schema(
         summary="Delete a route",
@@ -275,6 +276,7 @@ class TransferListView(APIView):
             destination_path=data["destination"]["path"],
             options=data.get("options"),
             idempotency_key=key,
+            metadata=data.get("metadata"),
         )
         headers = {} if created else {"Idempotent-Replayed": "true"}
         return Response(
