@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
+from tests.operators import verified_login
 from transfers import expectations, signals
 from transfers.models import ExpectationWindow, Route, Transfer
 from workers import context, scheduler
@@ -251,7 +252,7 @@ def test_the_admin_lists_judged_windows_read_only(expecting):
     user = User.objects.create_user(username="late-op", password="x", is_staff=True)
     user.user_permissions.add(Permission.objects.get(codename="view_expectationwindow"))
     client = Client()
-    client.force_login(user)
+    verified_login(client, user)
     listing = client.get(reverse("admin:transfers_expectationwindow_changelist") + "?state__exact=late")
     assert listing.status_code == 200 and route.name in listing.content.decode()
     assert client.get(reverse("admin:transfers_expectationwindow_add")).status_code == 403
