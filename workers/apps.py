@@ -1,4 +1,6 @@
+from celery.signals import worker_process_init
 from django.apps import AppConfig
+from django.conf import settings
 
 from controlplane import aws
 from engine import config, s3client
@@ -13,7 +15,7 @@ class WorkersConfig(AppConfig):
         # these import them.
         from controlplane import metrics
         from transfers import intake
-        from workers import dispatch, samplers, scheduler
+        from workers import dispatch, samplers, scheduler, slots
 
         # The engine reads no environment: it runs under the settings' AWS policy.
         config.configure(aws.engine_config())
@@ -26,3 +28,13 @@ class WorkersConfig(AppConfig):
         intake.register_dispatcher(dispatch.dispatch_transfers)
         intake.register_poller(scheduler.poll_route)
         metrics.register_sampler("leases", samplers.sample_leases)
+        metrics.register_sampler("connection_slots", slots.sample_slots)
+        # Each Celery worker process takes fleet-wide connection slots (workers/slots.py).
+        if settings.FERRY_CONNECTION_SLOTS:
+            worker_process_init.connect(_install_slots, weak=False)
+
+
+def _install_slots(**_: object) -> None:
+    from workers import slots
+
+    slots.install()
