@@ -75,7 +75,7 @@ class SlotTable:
                         self.client.update_item,
                         TableName=self.table,
                         Key={"pk": {"S": slot_pk(endpoint_id, n)}},
-                        UpdateExpression="SET holder = :h, expires_at = :exp, acquired_at = :now, region = :r",
+                        UpdateExpression="SET holder = :h, expires_at = :exp, acquired_at = :now, holder_region = :r",
                         ConditionExpression="attribute_not_exists(pk) OR expires_at < :now",
                         ExpressionAttributeValues={
                             ":h": {"S": holder},
