@@ -14,6 +14,7 @@ class WorkersConfig(AppConfig):
         # Imported here, not at the top: Django loads this module before the models, and
         # these import them.
         from controlplane import metrics
+        from endpoints import capacity
         from transfers import intake
         from workers import dispatch, samplers, scheduler, slots
 
@@ -29,6 +30,7 @@ class WorkersConfig(AppConfig):
         intake.register_poller(scheduler.poll_route)
         metrics.register_sampler("leases", samplers.sample_leases)
         metrics.register_sampler("connection_slots", slots.sample_slots)
+        capacity.register_slot_counter(slots.count_in_use)
         # Each Celery worker process takes fleet-wide connection slots (workers/slots.py).
         if settings.FERRY_CONNECTION_SLOTS:
             worker_process_init.connect(_install_slots, weak=False)

@@ -285,6 +285,13 @@ def install() -> None:
     pool.set_slot_gate(gate_from_settings())
 
 
+def count_in_use(endpoint_id: str, max_connections: int) -> int:
+    """Live slots of one endpoint (the admin's "connection slots in use")."""
+    return SlotTable(fast_client("dynamodb"), tables()["leases"]).in_use(
+        endpoint_id, slots=max_connections, now=time.time()
+    )
+
+
 def sample_slots() -> None:
     """Set ``ferry_endpoint_connection_slots_in_use`` (the /metrics sampler): live slots, all
     endpoints, as the table says (every worker of both regions). A slow DynamoDB keeps the

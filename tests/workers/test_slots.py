@@ -167,3 +167,17 @@ def test_max_bytes_per_second_is_validated_and_shown(api, sshd):
     changed = api.patch(path, {"config": {"max_bytes_per_second": None}}, format="json")
     assert changed.status_code == 200, changed.content
     assert changed.json()["config"]["max_bytes_per_second"] is None
+
+
+def test_the_admin_shows_the_caps_and_the_slots_in_use(api, sshd, slots, client):
+    from django.contrib.auth.models import User
+
+    from tests.endpoints.conftest import sftp_body
+
+    created = api.post("/api/v1/endpoints", sftp_body(sshd, max_bytes_per_second=2_000_000), format="json").json()
+    assert slots.acquire(created["id"], slots=2, holder="a-worker", ttl=60, now=time.time()) is not None
+    client.force_login(User.objects.create_superuser("ops-caps", "ops@example.com", "ops-password-1"))
+    page = client.get(f"/admin/endpoints/endpoint/{created['id']}/change/").content.decode()
+    assert "connection slots in use (fleet-wide)" in page.lower() or "Connection slots in use" in page
+    assert "1 of 2" in page
+    assert "2,000,000 B/s" in page
