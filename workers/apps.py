@@ -1,4 +1,4 @@
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_process_shutdown
 from django.apps import AppConfig
 from django.conf import settings
 
@@ -34,9 +34,16 @@ class WorkersConfig(AppConfig):
         # Each Celery worker process takes fleet-wide connection slots (workers/slots.py).
         if settings.FERRY_CONNECTION_SLOTS:
             worker_process_init.connect(_install_slots, weak=False)
+            worker_process_shutdown.connect(_release_slots, weak=False)
 
 
 def _install_slots(**_: object) -> None:
     from workers import slots
 
     slots.install()
+
+
+def _release_slots(**_: object) -> None:
+    from workers import slots
+
+    slots.release_all()

@@ -42,7 +42,7 @@ from django.conf import settings
 from controlplane import aws, metrics
 from controlplane.health import fast_client
 from controlplane.resources import tables
-from engine import pool
+from engine import pool, runtime
 from engine.pool import SlotsBusy, SlotTicket
 from engine.spec import SftpSpec
 from workers.dynamo import is_condition_failed, retry_transient
@@ -290,6 +290,13 @@ def count_in_use(endpoint_id: str, max_connections: int) -> int:
     return SlotTable(fast_client("dynamodb"), tables()["leases"]).in_use(
         endpoint_id, slots=max_connections, now=time.time()
     )
+
+
+def release_all() -> None:
+    """A worker process stops: close its idle connections, so their slots go back now rather
+    than at their expiry (a connection still in use is left to expire)."""
+    with contextlib.suppress(Exception):
+        runtime.run(pool.get_pool().close_all(), timeout=10)
 
 
 def sample_slots() -> None:
