@@ -181,3 +181,18 @@ def test_the_admin_shows_the_caps_and_the_slots_in_use(api, sshd, slots, client)
     assert "connection slots in use (fleet-wide)" in page.lower() or "Connection slots in use" in page
     assert "1 of 2" in page
     assert "2,000,000 B/s" in page
+
+
+def test_metrics_count_the_live_slots_of_every_endpoint(slots, client):
+    from workers import slots as slots_module
+
+    eid = new_endpoint_id()
+    for i in range(2):
+        assert slots.acquire(eid, slots=2, holder=f"m{i}", ttl=60, now=time.time()) is not None
+    before_expiry = slots.all_live(now=time.time())
+    assert before_expiry[eid] == 2
+    body = client.get("/metrics").content.decode()
+    line = next(x for x in body.splitlines() if x.startswith("ferry_endpoint_connection_slots_in_use "))
+    assert float(line.split()[1]) >= 2
+    slots_module.sample_slots()
+    assert slots.all_live(now=time.time() + 120).get(eid) is None  # expired ones are not counted
