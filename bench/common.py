@@ -51,6 +51,7 @@ class Sizes:
     route_files: int = 1000  # route_small_files: 4 KiB files through one route
     api_rows: int = 100_000  # api_list: transfers in PostgreSQL
     api_requests: int = 300  # api_list: timed GETs
+    cap_seconds: float = 30.0  # bandwidth_cap: how long the capped copy should last
     quick: bool = False
 
     @classmethod
@@ -68,6 +69,7 @@ class Sizes:
             event_files=20,
             route_files=200,
             api_requests=150,
+            cap_seconds=10.0,
             quick=True,
         )
 
@@ -85,6 +87,7 @@ class Sizes:
             route_files=5,
             api_rows=200,
             api_requests=10,
+            cap_seconds=0.5,
             quick=True,
         )
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from bench import (
     api_list,
+    bandwidth_cap,
     event_latency,
     event_latency_other_region,
     memory,
@@ -49,9 +50,11 @@ BENCHMARKS = {
     "api_list": api_list,
     # Issue 17: SFTP → S3 with OpenPGP encryption on the way.
     "pgp_encrypt": pgp_encrypt,
+    # Issue 17: an endpoint's bandwidth cap held over a copy.
+    "bandwidth_cap": bandwidth_cap,
 }
 # Benchmarks whose goal is absolute: their peer is null by design, not by failure.
-NO_PEER = {"event_latency", "event_latency_other_region", "api_list"}
+NO_PEER = {"event_latency", "event_latency_other_region", "api_list", "bandwidth_cap"}
 
 ANALYSIS_FILE = ROOT / "bench" / "analysis.md"  # hand-written reading of the figures, appended to the report
 

@@ -29,6 +29,10 @@ queue_lag = Histogram(
 endpoint_circuit_open = Gauge(
     "ferry_endpoint_circuit_open", "Endpoints whose circuit breaker is open or half-open (sampled)"
 )
+endpoint_connection_slots = Gauge(
+    "ferry_endpoint_connection_slots_in_use",
+    "Fleet-wide SFTP connection slots held now, all endpoints, both regions (sampled from the slot items)",
+)
 leases_held = Gauge("ferry_leases_held", "Partition leases held by this region", ["region"])
 ledger_swept = Counter("ferry_ledger_swept_total", "Delivered ledger entries deleted by the retention sweep")
 ledger_sweep_failures = Counter(

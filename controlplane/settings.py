@@ -438,6 +438,19 @@ FERRY_BREAKER_THRESHOLD = env.int("FERRY_BREAKER_THRESHOLD", default=5)
 FERRY_BREAKER_COOLDOWN = env.float("FERRY_BREAKER_COOLDOWN", default=60.0)
 if FERRY_BREAKER_THRESHOLD < 1 or FERRY_BREAKER_COOLDOWN <= 0:
     raise environ.ImproperlyConfigured("FERRY_BREAKER_THRESHOLD must be >= 1 and FERRY_BREAKER_COOLDOWN > 0")
+# Fleet-wide connection slots (workers/slots.py, docs/execution.md "Connection slots"): worker
+# processes take one of an SFTP endpoint's max_connections slots per connection. A slot not
+# renewed (every FERRY_HEARTBEAT_INTERVAL) for FERRY_SLOT_TTL s is free again (its holder
+# died); a connection waits FERRY_SLOT_WAIT s for a slot, then its transfer waits without
+# spending an attempt and is tried again FERRY_SLOT_RETRY s later; an idle pooled connection
+# holding a slot closes after FERRY_SLOT_IDLE s.
+FERRY_CONNECTION_SLOTS = env.bool("FERRY_CONNECTION_SLOTS", default=True)
+FERRY_SLOT_TTL = env.float("FERRY_SLOT_TTL", default=60.0)
+FERRY_SLOT_WAIT = env.float("FERRY_SLOT_WAIT", default=2.0)
+FERRY_SLOT_RETRY = env.float("FERRY_SLOT_RETRY", default=5.0)
+FERRY_SLOT_IDLE = env.float("FERRY_SLOT_IDLE", default=5.0)
+if FERRY_SLOT_TTL <= FERRY_HEARTBEAT_INTERVAL:
+    raise environ.ImproperlyConfigured("FERRY_SLOT_TTL must be longer than FERRY_HEARTBEAT_INTERVAL")
 # How long an ad-hoc transfer's Idempotency-Key is remembered.
 FERRY_IDEMPOTENCY_TTL = env.float("FERRY_IDEMPOTENCY_TTL", default=24 * 3600.0)
 

@@ -4,6 +4,7 @@ secret's ARN and version id are references, not secrets)."""
 from django.contrib import admin
 
 from controlplane.admin import ReadOnlyAdmin
+from endpoints import capacity
 from endpoints.models import Endpoint
 
 
@@ -24,6 +25,9 @@ class EndpointAdmin(ReadOnlyAdmin):
         "secret_version",
         "credentials_updated_at",
         "version",
+        # The fleet-wide caps (docs/endpoints.md "Connection and bandwidth caps").
+        "connection_slots",
+        "bandwidth_cap",
         # The circuit breaker (endpoints/breaker.py): why transfers to it may be waiting.
         "circuit_state",
         "consecutive_failures",
@@ -33,6 +37,21 @@ class EndpointAdmin(ReadOnlyAdmin):
         "updated_at",
         "deleted_at",
     ]
+
+    readonly_fields = ["connection_slots", "bandwidth_cap"]
+
+    @admin.display(description="connection slots in use (fleet-wide)")
+    def connection_slots(self, endpoint: Endpoint) -> str:
+        cap = capacity.max_connections(endpoint)
+        if cap is None:
+            return "-"
+        used = capacity.slots_in_use(endpoint)
+        return f"{'?' if used is None else used} of {cap}"
+
+    @admin.display(description="max bytes per second (fleet-wide)")
+    def bandwidth_cap(self, endpoint: Endpoint) -> str:
+        cap = capacity.max_bytes_per_second(endpoint)
+        return "no cap" if cap is None else f"{cap:,} B/s"
 
     def get_queryset(self, request):
         # Operators see deleted endpoints too: their transfers' history names them.

@@ -32,6 +32,7 @@ def sftp_spec(
         host_keys=tuple(config["host_keys"]),
         root=config.get("root", "/"),
         max_connections=int(config.get("max_connections", 4)),
+        max_bytes_per_second=config.get("max_bytes_per_second"),
         password=credentials.get("password"),
         private_key=credentials.get("private_key"),
         passphrase=credentials.get("passphrase"),

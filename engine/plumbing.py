@@ -26,6 +26,7 @@ from engine.hashing import StreamHasher
 from engine.locations import Location, S3Location, SftpLocation
 from engine.pool import SftpSession, get_pool
 from engine.spec import SftpSpec
+from engine.throttle import throttled
 
 CONFLICT_POLICIES = ("fail", "overwrite", "skip")
 
@@ -190,9 +191,10 @@ async def open_source(sessions: Sessions, source: Location, options: CopyOptions
                 raise PermanentError(f"{source.path} is a folder, not a file.", code="not_a_file")
 
             def sftp_chunks() -> AsyncIterator[bytes]:
-                return sftpio.read_stream(
+                stream = sftpio.read_stream(
                     session.sftp, path, in_flight=options.sftp_requests_in_flight, size=attrs.size
                 )
+                return throttled(stream, session.throttle)  # the connection's bandwidth share
 
             yield Source(size=attrs.size or 0, chunks=sftp_chunks)
         return

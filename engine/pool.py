@@ -10,6 +10,15 @@ new one is opened on the next request.
 
 The pool lives on the engine loop (``runtime``): all its methods run there. Synchronous
 callers go through ``runtime.run``.
+
+**Fleet-wide slots.** The per-key limit holds in one process only. A process that installs
+a :class:`SlotGate` (the workers do: ``workers/slots.py``) also takes one of the endpoint's
+``max_connections`` fleet-wide slots before it opens a connection, and gives it back when
+the connection closes; a connection whose slot was lost (not renewed in time, taken over)
+is closed instead of reused. No slot is free: the gate raises
+:class:`SlotsBusy` and nothing is dialled. Idle connections holding a slot close after the
+gate's ``idle_seconds`` (short), so a slot parked in one process does not starve the others.
+Each connection also carries its share of the endpoint's bandwidth cap (``throttle``).
 """
 
 from __future__ import annotations
@@ -20,14 +29,50 @@ import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import asyncssh
 
-from engine import sftp_connect
-from engine.errors import TransferError, classify, opening
+from engine import runtime, sftp_connect
+from engine.errors import TransferError, TransientError, classify, opening
 from engine.spec import SftpSpec
+from engine.throttle import Throttle, share
 
 PoolKey = tuple[str, int]  # SftpSpec.pool_key: endpoint id, config version
+
+SLOT_WAIT_CODE = "connection_slot_wait"
+
+
+class SlotsBusy(TransientError):
+    """Every fleet-wide connection slot of the endpoint is held: nothing was dialled. The
+    caller waits (a transfer goes back to ``failed`` without spending an attempt)."""
+
+    code = SLOT_WAIT_CODE
+
+
+@dataclass(eq=False)
+class SlotTicket:
+    """One fleet-wide connection slot held by this process; ``lost`` once a renewal found
+    it taken (the connection is then closed, never reused)."""
+
+    endpoint_id: str
+    slot: int
+    holder: str
+    lost: bool = False
+
+
+class SlotGate(Protocol):
+    """Fleet-wide connection slots (blocking calls: the pool runs them on threads)."""
+
+    idle_seconds: float
+
+    def acquire(self, spec: SftpSpec) -> SlotTicket:
+        """A slot of ``spec``'s endpoint, or :class:`SlotsBusy` after a short wait."""
+        ...
+
+    def release(self, ticket: SlotTicket) -> None:
+        """Give the slot back (an error is harmless: an unrenewed slot expires)."""
+        ...
 
 
 @dataclass(eq=False)
@@ -39,10 +84,12 @@ class SftpSession:
     sftp: asyncssh.SFTPClient
     last_used: float = field(default_factory=time.monotonic)
     broken: bool = False
+    ticket: SlotTicket | None = None  # the fleet-wide slot this connection holds, if gated
+    throttle: Throttle | None = None  # this connection's share of the bandwidth cap
 
     @property
     def closed(self) -> bool:
-        return self.broken or self.conn.is_closed()
+        return self.broken or self.conn.is_closed() or (self.ticket is not None and self.ticket.lost)
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -127,7 +174,11 @@ class ConnectionPool:
                     slot.peak = max(slot.peak, slot.open)
                     break
                 await slot.cond.wait()
+        ticket: SlotTicket | None = None
         try:
+            gate = _gate
+            if gate is not None:
+                ticket = await runtime.in_thread(gate.acquire, spec)
             conn = await sftp_connect.connect(spec, timeout=self.connect_timeout)
             try:
                 sftp = await conn.start_sftp_client()
@@ -138,12 +189,15 @@ class ConnectionPool:
             async with slot.cond:
                 slot.open -= 1
                 slot.cond.notify()
+            if ticket is not None:
+                await _release_ticket(ticket)
             if isinstance(exc, Exception):
                 err = opening(classify(exc, context=f"opening SFTP to {spec.host}:{spec.port}"), spec.endpoint_id)
                 raise err from exc
             raise
         slot.opened_total += 1
-        session = SftpSession(key=key, conn=conn, sftp=sftp)
+        rate = share(spec.max_bytes_per_second, spec.max_connections)
+        session = SftpSession(key=key, conn=conn, sftp=sftp, ticket=ticket, throttle=Throttle(rate) if rate else None)
         slot.live.add(session)
         return session
 
@@ -160,6 +214,7 @@ class ConnectionPool:
     async def _discard(self, slot: _Slot, session: SftpSession, notify: bool = False) -> None:
         slot.live.discard(session)
         await session.close()
+        await _release_ticket(session.ticket)
         if notify:
             async with slot.cond:
                 slot.open -= 1
@@ -176,9 +231,12 @@ class ConnectionPool:
             async with slot.cond:
                 keep = []
                 for session in slot.idle:
-                    if session.closed or now - session.last_used >= limit:
+                    # A connection holding a fleet-wide slot idles only briefly.
+                    held = min(limit, _gate.idle_seconds) if session.ticket is not None and _gate else limit
+                    if session.closed or now - session.last_used >= held:
                         slot.live.discard(session)
                         await session.close()
+                        await _release_ticket(session.ticket)
                         slot.open -= 1
                         closed += 1
                     else:
@@ -196,8 +254,18 @@ class ConnectionPool:
 
     async def _reap(self) -> None:
         while True:
-            await asyncio.sleep(max(0.5, self.idle_timeout / 2))
+            idle = min(self.idle_timeout, _gate.idle_seconds) if _gate is not None else self.idle_timeout
+            await asyncio.sleep(max(0.5, idle / 2))
             await self.close_idle()
+
+
+async def _release_ticket(ticket: SlotTicket | None) -> None:
+    """Give a fleet-wide slot back, off the loop; a failure only leaves it to expire."""
+    gate = _gate
+    if ticket is None or gate is None:
+        return
+    with contextlib.suppress(Exception):
+        await runtime.in_thread(gate.release, ticket)
 
 
 # TransferError codes raised inside a session that say nothing about the connection itself.
@@ -221,6 +289,13 @@ def _breaks_session(exc: BaseException) -> bool:
 
 
 _pool: ConnectionPool | None = None
+_gate: SlotGate | None = None
+
+
+def set_slot_gate(gate: SlotGate | None) -> None:
+    """Install (or remove) the fleet-wide slot gate of this process (``workers/slots.py``)."""
+    global _gate
+    _gate = gate
 
 
 def _forget_after_fork() -> None:

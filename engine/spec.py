@@ -20,6 +20,8 @@ class SftpSpec:
     host_keys: tuple[str, ...]
     root: str = "/"
     max_connections: int = 4
+    # The endpoint's bandwidth cap, shared by its connections (engine/throttle.py); None: none.
+    max_bytes_per_second: int | None = None
     password: str | None = field(default=None, repr=False)
     private_key: str | None = field(default=None, repr=False)
     passphrase: str | None = field(default=None, repr=False)

@@ -24,7 +24,8 @@ from engine import sftpio
 from engine.errors import ChecksumMismatch, DestinationExists, SizeMismatch, classify, commit_undone
 from engine.locations import Location, SftpLocation
 from engine.plumbing import CopyOptions, CopyResult, Hook, Pipeline, Progress, Sessions, Source, call_hook, open_source
-from engine.pool import get_pool
+from engine.pool import SftpSession, get_pool
+from engine.throttle import throttled
 
 
 async def to_sftp(
@@ -45,7 +46,7 @@ async def to_sftp(
             sftp = session.sftp
             try:
                 return await _write_and_rename(
-                    sftp,
+                    session,
                     source,
                     dest,
                     part,
@@ -71,7 +72,7 @@ async def to_sftp(
 
 
 async def _write_and_rename(
-    sftp: asyncssh.SFTPClient,
+    session: SftpSession,
     source: Location,
     dest: SftpLocation,
     part: str,
@@ -82,6 +83,7 @@ async def _write_and_rename(
     before_commit: Hook | None,
     commit: _Commit,
 ) -> CopyResult:
+    sftp = session.sftp
     async with open_source(sessions, source, options) as src:
         existing = await sftpio.stat_or_none(sftp, dest.path)
         if existing is not None:
@@ -96,7 +98,7 @@ async def _write_and_rename(
         async with sftp.open(part, "wb", block_size=sftpio.write_size(sftp), max_requests=1) as f:
             writer = sftpio.SftpWriter(f, block=sftpio.write_size(sftp), in_flight=options.sftp_requests_in_flight)
             try:
-                async for chunk in pipeline.chunks():
+                async for chunk in throttled(pipeline.chunks(), session.throttle):
                     await writer.write(chunk)
                     written += len(chunk)
                     progress(written)

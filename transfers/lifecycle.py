@@ -139,13 +139,33 @@ def record_circuit_wait(
     = ``until`` and the waiting reason as its error (``code``), giving back the attempt the
     claim counted. Neither an attempt nor a retry is spent, so however long the partner is
     down the transfer never turns ``dead`` from waiting. False when the claim was lost."""
-    row = Transfer.objects.filter(id=transfer_id, claim_token=claim_token).values("attempt").first()
-    if row is None:
-        return False
     message = (
         f"Waiting: endpoint {endpoint_name!r} failed to connect repeatedly, so its circuit breaker is open;"
         f" the next try is at {until.isoformat()} (this does not use an attempt)."
     )
+    return _record_wait(transfer_id, claim_token, until=until, code=code, message=message)
+
+
+def record_slot_wait(
+    transfer_id: uuid.UUID | str, claim_token: int, *, until: datetime, endpoint_name: str, code: str
+) -> bool:
+    """The worker holding ``claim_token`` found every fleet-wide connection slot of an
+    endpoint held (``workers.slots``) and dialled nothing there: back to ``failed`` with
+    ``next_attempt_at`` = ``until`` and the waiting reason as its error, the attempt given
+    back (the shape of :func:`record_circuit_wait`). Waiting for a slot never makes a
+    transfer ``dead``. False when the claim was lost."""
+    message = (
+        f"Waiting for a connection slot to {endpoint_name!r}: its max_connections are all in use;"
+        f" the next try is at {until.isoformat()} (this does not use an attempt)."
+    )
+    return _record_wait(transfer_id, claim_token, until=until, code=code, message=message)
+
+
+def _record_wait(transfer_id: uuid.UUID | str, claim_token: int, *, until: datetime, code: str, message: str) -> bool:
+    """A claimed transfer waits: ``failed`` until ``until``, the claim's attempt given back."""
+    row = Transfer.objects.filter(id=transfer_id, claim_token=claim_token).values("attempt").first()
+    if row is None:
+        return False
     return transition(
         transfer_id,
         to=State.FAILED,

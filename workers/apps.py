@@ -1,4 +1,6 @@
+from celery.signals import worker_process_init, worker_process_shutdown
 from django.apps import AppConfig
+from django.conf import settings
 
 from controlplane import aws
 from engine import config, s3client
@@ -12,8 +14,9 @@ class WorkersConfig(AppConfig):
         # Imported here, not at the top: Django loads this module before the models, and
         # these import them.
         from controlplane import metrics
+        from endpoints import capacity
         from transfers import batches, intake
-        from workers import dispatch, manifests, samplers, scheduler
+        from workers import dispatch, manifests, samplers, scheduler, slots
 
         # The engine reads no environment: it runs under the settings' AWS policy.
         config.configure(aws.engine_config())
@@ -28,3 +31,21 @@ class WorkersConfig(AppConfig):
         # A completed batch whose route asks for a manifest file: written by a worker task.
         batches.register_manifest_dispatcher(manifests.dispatch)
         metrics.register_sampler("leases", samplers.sample_leases)
+        metrics.register_sampler("connection_slots", slots.sample_slots)
+        capacity.register_slot_counter(slots.count_in_use)
+        # Each Celery worker process takes fleet-wide connection slots (workers/slots.py).
+        if settings.FERRY_CONNECTION_SLOTS:
+            worker_process_init.connect(_install_slots, weak=False)
+            worker_process_shutdown.connect(_release_slots, weak=False)
+
+
+def _install_slots(**_: object) -> None:
+    from workers import slots
+
+    slots.install()
+
+
+def _release_slots(**_: object) -> None:
+    from workers import slots
+
+    slots.release_all()

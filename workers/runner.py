@@ -29,12 +29,14 @@ import contextvars
 import logging
 import os
 import posixpath
+import random
 import socket
 import threading
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -50,6 +52,7 @@ from engine import listing
 from engine.errors import DestinationExists, SourceMissing, TransferError, is_commit_undone, opening_endpoint
 from engine.locations import Location, S3Location, SftpLocation, location_of
 from engine.pgp import Transform
+from engine.pool import SLOT_WAIT_CODE
 from engine.sftpio import part_path
 from engine.spec import S3Spec, SftpSpec
 from transfers import lifecycle
@@ -434,6 +437,8 @@ def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat, shared: en
         log.warning("fence lost; leaving the transfer to the newer claim or lease", extra={"reason": str(exc)})
         return "fence_lost"
     except (TransferError, DeliveryInProgress) as exc:
+        if getattr(exc, "code", "") == SLOT_WAIT_CODE:
+            return _wait_for_slot(transfer, token, exc)
         if attempt.commit_begun and is_commit_undone(exc):
             # The engine knows nothing was delivered: take the mark back, so the key can be
             # forgotten when the transfer is dead and its cleanup removes the evidence. If the
@@ -460,6 +465,21 @@ def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat, shared: en
         if state == State.DEAD:
             cleanup.clean_up(transfer.id)
         return str(state)
+
+
+def _wait_for_slot(transfer: Transfer, token: int, error: BaseException) -> str:
+    """Every fleet-wide connection slot of an endpoint this copy needs is held: nothing was
+    dialled there. The transfer waits (``failed``, its attempt given back) and is tried again
+    in about FERRY_SLOT_RETRY seconds, jittered so the waiters do not all come back at once
+    (docs/execution.md, "Connection slots"). Whatever the ledger and staging hold stays: the
+    next attempt resumes from it."""
+    endpoint_id = opening_endpoint(error)
+    endpoints = (transfer.source_endpoint, transfer.destination_endpoint)
+    name = next((e.name for e in endpoints if str(e.id) == endpoint_id), "the endpoint")
+    until = timezone.now() + timedelta(seconds=settings.FERRY_SLOT_RETRY * random.uniform(1.0, 1.5))
+    lifecycle.record_slot_wait(transfer.id, token, until=until, endpoint_name=name, code=SLOT_WAIT_CODE)
+    log.info("waiting for a connection slot", extra={"endpoint": endpoint_id})
+    return "slot_wait"
 
 
 def _settle_commit(transfer: Transfer, fence: Fence, key: str, destination_spec: SftpSpec | S3Spec) -> bool:

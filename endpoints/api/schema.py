@@ -84,7 +84,14 @@ class SftpConfigOut(serializers.Serializer):
     username = serializers.CharField()
     root = serializers.CharField()
     host_keys = serializers.ListField(child=serializers.CharField(), help_text="Pinned host keys.")
-    max_connections = serializers.IntegerField()
+    max_connections = serializers.IntegerField(
+        help_text="Connections open at once, fleet-wide (all workers, both regions)."
+    )
+    max_bytes_per_second = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        help_text="Bandwidth cap, fleet-wide, shared by the endpoint's connections; null: none.",
+    )
 
 
 class S3ConfigOut(serializers.Serializer):

@@ -24,6 +24,10 @@ def _rule(fn, value, *args):
         raise serializers.ValidationError(str(exc)) from None
 
 
+MIN_BYTES_PER_SECOND = 1024
+MAX_BYTES_PER_SECOND = 10 * 1024**3
+
+
 class StrictSerializer(serializers.Serializer):
     """Refuses fields it does not declare (``explain`` gives a better message for some)."""
 
@@ -48,6 +52,11 @@ class SftpConfigSerializer(StrictSerializer):
     root = serializers.CharField(default="/", max_length=1024, trim_whitespace=False)
     host_keys = serializers.ListField(child=serializers.CharField(max_length=200), allow_empty=True)
     max_connections = serializers.IntegerField(default=4, min_value=1, max_value=32)
+    # Fleet-wide, shared by the endpoint's connections (docs/endpoints.md "Connection and
+    # bandwidth caps"). 1 KiB/s .. 10 GiB/s; null: no cap.
+    max_bytes_per_second = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=MIN_BYTES_PER_SECOND, max_value=MAX_BYTES_PER_SECOND
+    )
 
     def validate_host(self, value: str) -> str:
         return _rule(validation.host, value)

@@ -18,7 +18,8 @@ SERVICE = ["event_latency", "route_small_files", "api_list"]  # the whole stack 
 # A two-region stack of its own (issue 11): too slow to start for a smoke test; its figure
 # comes from the measuring run (docs/regions.md).
 TWO_REGIONS = ["event_latency_other_region"]
-ENGINE = [name for name in run.BENCHMARKS if name not in SERVICE + TWO_REGIONS]
+CAPS = ["bandwidth_cap"]  # no peer by design: its own smoke test below
+ENGINE = [name for name in run.BENCHMARKS if name not in SERVICE + TWO_REGIONS + CAPS]
 
 
 def test_every_benchmark_returns_figures_and_the_json_has_the_required_keys(tmp_path):
@@ -79,3 +80,16 @@ def test_ratio_is_ferry_over_peer_and_null_without_ferry():
     assert Figure("x", 300.0, 100.0, "MB/s", "s", "p").ratio == 3.0
     assert Figure("x", None, 100.0, "MB/s", "s", "p").ratio is None
     assert Figure("x", 5.0, 0.0, "MB/s", "s", "p").ratio is None
+
+
+def test_the_bandwidth_cap_benchmark_runs_tiny(tmp_path):
+    (figure,) = run.run(Sizes.tiny(), CAPS, tmp_path / "out", work=tmp_path / "work")
+    assert figure.name == "bandwidth_cap" and figure.peer is None
+    if engine_available():
+        assert figure.ferry is not None and figure.ferry > 0, figure.note
+        assert figure.details["cap_bytes_per_second"] > 0
+        assert figure.details["error_percent"] is not None
+        # Shaped: never much faster than the cap, even on a half-second copy.
+        assert figure.ferry <= figure.details["cap_bytes_per_second"] / 1e6 * 1.5
+    payload = json.loads((tmp_path / "out" / "benchmarks.json").read_text())
+    assert [b["name"] for b in payload["benchmarks"]] == CAPS

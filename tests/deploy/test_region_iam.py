@@ -168,3 +168,20 @@ def test_the_check_wants_the_api_role_to_write_at_the_peer_primary():
     assert any("cannot rotate or delete" in p for p in regional_problems(template, "us-east-1"))
     good = {"Resources": {"ApiTaskRole": _role(ROTATION)}}
     assert regional_problems(good, "us-east-1") == []
+
+
+def test_workers_write_only_the_slot_items_of_the_lease_table(region_template):
+    """Issue 17: workers take connection slots in the lease table, and nothing else there
+    (the partition leases and region items stay the keeper's)."""
+    writes = {"dynamodb:putitem", "dynamodb:updateitem", "dynamodb:deleteitem"}
+    found = []
+    for statement in cfn.policy_statements(region_template):
+        if statement.resource != "WorkerTaskRole" or not statement.allows:
+            continue
+        actions = {a.lower() for a in cfn.as_list(statement.body.get("Action")) if isinstance(a, str)}
+        resources = [str(r) for r in cfn.as_list(statement.body.get("Resource"))]
+        if actions & writes and any("-leases" in r for r in resources):
+            condition = statement.body.get("Condition") or {}
+            assert condition == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["slot#*"]}}, statement.label
+            found.append(statement.label)
+    assert found, "the worker role cannot take connection slots"
