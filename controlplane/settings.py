@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "controlplane",
     "endpoints",
     "transfers",
+    "notifications",
     "workers",
 ]
 
@@ -329,6 +330,26 @@ if FERRY_BREAKER_THRESHOLD < 1 or FERRY_BREAKER_COOLDOWN <= 0:
     raise environ.ImproperlyConfigured("FERRY_BREAKER_THRESHOLD must be >= 1 and FERRY_BREAKER_COOLDOWN > 0")
 # How long an ad-hoc transfer's Idempotency-Key is remembered.
 FERRY_IDEMPOTENCY_TTL = env.float("FERRY_IDEMPOTENCY_TTL", default=24 * 3600.0)
+
+# Notifications (docs/notifications.md): the dispatcher's loop and claim, webhook retries
+# (exponential backoff with jitter for the retry window, then the subscription is disabled;
+# also after that many consecutive failed attempts, 0: never) and the bounds of one send.
+FERRY_NOTIFY_INTERVAL = env.float("FERRY_NOTIFY_INTERVAL", default=2.0)
+FERRY_NOTIFY_CLAIM_TTL = env.float("FERRY_NOTIFY_CLAIM_TTL", default=60.0)
+FERRY_WEBHOOK_RETRY_BASE_SECONDS = env.float("FERRY_WEBHOOK_RETRY_BASE_SECONDS", default=30.0)
+FERRY_WEBHOOK_RETRY_CAP_SECONDS = env.float("FERRY_WEBHOOK_RETRY_CAP_SECONDS", default=3600.0)
+FERRY_WEBHOOK_RETRY_WINDOW_SECONDS = env.float("FERRY_WEBHOOK_RETRY_WINDOW_SECONDS", default=24 * 3600.0)
+FERRY_WEBHOOK_DISABLE_AFTER_FAILURES = env.int("FERRY_WEBHOOK_DISABLE_AFTER_FAILURES", default=500)
+FERRY_WEBHOOK_CONNECT_TIMEOUT = env.float("FERRY_WEBHOOK_CONNECT_TIMEOUT", default=5.0)
+FERRY_WEBHOOK_READ_TIMEOUT = env.float("FERRY_WEBHOOK_READ_TIMEOUT", default=10.0)
+FERRY_WEBHOOK_MAX_RESPONSE_BYTES = env.int("FERRY_WEBHOOK_MAX_RESPONSE_BYTES", default=64 * 1024)
+# CA certificates webhook receivers are verified against ("": the system's). The test
+# profile points it at the test receiver's own CA.
+FERRY_WEBHOOK_CA_BUNDLE = env.str("FERRY_WEBHOOK_CA_BUNDLE", default="")
+# Ferry's own EventBridge bus of this region: every event is put on it.
+FERRY_NOTIFICATION_BUS = env.str(
+    "FERRY_NOTIFICATION_BUS", default=f"{FERRY_RESOURCE_PREFIX}-{FERRY_REGION}-notifications"
+)
 
 # API keys (docs/identity.md). A key issued without an expiry expires after
 # FERRY_API_KEY_MAX_DAYS (0: no maximum, keys may live for ever); one asked for with a later

@@ -140,21 +140,30 @@ def primary_region(arn: str) -> str:
 
 def store(*, tenant_id: Any, endpoint_id: Any, credentials: dict[str, Any]) -> StoredSecret:
     """Create the endpoint's secret; return its ARN and first version id."""
-    register(credentials)
+    return create(
+        name=secret_name(tenant_id, endpoint_id),
+        value=credentials,
+        description="Ferry endpoint credentials",
+        tags={"ferry:tenant": str(tenant_id), "ferry:endpoint": str(endpoint_id)},
+    )
+
+
+def create(*, name: str, value: dict[str, Any], description: str, tags: dict[str, str]) -> StoredSecret:
+    """Create a secret named ``name`` holding ``value`` (JSON) in this region, replicated
+    like every Ferry secret; return its ARN and first version id. Also used for webhook
+    signing secrets (notifications/secrets.py)."""
+    register(value)
     kwargs: dict[str, Any] = {}
     if replicas := replica_regions():
         kwargs["AddReplicaRegions"] = [{"Region": r, "KmsKeyId": settings.FERRY_KMS_KEY_ALIAS} for r in replicas]
     try:
         # Created here, so this region holds the primary and the others the replicas.
         made = _client(own_region()).create_secret(
-            Name=secret_name(tenant_id, endpoint_id),
-            SecretString=json.dumps(credentials),
+            Name=name,
+            SecretString=json.dumps(value),
             KmsKeyId=settings.FERRY_KMS_KEY_ALIAS,
-            Description="Ferry endpoint credentials",
-            Tags=[
-                {"Key": "ferry:tenant", "Value": str(tenant_id)},
-                {"Key": "ferry:endpoint", "Value": str(endpoint_id)},
-            ],
+            Description=description,
+            Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
             **kwargs,
         )
     except (ClientError, BotoCoreError) as exc:

@@ -9,4 +9,5 @@ urlpatterns = [
     path("api-keys/<uuid:key_id>/rotate", views.ApiKeyRotateView.as_view(), name="api-key-rotate"),
     path("", include("endpoints.api.urls")),
     path("", include("transfers.api.urls")),
+    path("", include("notifications.api.urls")),
 ]
