@@ -137,7 +137,7 @@ class RedeliverView(APIView):
         description="The event is sent again (same `webhook-id`) as soon as the dispatcher runs, whatever "
         "the delivery's state. Refused while the subscription is disabled: enable it first.",
         request=s.EmptyIn,
-        responses={202: s.DeliveryOut, **errors({409: "The subscription is disabled (`subscription_disabled`)."})},
+        responses={200: s.DeliveryOut, **errors({409: "The subscription is disabled (`subscription_disabled`)."})},
     )
     def post(self, request: Request, subscription_id, delivery_id) -> Response:
         sub = selectors.subscription_get(tenant=tenancy.tenant_of(request), subscription_id=subscription_id)
@@ -147,4 +147,4 @@ class RedeliverView(APIView):
             raise Conflict("The subscription is disabled; enable it first.", code="subscription_disabled")
         services.redeliver(delivery=delivery)
         delivery = selectors.delivery_get(subscription=sub, delivery_id=delivery_id)
-        return Response(s.DeliveryOut(delivery).data, status=status.HTTP_202_ACCEPTED)
+        return Response(s.DeliveryOut(delivery).data)
