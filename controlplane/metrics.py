@@ -41,6 +41,15 @@ event_messages = Counter(
     ["outcome"],
 )
 
+notification_attempts = Counter(
+    "ferry_notification_attempts_total",
+    "Notification sends by target (webhook, eventbridge, bus: Ferry's own) and outcome (ok, failed)",
+    ["target", "outcome"],
+)
+notifications_disabled = Counter(
+    "ferry_notification_subscriptions_disabled_total", "Subscriptions disabled after failed deliveries"
+)
+
 
 # Gauges read when /metrics is scraped, from data the other apps own (transfers by state,
 # leases held). They register their samplers at start-up (AppConfig.ready): the control

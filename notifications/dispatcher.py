@@ -31,6 +31,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from controlplane.metrics import notification_attempts
 from notifications import bus, services, webhooks
 from notifications import secrets as signing
 from notifications.models import Delivery, DeliveryAttempt, Event, Subscription
@@ -129,13 +130,17 @@ def attempt(delivery: Delivery) -> webhooks.Outcome:
 
 def send_one(delivery_id) -> bool:
     """Send a claimed delivery once and record the outcome; True when it was delivered."""
-    delivery = Delivery.objects.select_related("event", "subscription").get(id=delivery_id)
+    delivery = Delivery.objects.select_related("event", "subscription").filter(id=delivery_id).first()
+    if delivery is None:
+        return False  # its subscription was deleted meanwhile
     try:
         outcome = attempt(delivery)
     except Exception as exc:
         log.exception("sending a notification failed unexpectedly", extra={"delivery": str(delivery_id)})
         outcome = webhooks.Outcome(ok=False, error=f"unexpected error ({type(exc).__name__})")
     record(delivery, outcome)
+    target = delivery.subscription.target if delivery.subscription else "bus"
+    notification_attempts.labels(target=target, outcome="ok" if outcome.ok else "failed").inc()
     return outcome.ok
 
 

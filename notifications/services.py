@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from controlplane.errors import Conflict, Unavailable
+from controlplane.metrics import notifications_disabled
 from controlplane.models import Tenant
 from endpoints.secrets import SecretsUnavailable
 from notifications import catalogue, events
@@ -162,5 +163,6 @@ def disable(*, subscription_id: Any, reason: str) -> bool:
                 data=data,
             )
         )
+    notifications_disabled.inc()
     log.warning("subscription disabled", extra={"subscription": str(subscription_id), "reason": reason[:500]})
     return True
