@@ -84,6 +84,11 @@ def configure(app: Celery) -> None:
                 "schedule": settings.FERRY_NOTIFY_INTERVAL,
                 "options": {"queue": q.control, "expires": settings.FERRY_NOTIFY_INTERVAL * 2},
             },
+            "notifications-prune": {
+                "task": "notifications.tasks.prune",
+                "schedule": 3600.0,
+                "options": {"queue": q.control, "expires": 1800},
+            },
             # The config outbox's periodic sweep (after-commit drains catch almost everything).
             "mirror-sweep": {
                 "task": "controlplane.tasks.mirror_drain",

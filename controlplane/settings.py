@@ -336,6 +336,8 @@ FERRY_IDEMPOTENCY_TTL = env.float("FERRY_IDEMPOTENCY_TTL", default=24 * 3600.0)
 # also after that many consecutive failed attempts, 0: never) and the bounds of one send.
 FERRY_NOTIFY_INTERVAL = env.float("FERRY_NOTIFY_INTERVAL", default=2.0)
 FERRY_NOTIFY_CLAIM_TTL = env.float("FERRY_NOTIFY_CLAIM_TTL", default=60.0)
+# Finished events (and their delivery logs) are deleted after this many days.
+FERRY_NOTIFY_RETENTION_DAYS = env.float("FERRY_NOTIFY_RETENTION_DAYS", default=30.0)
 FERRY_WEBHOOK_RETRY_BASE_SECONDS = env.float("FERRY_WEBHOOK_RETRY_BASE_SECONDS", default=30.0)
 FERRY_WEBHOOK_RETRY_CAP_SECONDS = env.float("FERRY_WEBHOOK_RETRY_CAP_SECONDS", default=3600.0)
 FERRY_WEBHOOK_RETRY_WINDOW_SECONDS = env.float("FERRY_WEBHOOK_RETRY_WINDOW_SECONDS", default=24 * 3600.0)

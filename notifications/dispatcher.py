@@ -199,6 +199,25 @@ def record(delivery: Delivery, outcome: webhooks.Outcome) -> None:
         )
 
 
+def prune(*, limit: int = 1000) -> int:
+    """Delete up to ``limit`` events older than FERRY_NOTIFY_RETENTION_DAYS whose deliveries
+    are all finished (their delivery log goes with them); returns how many."""
+    cutoff = timezone.now() - timedelta(days=settings.FERRY_NOTIFY_RETENTION_DAYS)
+    old = (
+        Event.objects.filter(created_at__lt=cutoff, fanned_out_at__isnull=False)
+        .exclude(deliveries__state=Delivery.State.PENDING)
+        .order_by("created_at")
+        .values_list("id", flat=True)[:limit]
+    )
+    ids = list(old)
+    if not ids:
+        return 0
+    with transaction.atomic(savepoint=False):
+        DeliveryAttempt.objects.filter(delivery__event_id__in=ids).delete()
+        Delivery.objects.filter(event_id__in=ids).delete()
+        return Event.objects.filter(id__in=ids).delete()[1].get("notifications.Event", 0)
+
+
 def tick(limit: int = BATCH) -> TickResult:
     """Fan out new events, then send what is due."""
     fanned = fan_out(limit)

@@ -148,3 +148,21 @@ def test_backoff_grows_with_jitter_up_to_the_cap(settings):
         delays = [dispatcher.backoff(attempts) for _ in range(50)]
         assert all(full / 2 <= d <= full for d in delays)
         assert len(set(delays)) > 1  # jitter
+
+
+def test_finished_events_are_pruned_after_the_retention(make_transfer, settings):
+    from datetime import timedelta
+
+    from notifications.models import Delivery
+
+    settings.FERRY_NOTIFY_RETENTION_DAYS = 1
+    done, waiting = make_transfer(), make_transfer()
+    for transfer in (done, waiting):
+        assert transition(transfer.id, to=State.CANCELLED, frm=[State.PENDING])
+    old = timezone.now() - timedelta(days=2)
+    Event.objects.update(created_at=old, fanned_out_at=old)
+    for event in Event.objects.all():
+        state = "succeeded" if event.transfer_id == done.id else "pending"
+        Delivery.objects.create(event=event, tenant_id=event.tenant_id, state=state)
+    assert dispatcher.prune() == 1
+    assert list(Event.objects.values_list("transfer_id", flat=True)) == [waiting.id]
