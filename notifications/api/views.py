@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane import tenancy
-from controlplane.errors import Conflict
+from controlplane.errors import Conflict, ValidationFailed
 from controlplane.logs import bind
 from controlplane.pagination import CursorPage
 from controlplane.schema import errors
@@ -81,9 +81,13 @@ class SubscriptionDetailView(APIView):
         bind(subscription=str(sub.id))
         data = _valid(s.SubscriptionChange, request)
         if "url" in data and sub.target != "webhook":
-            raise Conflict("Only a webhook subscription has a URL.", code="wrong_target")
+            raise ValidationFailed(
+                "The request is not valid.", fields={"url": ["Only a webhook subscription has one."]}
+            )
         if "event_bus_arn" in data and sub.target != "eventbridge":
-            raise Conflict("Only an eventbridge subscription has a bus.", code="wrong_target")
+            raise ValidationFailed(
+                "The request is not valid.", fields={"event_bus_arn": ["Only an eventbridge subscription has one."]}
+            )
         return Response(s.SubscriptionOut(services.update_subscription(subscription=sub, **data)).data)
 
     @extend_schema(

@@ -259,3 +259,19 @@ def test_another_tenants_subscription_is_not_found(api, moto, receiver, make_ten
         assert getattr(other, method)(path, {}, format="json").status_code == 404, path
     assert other.get("/api/v1/subscriptions").json()["results"] == []
     assert Subscription.objects.get(id=made["id"]).enabled
+
+
+def test_a_change_keeps_to_the_subscriptions_target(api, moto, receiver):
+    made = subscribe(api, receiver.url)
+    url = f"/api/v1/subscriptions/{made['id']}"
+    arn = "arn:aws:events:us-east-1:123456789012:event-bus/x"
+    response = api.patch(url, {"event_bus_arn": arn}, format="json")
+    assert response.status_code == 400 and "event_bus_arn" in response.json()["error"]["fields"]
+    response = api.patch(url, {"url": "https://169.254.169.254/"}, format="json")
+    assert response.status_code == 400 and "url" in response.json()["error"]["fields"]
+    response = api.patch(url, {"event_types": ["transfer.dead", "nope"]}, format="json")
+    assert response.status_code == 400
+    changed = api.patch(url, {"event_types": ["transfer.dead"], "description": "ops"}, format="json").json()
+    assert changed["event_types"] == ["transfer.dead"] and changed["description"] == "ops"
+    assert Subscription.objects.get(id=made["id"]).url == receiver.url
+    assert api.delete(url).status_code == 204 and not Subscription.objects.filter(id=made["id"]).exists()
