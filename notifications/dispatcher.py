@@ -124,6 +124,8 @@ def attempt(delivery: Delivery) -> webhooks.Outcome:
         secrets = signing.signing_secrets(arn=sub.secret_arn, with_previous=overlap)
     except Exception as exc:  # Secrets Manager unavailable: a failed attempt, retried
         return webhooks.Outcome(ok=False, error=f"signing secret unavailable ({type(exc).__name__})")
+    if not secrets:
+        return webhooks.Outcome(ok=False, error="signing secret unavailable (not in Ferry's format)")
     signed = webhooks.headers(secrets=secrets, msg_id=str(delivery.event_id), body=body)
     return webhooks.post(url=sub.url, body=body, signed=signed)
 
