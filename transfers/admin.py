@@ -1,4 +1,4 @@
-"""Routes and transfers in the admin: read-only, with re-drive and cancel actions and buttons.
+"""Routes, batches and transfers in the admin: read-only, with re-drive and cancel actions and buttons.
 
 Operators look here; every change goes through ``transfers.services``. Re-drive and cancel
 each need their own permission (``transfers.redrive_transfer``, ``transfers.cancel_transfer``),
@@ -20,7 +20,7 @@ from django.utils.html import format_html
 from controlplane.admin import ReadOnlyAdmin, ReadOnlyInline
 from controlplane.errors import Conflict
 from transfers import services
-from transfers.models import Route, Transfer, TransferEvent
+from transfers.models import Batch, Route, Transfer, TransferEvent
 from transfers.states import REDRIVABLE, State
 
 REDRIVE_PERMISSION = "transfers.redrive_transfer"
@@ -186,3 +186,44 @@ class TransferAdmin(ReadOnlyAdmin):
         }
         extra_context = {**(extra_context or {}), **allowed}
         return super().change_view(request, object_id, form_url, extra_context)
+
+
+class BatchTransferInline(ReadOnlyInline):
+    """The batch's transfers, by destination path (a link to each one's own page)."""
+
+    model = Transfer
+    fk_name = "batch"
+    fields = ["state", "source_path", "destination_path", "bytes_total", "sha256", "finished_at"]
+    readonly_fields = fields
+    ordering = ["destination_path", "id"]
+    show_change_link = True
+    verbose_name_plural = "Transfers"
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("transfers.view_transfer")
+
+
+@admin.register(Batch)
+class BatchAdmin(ReadOnlyAdmin):
+    """Route runs, read-only: counts and manifest frozen at completion (docs/batches.md)."""
+
+    list_display = [
+        "id",
+        "tenant",
+        "route",
+        "trigger",
+        "state",
+        "size",
+        "succeeded",
+        "dead",
+        "manifest_state",
+        "created_at",
+        "completed_at",
+    ]
+    list_filter = ["state", "trigger", "manifest_state", "tenant"]
+    search_fields = ["=id"]
+    list_select_related = ["tenant", "route"]
+    show_full_result_count = False
+    inlines = [BatchTransferInline]
+    # The manifest can hold thousands of entries: the inline lists the transfers instead.
+    exclude = ["manifest"]

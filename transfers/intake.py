@@ -22,7 +22,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -35,7 +35,7 @@ from endpoints import proofs
 from endpoints.models import Endpoint
 from engine.listing import PART_RE, RemoteFile
 from engine.locations import s3_relative_path
-from transfers import lifecycle, naming, stability, watermarks
+from transfers import batches, lifecycle, naming, stability, watermarks
 from transfers import options as route_options
 from transfers.models import FileObservation, Route, Transfer
 from transfers.partitions import partition_of
@@ -48,8 +48,17 @@ log = logging.getLogger(__name__)
 # --- hooks the execution side registers at start-up (WorkersConfig.ready) ----------------
 
 Dispatcher = Callable[[list[str]], None]
-# (route, force, waiting): ``waiting`` collects why listed files were not taken yet.
-Poller = Callable[[Route, bool, Counter[str] | None], list[Transfer]]
+
+
+class Poller(Protocol):
+    """(route, force, waiting, trigger): ``waiting`` collects why listed files were not taken
+    yet; ``trigger`` is the kind of the batch the run's transfers form (``manual`` here)."""
+
+    def __call__(
+        self, route: Route, force: bool = ..., waiting: Counter[str] | None = ..., *, trigger: str = ...
+    ) -> list[Transfer]: ...
+
+
 _dispatcher: Dispatcher | None = None
 _poller: Poller | None = None
 
@@ -94,7 +103,7 @@ def poll_now(route: Route, *, force: bool = False, waiting: Counter[str] | None 
     when the source cannot be listed."""
     if _poller is None:
         raise NotImplementedError("no poller registered")
-    return _poller(route, force, waiting)
+    return _poller(route, force, waiting, trigger="manual")
 
 
 # --- polls ----------------------------------------------------------------------------------
@@ -122,12 +131,19 @@ def _version_of(file: RemoteFile) -> str:
 
 
 def _create_transfers(
-    route: Route, items: list[tuple[str, str, int | None]], *, now: datetime, detail: str
+    route: Route,
+    items: list[tuple[str, str, int | None]],
+    *,
+    now: datetime,
+    detail: str,
+    batch_trigger: str | None = None,
 ) -> list[Transfer]:
     """Create the transfers of ``(source path, version, size)`` not created before.
 
     Idempotent and race-safe: rows that exist are skipped; a concurrent insert of the same
-    key wins (``ignore_conflicts``) and only rows this call inserted are returned.
+    key wins (``ignore_conflicts``) and only rows this call inserted are returned. With
+    ``batch_trigger`` (a poll or a manual run) the rows it creates form one batch
+    (``transfers.batches``); without (S3 events) they have none.
     """
     if not items:
         return []
@@ -139,6 +155,7 @@ def _create_transfers(
     new: list[Transfer] = []
     seen: set[tuple[str, str]] = set()
     request_id = current_request_id()  # the poll's, the event's or the manual run's
+    batch_id = uuid.uuid4() if batch_trigger else None
     for path, version, size in items:
         if (path, version) in existing or (path, version) in seen:
             continue
@@ -173,6 +190,7 @@ def _create_transfers(
                 partition=route.partition,
                 state=State.PENDING,
                 request_id=request_id,
+                batch_id=batch_id,
             )
         )
     if not new:
@@ -180,8 +198,12 @@ def _create_transfers(
     # savepoint=False: observe_files calls this inside its own transaction; a nested atomic
     # would send a SAVEPOINT, which Aurora's write forwarding refuses.
     with transaction.atomic(savepoint=False):
+        if batch_id is not None and batch_trigger is not None:
+            batches.open_batch(route, batch_id=batch_id, trigger=batch_trigger)
         Transfer.objects.bulk_create(new, ignore_conflicts=True, batch_size=500)
         created = list(Transfer.objects.filter(id__in=[t.id for t in new]))
+        if batch_id is not None:
+            batches.close_intake(batch_id, created=len(created))
         lifecycle.record_created(created, at=now, detail=detail)
         dispatch_after_commit([t.id for t in created])
     return created
@@ -208,6 +230,7 @@ def observe_files(
     now: datetime,
     force: bool = False,
     waiting: Counter[str] | None = None,
+    trigger: str = "schedule",
 ) -> list[Transfer]:
     """Record one poll of ``route``'s source and create transfers for the stable files.
 
@@ -224,6 +247,8 @@ def observe_files(
     Returns the transfers created by this call (already existing ones are not repeated);
     they are dispatched after the commit. ``waiting``, when given, counts the matching files
     not taken by the reason they wait (the stability rule's words), for a manual run to say.
+    The transfers one call creates form one batch of kind ``trigger`` (``schedule`` or
+    ``manual``; ``transfers.batches``).
     """
     opts = route.options or {}
     listed: dict[str, RemoteFile] = {}
@@ -312,7 +337,7 @@ def observe_files(
             to_update, ["size", "mtime", "polls", "first_seen_at", "last_seen_at", "version"], batch_size=500
         )
         detail = "created by a manual run (forced)" if force else "created by a poll of the source"
-        return _create_transfers(route, stable, now=now, detail=detail)
+        return _create_transfers(route, stable, now=now, detail=detail, batch_trigger=trigger)
 
 
 # --- S3 events ------------------------------------------------------------------------------
@@ -438,6 +463,8 @@ def create_adhoc_transfer(
     except route_options.InvalidOptions as exc:
         errors.update({f"options.{k}": v for k, v in exc.fields.items()})
         opts = {}
+    if opts.get("write_manifest"):
+        errors["options.write_manifest"] = ["Only routes write manifests (one per run); leave it out here."]
     if errors:
         raise invalid(errors)
     assert source is not None and destination is not None

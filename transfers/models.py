@@ -17,7 +17,7 @@ from controlplane.choices import TextChoices
 from controlplane.models import Tenant
 from endpoints.models import Endpoint
 from transfers.options import DEFAULTS as OPTION_DEFAULTS
-from transfers.states import DISPATCHABLE, HELD, State
+from transfers.states import DISPATCHABLE, HELD, MOVING, State
 
 
 def _default_options() -> dict:
@@ -86,6 +86,81 @@ class Route(models.Model):
         return self.name
 
 
+class Batch(models.Model):
+    """One run of a route (a schedule tick's poll or a manual run) and the transfers it
+    created. docs/batches.md has the decisions (no batch for an empty run or an S3 event).
+
+    ``open`` until its last transfer is terminal, then ``completed`` exactly once: a
+    compare-and-set in the transaction of that terminal transition (``transfers.batches``).
+    The counts, bytes and ``manifest`` are frozen at completion; a later re-drive of a dead
+    transfer does not reopen the batch. ``manifest_state`` tracks the route's
+    ``write_manifest`` file: ``none`` (not asked), ``pending``, ``written`` or ``failed``.
+    """
+
+    class State(TextChoices):
+        OPEN = "open"
+        COMPLETED = "completed"
+
+    class Trigger(TextChoices):
+        SCHEDULE = "schedule"
+        MANUAL = "manual"
+
+    class ManifestState(TextChoices):
+        NONE = "none"
+        PENDING = "pending"
+        WRITTEN = "written"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="batches")
+    # Null once the route is deleted (its finished batches keep their history).
+    route = models.ForeignKey(Route, on_delete=models.SET_NULL, null=True, blank=True, related_name="batches")
+    partition = models.PositiveIntegerField()
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.OPEN)
+    # Transfers the run created; the rest is counted at completion.
+    size = models.PositiveIntegerField(default=0)
+    succeeded = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    dead = models.PositiveIntegerField(default=0)
+    cancelled = models.PositiveIntegerField(default=0)
+    # Bytes of the succeeded transfers.
+    bytes_total = models.BigIntegerField(default=0)
+    # The delivered files at completion: [{"path", "source_path", "size", "sha256"}], in path
+    # order. Frozen, so the manifest file, the event and the API always agree.
+    manifest = models.JSONField(default=list, blank=True)
+    # The route's write_manifest option, copied at creation (as transfers copy theirs).
+    manifest_options = models.JSONField(null=True, blank=True)
+    manifest_state = models.CharField(max_length=16, choices=ManifestState.choices, default=ManifestState.NONE)
+    manifest_path = models.CharField(max_length=1024, blank=True)
+    manifest_error = models.CharField(max_length=2000, blank=True)
+    manifest_attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "batches"
+        constraints = [
+            models.CheckConstraint(condition=Q(state__in=["open", "completed"]), name="batch_state_valid"),
+            models.CheckConstraint(
+                condition=Q(manifest_state__in=["none", "pending", "written", "failed"]),
+                name="batch_manifest_state_valid",
+            ),
+        ]
+        indexes = [
+            # GET /routes/{id}/batches: a route's newest first, the cursor's order.
+            models.Index(fields=["route", "-created_at", "-id"], name="batch_route_created"),
+            # The scheduler tick's sweep for batches still open (transfers.batches.sweep_open).
+            models.Index(fields=["partition"], condition=Q(state="open"), name="batch_open"),
+            # The scheduler tick's sweep for manifest files still owed (workers.manifests).
+            models.Index(fields=["partition"], condition=Q(manifest_state="pending"), name="batch_manifest_owed"),
+        ]
+
+    def __str__(self) -> str:
+        return f"batch {self.id} ({self.state}, {self.size} files)"
+
+
 class Transfer(models.Model):
     """One file moving along one route (or an ad-hoc request).
 
@@ -107,6 +182,11 @@ class Transfer(models.Model):
     # Null for ad-hoc transfers, and for the history of a deleted route (a route is only
     # deleted once none of its transfers is still moving, see routes.delete_route).
     route = models.ForeignKey(Route, on_delete=models.SET_NULL, null=True, blank=True, related_name="transfers")
+    # The route run that created it (docs/batches.md); null for ad-hoc and S3-event transfers
+    # and for rows older than batches. Indexed by the partial indexes below (most rows have none).
+    batch = models.ForeignKey(
+        Batch, on_delete=models.SET_NULL, null=True, blank=True, related_name="transfers", db_index=False
+    )
     source_endpoint = models.ForeignKey(Endpoint, on_delete=models.PROTECT, related_name="+")
     source_path = models.CharField(max_length=1024)
     # S3 VersionId or ETag; SFTP "size:mtime".
@@ -220,6 +300,16 @@ class Transfer(models.Model):
                 fields=["partition"],
                 condition=Q(source_action_state__in=["pending", "failed"]),
                 name="transfer_source_action_due",
+            ),
+            # A batch's transfers (?batch=, the completion's manifest); only rows with a batch.
+            models.Index(fields=["batch"], condition=Q(batch__isnull=False), name="transfer_batch"),
+            # "Is any transfer of this batch still moving?", asked at every terminal transition
+            # of a batch's transfer (transfers.batches): one probe of an index that holds only
+            # the moving ones, whatever the batch's size.
+            models.Index(
+                fields=["batch"],
+                condition=Q(batch__isnull=False, state__in=sorted(MOVING)),
+                name="transfer_batch_moving",
             ),
             # Cleanups still owed (workers.cleanup.sweep): partial, as small as what is owed.
             models.Index(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from transfers import naming
+from transfers import manifests, naming
 
 ON_CONFLICT = ("fail", "overwrite", "skip", "rename")
 VERIFY = ("size", "reread")
@@ -23,6 +23,10 @@ DEFAULTS: dict[str, Any] = {
     "always_stage": False,
     "verify": "size",
     "max_attempts": 5,
+    # After a route run's batch completes, a manifest file of its deliveries, written to
+    # the destination folder: {"format": "json"|"csv", "name": "<template>"} or null
+    # (docs/batches.md; checked by transfers.manifests.check_option).
+    "write_manifest": None,
 }
 
 
@@ -84,6 +88,11 @@ def normalize(raw: dict[str, Any] | None, *, base: dict[str, Any] | None = None)
         errors["verify"] = [f"One of: {', '.join(VERIFY)}."]
     if not _int(out["max_attempts"]) or not 1 <= out["max_attempts"] <= MAX_ATTEMPTS_LIMIT:
         errors["max_attempts"] = [f"An integer from 1 to {MAX_ATTEMPTS_LIMIT}."]
+    if out["write_manifest"] is not None:
+        try:
+            out["write_manifest"] = manifests.check_option(out["write_manifest"])
+        except manifests.InvalidManifestOption as exc:
+            errors["write_manifest"] = [str(exc)]
     if errors:
         raise InvalidOptions(errors)
     return out

@@ -11,7 +11,7 @@ from django.db.models import Count, Prefetch, QuerySet
 from controlplane.errors import NotFound
 from controlplane.metrics import transfers_by_state
 from controlplane.models import Tenant
-from transfers.models import Route, Transfer, TransferEvent
+from transfers.models import Batch, Route, Transfer, TransferEvent
 from transfers.states import State
 
 
@@ -58,6 +58,7 @@ LIST_FIELDS = (
     "started_at",
     "finished_at",
     "heartbeat_at",
+    "batch_id",
 )
 
 
@@ -65,6 +66,7 @@ def transfer_list(
     *,
     tenant: Tenant,
     route_id: uuid.UUID | None = None,
+    batch_id: uuid.UUID | None = None,
     states: Iterable[State] | None = None,
     since: datetime | None = None,
     path_prefix: str | None = None,
@@ -78,6 +80,8 @@ def transfer_list(
     transfers = Transfer.objects.filter(tenant=tenant)
     if route_id is not None:
         transfers = transfers.filter(route_id=route_id)
+    if batch_id is not None:
+        transfers = transfers.filter(batch_id=batch_id)
     if states:
         transfers = transfers.filter(state__in=list(states))
     if since is not None:
@@ -98,6 +102,45 @@ def transfer_get(*, tenant: Tenant, transfer_id: uuid.UUID | str, timeline: bool
     if transfer is None:
         raise NotFound("Not found.")
     return transfer
+
+
+# What the batch list renders: everything but the manifest, which may be large.
+BATCH_FIELDS = (
+    "id",
+    "tenant_id",
+    "route_id",
+    "trigger",
+    "state",
+    "size",
+    "succeeded",
+    "skipped",
+    "dead",
+    "cancelled",
+    "bytes_total",
+    "manifest_state",
+    "manifest_path",
+    "manifest_error",
+    "created_at",
+    "completed_at",
+)
+
+
+def batch_list(*, tenant: Tenant, route_id: uuid.UUID | str) -> QuerySet[Batch]:
+    """A route's batches, newest first (one query per page; the route index serves it).
+    Another tenant's route is NotFound."""
+    route = route_get(tenant=tenant, route_id=route_id)
+    return Batch.objects.filter(tenant=tenant, route=route).only(*BATCH_FIELDS).order_by("-created_at", "-id")
+
+
+def batch_get(*, tenant: Tenant, batch_id: uuid.UUID | str, manifest: bool = False) -> Batch:
+    """One of the tenant's batches (with its manifest when asked)."""
+    batches = Batch.objects.filter(tenant=tenant, pk=batch_id)
+    if not manifest:
+        batches = batches.only(*BATCH_FIELDS)
+    batch = batches.first()
+    if batch is None:
+        raise NotFound("Not found.")
+    return batch
 
 
 def state_counts() -> dict[str, int]:

@@ -195,7 +195,11 @@ def transition(
     # savepoint=False: inside a caller's transaction (cancel) this joins it instead of
     # opening a SAVEPOINT, which Aurora's write forwarding refuses (controlplane/dbforwarding.py).
     with transaction.atomic(savepoint=False):
-        row = transfer_models.Transfer.objects.filter(id=transfer_id).values("state", "attempt", "claim_token").first()
+        row = (
+            transfer_models.Transfer.objects.filter(id=transfer_id)
+            .values("state", "attempt", "claim_token", "batch_id")
+            .first()
+        )
         if row is None or row["state"] not in states:
             return False
         if claim_token is not None and row["claim_token"] != claim_token:
@@ -217,6 +221,11 @@ def transition(
             at=now,
             detail=detail,
         )
+        if to in TERMINAL and row["batch_id"] is not None:
+            # Its batch may be complete now: decided in this transaction (transfers.batches).
+            from transfers import batches  # imports the models, which import this module
+
+            batches.transfer_finished(row["batch_id"], at=now)
     _count(to)
     return True
 

@@ -12,8 +12,8 @@ class WorkersConfig(AppConfig):
         # Imported here, not at the top: Django loads this module before the models, and
         # these import them.
         from controlplane import metrics
-        from transfers import intake
-        from workers import dispatch, samplers, scheduler
+        from transfers import batches, intake
+        from workers import dispatch, manifests, samplers, scheduler
 
         # The engine reads no environment: it runs under the settings' AWS policy.
         config.configure(aws.engine_config())
@@ -25,4 +25,6 @@ class WorkersConfig(AppConfig):
         # list the source, /metrics samples the leases held.
         intake.register_dispatcher(dispatch.dispatch_transfers)
         intake.register_poller(scheduler.poll_route)
+        # A completed batch whose route asks for a manifest file: written by a worker task.
+        batches.register_manifest_dispatcher(manifests.dispatch)
         metrics.register_sampler("leases", samplers.sample_leases)

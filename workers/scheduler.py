@@ -21,7 +21,7 @@ from endpoints.specs import to_spec
 from engine import listing
 from engine.errors import TransferError
 from engine.locations import location_of, relative_path
-from transfers import intake, routes
+from transfers import batches, intake, routes
 from transfers.models import Route, Transfer
 from workers import context
 from workers.runner import run_source_action
@@ -29,10 +29,12 @@ from workers.runner import run_source_action
 log = logging.getLogger(__name__)
 
 
-def poll_route(route: Route, force: bool = False, waiting: Counter[str] | None = None) -> list[Transfer]:
+def poll_route(
+    route: Route, force: bool = False, waiting: Counter[str] | None = None, *, trigger: str = "schedule"
+) -> list[Transfer]:
     """List ``route``'s source now and create transfers for the stable files (all of them
-    with ``force``); ``waiting`` counts the others by reason. Raises TransferError when the
-    source cannot be listed."""
+    with ``force``); ``waiting`` counts the others by reason; the transfers form one batch
+    of kind ``trigger``. Raises TransferError when the source cannot be listed."""
     spec = to_spec(route.source_endpoint)
     folder = location_of(spec, route.source_path)
     # List everything: done-marker files need not match the route's pattern.
@@ -42,7 +44,7 @@ def poll_route(route: Route, force: bool = False, waiting: Counter[str] | None =
         path = relative_path(spec, item.path)
         if path is not None:
             files.append(dataclasses.replace(item, path=path))
-    return intake.observe_files(route, files, now=timezone.now(), force=force, waiting=waiting)
+    return intake.observe_files(route, files, now=timezone.now(), force=force, waiting=waiting, trigger=trigger)
 
 
 def scheduler_tick() -> int:
@@ -71,6 +73,13 @@ def scheduler_tick() -> int:
             except Exception:
                 log.exception("polling the source failed unexpectedly")
     return created
+
+
+def sweep_batches() -> int:
+    """Complete the open batches of the partitions this region holds whose transfers are
+    all terminal (the safety net of transfers.batches); returns how many."""
+    partitions = context.held_partitions()
+    return batches.sweep_open(partitions) if partitions else 0
 
 
 def retry_source_actions(limit: int = 100, max_attempts: int = 5) -> int:

@@ -7,7 +7,7 @@ import time
 
 from controlplane.celery import app
 from controlplane.metrics import queue_lag
-from workers import cleanup, runner, scheduler
+from workers import cleanup, manifests, runner, scheduler
 
 
 @app.task(name="workers.tasks.run_transfer")
@@ -26,11 +26,22 @@ def run_batch(transfer_ids: list[str], enqueued_at: float | None = None) -> dict
     return runner.run_batch(transfer_ids)
 
 
+@app.task(name="workers.tasks.write_batch_manifest")
+def write_batch_manifest(batch_id: str, enqueued_at: float | None = None) -> str:
+    """Write a completed batch's manifest file to its destination (workers.manifests)."""
+    if enqueued_at:
+        queue_lag.observe(max(0.0, time.time() - enqueued_at))
+    return manifests.write(batch_id)
+
+
 @app.task(name="workers.tasks.scheduler_tick")
 def scheduler_tick() -> int:
     """Poll the due schedule routes of the partitions this region holds; retry source
-    actions; finish the cleanups terminal transfers still owe (workers/cleanup.py)."""
+    actions; finish the cleanups terminal transfers still owe (workers/cleanup.py); complete
+    the batches a missed check left open and write the manifests still owed."""
     created = scheduler.scheduler_tick()
     scheduler.retry_source_actions()
     cleanup.sweep()
+    scheduler.sweep_batches()
+    manifests.sweep()
     return created

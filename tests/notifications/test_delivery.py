@@ -277,3 +277,17 @@ def test_a_change_keeps_to_the_subscriptions_target(api, moto, receiver):
     assert changed["event_types"] == ["transfer.dead"] and changed["description"] == "ops"
     assert Subscription.objects.get(id=made["id"]).url == receiver.url
     assert api.delete(url).status_code == 204 and not Subscription.objects.filter(id=made["id"]).exists()
+
+
+def test_a_completed_batch_is_one_signed_batch_completed_event(api, moto, receiver, make_route):
+    from tests.transfers.test_batches import deliver, poll
+
+    made = subscribe(api, receiver.url, event_types=["batch.completed"])
+    route = make_route(api.tenant)
+    first, second = poll(route, ["a.csv", "b.csv"])
+    assert deliver(first, b"alpha") and deliver(second, b"beta")
+    drain()
+    (request,) = receiver.of_type("batch.completed")
+    payload = valid(Webhook(made["secret"]).verify(request.body, request.headers))
+    assert payload["route"] == str(route.id) and payload["data"]["counts"]["succeeded"] == 2
+    assert Event.objects.filter(type="batch.completed", route_id=route.id).count() == 1

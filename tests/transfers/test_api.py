@@ -130,10 +130,15 @@ def test_run_uses_the_scheduler_and_refuses_disabled_routes(api, endpoints, monk
     route = post(api, "/routes", route_body(src, dst, trigger={"type": "manual"})).json()
     calls = []
 
-    def poll_route(route_obj, force=False, waiting=None):
+    def poll_route(route_obj, force=False, waiting=None, *, trigger="schedule"):
         calls.append(force)
         return intake.observe_files(
-            route_obj, [RemoteFile("/outbound/a.csv", 5, 1.0)], now=timezone.now(), force=force, waiting=waiting
+            route_obj,
+            [RemoteFile("/outbound/a.csv", 5, 1.0)],
+            now=timezone.now(),
+            force=force,
+            waiting=waiting,
+            trigger=trigger,
         )
 
     # The poller the workers app registered at start-up (intake.register_poller), replaced.
@@ -153,7 +158,7 @@ def test_a_run_that_takes_nothing_says_why(api, endpoints, monkeypatch):
     route = post(api, "/routes", route_body(src, dst, trigger={"type": "manual"})).json()
     listing = [RemoteFile("/outbound/a.csv", 5, 1.0), RemoteFile("/outbound/b.csv", 7, 1.0)]
 
-    def poll_route(route_obj, force=False, waiting=None):
+    def poll_route(route_obj, force=False, waiting=None, *, trigger="schedule"):
         return intake.observe_files(route_obj, listing, now=timezone.now(), force=force, waiting=waiting)
 
     monkeypatch.setattr(intake, "_poller", poll_route)
@@ -168,7 +173,7 @@ def test_run_maps_listing_failures_to_clear_errors(api, endpoints, monkeypatch):
     src, dst = endpoints
     route = post(api, "/routes", route_body(src, dst, trigger={"type": "manual"})).json()
 
-    def refused(route_obj, force=False, waiting=None):
+    def refused(route_obj, force=False, waiting=None, *, trigger="schedule"):
         raise AuthenticationFailed("The server refused the credentials.")
 
     monkeypatch.setattr(intake, "_poller", None)  # no execution side registered

@@ -15,9 +15,9 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from endpoints.api.serializers import StrictSerializer
-from transfers import naming
+from transfers import manifests, naming
 from transfers import options as route_options
-from transfers.models import Route, Transfer
+from transfers.models import Batch, Route, Transfer
 from transfers.states import State
 
 # --- options: one schema, the limits transfers.options enforces ----------------------------
@@ -45,6 +45,18 @@ OPTIONS_SCHEMA: dict[str, Any] = {
         "always_stage": {"type": "boolean"},
         "verify": {"type": "string", "enum": list(route_options.VERIFY)},
         "max_attempts": {"type": "integer", "minimum": 1, "maximum": route_options.MAX_ATTEMPTS_LIMIT},
+        "write_manifest": {
+            "type": "object",
+            "nullable": True,
+            "additionalProperties": False,
+            "description": "Routes only: after each run's batch completes, write a manifest file of its "
+            "deliveries to the destination folder (docs/batches.md). `name` may use {batch_id} and "
+            "{date:<strftime>}.",
+            "properties": {
+                "format": {"type": "string", "enum": list(manifests.FORMATS)},
+                "name": {"type": "string", "maxLength": naming.MAX_TEMPLATE},
+            },
+        },
     },
 }
 
@@ -53,6 +65,19 @@ OPTIONS_SCHEMA: dict[str, Any] = {
 class OptionsField(serializers.DictField):
     """A free-form object here (``transfers.options.normalize`` validates it, with field
     paths such as ``options.after_delivery.move_to``); typed, with its limits, in the schema."""
+
+
+class OptionsShown(serializers.DictField):
+    """Options as stored, with the defaults of options added since the row was written
+    (a route or transfer older than ``write_manifest`` shows it as null), so every option
+    is always present, as the schema says."""
+
+    def to_representation(self, value: dict[str, Any]) -> dict[str, Any]:
+        return shown_options(value)
+
+
+def shown_options(value: dict[str, Any] | None) -> dict[str, Any]:
+    return {**route_options.DEFAULTS, **(value or {})}
 
 
 # --- routes: input --------------------------------------------------------------------------
@@ -144,7 +169,7 @@ class RouteOut(serializers.Serializer):
     source = RouteSourceOut(source="*")
     destination = RouteDestinationOut(source="*")
     trigger = RouteTriggerOut(source="*")
-    options = serializers.DictField()
+    options = OptionsShown()
     enabled = serializers.BooleanField()
     partition = serializers.IntegerField()
     version = serializers.IntegerField()
@@ -239,6 +264,9 @@ class TransferOut(serializers.Serializer):
 
     id = serializers.UUIDField()
     route = serializers.UUIDField(source="route_id", allow_null=True)
+    batch = serializers.UUIDField(
+        source="batch_id", allow_null=True, help_text="The route run that created it (null: ad-hoc or S3 event)."
+    )
     state = serializers.ChoiceField(choices=State.choices)
     source = TransferSourceOut(source="*")
     destination = TransferDestinationOut(source="*")
@@ -269,6 +297,7 @@ class TransferOut(serializers.Serializer):
         return {
             "id": str(transfer.id),
             "route": str(transfer.route_id) if transfer.route_id else None,
+            "batch": str(transfer.batch_id) if transfer.batch_id else None,
             "state": transfer.state,
             "source": {
                 "endpoint": str(transfer.source_endpoint_id),
@@ -317,7 +346,7 @@ class TransferEventOut(serializers.Serializer):
 
 
 class TransferDetailOut(TransferOut):
-    options = serializers.DictField()
+    options = OptionsShown()
     # The X-Request-ID of the request that created it (or the poll's or event's id): what a
     # customer quotes, and what every log line of every attempt carries.
     request_id = serializers.CharField()
@@ -325,7 +354,43 @@ class TransferDetailOut(TransferOut):
 
     def to_representation(self, transfer: Transfer) -> dict[str, Any]:
         data = super().to_representation(transfer)
-        data["options"] = transfer.options
+        data["options"] = shown_options(transfer.options)
         data["request_id"] = transfer.request_id
         data["timeline"] = TransferEventOut(transfer.timeline, many=True).data
         return data
+
+
+# --- batches ------------------------------------------------------------------------------
+
+
+class BatchCountsOut(serializers.Serializer):
+    total = serializers.IntegerField(source="size", help_text="Transfers the run created.")
+    succeeded = serializers.IntegerField()
+    skipped = serializers.IntegerField()
+    dead = serializers.IntegerField()
+    cancelled = serializers.IntegerField()
+
+
+class BatchManifestFileOut(serializers.Serializer):
+    state = serializers.ChoiceField(
+        source="manifest_state",
+        choices=Batch.ManifestState.choices,
+        help_text="The route's `write_manifest` file: none (not asked), pending, written or failed.",
+    )
+    path = serializers.CharField(source="manifest_path", help_text="Where it was written; empty until then.")
+    error = serializers.CharField(source="manifest_error")
+
+
+class BatchOut(serializers.Serializer):
+    """A route run (docs/batches.md). Counts and bytes are zero while open and frozen when it
+    completes."""
+
+    id = serializers.UUIDField()
+    route = serializers.UUIDField(source="route_id", allow_null=True)
+    trigger = serializers.ChoiceField(choices=Batch.Trigger.choices)
+    state = serializers.ChoiceField(choices=Batch.State.choices)
+    counts = BatchCountsOut(source="*")
+    bytes_total = serializers.IntegerField(help_text="Bytes of the succeeded transfers.")
+    manifest_file = BatchManifestFileOut(source="*")
+    created_at = serializers.DateTimeField()
+    completed_at = serializers.DateTimeField(allow_null=True)

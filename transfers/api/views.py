@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -18,9 +19,10 @@ from controlplane.pagination import CursorPage
 from controlplane.parsers import parse_time
 from controlplane.schema import errors
 from engine.errors import TransferError
-from transfers import intake, naming, routes, selectors, services
+from transfers import intake, manifests, naming, routes, selectors, services
 from transfers.api import schema
 from transfers.api import serializers as s
+from transfers.models import Batch
 from transfers.states import State
 
 
@@ -174,6 +176,11 @@ def _filters(request: Request) -> dict:
             out["route_id"] = uuid.UUID(params["route"])
         except ValueError:
             errors["route"] = ["Use a route id."]
+    if params.get("batch"):
+        try:
+            out["batch_id"] = uuid.UUID(params["batch"])
+        except ValueError:
+            errors["batch"] = ["Use a batch id."]
     if params.get("state"):
         wanted = [v.strip() for v in params["state"].split(",") if v.strip()]
         bad = [v for v in wanted if v not in State.values]
@@ -204,6 +211,7 @@ class TransferListView(APIView):
         "null. The filters combine.",
         parameters=[
             OpenApiParameter("route", str, description="Only this route's transfers."),
+            OpenApiParameter("batch", str, description="Only this batch's transfers (one route run)."),
             OpenApiParameter("state", str, description="Comma-separated states."),
             OpenApiParameter("since", str, description="ISO 8601 time: created at or after it."),
             OpenApiParameter("path_prefix", str, description="Source paths starting with this."),
@@ -324,3 +332,82 @@ class TransferCancelView(APIView):
         _no_body(request)
         services.cancel(transfer, by=f"api key {request.auth.prefix}")
         return _detail(request, transfer_id)
+
+
+# --- batches ------------------------------------------------------------------------------
+
+
+class RouteBatchListView(APIView):
+    pagination_class = CursorPage
+
+    @extend_schema(
+        summary="List a route's batches",
+        description="Each run of the route that created transfers (a scheduled poll or a manual run) is a "
+        "batch: newest first, a page at a time. A batch completes once, when its last transfer "
+        "is terminal (docs/batches.md).",
+        responses=s.BatchOut(many=True),
+    )
+    def get(self, request: Request, route_id) -> Response:
+        found = selectors.batch_list(tenant=tenancy.tenant_of(request), route_id=route_id)
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(found, request, view=self)
+        return paginator.get_paginated_response(s.BatchOut(page, many=True).data)
+
+
+class BatchDetailView(APIView):
+    @extend_schema(
+        summary="Show a batch",
+        description="A route run with its state, counts per terminal state, bytes and manifest file. "
+        "Its transfers: `GET /transfers?batch=<id>`.",
+        responses=s.BatchOut,
+    )
+    def get(self, request: Request, batch_id) -> Response:
+        batch = selectors.batch_get(tenant=tenancy.tenant_of(request), batch_id=batch_id)
+        return Response(s.BatchOut(batch).data)
+
+
+MANIFEST_FILE = inline_serializer(
+    "BatchManifestEntryOut",
+    {
+        "path": serializers.CharField(help_text="Where it was delivered (destination path)."),
+        "source_path": serializers.CharField(),
+        "size": serializers.IntegerField(),
+        "sha256": serializers.CharField(),
+    },
+)
+
+
+class BatchManifestView(APIView):
+    @extend_schema(
+        summary="Read a batch's manifest",
+        description="The delivered files of a completed batch (paths, sizes, SHA-256), as frozen at "
+        "completion: the document `batch.completed` events reference when the manifest is too large "
+        "to travel inline; its SHA-256 is the event's `manifest.sha256`.",
+        responses={
+            200: inline_serializer(
+                "BatchManifestOut",
+                {
+                    "batch": serializers.UUIDField(),
+                    "route": serializers.UUIDField(allow_null=True),
+                    "completed_at": serializers.DateTimeField(),
+                    "count": serializers.IntegerField(),
+                    "bytes": serializers.IntegerField(),
+                    "files": serializers.ListField(child=MANIFEST_FILE),
+                },
+            ),
+            **errors({409: "The batch is still open (`batch_open`)."}),
+        },
+    )
+    def get(self, request: Request, batch_id) -> HttpResponse:
+        batch = selectors.batch_get(tenant=tenancy.tenant_of(request), batch_id=batch_id, manifest=True)
+        if batch.state != Batch.State.COMPLETED or batch.completed_at is None:
+            raise Conflict("The batch is still open; its manifest is made when it completes.", code="batch_open")
+        body = manifests.render(
+            "json",
+            batch_id=str(batch.id),
+            route_id=str(batch.route_id) if batch.route_id else None,
+            completed_at=batch.completed_at,
+            files=batch.manifest,
+        )
+        # The exact bytes whose SHA-256 the event carries (not re-rendered by DRF).
+        return HttpResponse(body, content_type="application/json")
