@@ -18,6 +18,7 @@ from controlplane.resources import (
     LEDGER_SWEEP_INDEX,
     dead_letter_queue,
     event_rule_name,
+    notification_bus_name,
     queues,
     staging_bucket,
     tables,
@@ -86,6 +87,7 @@ def bootstrap(*, create: bool) -> Report:
             _queues(report, create, region)
             _bucket(report, create, staging_bucket(region))
             _event_rule(report, create, region)
+            _notification_bus(report, create, region)
     for logical, name in tables().items():
         _table(report, create, name, logical)
     return report
@@ -237,3 +239,11 @@ def _event_rule(report: Report, create: bool, region: str) -> None:
         events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "ferry-events", "Arn": arn}])
 
     _note(report, create, f"events:{rule}", exists, make)
+
+
+def _notification_bus(report: Report, create: bool, region: str) -> None:
+    """Ferry's own event bus of the region: every notification event is put on it."""
+    events = aws.client("events")
+    name = notification_bus_name(region)
+    exists = _exists(lambda: events.describe_event_bus(Name=name), "ResourceNotFoundException")
+    _note(report, create, f"events:bus/{name}", exists, lambda: events.create_event_bus(Name=name))

@@ -78,6 +78,17 @@ def configure(app: Celery) -> None:
                 "schedule": settings.FERRY_SCHEDULER_INTERVAL,
                 "options": {"queue": q.control, "expires": settings.FERRY_SCHEDULER_INTERVAL * 2},
             },
+            # The notifications dispatcher (docs/notifications.md): fan out, send what is due.
+            "notifications-dispatch": {
+                "task": "notifications.tasks.dispatch",
+                "schedule": settings.FERRY_NOTIFY_INTERVAL,
+                "options": {"queue": q.control, "expires": settings.FERRY_NOTIFY_INTERVAL * 2},
+            },
+            "notifications-prune": {
+                "task": "notifications.tasks.prune",
+                "schedule": 3600.0,
+                "options": {"queue": q.control, "expires": 1800},
+            },
             # The config outbox's periodic sweep (after-commit drains catch almost everything).
             "mirror-sweep": {
                 "task": "controlplane.tasks.mirror_drain",
@@ -89,4 +100,4 @@ def configure(app: Celery) -> None:
 
 
 configure(app)
-app.autodiscover_tasks(["controlplane", "workers", "transfers", "endpoints"])
+app.autodiscover_tasks(["controlplane", "workers", "notifications", "transfers", "endpoints"])

@@ -52,6 +52,14 @@ files_late = Counter(
 files_arrived_late = Counter(
     "ferry_files_arrived_late_total", "Late expectation windows whose files came afterwards (docs/late-files.md)"
 )
+notification_attempts = Counter(
+    "ferry_notification_attempts_total",
+    "Notification sends by target (webhook, eventbridge, bus: Ferry's own) and outcome (ok, failed)",
+    ["target", "outcome"],
+)
+notifications_disabled = Counter(
+    "ferry_notification_subscriptions_disabled_total", "Subscriptions disabled after failed deliveries"
+)
 
 
 # Gauges read when /metrics is scraped, from data the other apps own (transfers by state,

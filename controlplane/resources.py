@@ -77,6 +77,15 @@ def event_rule_name(region: str | None = None) -> str:
     return f"{settings.FERRY_RESOURCE_PREFIX}-{region}-object-created"
 
 
+def notification_bus_name(region: str | None = None) -> str:
+    """Ferry's own EventBridge bus of ``region``, which receives every notification event
+    (docs/notifications.md); customers attach rules to it."""
+    region = region or settings.FERRY_REGION
+    if region == settings.FERRY_REGION:
+        return settings.FERRY_NOTIFICATION_BUS
+    return f"{settings.FERRY_RESOURCE_PREFIX}-{region}-notifications"
+
+
 # An AWS region name as it appears inside Ferry's resource names (us-east-1, us-gov-west-1).
 _REGION = r"[a-z]{2}(?:-gov)?-[a-z]+-[0-9]"
 

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "controlplane",
     "endpoints",
     "transfers",
+    "notifications",
     "workers",
 ]
 
@@ -453,6 +454,28 @@ if FERRY_SLOT_TTL <= FERRY_HEARTBEAT_INTERVAL:
     raise environ.ImproperlyConfigured("FERRY_SLOT_TTL must be longer than FERRY_HEARTBEAT_INTERVAL")
 # How long an ad-hoc transfer's Idempotency-Key is remembered.
 FERRY_IDEMPOTENCY_TTL = env.float("FERRY_IDEMPOTENCY_TTL", default=24 * 3600.0)
+
+# Notifications (docs/notifications.md): the dispatcher's loop and claim, webhook retries
+# (exponential backoff with jitter for the retry window, then the subscription is disabled;
+# also after that many consecutive failed attempts, 0: never) and the bounds of one send.
+FERRY_NOTIFY_INTERVAL = env.float("FERRY_NOTIFY_INTERVAL", default=2.0)
+FERRY_NOTIFY_CLAIM_TTL = env.float("FERRY_NOTIFY_CLAIM_TTL", default=60.0)
+# Finished events (and their delivery logs) are deleted after this many days.
+FERRY_NOTIFY_RETENTION_DAYS = env.float("FERRY_NOTIFY_RETENTION_DAYS", default=30.0)
+FERRY_WEBHOOK_RETRY_BASE_SECONDS = env.float("FERRY_WEBHOOK_RETRY_BASE_SECONDS", default=30.0)
+FERRY_WEBHOOK_RETRY_CAP_SECONDS = env.float("FERRY_WEBHOOK_RETRY_CAP_SECONDS", default=3600.0)
+FERRY_WEBHOOK_RETRY_WINDOW_SECONDS = env.float("FERRY_WEBHOOK_RETRY_WINDOW_SECONDS", default=24 * 3600.0)
+FERRY_WEBHOOK_DISABLE_AFTER_FAILURES = env.int("FERRY_WEBHOOK_DISABLE_AFTER_FAILURES", default=500)
+FERRY_WEBHOOK_CONNECT_TIMEOUT = env.float("FERRY_WEBHOOK_CONNECT_TIMEOUT", default=5.0)
+FERRY_WEBHOOK_READ_TIMEOUT = env.float("FERRY_WEBHOOK_READ_TIMEOUT", default=10.0)
+FERRY_WEBHOOK_MAX_RESPONSE_BYTES = env.int("FERRY_WEBHOOK_MAX_RESPONSE_BYTES", default=64 * 1024)
+# CA certificates webhook receivers are verified against ("": the system's). The test
+# profile points it at the test receiver's own CA.
+FERRY_WEBHOOK_CA_BUNDLE = env.str("FERRY_WEBHOOK_CA_BUNDLE", default="")
+# Ferry's own EventBridge bus of this region: every event is put on it.
+FERRY_NOTIFICATION_BUS = env.str(
+    "FERRY_NOTIFICATION_BUS", default=f"{FERRY_RESOURCE_PREFIX}-{FERRY_REGION}-notifications"
+)
 
 # API keys (docs/identity.md). A key issued without an expiry expires after
 # FERRY_API_KEY_MAX_DAYS (0: no maximum, keys may live for ever); one asked for with a later

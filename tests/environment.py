@@ -31,6 +31,15 @@ _DEFAULTS = {
     "FERRY_AWS_MAX_ATTEMPTS": "3",
     "FERRY_READY_TIMEOUT": "1",
     "LOG_LEVEL": "INFO",
+    # Notifications: the dispatcher loop, its claim and webhook retries in (fractions of) seconds.
+    "FERRY_NOTIFY_INTERVAL": "0.2",
+    "FERRY_NOTIFY_CLAIM_TTL": "3",
+    "FERRY_WEBHOOK_RETRY_BASE_SECONDS": "0.2",
+    "FERRY_WEBHOOK_RETRY_CAP_SECONDS": "1",
+    "FERRY_WEBHOOK_RETRY_WINDOW_SECONDS": "120",
+    "FERRY_WEBHOOK_DISABLE_AFTER_FAILURES": "20",
+    "FERRY_WEBHOOK_CONNECT_TIMEOUT": "2",
+    "FERRY_WEBHOOK_READ_TIMEOUT": "5",
 }
 for _key, _value in _DEFAULTS.items():
     os.environ.setdefault(_key, _value)

@@ -49,6 +49,7 @@ from controlplane.metrics import transfer_transitions
 # definition; this module reaches them through the module object, read at call time. Django
 # always loads transfers.models first (and this module while it does).
 from transfers import models as transfer_models
+from transfers import signals
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +211,16 @@ def transition(
             return False
         attempt = fields["attempt"] if isinstance(fields.get("attempt"), int) else row["attempt"]
         _record_event(transfer_id, frm=row["state"], to=to, attempt=attempt, worker=worker, detail=detail, at=now)
+        # Inside the transaction: the notifications outbox commits or rolls back with the change.
+        signals.transfer_state_changed.send(
+            sender=transfer_models.Transfer,
+            transfer_id=transfer_id,
+            from_state=row["state"],
+            to_state=to.value,
+            attempt=attempt,
+            at=now,
+            detail=detail,
+        )
         if to in TERMINAL and row["batch_id"] is not None:
             # Its batch may be complete now: decided in this transaction (transfers.batches).
             from transfers import batches  # imports the models, which import this module

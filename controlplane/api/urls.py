@@ -12,4 +12,5 @@ urlpatterns = [
     path("audit", views.AuditListView.as_view(), name="audit"),
     path("", include("endpoints.api.urls")),
     path("", include("transfers.api.urls")),
+    path("", include("notifications.api.urls")),
 ]

@@ -54,6 +54,25 @@ def _wait_http(url: str, timeout: float = 30.0) -> None:
     raise SystemExit(f"{url} did not answer within {timeout}s")
 
 
+def _webhook_tls(folder: Path) -> dict[str, str]:
+    """A CA and a loopback certificate for the demo webhook receiver (made with trustme,
+    a development requirement): paths as stack.env values."""
+    import trustme
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    paths = {name: folder / f"{name}.pem" for name in ("ca", "cert", "key")}
+    ca.cert_pem.write_to_path(str(paths["ca"]))
+    cert.cert_chain_pems[0].write_to_path(str(paths["cert"]))
+    cert.private_key_pem.write_to_path(str(paths["key"]))
+    return {
+        "FERRY_DEMO_WEBHOOK_CA": str(paths["ca"]),
+        "FERRY_DEMO_WEBHOOK_CERT": str(paths["cert"]),
+        "FERRY_DEMO_WEBHOOK_KEY": str(paths["key"]),
+    }
+
+
 def main() -> None:
     LOCAL.mkdir(exist_ok=True)
     logs = LOCAL / "logs"
@@ -101,6 +120,10 @@ def main() -> None:
             "PYTHONUNBUFFERED": "1",
         }
         env.pop("AWS_CA_BUNDLE", None)
+        # The demo webhook receiver's certificate, from a CA the stack's processes trust
+        # (deploy/local/demo-notify.sh): webhooks are HTTPS only, verified.
+        webhook_tls = _webhook_tls(LOCAL / "webhooks")
+        env.setdefault("FERRY_WEBHOOK_CA_BUNDLE", webhook_tls["FERRY_DEMO_WEBHOOK_CA"])
         if not os.environ.get("DATABASE_URL"):
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{LOCAL / 'ferry.sqlite3'}{suffix}").unlink(missing_ok=True)
@@ -171,6 +194,7 @@ def main() -> None:
             "FERRY_DEMO_SFTP_ROOT": sftp["root"],
             "FERRY_DEMO_SFTP_HOST_KEY": sftp["pin"],
             "FERRY_DEMO_BUCKET": seed["bucket"],
+            **webhook_tls,
         }
         write_stack_env(LOCAL / "stack.env", values)
         print(_banner(values, logs, regions, sftp["server"]), flush=True)

@@ -146,7 +146,9 @@ def _create(base_url: str, key: str, path: str, body: dict, headers: dict | None
     return response.json()
 
 
-def happy_path(sshd, bucket: str, sftp: dict, s3: dict, rotatable: str) -> list[tuple[str, str, dict, Any, dict, int]]:
+def happy_path(
+    sshd, bucket: str, sftp: dict, s3: dict, rotatable: str, subscription: str
+) -> list[tuple[str, str, dict, Any, dict, int]]:
     """Valid requests for the writes: (method, path, path parameters, body, headers, status)."""
     tag = uuid.uuid4().hex[:6]
     new_sftp = sftp_body(sshd, name=f"sftp-{tag}")
@@ -165,6 +167,7 @@ def happy_path(sshd, bucket: str, sftp: dict, s3: dict, rotatable: str) -> list[
     }
     idempotency = {"Idempotency-Key": f"contract-{tag}"}
     ep = {"endpoint_id": sftp["id"]}
+    sub = {"subscription_id": subscription}
     return [
         ("POST", "/api/v1/api-keys", {}, {"scope": "read", "label": "contract"}, {}, 201),
         ("POST", "/api/v1/api-keys/{key_id}/rotate", {"key_id": rotatable}, {"overlap_hours": 1}, {}, 201),
@@ -186,6 +189,11 @@ def happy_path(sshd, bucket: str, sftp: dict, s3: dict, rotatable: str) -> list[
         ("POST", "/api/v1/transfers", {}, adhoc, idempotency, 200),
         ("POST", "/api/v1/transfers", {}, {**adhoc, "options": {}}, idempotency, 409),
         ("GET", "/api/v1/transfers", {}, None, {}, 200),
+        ("POST", "/api/v1/subscriptions", {}, {"target": "webhook", "url": "https://127.0.0.1:9/hooks"}, {}, 201),
+        ("GET", "/api/v1/subscriptions", {}, None, {}, 200),
+        ("PATCH", "/api/v1/subscriptions/{subscription_id}", sub, {"event_types": ["transfer.dead"]}, {}, 200),
+        ("POST", "/api/v1/subscriptions/{subscription_id}/rotate-secret", sub, {"overlap_hours": 2}, {}, 200),
+        ("GET", "/api/v1/subscriptions/{subscription_id}/deliveries", sub, None, {}, 200),
     ]
 
 
@@ -228,7 +236,11 @@ def test_the_api_keeps_its_schema(live_server, moto, sshd, bucket):
         },
         headers={"Idempotency-Key": uuid.uuid4().hex},
     )
+    subscription = _create(
+        base_url, key_a, "subscriptions", {"target": "webhook", "url": "https://127.0.0.1:9/contract"}
+    )
     ids = {
+        "subscription_id": subscription["id"],
         "endpoint_id": sftp["id"],
         "route_id": route["id"],
         "transfer_id": transfer["id"],
@@ -253,7 +265,9 @@ def test_the_api_keeps_its_schema(live_server, moto, sshd, bucket):
     # the successful answers of the writes are also checked with bodies that do (first,
     # while the generated deletions below have not removed anything).
     rotatable = str(tenancy.issue_api_key(tenant=owner, label="rotated").api_key.id)
-    for method, path, params, body, headers, status in happy_path(sshd, bucket, sftp, s3, rotatable):
+    for method, path, params, body, headers, status in happy_path(
+        sshd, bucket, sftp, s3, rotatable, subscription["id"]
+    ):
         operation = schema[path][method]
         with_body = {"body": body, "media_type": "application/json"} if body is not None else {}
         case = operation.Case(path_parameters=params, headers=headers, **with_body)
@@ -304,7 +318,7 @@ def test_the_api_keeps_its_schema(live_server, moto, sshd, bucket):
             )
 
     # Tenant B's lists show nothing of A's.
-    for path in ("endpoints", "routes", "transfers", "api-keys"):
+    for path in ("endpoints", "routes", "transfers", "api-keys", "subscriptions"):
         response = requests.get(f"{base_url}/api/v1/{path}", headers=bearer(key_b), timeout=60)
         assert response.status_code == 200
         seen = {item["id"] for item in response.json()["results"]}

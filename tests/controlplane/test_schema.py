@@ -88,7 +88,7 @@ def test_route_options_are_typed(document):
 def test_lists_are_documented_as_pages(document):
     singles = {"/api/v1/tenant", "/api/v1/network"}
     lists = [(p, op) for m, p, op in operations(document) if m == "get" and "{" not in p and p not in singles]
-    assert len(lists) == 7  # api-keys, oauth-clients, audit, endpoints, routes, transfers, pgp-keys
+    assert len(lists) == 8  # api-keys, oauth-clients, audit, endpoints, routes, transfers, pgp-keys, subscriptions
     for path, operation in lists:
         page = resolve(document, operation["responses"]["200"]["content"]["application/json"]["schema"])
         assert page["required"] == ["results", "next"], path
