@@ -322,6 +322,16 @@ def set_mtls_subject(*, tenant: Tenant, subject: str | None, scope: str = ApiKey
             raise ValueError("the subject is empty")
         if Tenant.objects.filter(mtls_subject=subject).exclude(pk=tenant.pk).exists():
             raise ValueError("that subject already stands for another tenant")
-    Tenant.objects.filter(pk=tenant.pk).update(mtls_subject=subject, mtls_scope=scope)
+    before = {"mtls_subject": tenant.mtls_subject, "mtls_scope": tenant.mtls_scope}
+    with transaction.atomic(savepoint=False):
+        Tenant.objects.filter(pk=tenant.pk).update(mtls_subject=subject, mtls_scope=scope)
+        audit.record(
+            action="tenant.set_mtls_subject",
+            object_kind="tenant",
+            object_id=tenant.pk,
+            tenant_id=tenant.pk,
+            before=before,
+            after={"mtls_subject": subject, "mtls_scope": scope},
+        )
     tenant.mtls_subject, tenant.mtls_scope = subject, scope
     return tenant

@@ -12,6 +12,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from controlplane import audit
 from controlplane.errors import Conflict, Unavailable
 from controlplane.metrics import notifications_disabled
 from controlplane.models import Tenant
@@ -64,12 +65,40 @@ def create_subscription(
             signing.create, tenant_id=tenant.id, subscription_id=subscription.id, secret=secret
         )
     try:
-        subscription.save()
+        with transaction.atomic(savepoint=False):
+            subscription.save()
+            _audit("subscription.create", subscription, after=subscription_document(subscription))
     except Exception:
         if subscription.secret_arn:
             signing.schedule_deletion(arn=subscription.secret_arn)
         raise
     return WithSecret(subscription=subscription, secret=secret)
+
+
+def subscription_document(subscription: Subscription) -> dict[str, Any]:
+    """What the audit log keeps of a subscription: never its signing secret."""
+    expires = subscription.previous_secret_expires_at
+    return {
+        "id": str(subscription.id),
+        "target": subscription.target,
+        "url": subscription.url,
+        "event_bus_arn": subscription.event_bus_arn,
+        "event_types": list(subscription.event_types or []),
+        "description": subscription.description,
+        "enabled": subscription.enabled,
+        "previous_secret_expires_at": expires.isoformat() if expires else None,
+    }
+
+
+def _audit(action: str, subscription: Subscription, *, before: Any = None, after: Any = None) -> None:
+    audit.record(
+        action=action,
+        object_kind="subscription",
+        object_id=subscription.id,
+        tenant_id=subscription.tenant_id,
+        before=before,
+        after=after,
+    )
 
 
 def update_subscription(*, subscription: Subscription, **changes: Any) -> Subscription:
@@ -89,9 +118,12 @@ def update_subscription(*, subscription: Subscription, **changes: Any) -> Subscr
                 )
         elif subscription.enabled:
             fields.update(disabled_at=timezone.now(), disabled_reason="disabled through the API")
+    before = subscription_document(subscription)
     for name, value in fields.items():
         setattr(subscription, name, value)
-    subscription.save()
+    with transaction.atomic(savepoint=False):
+        subscription.save()
+        _audit("subscription.update", subscription, before=before, after=subscription_document(subscription))
     return subscription
 
 
@@ -101,15 +133,22 @@ def rotate_secret(*, subscription: Subscription, overlap: timedelta) -> WithSecr
         raise Conflict("Only webhook subscriptions have a signing secret.", code="no_secret")
     secret = signing.new_secret()
     _secrets_call(signing.rotate, arn=subscription.secret_arn, secret=secret)
+    before = subscription_document(subscription)
     subscription.previous_secret_expires_at = timezone.now() + overlap if overlap else None
-    subscription.save(update_fields=["previous_secret_expires_at", "updated_at"])
+    with transaction.atomic(savepoint=False):
+        subscription.save(update_fields=["previous_secret_expires_at", "updated_at"])
+        # The fact of the rotation, never the secret.
+        _audit("subscription.rotate_secret", subscription, before=before, after=subscription_document(subscription))
     return WithSecret(subscription=subscription, secret=secret)
 
 
 def delete_subscription(*, subscription: Subscription) -> None:
     """Delete the subscription and its delivery log; its secret is scheduled for deletion."""
     arn = subscription.secret_arn
-    subscription.delete()
+    before = subscription_document(subscription)
+    with transaction.atomic(savepoint=False):
+        _audit("subscription.delete", subscription, before=before)
+        subscription.delete()
     if arn:
         try:
             signing.schedule_deletion(arn=arn)
@@ -121,9 +160,17 @@ def redeliver(*, delivery: Delivery) -> Delivery:
     """Send a delivery again, whatever its state, as soon as a dispatcher runs: same event,
     same ``webhook-id``. The attempt log keeps the earlier attempts."""
     now = timezone.now()
-    Delivery.objects.filter(id=delivery.id).update(
-        state=Delivery.State.PENDING, next_attempt_at=now, claim_expires_at=None
-    )
+    with transaction.atomic(savepoint=False):
+        Delivery.objects.filter(id=delivery.id).update(
+            state=Delivery.State.PENDING, next_attempt_at=now, claim_expires_at=None
+        )
+        audit.record(
+            action="delivery.redeliver",
+            object_kind="delivery",
+            object_id=delivery.id,
+            tenant_id=delivery.subscription.tenant_id,
+            after={"event": str(delivery.event_id), "subscription": str(delivery.subscription_id)},
+        )
     delivery.refresh_from_db()
     return delivery
 

@@ -18,6 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from controlplane import audit
 from controlplane.errors import Conflict, NotFound, Unavailable, ValidationFailed
 from controlplane.models import Tenant
 from endpoints import secrets
@@ -103,7 +104,7 @@ def create_key(*, tenant: Tenant, name: str, armored: str, passphrase: str | Non
             raise Unavailable(str(exc), code="secrets_unavailable") from None
     try:
         with transaction.atomic(savepoint=False):
-            return PgpKey.objects.create(
+            created = PgpKey.objects.create(
                 id=key_id,
                 tenant=tenant,
                 name=name,
@@ -119,10 +120,29 @@ def create_key(*, tenant: Tenant, name: str, armored: str, passphrase: str | Non
                 secret_arn=stored.arn if stored else "",
                 secret_version=stored.version_id if stored else "",
             )
+            audit.record(
+                action="pgp_key.create",
+                object_kind="pgp_key",
+                object_id=created.id,
+                tenant_id=tenant.id,
+                after=key_document(created),
+            )
+            return created
     except IntegrityError:
         if stored is not None:
             secrets.delete_now(arn=stored.arn)
         raise _invalid("name", "A key with this name exists.") from None
+
+
+def key_document(key: PgpKey) -> dict[str, Any]:
+    """What the audit log keeps of a key: its public facts, never private material."""
+    return {
+        "id": str(key.id),
+        "name": key.name,
+        "kind": key.kind,
+        "fingerprint": key.fingerprint,
+        "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+    }
 
 
 def delete_key(*, key: PgpKey) -> None:
@@ -134,6 +154,13 @@ def delete_key(*, key: PgpKey) -> None:
             raise NotFound("Not found.")
         if routes_using(locked).exists():
             raise Conflict("A route uses this key; change or delete the route first.", code="pgp_key_in_use")
+        audit.record(
+            action="pgp_key.delete",
+            object_kind="pgp_key",
+            object_id=locked.id,
+            tenant_id=locked.tenant_id,
+            before=key_document(locked),
+        )
         locked.delete()
     if key.secret_arn:
         # The row is gone: an orphan secret is harmless, and its name is never reused.

@@ -291,3 +291,21 @@ def test_a_completed_batch_is_one_signed_batch_completed_event(api, moto, receiv
     payload = valid(Webhook(made["secret"]).verify(request.body, request.headers))
     assert payload["route"] == str(route.id) and payload["data"]["counts"]["succeeded"] == 2
     assert Event.objects.filter(type="batch.completed", route_id=route.id).count() == 1
+
+
+def test_subscription_changes_are_audited_without_the_secret(api, moto, receiver):
+    made = subscribe(api, receiver.url)
+    assert api.patch(f"/api/v1/subscriptions/{made['id']}", {"description": "ops"}, format="json").status_code == 200
+    rotated = api.post(f"/api/v1/subscriptions/{made['id']}/rotate-secret", {"overlap_hours": 1}, format="json")
+    assert rotated.status_code == 200
+    assert api.delete(f"/api/v1/subscriptions/{made['id']}").status_code == 204
+    entries = api.get(f"/api/v1/audit?object_id={made['id']}").json()["results"]
+    assert [e["action"] for e in entries] == [
+        "subscription.delete",
+        "subscription.rotate_secret",
+        "subscription.update",
+        "subscription.create",
+    ]
+    assert entries[2]["before"]["description"] == "" and entries[2]["after"]["description"] == "ops"
+    text = str(entries)
+    assert made["secret"] not in text and rotated.json()["secret"] not in text

@@ -186,3 +186,13 @@ def test_a_key_in_use_cannot_be_deleted(api, make_endpoint, keys, moto):
     assert not PgpKey.objects.exists()
     described = aws.client("secretsmanager").describe_secret(SecretId=arn)
     assert described.get("DeletedDate")  # scheduled for deletion
+
+
+def test_key_uploads_and_deletions_are_audited_without_private_material(api, keys, moto):
+    private = uploaded(api, "ours-audited", keys["tenant"].secret, keys["tenant"].passphrase)
+    assert api.delete(f"/api/v1/pgp-keys/{private['id']}").status_code == 204
+    entries = [e for e in api.get("/api/v1/audit?kind=pgp_key").json()["results"] if e["object_id"] == private["id"]]
+    assert [e["action"] for e in entries] == ["pgp_key.delete", "pgp_key.create"]
+    assert entries[1]["after"]["fingerprint"] == keys["tenant"].fingerprint
+    text = str(entries)
+    assert "PRIVATE KEY" not in text and keys["tenant"].passphrase not in text

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from controlplane import tenancy
+from controlplane import audit, tenancy
 from controlplane.models import ApiKey, Tenant
 
 
@@ -27,7 +27,8 @@ class Command(BaseCommand):
         if found is None:
             raise CommandError(f"no tenant {tenant!r}")
         try:
-            tenancy.set_mtls_subject(tenant=found, subject=None if clear else subject, scope=scope)
+            with audit.command("tenant_mtls"):
+                tenancy.set_mtls_subject(tenant=found, subject=None if clear else subject, scope=scope)
         except ValueError as error:
             raise CommandError(str(error)) from error
         if clear:
