@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from notifications import dispatcher
 from notifications.models import Delivery, Event, Subscription
+from tests.operators import verified_login
 from transfers.states import State, transition
 
 
@@ -18,7 +19,7 @@ def staff(*perms: str) -> Client:
     for codename in ("view_subscription", "view_delivery", "view_event", *perms):
         user.user_permissions.add(Permission.objects.get(codename=codename, content_type__app_label="notifications"))
     client = Client()
-    client.force_login(user)
+    verified_login(client, user)
     return client
 
 

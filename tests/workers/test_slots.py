@@ -19,6 +19,7 @@ from engine import pool as engine_pool
 from engine import runtime
 from engine.pool import SLOT_WAIT_CODE, SlotsBusy
 from engine.spec import SftpSpec
+from tests.operators import verified_login
 from tests.workers.test_runner import (  # noqa: F401 - fixtures shared with the runner's tests
     endpoint,
     engine_threads_let_go_of_the_database,
@@ -176,7 +177,7 @@ def test_the_admin_shows_the_caps_and_the_slots_in_use(api, sshd, slots, client)
 
     created = api.post("/api/v1/endpoints", sftp_body(sshd, max_bytes_per_second=2_000_000), format="json").json()
     assert slots.acquire(created["id"], slots=2, holder="a-worker", ttl=60, now=time.time()) is not None
-    client.force_login(User.objects.create_superuser("ops-caps", "ops@example.com", "ops-password-1"))
+    verified_login(client, User.objects.create_superuser("ops-caps", "ops@example.com", "ops-password-1"))
     page = client.get(f"/admin/endpoints/endpoint/{created['id']}/change/").content.decode()
     assert "connection slots in use (fleet-wide)" in page.lower() or "Connection slots in use" in page
     assert "1 of 2" in page
