@@ -28,7 +28,7 @@ from django.db.models import F
 from django.utils import timezone
 from kombu import Queue
 
-from controlplane.resources import queues, staging_bucket
+from controlplane.resources import queues
 from endpoints.models import Endpoint
 from endpoints.specs import to_spec
 from engine import copy as engine
@@ -36,11 +36,10 @@ from engine import s3client
 from engine.errors import TransferError
 from engine.locations import S3Location, location_of
 from engine.s3io import TAG_SHA256
-from engine.spec import S3Spec
 from transfers import manifests
 from transfers.models import Batch
 from workers import context
-from workers.runner import STAGING_LABEL
+from workers.runner import staging_spec
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +57,8 @@ def dispatch(batch_id: str) -> None:
 
 
 def _staging(batch: Batch) -> S3Location:
-    spec = S3Spec(
-        endpoint_id="ferry-staging",
-        version=1,
-        bucket=staging_bucket(),
-        region=settings.FERRY_AWS_REGION,
-        sse="aws:kms",
-        kms_key_id=settings.FERRY_KMS_KEY_ALIAS,
-        label=STAGING_LABEL,
-    )
     # Under staging/: the bucket's expiry rule (deploy/aws/region.yaml) removes one a crash left.
-    return S3Location(spec, f"staging/manifests/{batch.tenant_id}/{batch.id}")
+    return S3Location(staging_spec(), f"staging/manifests/{batch.tenant_id}/{batch.id}")
 
 
 def target_path(batch: Batch) -> str:

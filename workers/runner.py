@@ -84,9 +84,9 @@ def worker_name() -> str:
 STAGING_LABEL = "Ferry's staging area"
 
 
-def staging_location(transfer: Transfer) -> S3Location:
-    """The transfer's staging object in this region's staging bucket (Ferry's own account)."""
-    spec = S3Spec(
+def staging_spec() -> S3Spec:
+    """This region's staging bucket (Ferry's own account), as the engine addresses it."""
+    return S3Spec(
         endpoint_id="ferry-staging",
         version=1,
         bucket=staging_bucket(),
@@ -97,7 +97,11 @@ def staging_location(transfer: Transfer) -> S3Location:
         # The failure's log line carries the bucket and key (``staging`` below).
         label=STAGING_LABEL,
     )
-    return S3Location(spec, transfer.staging_key or f"staging/{transfer.tenant_id}/{transfer.id}")
+
+
+def staging_location(transfer: Transfer) -> S3Location:
+    """The transfer's staging object in this region's staging bucket."""
+    return S3Location(staging_spec(), transfer.staging_key or f"staging/{transfer.tenant_id}/{transfer.id}")
 
 
 def needs_staging(transfer: Transfer) -> bool:

@@ -5,7 +5,8 @@ from django.utils import timezone
 
 from controlplane import audit, tenancy
 from controlplane.errors import FerryError
-from controlplane.models import ApiKey, Tenant
+from controlplane.management.lookup import tenant_named
+from controlplane.models import ApiKey
 
 
 class Command(BaseCommand):
@@ -23,14 +24,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, tenant: str, scope: str, label: str, expires_in_days: float | None, **options) -> None:
-        found = Tenant.objects.filter(name=tenant).first()
-        if found is None:
-            try:
-                found = Tenant.objects.filter(pk=tenant).first()
-            except Exception:  # not a UUID
-                found = None
-        if found is None:
-            raise CommandError(f"no tenant {tenant!r}")
+        found = tenant_named(tenant)
         expires_at = timezone.now() + timedelta(days=expires_in_days) if expires_in_days is not None else None
         try:
             with audit.command("create_api_key"):

@@ -1,7 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from controlplane import audit, tenancy
-from controlplane.models import ApiKey, Tenant
+from controlplane.management.lookup import tenant_named
+from controlplane.models import ApiKey
 
 
 class Command(BaseCommand):
@@ -18,14 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("--scope", choices=ApiKey.Scope.values, default=ApiKey.Scope.READ)
 
     def handle(self, *args, tenant: str, subject: str | None, clear: bool, scope: str, **options) -> None:
-        found = Tenant.objects.filter(name=tenant).first()
-        if found is None:
-            try:
-                found = Tenant.objects.filter(pk=tenant).first()
-            except Exception:  # not a UUID
-                found = None
-        if found is None:
-            raise CommandError(f"no tenant {tenant!r}")
+        found = tenant_named(tenant)
         try:
             with audit.command("tenant_mtls"):
                 tenancy.set_mtls_subject(tenant=found, subject=None if clear else subject, scope=scope)
