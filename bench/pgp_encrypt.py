@@ -33,6 +33,10 @@ class Keyring:
         self.gpg("--passphrase", "", "--quick-add-key", self.fingerprint, "cv25519", "encr", "0")
         self.public = self.gpg("--armor", "--export", self.fingerprint).stdout.decode()
 
+    def close(self) -> None:
+        """Stop the gpg-agent this home started (gpg leaves it running as a daemon)."""
+        subprocess.run(["gpgconf", "--homedir", str(self.home), "--kill", "gpg-agent"], capture_output=True, timeout=30)
+
     def command(self, *args: str) -> list[str]:
         return ["gpg", "--homedir", str(self.home), "--batch", "--yes", "--pinentry-mode", "loopback", *args]
 
@@ -70,6 +74,14 @@ def run(env: Env, sizes: Sizes) -> Figure:
     size = sizes.throughput
     src = env.source_file(size)
     keyring = Keyring(env.work / "pgp-bench-gnupg")
+    try:
+        return _measure(env, sizes, src, keyring)
+    finally:
+        keyring.close()
+
+
+def _measure(env: Env, sizes: Sizes, src: Path, keyring: Keyring) -> Figure:
+    size = sizes.throughput
     want = env.sha256_of(src)
     runs: dict[str, list[float]] = {"ferry": [], "gpg_pipe": []}
     peaks: dict[str, list[float]] = {"ferry_peak_mib": [], "ferry_idle_mib": [], "gpg_child_peak_mib": []}

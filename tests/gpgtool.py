@@ -26,6 +26,10 @@ class Gpg:
         self.home = home
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
 
+    def close(self) -> None:
+        """Stop the gpg-agent this home started (gpg leaves it running as a daemon)."""
+        subprocess.run(["gpgconf", "--homedir", str(self.home), "--kill", "gpg-agent"], capture_output=True, timeout=30)
+
     def run(self, *args: str, data: bytes | None = None, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(
             ["gpg", "--homedir", str(self.home), "--batch", "--yes", "--pinentry-mode", "loopback", *args],

@@ -27,7 +27,11 @@ subscription=$(api "$FERRY_API_URL/api/v1/subscriptions" -d @- <<JSON
 JSON
 )
 echo "$subscription" | field "['secret']" > "$work/secret"  # shown once: kept for the receiver only
-echo "subscription: $(echo "$subscription" | field "['id']") -> https://127.0.0.1:$port/hooks/ferry"
+subscription_id=$(echo "$subscription" | field "['id']")
+# The subscription goes with the receiver: a later run's receiver on the same port would get
+# this one's deliveries too, signed with a secret it does not know.
+trap 'kill $receiver 2>/dev/null || true; api -X DELETE "$FERRY_API_URL/api/v1/subscriptions/$subscription_id" >/dev/null || true' EXIT
+echo "subscription: $subscription_id -> https://127.0.0.1:$port/hooks/ferry"
 
 sftp_id=$(api "$FERRY_API_URL/api/v1/endpoints" -d @- <<JSON | field "['id']"
 {"name": "notify-sftp-$suffix", "kind": "sftp",
@@ -72,4 +76,5 @@ if missing:
     sys.exit('missing after 60 s: ' + ', '.join(sorted(missing)))
 " "$work/received.jsonl"
 echo
-echo "delivery log: $FERRY_API_URL/api/v1/subscriptions/$(echo "$subscription" | field "['id']")/deliveries"
+echo "delivery log (the subscription is deleted when this script ends):"
+api "$FERRY_API_URL/api/v1/subscriptions/$subscription_id/deliveries" | $PY -m json.tool | head -30

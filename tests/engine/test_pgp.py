@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -24,8 +24,10 @@ from tests.gpgtool import Gpg, Key, as_pgp_key, signed_by
 
 
 @pytest.fixture(scope="module")
-def partner(tmp_path_factory) -> Gpg:
-    return Gpg(tmp_path_factory.mktemp("gpg") / "partner")
+def partner(tmp_path_factory) -> Iterator[Gpg]:
+    gpg = Gpg(tmp_path_factory.mktemp("gpg") / "partner")
+    yield gpg
+    gpg.close()
 
 
 @pytest.fixture(scope="module")

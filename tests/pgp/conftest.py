@@ -3,6 +3,8 @@ and the transfers factories (endpoints through the model)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from tests.gpgtool import Gpg, Key
@@ -10,8 +12,10 @@ from tests.transfers.conftest import make_endpoint  # noqa: F401 - a fixture, us
 
 
 @pytest.fixture(scope="module")
-def partner(tmp_path_factory) -> Gpg:
-    return Gpg(tmp_path_factory.mktemp("gpg") / "partner")
+def partner(tmp_path_factory) -> Iterator[Gpg]:
+    gpg = Gpg(tmp_path_factory.mktemp("gpg") / "partner")
+    yield gpg
+    gpg.close()
 
 
 @pytest.fixture(scope="module")

@@ -120,10 +120,13 @@ def test_revoked_key_is_refused(api, partner, keys, tmp_path):
     from tests.gpgtool import Gpg
 
     own = Gpg(tmp_path / "revoker")
-    key = own.make_key("Revoked")
-    rev = (own.home / "openpgp-revocs.d" / f"{key.fingerprint}.rev").read_text().replace(":-----", "-----")
-    own.import_key(rev)
-    revoked = own.run("--armor", "--export", key.fingerprint).stdout.decode()
+    try:
+        key = own.make_key("Revoked")
+        rev = (own.home / "openpgp-revocs.d" / f"{key.fingerprint}.rev").read_text().replace(":-----", "-----")
+        own.import_key(rev)
+        revoked = own.run("--armor", "--export", key.fingerprint).stdout.decode()
+    finally:
+        own.close()
     response = upload(api, "revoked", revoked)
     assert response.status_code == 400 and "revoked" in response.json()["error"]["fields"]["key"][0]
 
