@@ -25,6 +25,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from deploy.local import services
+from tests.gpgtool import partner  # noqa: F401 - the partner GnuPG fixture, used by name (tests/pgp, tests/engine)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,8 +7,11 @@ ed25519 (sign) + cv25519 (encrypt): quick to generate.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from engine.pgp import PgpKey
 
@@ -82,3 +85,11 @@ def signed_by(status: str, fingerprint: str) -> bool:
         any(line.startswith("[GNUPG:] VALIDSIG") and fingerprint in line.split() for line in status.splitlines())
         and "[GNUPG:] GOODSIG" in status
     )
+
+
+@pytest.fixture(scope="module")
+def partner(tmp_path_factory) -> Iterator[Gpg]:
+    """A partner's GnuPG home, made once per module; its agent is stopped afterwards."""
+    gpg = Gpg(tmp_path_factory.mktemp("gpg") / "partner")
+    yield gpg
+    gpg.close()

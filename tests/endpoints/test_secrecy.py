@@ -7,9 +7,9 @@ import io
 import logging
 
 import pytest
-from django.db import connection
 
 from controlplane.logs import ContextFilter, JsonFormatter
+from tests.dbtext import database_text
 from tests.endpoints.conftest import patch, post, put, random_access_key, s3_body, sftp_body
 
 pytestmark = pytest.mark.django_db
@@ -18,15 +18,6 @@ pytestmark = pytest.mark.django_db
 def _fragments(secret: str) -> list[str]:
     """The secret and each long line of it (a PEM key could leak line by line)."""
     return [secret, *[line for line in secret.splitlines() if len(line) >= 20 and not line.startswith("-----")]]
-
-
-def _database_text() -> str:
-    chunks = []
-    with connection.cursor() as cursor:
-        for table in connection.introspection.table_names():
-            cursor.execute(f'SELECT row_to_json(t)::text FROM "{table}" t')
-            chunks.extend(row[0] for row in cursor.fetchall())
-    return "\n".join(chunks)
 
 
 def test_secrets_appear_nowhere(api, moto, sshd, bucket, caplog):
@@ -120,7 +111,7 @@ def test_secrets_appear_nowhere(api, moto, sshd, bucket, caplog):
         root.removeHandler(handler)
 
     haystacks = {
-        "database": _database_text(),
+        "database": database_text(),
         "caplog": caplog.text + "\n".join(str(r.__dict__) for r in caplog.records),
         "json logs": json_out.getvalue(),
         "responses": "\n".join(responses),

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -20,14 +20,11 @@ from engine.copy import CopyOptions, copy
 from engine.errors import PermanentError
 from engine.pgp import PgpStep
 from tests.engine.conftest import MIB, payload, s3, s3_loc, sftp_loc, sha, visible
-from tests.gpgtool import Gpg, Key, as_pgp_key, signed_by
-
-
-@pytest.fixture(scope="module")
-def partner(tmp_path_factory) -> Iterator[Gpg]:
-    gpg = Gpg(tmp_path_factory.mktemp("gpg") / "partner")
-    yield gpg
-    gpg.close()
+from tests.gpgtool import (
+    Key,
+    as_pgp_key,
+    signed_by,
+)
 
 
 @pytest.fixture(scope="module")

@@ -3,19 +3,12 @@ and the transfers factories (endpoints through the model)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from tests.gpgtool import Gpg, Key
+from tests.gpgtool import (
+    Key,
+)
 from tests.transfers.conftest import make_endpoint  # noqa: F401 - a fixture, used by name
-
-
-@pytest.fixture(scope="module")
-def partner(tmp_path_factory) -> Iterator[Gpg]:
-    gpg = Gpg(tmp_path_factory.mktemp("gpg") / "partner")
-    yield gpg
-    gpg.close()
 
 
 @pytest.fixture(scope="module")

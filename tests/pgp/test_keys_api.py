@@ -9,23 +9,14 @@ import time
 import uuid
 
 import pytest
-from django.db import connection
 
 from controlplane import aws
 from controlplane.logs import ContextFilter, JsonFormatter
+from tests.dbtext import database_text
 from tests.pgp.conftest import upload, uploaded
 from transfers.models import PgpKey
 
 pytestmark = pytest.mark.django_db
-
-
-def _database_text() -> str:
-    chunks = []
-    with connection.cursor() as cursor:
-        for table in connection.introspection.table_names():
-            cursor.execute(f'SELECT row_to_json(t)::text FROM "{table}" t')
-            chunks.extend(row[0] for row in cursor.fetchall())
-    return "\n".join(chunks)
 
 
 def _secret_lines(armored: str) -> list[str]:
@@ -75,7 +66,7 @@ def test_private_key_lives_in_secrets_manager_only(api, keys, moto, caplog):
     stored = aws.client("secretsmanager").get_secret_value(SecretId=row.secret_arn)["SecretString"]
     assert tenant_key.passphrase in stored and "PRIVATE KEY BLOCK" in stored
     everywhere = "\n".join(
-        [response.content.decode(), shown.content.decode(), _database_text(), caplog.text, json_out.getvalue()]
+        [response.content.decode(), shown.content.decode(), database_text(), caplog.text, json_out.getvalue()]
     )
     assert "PRIVATE KEY" not in everywhere
     assert tenant_key.passphrase not in everywhere
