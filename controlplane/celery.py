@@ -89,6 +89,12 @@ def configure(app: Celery) -> None:
                 "schedule": 3600.0,
                 "options": {"queue": q.control, "expires": 1800},
             },
+            # Expired OAuth tokens out of the table (docs/identity.md, "OAuth2 client credentials").
+            "oauth-clear-expired": {
+                "task": "controlplane.tasks.oauth_clear_expired",
+                "schedule": 3600.0,
+                "options": {"queue": q.control, "expires": 1800},
+            },
             # The config outbox's periodic sweep (after-commit drains catch almost everything).
             "mirror-sweep": {
                 "task": "controlplane.tasks.mirror_drain",

@@ -37,3 +37,13 @@ def mirror_drain() -> dict:
     result = mirror.drain_all()
     pruned = mirror.prune()
     return {"written": result.written, "superseded": result.superseded, "failed": result.failed, "pruned": pruned}
+
+
+@app.task(name="controlplane.tasks.oauth_clear_expired")
+def oauth_clear_expired() -> None:
+    """Delete expired OAuth access tokens (and grants), as django-oauth-toolkit's
+    ``cleartokens`` command does: an expired token is refused anyway, this keeps the table
+    small. Hourly, from beat."""
+    from oauth2_provider.models import clear_expired  # needs the settings: import at run time
+
+    clear_expired()

@@ -4,6 +4,7 @@ treated by every permission check like API keys of their scope (docs/identity.md
 from __future__ import annotations
 
 import base64
+import hashlib
 from datetime import timedelta
 from urllib.parse import urlencode
 
@@ -166,3 +167,20 @@ def test_client_changes_and_changes_made_with_a_token_are_audited(api):
     revoked = by_action["oauth_client.revoke"]
     assert revoked["before"]["revoked_at"] is None and revoked["after"]["revoked_at"] is not None
     assert issued["client_secret"] not in str(entries)
+
+
+def test_the_hourly_sweep_deletes_expired_tokens_and_keeps_live_ones(api):
+    from controlplane.celery import app
+    from controlplane.tasks import oauth_clear_expired
+
+    issued = register(api)
+    live = get_token(issued["client_id"], issued["client_secret"])["access_token"]
+    stale = get_token(issued["client_id"], issued["client_secret"])["access_token"]
+    AccessToken.objects.filter(token_checksum=hashlib.sha256(stale.encode()).hexdigest()).update(
+        expires=timezone.now() - timedelta(seconds=1)
+    )
+    oauth_clear_expired()  # the task's body, as beat's worker runs it
+    assert AccessToken.objects.filter(application__client_id=issued["client_id"]).count() == 1
+    assert bearer(live).get("/api/v1/tenant").status_code == 200
+    schedule = app.conf.beat_schedule["oauth-clear-expired"]
+    assert schedule["task"] == oauth_clear_expired.name and schedule["schedule"] == 3600.0
