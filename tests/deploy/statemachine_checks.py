@@ -332,3 +332,42 @@ def starter_problems(template: Mapping[str, Any], roles: Mapping[str, set[str]])
         if missing := wanted - granted:
             problems.append(f"role {role}: lacks {sorted(missing)}")
     return problems
+
+
+def _via_services(statement: cfn.Statement) -> list[str] | None:
+    """The ``kms:ViaService`` values a statement is limited to (evaluated text), or None."""
+    via = ((statement.body.get("Condition") or {}).get("StringEquals") or {}).get("kms:ViaService")
+    if via is None:
+        return None
+    return [str(v.get("Fn::Sub", v)) if isinstance(v, dict) else str(v) for v in as_list(via)]
+
+
+def queue_key_problems(template: Mapping[str, Any]) -> list[str]:
+    """A role that sends to an SSE-KMS queue of this template needs kms:GenerateDataKey and
+    kms:Decrypt on the key, one that receives from it kms:Decrypt (SQS documentation, "Key
+    management"); a kms:ViaService condition on those must admit SQS."""
+    encrypted = {
+        name for name, queue in resources(template, "AWS::SQS::Queue").items() if props(queue).get("KmsMasterKeyId")
+    }
+    problems: list[str] = []
+    roles = {s.resource for s in cfn.policy_statements(template)}
+    for role in sorted(roles):
+        statements = _role_statements(template, role)
+        needs: set[str] = set()
+        for statement in statements:
+            targets = {ref_target(r) for r in as_list(statement.body.get("Resource"))}
+            if not targets & encrypted:
+                continue
+            actions = _actions(statement)
+            if "sqs:sendmessage" in actions:
+                needs |= {"kms:generatedatakey", "kms:decrypt"}
+            if "sqs:receivemessage" in actions:
+                needs.add("kms:decrypt")
+        usable: set[str] = set()
+        for statement in statements:
+            via = _via_services(statement)
+            if via is None or any(v.startswith("sqs.") for v in via):
+                usable |= _actions(statement) & QUEUE_KEY
+        if missing := needs - usable:
+            problems.append(f"role {role}: uses encrypted queues without {sorted(missing)} on their key (through SQS)")
+    return problems

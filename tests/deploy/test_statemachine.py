@@ -1,6 +1,6 @@
 """The transfer state machine in ``deploy/aws/region.yaml`` (issue 15): the repository's ASL
 file used unchanged, its role, logging, tracing and alarms, the step consumer in the worker
-task, and the roles that start executions. Offline, without the database; each check runs over
+task, the roles that start executions, and the queue key every role that uses a queue needs. Offline, without the database; each check runs over
 the real template and over a copy with one fault planted (``statemachine_checks.py``).
 """
 
@@ -49,6 +49,7 @@ def every_problem(template: dict[str, Any], template_dir: Path = AWS_DIR) -> lis
         *sm.container_problems(template, containers(template)),
         *sm.step_consumer_problems(template, containers(template)),
         *sm.starter_problems(template, STARTERS),
+        *sm.queue_key_problems(template),
     ]
 
 
@@ -269,6 +270,16 @@ FAULTS = {
     "the keeper cannot start executions": (
         lambda t: _statement(t, "KeeperTaskRole", "StartExecutions").update(Effect="Deny"),
         "role KeeperTaskRole: lacks ['states:startexecution']",
+    ),
+    "a producer without the queues' key": (
+        lambda t: _statement(t, "KeeperTaskRole", "QueueKey").update(Action="kms:Decrypt"),
+        "role KeeperTaskRole: uses encrypted queues without ['kms:generatedatakey']",
+    ),
+    "the queues' key only through Secrets Manager": (
+        lambda t: _statement(t, "ApiTaskRole", "QueueKey")["Condition"]["StringEquals"].update(
+            {"kms:ViaService": {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}}
+        ),
+        "role ApiTaskRole: uses encrypted queues without",
     ),
     "another state machine's executions": (
         lambda t: _statement(t, "ApiTaskRole", "Executions").update(
