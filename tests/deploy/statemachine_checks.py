@@ -46,6 +46,8 @@ QUEUE_KEY = {"kms:generatedatakey", "kms:decrypt"}
 # out on purpose: cancel and re-drive stop executions.
 ALARMED_METRICS = ("ExecutionsFailed", "ExecutionsTimedOut", "ExecutionThrottled")
 TASK_TOKEN_ACTIONS = {"states:sendtasksuccess", "states:sendtaskfailure", "states:sendtaskheartbeat"}
+# Service-level states actions (no resource type): they name no other state machine.
+SERVICE_LEVEL = TASK_TOKEN_ACTIONS | {"states:liststatemachines"}
 
 
 def state_machines(template: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -316,7 +318,7 @@ def starter_problems(template: Mapping[str, Any], roles: Mapping[str, set[str]])
     problems: list[str] = []
     for statement in cfn.policy_statements(template):
         actions = {a for a in _actions(statement) if a.startswith("states:")}
-        if not statement.allows or not actions or actions <= TASK_TOKEN_ACTIONS:
+        if not statement.allows or not actions or actions <= SERVICE_LEVEL:
             continue
         for resource in as_list(statement.body.get("Resource")):
             target = ref_target(resource)

@@ -20,13 +20,14 @@ from tests.deploy.tools import AWS_DIR, required_templates, run, tool
 
 ASL = AWS_DIR / "statemachine" / "transfer.asl.json"
 # Role → execution actions it needs besides StartExecution (docs/orchestration.md, "Where
-# executions start"): the API cancels and re-drives, workers' ticks and polls start them, the
-# keeper after a failover, the event consumer for S3 events.
+# executions start"): the API (and admin) cancel and re-drive, which stop the execution;
+# workers' ticks, polls and hand-offs, the keeper (after a failover) and the event consumer
+# only start them.
 STARTERS = {
-    "ApiTaskRole": {"states:DescribeExecution", "states:StopExecution"},
-    "WorkerTaskRole": {"states:DescribeExecution"},
-    "KeeperTaskRole": {"states:DescribeExecution"},
-    "EventsTaskRole": {"states:DescribeExecution"},
+    "ApiTaskRole": {"states:StopExecution"},
+    "WorkerTaskRole": set(),
+    "KeeperTaskRole": set(),
+    "EventsTaskRole": set(),
 }
 
 

@@ -37,6 +37,7 @@ UNSCOPABLE = {
     "states:SendTaskSuccess": "Task tokens carry their execution; AWS gives the action no resource type.",
     "states:SendTaskFailure": "Task tokens carry their execution; AWS gives the action no resource type.",
     "states:SendTaskHeartbeat": "Task tokens carry their execution; AWS gives the action no resource type.",
+    "states:ListStateMachines": "Lists the account's state machines (finding Ferry's by name); no resource type.",
     # CloudWatch Logs' vended-log delivery, which Step Functions logging uses (the state
     # machine's role, as the Step Functions developer guide lists it).
     "logs:CreateLogDelivery": "Vended-log delivery management has no resource type.",
