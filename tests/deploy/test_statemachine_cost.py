@@ -32,7 +32,10 @@ PATHS: dict[str, list[dict[str, Any]]] = {
     "staged": [{"next": "stage"}, {"next": "deliver"}, {"next": "done"}],
     "source action": [{"next": "deliver"}, {"next": "source_action"}, {"next": "done"}],
     "one retry": [{"next": "deliver"}, {"next": "wait", "wait_until": PAST}, {"next": "deliver"}, {"next": "done"}],
-    "dead": [{"next": "deliver"}, {"next": "dead", "error": "auth_failed", "cause": "The server refused the key."}],
+    "dead": [
+        {"next": "deliver"},
+        {"next": "dead", "error": "authentication_failed", "cause": "The server refused the key."},
+    ],
 }
 # docs/orchestration.md's cost table: row label → (measured path, relative to "plain"?).
 DOC_ROWS = {
@@ -121,7 +124,7 @@ def test_transitions_per_path(transitions):
 
 def test_a_dead_transfer_fails_its_execution_with_ferrys_error(transitions):
     _, described = transitions["dead"]
-    assert (described.get("error"), described.get("cause")) == ("auth_failed", "The server refused the key.")
+    assert (described.get("error"), described.get("cause")) == ("authentication_failed", "The server refused the key.")
 
 
 def test_the_documented_cost_table_is_what_executions_cost(transitions):
