@@ -9,7 +9,7 @@ come from one prototype instance (prepared once, so every field default, ``auto_
 JSON adaptation is Django's own), the varying columns travel as one array each, and
 PostgreSQL's ``RETURNING`` names the rows this statement inserted: a row whose unique key
 exists already (a repeated poll, a concurrent one) is skipped, as ``ignore_conflicts`` did
-(docs/performance.md, "Intake of a big folder").
+(docs/transfers.md, "Intake of a big folder").
 
 The statement goes through Django's cursor, so the write-forwarding guard
 (``controlplane.dbforwarding``) sees it like any other.
