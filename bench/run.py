@@ -28,6 +28,7 @@ from bench import (
     report,
     route_small_files,
     s3_to_sftp,
+    scale,
     sftp_read,
     sftp_to_s3,
     small_files,
@@ -52,9 +53,11 @@ BENCHMARKS = {
     "pgp_encrypt": pgp_encrypt,
     # Issue 17: an endpoint's bandwidth cap held over a copy.
     "bandwidth_cap": bandwidth_cap,
+    # Issue 14: a 10,000-file folder, a 10,000-transfer backlog, a 100,000-entry ledger.
+    "scale": scale,
 }
 # Benchmarks whose goal is absolute: their peer is null by design, not by failure.
-NO_PEER = {"event_latency", "event_latency_other_region", "api_list", "bandwidth_cap"}
+NO_PEER = {"event_latency", "event_latency_other_region", "api_list", "bandwidth_cap", "scale"}
 
 ANALYSIS_FILE = ROOT / "bench" / "analysis.md"  # hand-written reading of the figures, appended to the report
 

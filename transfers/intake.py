@@ -13,6 +13,7 @@ the workers. Manual runs list the source through the poller it registers the sam
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import hashlib
 import json
@@ -35,7 +36,7 @@ from endpoints import proofs
 from endpoints.models import Endpoint
 from engine.listing import PART_RE, RemoteFile
 from engine.locations import s3_relative_path
-from transfers import batches, lifecycle, naming, pgpkeys, stability, watermarks
+from transfers import batches, bulk, lifecycle, naming, pgpkeys, stability, watermarks
 from transfers import metadata as business_metadata
 from transfers import options as route_options
 from transfers.models import FileObservation, Route, Transfer
@@ -142,7 +143,8 @@ def _create_transfers(
     """Create the transfers of ``(source path, version, size)`` not created before.
 
     Idempotent and race-safe: rows that exist are skipped; a concurrent insert of the same
-    key wins (``ignore_conflicts``) and only rows this call inserted are returned. With
+    key wins (``ON CONFLICT DO NOTHING``, ``transfers.bulk``) and only rows this call inserted
+    are returned. With
     ``batch_trigger`` (a poll or a manual run) the rows it creates form one batch
     (``transfers.batches``); without (S3 events) they have none.
     """
@@ -153,10 +155,18 @@ def _create_transfers(
             "source_path", "source_version"
         )
     )
-    new: list[Transfer] = []
-    seen: set[tuple[str, str]] = set()
     request_id = current_request_id()  # the poll's, the event's or the manual run's
     batch_id = uuid.uuid4() if batch_trigger else None
+    # What differs from row to row; the rest is the prototype's (transfers.bulk).
+    rows: dict[str, list[Any]] = {
+        "id": [],
+        "source_path": [],
+        "source_version": [],
+        "source_size": [],
+        "bytes_total": [],
+        "destination_path": [],
+    }
+    seen: set[tuple[str, str]] = set()
     for path, version, size in items:
         if (path, version) in existing or (path, version) in seen:
             continue
@@ -176,41 +186,52 @@ def _create_transfers(
             continue
         # OpenPGP names: "{name}.pgp" when encrypting, ".pgp"/".gpg"/".asc" off when decrypting.
         destination = route_options.pgp_output_path(destination, route.options)
-        new.append(
-            Transfer(
-                id=transfer_id,
-                tenant_id=route.tenant_id,
-                route=route,
-                source_endpoint_id=route.source_endpoint_id,
-                source_path=path,
-                source_version=version,
-                source_size=size,
-                bytes_total=size,
-                destination_endpoint_id=route.destination_endpoint_id,
-                destination_path=destination,
-                options=dict(route.options),
-                metadata=dict(route.metadata or {}),
-                max_attempts=route.options.get("max_attempts", route_options.DEFAULTS["max_attempts"]),
-                partition=route.partition,
-                state=State.PENDING,
-                request_id=request_id,
-                batch_id=batch_id,
-            )
-        )
-    if not new:
+        for column, value in zip(rows, (transfer_id, path, version, size, size, destination), strict=True):
+            rows[column].append(value)
+    if not rows["id"]:
         return []
+    prototype = Transfer(
+        tenant_id=route.tenant_id,
+        route=route,
+        source_endpoint_id=route.source_endpoint_id,
+        destination_endpoint_id=route.destination_endpoint_id,
+        options=dict(route.options),
+        metadata=dict(route.metadata or {}),
+        max_attempts=route.options.get("max_attempts", route_options.DEFAULTS["max_attempts"]),
+        partition=route.partition,
+        state=State.PENDING,
+        request_id=request_id,
+        batch_id=batch_id,
+    )
     # savepoint=False: observe_files calls this inside its own transaction; a nested atomic
     # would send a SAVEPOINT, which Aurora's write forwarding refuses.
     with transaction.atomic(savepoint=False):
         if batch_id is not None and batch_trigger is not None:
             batches.open_batch(route, batch_id=batch_id, trigger=batch_trigger)
-        Transfer.objects.bulk_create(new, ignore_conflicts=True, batch_size=500)
-        created = list(Transfer.objects.filter(id__in=[t.id for t in new]))
+        # ON CONFLICT DO NOTHING RETURNING id: a concurrent poll's row wins, and only the rows
+        # this statement inserted come back (exactly once, whoever races).
+        inserted = set(bulk.insert_ignoring_conflicts(prototype, rows, returning="id"))
+        created = [
+            _transfer_like(prototype, **{column: values[i] for column, values in rows.items()})
+            for i in range(len(rows["id"]))
+            if rows["id"][i] in inserted
+        ]
         if batch_id is not None:
             batches.close_intake(batch_id, created=len(created))
         lifecycle.record_created(created, at=now, detail=detail)
         dispatch_after_commit([t.id for t in created])
     return created
+
+
+def _transfer_like(prototype: Transfer, **values: Any) -> Transfer:
+    """A copy of ``prototype`` (as it was inserted) with ``values``, marked as saved."""
+    transfer = copy.copy(prototype)
+    transfer._state = copy.copy(prototype._state)
+    transfer._state.adding = False
+    transfer.__dict__.update(values)
+    # Each its own dicts, as when every row was built on its own.
+    transfer.options, transfer.metadata = dict(prototype.options), dict(prototype.metadata)
+    return transfer
 
 
 def _marker_names(route: Route, names: Iterable[str]) -> dict[str, str]:
@@ -287,7 +308,7 @@ def observe_files(
 
     with transaction.atomic():
         previous = {o.path: o for o in FileObservation.objects.filter(route=route, path__in=list(candidates))}
-        to_create: list[FileObservation] = []
+        to_create: list[tuple[str, int, float, str, int]] = []
         to_update: list[FileObservation] = []
         stable: list[tuple[str, str, int | None]] = []
         for path, file in candidates.items():
@@ -312,18 +333,8 @@ def observe_files(
                 force=force,
             )
             if old is None:
-                to_create.append(
-                    FileObservation(
-                        route=route,
-                        path=path,
-                        size=size,
-                        mtime=mtime,
-                        version=_version_of(file),
-                        first_seen_at=now,
-                        last_seen_at=now,
-                        polls=current.polls,
-                    )
-                )
+                # Plain values: a big folder's first poll would build thousands of rows.
+                to_create.append((path, size, mtime, _version_of(file), current.polls))
             else:
                 old.size, old.mtime, old.polls, old.last_seen_at = size, mtime, current.polls, now
                 if current.polls == 1:  # changed: the unchanged interval starts again now
@@ -336,7 +347,17 @@ def observe_files(
                 waiting[decision.reason] += 1
         FileObservation.objects.filter(route=route).exclude(path__in=list(candidates)).delete()
         # ignore_conflicts: a concurrent poll of the same route inserted it; its count stands.
-        FileObservation.objects.bulk_create(to_create, ignore_conflicts=True, batch_size=500)
+        if to_create:
+            bulk.insert_ignoring_conflicts(
+                FileObservation(route=route, first_seen_at=now, last_seen_at=now),
+                dict(
+                    zip(
+                        ("path", "size", "mtime", "version", "polls"),
+                        (list(c) for c in zip(*to_create, strict=True)),
+                        strict=True,
+                    )
+                ),
+            )
         FileObservation.objects.bulk_update(
             to_update, ["size", "mtime", "polls", "first_seen_at", "last_seen_at", "version"], batch_size=500
         )

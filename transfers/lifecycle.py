@@ -24,7 +24,7 @@ from controlplane.errors import NotFound
 from controlplane.metrics import bytes_moved, retries, transfer_seconds, transfer_transitions
 from endpoints import breaker
 from engine.errors import TransferError
-from transfers import backoff, states
+from transfers import backoff, bulk, states
 from transfers.models import Transfer, TransferEvent
 from transfers.states import State, transition
 
@@ -42,21 +42,11 @@ def record_created(transfers: Sequence[Transfer], *, at: datetime, detail: str) 
     transaction that inserted them (``transfers.intake``)."""
     if not transfers:
         return
-    TransferEvent.objects.bulk_create(
-        [
-            TransferEvent(
-                transfer=t,
-                at=at,
-                from_state="",
-                to_state=State.PENDING,
-                region=settings.FERRY_REGION,
-                detail=detail,
-                attempt=0,
-            )
-            for t in transfers
-        ],
-        batch_size=500,
+    # One statement a few thousand events (transfers.bulk): a big folder's intake.
+    prototype = TransferEvent(
+        at=at, from_state="", to_state=State.PENDING, region=settings.FERRY_REGION, detail=detail, attempt=0
     )
+    bulk.insert_ignoring_conflicts(prototype, {"transfer": [t.id for t in transfers]})
     transfer_transitions.labels(to_state=State.PENDING.value).inc(len(transfers))
 
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from kombu import Queue
 
@@ -38,9 +38,12 @@ from controlplane.resources import queues
 from transfers.models import Transfer
 from transfers.states import ACTIVE, DISPATCHABLE, State
 from workers import context
+from workers.sqsbatch import batched_publishing
 from workers.tasks import run_batch, run_transfer
 
 log = logging.getLogger(__name__)
+
+BACKLOG_READ = 10  # a tick reads at most this many times its limit of due rows
 
 
 def send(transfer_ids: Iterable[str], *, region: str) -> int:
@@ -49,9 +52,13 @@ def send(transfer_ids: Iterable[str], *, region: str) -> int:
     # queues (what its worker consumes), and dispatch may target the other region.
     queue = Queue(queues(region).transfers)
     count = 0
-    for transfer_id in transfer_ids:
-        run_transfer.apply_async(args=[str(transfer_id)], kwargs={"enqueued_at": time.time()}, queue=queue)
-        count += 1
+    # Ten messages to an SQS request (workers.sqsbatch), the same messages as one by one.
+    with batched_publishing(run_transfer.app) as producer:
+        for transfer_id in transfer_ids:
+            run_transfer.apply_async(
+                args=[str(transfer_id)], kwargs={"enqueued_at": time.time()}, queue=queue, producer=producer
+            )
+            count += 1
     return count
 
 
@@ -68,14 +75,15 @@ def send_batched(transfer_ids: Iterable[str], *, region: str) -> int:
             singles.append(str(transfer_id))
     queue = Queue(queues(region).transfers)
     count = 0
-    for members in groups.values():
-        if len(members) == 1:
-            singles.extend(members)
-            continue
-        for start in range(0, len(members), settings.FERRY_BATCH_SIZE):
-            chunk = members[start : start + settings.FERRY_BATCH_SIZE]
-            run_batch.apply_async(args=[chunk], kwargs={"enqueued_at": time.time()}, queue=queue)
-            count += len(chunk)
+    with batched_publishing(run_batch.app) as producer:
+        for members in groups.values():
+            if len(members) == 1:
+                singles.extend(members)
+                continue
+            for start in range(0, len(members), settings.FERRY_BATCH_SIZE):
+                chunk = members[start : start + settings.FERRY_BATCH_SIZE]
+                run_batch.apply_async(args=[chunk], kwargs={"enqueued_at": time.time()}, queue=queue, producer=producer)
+                count += len(chunk)
     return count + send(singles, region=region)
 
 
@@ -184,6 +192,22 @@ class Dispatcher:
         log.info("due retries dispatched", extra={"count": len(fresh)})
         return len(fresh)
 
+    def queries(self, partitions: list[int], *, now) -> dict[str, QuerySet]:
+        """The tick's dispatch query (``due``), unsliced: what :meth:`__call__` runs, and what
+        ``bench.scale`` EXPLAINs with a big backlog."""
+        # Pending ones the immediate path should have sent: only once they have waited a while.
+        settled = now - timedelta(seconds=settings.FERRY_REDISPATCH_AFTER)
+        due = (
+            Q(state=State.PENDING, updated_at__lt=settled, next_attempt_at__isnull=True)
+            | Q(state__in=[State.PENDING, State.FAILED], next_attempt_at__lte=now)
+            | Q(state__in=[*ACTIVE, State.STAGED], claim_expires_at__lt=now)
+        )
+        return {
+            "due": Transfer.objects.filter(due, partition__in=partitions)
+            .order_by("next_attempt_at", "created_at")
+            .values_list("id", "attempt")
+        }
+
     def __call__(self, partitions: list[int]) -> int:
         self.partitions = list(partitions)
         # The tick sweeps hand-offs too, so they wait no longer for a slow tick.
@@ -192,20 +216,12 @@ class Dispatcher:
         redispatch = settings.FERRY_REDISPATCH_AFTER
         monotonic = time.monotonic()
         self.sent = {k: v for k, v in self.sent.items() if monotonic - v < redispatch}
-        # Pending ones the immediate path should have sent: only once they have waited a while.
-        settled = now - timedelta(seconds=redispatch)
-        due = (
-            Q(state=State.PENDING, updated_at__lt=settled, next_attempt_at__isnull=True)
-            | Q(state__in=[State.PENDING, State.FAILED], next_attempt_at__lte=now)
-            | Q(state__in=[*ACTIVE, State.STAGED], claim_expires_at__lt=now)
-        )
-        rows = [
-            (str(i), attempt)
-            for i, attempt in Transfer.objects.filter(due, partition__in=partitions)
-            .order_by("next_attempt_at", "created_at")
-            .values_list("id", "attempt")[: self.limit]
-        ]
-        fresh = [row for row in rows if row not in self.sent]
+        # Read past what was sent within FERRY_REDISPATCH_AFTER (it waits in the queue) to the
+        # next due ones: a backlog beyond ``limit`` is sent over the next ticks instead of
+        # waiting for the queue to drain. Capped: a tick reads at most BACKLOG_READ times limit rows.
+        window = min(self.limit + len(self.sent), self.limit * BACKLOG_READ)
+        rows = [(str(i), attempt) for i, attempt in self.queries(partitions, now=now)["due"][:window]]
+        fresh = [row for row in rows if row not in self.sent][: self.limit]
         self._remember(fresh, monotonic)
         if fresh:
             send_batched([transfer_id for transfer_id, _ in fresh], region=self.region)

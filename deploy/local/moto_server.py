@@ -10,6 +10,12 @@
    whole server). AWS refuses an ``AssumeRole`` the role's trust policy does not allow,
    which is what makes an external id mean something.
 
+4. **SendMessage in constant time** (:func:`constant_time_sends`): not a refusal but a cost
+   AWS does not have. moto reads every attribute of the queue for each message it accepts
+   (to learn whether content-based deduplication is on), message counts included, and
+   counting walks every message in the queue: a send took 10 ms at 200 queued messages and
+   90 ms at 1,400. The ``scale`` benchmark queues 10,000; it would measure moto.
+
 Only the emulator knows which account owns a bucket and what a role's trust policy says,
 so these rules live here rather than in ``controlplane.awsguard`` (which sees only a
 client's own parameters). Roles that do not exist in the emulator's IAM stay assumable,
@@ -295,8 +301,43 @@ def enforce_trust_policies() -> None:
     STSBackend.assume_role = assume_role  # type: ignore[method-assign]
 
 
+def constant_time_sends() -> None:
+    """While moto accepts a message, the queue's message counts read 0 (SendMessage never
+    uses them: it reads the queue's attributes for its deduplication setting only)."""
+    import threading
+
+    from moto.sqs.models import Queue, SQSBackend
+
+    if getattr(SQSBackend.send_message, "ferry_guarded", False):
+        return
+    sending = threading.local()
+    original = SQSBackend.send_message
+
+    def send_message(self: Any, *args: Any, **kwargs: Any) -> Any:
+        sending.active = True
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            sending.active = False
+
+    for name in (
+        "approximate_number_of_messages",
+        "approximate_number_of_messages_delayed",
+        "approximate_number_of_messages_not_visible",
+    ):
+        counted = getattr(Queue, name)
+
+        def count(self: Any, _counted: Any = counted) -> int:
+            return 0 if getattr(sending, "active", False) else _counted.fget(self)
+
+        setattr(Queue, name, property(count))
+    send_message.ferry_guarded = True  # type: ignore[attr-defined]
+    SQSBackend.send_message = send_message  # type: ignore[method-assign]
+
+
 if __name__ == "__main__":
     encode_eventbridge_keys()
+    constant_time_sends()
     enforce_bucket_owners()
     enforce_trust_policies()
     sys.argv[0] = "moto_server"

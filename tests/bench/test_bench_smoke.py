@@ -19,7 +19,8 @@ SERVICE = ["event_latency", "route_small_files", "api_list"]  # the whole stack 
 # comes from the measuring run (docs/regions.md).
 TWO_REGIONS = ["event_latency_other_region"]
 CAPS = ["bandwidth_cap"]  # no peer by design: its own smoke test below
-ENGINE = [name for name in run.BENCHMARKS if name not in SERVICE + TWO_REGIONS + CAPS]
+SCALE = ["scale"]  # a stack of its own, no peer: tests/bench/test_scale_smoke.py
+ENGINE = [name for name in run.BENCHMARKS if name not in SERVICE + TWO_REGIONS + CAPS + SCALE]
 
 
 def test_every_benchmark_returns_figures_and_the_json_has_the_required_keys(tmp_path):
