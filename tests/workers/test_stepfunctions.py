@@ -272,3 +272,34 @@ def test_a_cancel_stops_the_execution(endpoint, folder, make_transfer):
     answer = wait_execution(transfer, "ABORTED", timeout=10)
     assert answer["name"] == f"{transfer.id}-0"
     assert Transfer.objects.get(id=transfer.id).state == State.CANCELLED
+
+
+def test_a_consumer_killed_mid_step_times_out_and_the_step_runs_again_once(
+    stepfunctions, endpoint, folder, make_transfer
+):
+    data = os.urandom(400_000)
+    src, dst = folder("src"), folder("dst")
+    (src / "k.bin").write_bytes(data)
+    sftp = endpoint("sftp")
+    transfer = make_transfer(sftp, f"/{src.name}/k.bin", sftp, f"/{dst.name}/k.bin")
+    # The consumer dies (os._exit, as kill -9) after the rename, before recording anything.
+    stepfunctions.stop()
+    stepfunctions.start(FERRY_FAULT_POINT="after_commit")
+    try:
+        orchestrator.start([str(transfer.id)])
+        killed = stepfunctions.process
+        assert killed is not None
+        wait_until(lambda: killed.proc.poll() is not None, timeout=30, message="the consumer to die at the fault")
+        assert killed.proc.returncode == 137
+    finally:
+        stepfunctions.stop()
+        stepfunctions.start()
+
+    wait_execution(transfer, "SUCCEEDED", timeout=60)
+    transfer.refresh_from_db()
+    assert sorted(p.name for p in dst.iterdir()) == ["k.bin"]
+    assert (dst / "k.bin").read_bytes() == data
+    assert transfer.events.filter(to_state=State.SUCCEEDED).count() == 1
+    history = aws.client("stepfunctions").get_execution_history(executionArn=transfer.execution_arn)["events"]
+    assert "TaskTimedOut" in [e["type"] for e in history]  # the heartbeat timed out, the Retry sent it again
+    assert "delivered by an earlier attempt" in transfer.events.get(to_state=State.SUCCEEDED).detail
