@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from botocore.exceptions import ClientError
+from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
@@ -54,6 +56,8 @@ SUPERSEDED = "superseded"
 MISSING = "not_found"
 # A claim seen live is waited out with this much to spare (clock steps, the UPDATE's time).
 _CLAIM_SLACK = timedelta(seconds=1)
+# A lease that is free or lapsed (not another region's): the step waits this long and decides again.
+LEASE_LAPSE_WAIT = timedelta(seconds=2)
 
 
 class InvalidStep(ValueError):
@@ -135,8 +139,15 @@ def decide(transfer_id: str, generation: int, *, now: datetime | None = None) ->
         }
     if state in (State.CANCELLED, State.SKIPPED):
         return {"next": "done"}
-    if context.region_lease(transfer.partition) is None or not context.region_takes_work():
-        raise StepFailed(NOT_OUR_PARTITION, f"partition {transfer.partition} is not this region's to run")
+    if not context.region_takes_work():
+        raise StepFailed(NOT_OUR_PARTITION, "this region drains or failed over: the next holder runs it")
+    if context.region_lease(transfer.partition) is None:
+        lease = context.lease_table().get(transfer.partition)
+        if lease is not None and lease.owner_region != settings.FERRY_REGION and lease.live(now.timestamp()):
+            raise StepFailed(NOT_OUR_PARTITION, f"partition {transfer.partition} is held by {lease.owner_region}")
+        # Free, or ours but not renewed in time (a slow keeper): not another region's yet.
+        # Ending the execution would cost a new one for a moment's lapse; look again shortly.
+        return {"next": "wait", "wait_until": timestamp(now + LEASE_LAPSE_WAIT)}
     if transfer.claim_expires_at is not None and transfer.claim_expires_at > now:
         return {"next": "wait", "wait_until": timestamp(transfer.claim_expires_at + _CLAIM_SLACK)}
     if transfer.next_attempt_at is not None and transfer.next_attempt_at > now:
@@ -158,8 +169,7 @@ def run(message: StepMessage) -> tuple[str, dict[str, Any]]:
         pending = Transfer.SourceAction.PENDING
         if transfer is not None and transfer.state == State.SUCCEEDED and transfer.source_action_state == pending:
             outcome = "source_action_done" if runner.run_source_action(transfer) else "source_action_failed"
-    if outcome in (NOT_OUR_PARTITION, "region_draining"):
-        raise StepFailed(NOT_OUR_PARTITION, "the partition's lease is not this region's, or the region drains")
+    # The runner's guard refused (lease or region): decide says whether that ends the execution.
     return outcome, decide(message.transfer_id, message.generation)
 
 
@@ -186,6 +196,13 @@ class _TaskHeartbeat:
         while not self._stop.wait(self._interval):
             try:
                 self._send()
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] in DEAD_TOKEN_ERRORS:
+                    # Timed out (a pause longer than HeartbeatSeconds): the Retry runs it again
+                    # elsewhere; this copy finishes or loses its claim, and its report is refused.
+                    log.warning("task timed out while its step ran", extra={"error": exc.response["Error"]["Code"]})
+                    return
+                log.warning("task heartbeat failed", exc_info=True)
             except Exception:
                 # The task timed out already (its retry runs elsewhere) or the API hiccuped.
                 log.warning("task heartbeat failed", exc_info=True)
@@ -206,6 +223,11 @@ def handle(body: str, *, sfn: Any, heartbeat_seconds: int) -> str:
         return "invalid"
     close_old_connections()
     with logs.bound(transfer=message.transfer_id, step=message.step, execution=message.execution):
+        if not _still_waited_for(sfn, message):
+            # It waited in the queue past HeartbeatSeconds: the Task timed out and its Retry
+            # sent a newer message (or the execution ended). Running it would only race that one.
+            log.info("stale step message (its task is no longer waiting); dropped")
+            return "stale"
         attempt_state = _timeline(message, "started")
         try:
             with _TaskHeartbeat(
@@ -226,9 +248,32 @@ def handle(body: str, *, sfn: Any, heartbeat_seconds: int) -> str:
             connection.close()
         close_old_connections()
         _timeline(message, "finished", detail=f"{outcome}, next {following['next']}", known=attempt_state)
-        sfn.send_task_success(taskToken=message.task_token, output=json.dumps(following))
+        try:
+            sfn.send_task_success(taskToken=message.task_token, output=json.dumps(following))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] not in DEAD_TOKEN_ERRORS:
+                raise
+            # Timed out meanwhile: the step sent again decides from the database, as this one did.
+            log.info("step finished after its task timed out; the retry decides", extra={"outcome": outcome})
+            return "timed_out"
         log.info("step finished", extra={"outcome": outcome, "next": following["next"]})
         return following["next"]
+
+
+# What Step Functions answers for a token whose task no longer waits.
+DEAD_TOKEN_ERRORS = frozenset({"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"})
+
+
+def _still_waited_for(sfn: Any, message: StepMessage) -> bool:
+    """One heartbeat before any work: False when the token is dead. Any other error is the
+    API's, not the token's: run the step (its report tells)."""
+    try:
+        sfn.send_task_heartbeat(taskToken=message.task_token)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] in DEAD_TOKEN_ERRORS:
+            return False
+        log.warning("task heartbeat failed before the step; running it anyway", exc_info=True)
+    return True
 
 
 def _timeline(

@@ -269,7 +269,7 @@ def test_a_cancel_stops_the_execution(endpoint, folder, make_transfer):
 
     transfer_services.cancel(Transfer.objects.get(id=transfer.id), by="test")
 
-    answer = wait_execution(transfer, "ABORTED", timeout=10)
+    answer = wait_execution(transfer, "ABORTED", timeout=30)
     assert answer["name"] == f"{transfer.id}-0"
     assert Transfer.objects.get(id=transfer.id).state == State.CANCELLED
 
