@@ -30,6 +30,7 @@ from controlplane.bootstrap import state_machine_arn
 from endpoints.models import Endpoint
 from tests.conftest import StepConsumerProcess, wait_until
 from tests.endpoints.conftest import s3_body, sftp_body
+from transfers import lifecycle
 from transfers import services as transfer_services
 from transfers.lifecycle import STEP_EVENT
 from transfers.models import Transfer
@@ -258,20 +259,20 @@ def test_transient_failures_wait_on_the_databases_schedule_then_dead_then_redriv
 def test_a_cancel_stops_the_execution(endpoint, folder, make_transfer):
     src, dst = folder("src"), folder("dst")
     (src / "e.bin").write_bytes(b"x" * 1000)
-    from deploy.local.services import free_port
-
-    closed = endpoint("sftp", port=free_port())
-    transfer = make_transfer(endpoint("sftp"), f"/{src.name}/e.bin", closed, f"/{dst.name}/e.bin", max_attempts=50)
+    sftp = endpoint("sftp")
+    transfer = make_transfer(sftp, f"/{src.name}/e.bin", sftp, f"/{dst.name}/e.bin")
+    # A live claim held by "another worker" (FERRY_CLAIM_TTL): Intake answers wait until it
+    # expires, so the execution is certainly still running when the cancel comes.
+    assert lifecycle.claim(transfer.id, worker="test/other", to=State.STAGING, frm=[State.PENDING])
     orchestrator.start([str(transfer.id)])
-    wait_until(
-        lambda: Transfer.objects.filter(id=transfer.id, state=State.FAILED).exists(), timeout=30, message="a failure"
-    )
+    wait_until(lambda: "step intake finished: decided, next wait" in steps(transfer), timeout=30, message="a wait")
 
     transfer_services.cancel(Transfer.objects.get(id=transfer.id), by="test")
 
     answer = wait_execution(transfer, "ABORTED", timeout=30)
     assert answer["name"] == f"{transfer.id}-0"
     assert Transfer.objects.get(id=transfer.id).state == State.CANCELLED
+    assert not list(dst.iterdir())
 
 
 def test_a_consumer_killed_mid_step_times_out_and_the_step_runs_again_once(
