@@ -23,6 +23,7 @@ from bench import (
     bandwidth_cap,
     event_latency,
     event_latency_other_region,
+    event_latency_stepfunctions,
     memory,
     pgp_encrypt,
     report,
@@ -47,6 +48,8 @@ BENCHMARKS = {
     "event_latency": event_latency,
     # Issue 11: the same for a file whose partition the other region owns (two regions).
     "event_latency_other_region": event_latency_other_region,
+    # Issue 15: the same with each transfer a Step Functions execution (moto executes it).
+    "event_latency_stepfunctions": event_latency_stepfunctions,
     "route_small_files": route_small_files,
     "api_list": api_list,
     # Issue 17: SFTP → S3 with OpenPGP encryption on the way.
@@ -57,7 +60,14 @@ BENCHMARKS = {
     "scale": scale,
 }
 # Benchmarks whose goal is absolute: their peer is null by design, not by failure.
-NO_PEER = {"event_latency", "event_latency_other_region", "api_list", "bandwidth_cap", "scale"}
+NO_PEER = {
+    "event_latency",
+    "event_latency_other_region",
+    "event_latency_stepfunctions",
+    "api_list",
+    "bandwidth_cap",
+    "scale",
+}
 
 ANALYSIS_FILE = ROOT / "bench" / "analysis.md"  # hand-written reading of the figures, appended to the report
 

@@ -46,9 +46,12 @@ def drop_database(name: str, *, create: bool = False) -> None:
 class Stack:
     """A context manager: moto + database + bootstrap on enter; ``start_*`` for the rest."""
 
-    def __init__(self, work: Path, *, database: str | None = None) -> None:
+    def __init__(self, work: Path, *, database: str | None = None, orchestrator: str = "celery") -> None:
         self.work = work
         self.database = database or DATABASE
+        # FERRY_ORCHESTRATOR of every process: the figures are Celery's unless a benchmark
+        # asks for Step Functions (event_latency_stepfunctions), whatever the profile's default.
+        self.orchestrator = orchestrator
         self.logs = work / "stack-logs"
         self.moto: services.Moto | None = None
         self.processes: list[services.Process] = []
@@ -66,6 +69,7 @@ class Stack:
                 **self.moto.env(),
                 "DJANGO_SETTINGS_MODULE": "controlplane.settings",
                 "FERRY_PROFILE": "local",
+                "FERRY_ORCHESTRATOR": self.orchestrator,
                 "DATABASE_URL": f"{PG}/{self.database}",
                 "FERRY_REGIONS": REGION,
                 "FERRY_REGION": REGION,
@@ -196,6 +200,8 @@ class Stack:
         if self.running("worker"):
             return
         self._spawn("keeper", [sys.executable, str(ROOT / "manage.py"), "run_keeper"])
+        if self.orchestrator == "stepfunctions":
+            self._spawn("steps", [sys.executable, str(ROOT / "manage.py"), "run_steps"])
         self._spawn(
             "worker",
             [

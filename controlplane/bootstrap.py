@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from botocore.exceptions import ClientError
 from django.conf import settings
 
-from controlplane import aws, awsguard
+from controlplane import aws, awsguard, statemachine
 from controlplane.resources import (
     LEDGER_SWEEP_INDEX,
     dead_letter_queue,
@@ -21,6 +21,7 @@ from controlplane.resources import (
     notification_bus_name,
     queues,
     staging_bucket,
+    state_machine_name,
     tables,
 )
 
@@ -88,6 +89,7 @@ def bootstrap(*, create: bool) -> Report:
             _bucket(report, create, staging_bucket(region))
             _event_rule(report, create, region)
             _notification_bus(report, create, region)
+            _state_machine(report, create, region)
     for logical, name in tables().items():
         _table(report, create, name, logical)
     return report
@@ -247,3 +249,41 @@ def _notification_bus(report: Report, create: bool, region: str) -> None:
     name = notification_bus_name(region)
     exists = _exists(lambda: events.describe_event_bus(Name=name), "ResourceNotFoundException")
     _note(report, create, f"events:bus/{name}", exists, lambda: events.create_event_bus(Name=name))
+
+
+def state_machine_arn(region: str) -> str | None:
+    """The ARN of ``region``'s transfer state machine, or None when there is none."""
+    name = state_machine_name(region)
+    sfn = aws.client("stepfunctions")
+    for page in sfn.get_paginator("list_state_machines").paginate():
+        for machine in page["stateMachines"]:
+            if machine["name"] == name:
+                return machine["stateMachineArn"]
+    return None
+
+
+def _state_machine(report: Report, create: bool, region: str) -> None:
+    """The region's transfer state machine, Standard, from the repository's ASL file with
+    the region's step queue. On the emulator an older definition is replaced (the file
+    is the truth); on AWS CloudFormation deploys it. The emulator must execute state
+    machines (``deploy.local.services.start_moto`` switches that on before this runs)."""
+    sfn = aws.client("stepfunctions")
+    name = state_machine_name(region)
+    arn = state_machine_arn(region)
+    if arn is not None and create:
+        url = _queue_url(aws.client("sqs"), queues(region).steps)
+        wanted = statemachine.definition(url or "")
+        if sfn.describe_state_machine(stateMachineArn=arn)["definition"] != wanted:
+            sfn.update_state_machine(stateMachineArn=arn, definition=wanted)
+
+    def make() -> None:
+        url = _queue_url(aws.client("sqs"), queues(region).steps)
+        account = aws.client("sts").get_caller_identity()["Account"]
+        sfn.create_state_machine(
+            name=name,
+            definition=statemachine.definition(url or ""),
+            roleArn=f"arn:aws:iam::{account}:role/{name}",
+            type="STANDARD",
+        )
+
+    _note(report, create, f"states:{name}", arn is not None, make)

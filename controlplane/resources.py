@@ -19,9 +19,11 @@ class RegionQueues:
     transfers: str
     control: str
     events: str
+    # Step Functions' task messages (sendMessage.waitForTaskToken), read by ``run_steps``.
+    steps: str
 
     def all(self) -> list[str]:
-        return [self.transfers, self.control, self.events]
+        return [self.transfers, self.control, self.events, self.steps]
 
 
 def queues(region: str | None = None) -> RegionQueues:
@@ -31,7 +33,14 @@ def queues(region: str | None = None) -> RegionQueues:
         transfers=f"{prefix}-transfers",
         control=f"{prefix}-control",
         events=f"{prefix}-events",
+        steps=f"{prefix}-steps",
     )
+
+
+def state_machine_name(region: str | None = None) -> str:
+    """The region's transfer state machine (deploy/aws/statemachine/transfer.asl.json)."""
+    region = region or settings.FERRY_REGION
+    return f"{settings.FERRY_RESOURCE_PREFIX}-{region}-transfer"
 
 
 def dead_letter_queue(name: str) -> str:

@@ -406,6 +406,22 @@ FERRY_KEEPER_INTERVAL = env.float("FERRY_KEEPER_INTERVAL", default=FERRY_TAKEOVE
 FERRY_HANDOFF_INTERVAL = env.float("FERRY_HANDOFF_INTERVAL", default=0.25)
 FERRY_SCHEDULER_INTERVAL = env.float("FERRY_SCHEDULER_INTERVAL", default=30.0)
 FERRY_PARTITIONS = env.int("FERRY_PARTITIONS", default=64)
+# Who coordinates each transfer's steps (docs/execution.md, "Step Functions"): an AWS Step
+# Functions execution per transfer whose tasks the region's step consumer runs
+# (``stepfunctions``, the default), or the Celery pipeline and the keeper alone (``celery``,
+# for small installs; the test profile's default, so the suite runs both where it asks).
+FERRY_ORCHESTRATOR = env.str("FERRY_ORCHESTRATOR", default="celery" if FERRY_PROFILE == "test" else "stepfunctions")
+if FERRY_ORCHESTRATOR not in {"stepfunctions", "celery"}:
+    raise environ.ImproperlyConfigured(
+        f"FERRY_ORCHESTRATOR must be stepfunctions or celery, not {FERRY_ORCHESTRATOR!r}"
+    )
+# A step task's heartbeat (HeartbeatSeconds, passed in each execution's input): a step whose
+# worker stops sending SendTaskHeartbeat for this long times out and runs again.
+FERRY_STEP_HEARTBEAT_SECONDS = env.int("FERRY_STEP_HEARTBEAT_SECONDS", default=60)
+# A step's overall limit (TimeoutSeconds): longer than the longest copy Ferry allows.
+FERRY_STEP_TIMEOUT_SECONDS = env.int("FERRY_STEP_TIMEOUT_SECONDS", default=24 * 3600)
+# Steps one ``run_steps`` process runs at once (threads).
+FERRY_STEP_CONCURRENCY = env.int("FERRY_STEP_CONCURRENCY", default=4)
 # A transfer sent to a queue is not sent again by the keeper's sweep for this long.
 FERRY_REDISPATCH_AFTER = env.float("FERRY_REDISPATCH_AFTER", default=60.0)
 # Delivery-ledger retention. MRSC tables have no TTL: each region's keeper deletes delivered

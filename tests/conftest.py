@@ -207,6 +207,47 @@ def keeper(worker_env, logs_dir) -> Iterator[KeeperProcess]:
     process.stop()
 
 
+class StepConsumerProcess:
+    """``manage.py run_steps`` of one region (the Step Functions step consumer)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.env = {**env, "FERRY_ORCHESTRATOR": "stepfunctions"}
+        self.log_path = log_path
+        self.process: services.Process | None = None
+
+    def start(self, timeout: float = 60.0, **extra_env: str) -> None:
+        self.log_path.write_text("")
+        self.process = services.spawn(
+            [sys.executable, str(ROOT / "manage.py"), "run_steps"],
+            name="step-consumer",
+            env={**self.env, **extra_env},
+            log_path=self.log_path,
+        )
+        deadline = time.monotonic() + timeout
+        while "step consumer started" not in self.log_path.read_text(errors="replace"):
+            if self.process.proc.poll() is not None or time.monotonic() > deadline:
+                output = self.log_path.read_text(errors="replace")[-3000:]
+                self.stop()
+                pytest.fail(f"step consumer did not start:\n{output}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+            self.process = None
+
+
+@pytest.fixture(scope="session")
+def step_consumer(worker_env, logs_dir) -> Iterator[StepConsumerProcess]:
+    """This region's Step Functions step consumer (``manage.py run_steps``)."""
+    process = StepConsumerProcess(worker_env, logs_dir / "step-consumer.log")
+    process.start()
+    SESSION_PROCESSES.append(process)
+    yield process
+    SESSION_PROCESSES.remove(process)
+    process.stop()
+
+
 def _wait_for_single_region() -> None:
     from workers import context
 

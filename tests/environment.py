@@ -13,6 +13,8 @@ _DEFAULTS = {
     "FERRY_REGION": "us-east-1",
     "FERRY_NETGUARD_ALLOW": "127.0.0.0/8,::1/128",
     "FERRY_CLAIM_TTL": "6",
+    # Step Functions' HeartbeatSeconds for the step tasks (the consumer beats every second).
+    "FERRY_STEP_HEARTBEAT_SECONDS": "3",
     "FERRY_HEARTBEAT_INTERVAL": "1",
     "FERRY_SLOT_TTL": "8",
     "FERRY_SLOT_WAIT": "0.5",

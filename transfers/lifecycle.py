@@ -77,6 +77,42 @@ def record_delivering(transfer_id: uuid.UUID | str, claim_token: int, *, worker:
     )
 
 
+def release_staged(transfer_id: uuid.UUID | str, claim_token: int) -> bool:
+    """Under Step Functions the stage step ends at ``staged``: its claim is let go (expired
+    now, so the deliver step's claim is not refused and the keeper's safety net sees it) and
+    its attempt given back, so staging and delivering count one attempt, as they do when one
+    worker runs both. No state change, so no timeline event. False when the claim was lost."""
+    now = timezone.now()
+    return (
+        Transfer.objects.filter(id=transfer_id, state=State.STAGED, claim_token=claim_token, attempt__gt=0).update(
+            claim_expires_at=now, attempt=F("attempt") - 1, updated_at=now
+        )
+        == 1
+    )
+
+
+# The timeline's pseudo-state of a Step Functions step (not a state: from_state is the
+# transfer's state when the step ran, ``to_state`` this marker).
+STEP_EVENT = "step"
+
+
+def record_step(
+    transfer_id: uuid.UUID | str, *, step: str, phase: str, execution: str, state: str, attempt: int, detail: str = ""
+) -> None:
+    """A Step Functions step started or finished (``phase``): a timeline line naming the
+    step and its execution. Written by the step consumer; changes nothing on the transfer."""
+    text = f"step {step} {phase}" + (f": {detail}" if detail else "") + f" (execution {execution})"
+    TransferEvent.objects.create(
+        transfer_id=transfer_id,
+        at=timezone.now(),
+        from_state=state,
+        to_state=STEP_EVENT,
+        region=settings.FERRY_REGION,
+        detail=text[:1000],
+        attempt=attempt,
+    )
+
+
 # --- outcomes -----------------------------------------------------------------------------
 
 

@@ -226,6 +226,12 @@ class Transfer(models.Model):
     # partition, so could not send it (a region enqueues only to its own queues); the
     # holder's keeper sends it within FERRY_HANDOFF_INTERVAL and clears this. "" otherwise.
     handoff_from = models.CharField(max_length=32, blank=True, default="", db_default="")
+    # Step Functions (FERRY_ORCHESTRATOR=stepfunctions, docs/execution.md): the ARN of the
+    # execution last started for this transfer, and the counter its name ends with
+    # (``<id>-<generation>``). The counter only grows: a re-drive, or a start that finds the
+    # name taken by a closed execution, raises it, since a Standard name is never reused.
+    execution_arn = models.CharField(max_length=256, blank=True, default="", db_default="")
+    execution_generation = models.PositiveIntegerField(default=0, db_default=0)
     last_error_code = models.CharField(max_length=64, blank=True)
     last_error_message = models.CharField(max_length=2000, blank=True)
     source_action_state = models.CharField(max_length=16, choices=SourceAction.choices, default=SourceAction.NONE)

@@ -9,6 +9,7 @@ The admin and the API call these; every state change goes through ``transfers.st
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from django.db import transaction
 from django.db.models import F
@@ -22,6 +23,33 @@ from transfers.states import REDRIVABLE, TRANSITIONS, State, transition
 log = logging.getLogger(__name__)
 
 CANCELLABLE = frozenset(s for s, tos in TRANSITIONS.items() if State.CANCELLED in tos)
+
+# Stops a transfer's Step Functions execution (ARN, cause): registered by ``workers`` when it
+# orchestrates with Step Functions (this app sits below it and cannot import it).
+ExecutionStopper = Callable[[str, str], None]
+_stopper: ExecutionStopper | None = None
+
+
+def register_execution_stopper(hook: ExecutionStopper | None) -> None:
+    """Register what stops an execution after a cancel or a re-drive commits."""
+    global _stopper
+    _stopper = hook
+
+
+def _stop_execution_after_commit(arn: str, cause: str) -> None:
+    """Stop the execution once the row's change is committed (best effort: a step of a
+    superseded or cancelled execution finds the row moved on anyway and ends it)."""
+    hook = _stopper
+    if hook is None or not arn:
+        return
+
+    def stop() -> None:
+        try:
+            hook(arn, cause)
+        except Exception:
+            log.warning("stopping the execution failed; its next step ends it", exc_info=True)
+
+    transaction.on_commit(stop)
 
 
 def _audited_state(transfer: Transfer) -> dict[str, object]:
@@ -64,9 +92,13 @@ def redrive(transfer: Transfer, *, by: str = "api") -> Transfer:
             last_error_code="",
             last_error_message="",
             finished_at=None,
+            # A new execution name (Step Functions never reuses one): the re-drive's execution
+            # starts from staging while the old one, if still waiting, is stopped below.
+            execution_generation=F("execution_generation") + 1,
         )
         if moved:
             _audit("redrive", transfer, before=before, after={"state": State.PENDING, "attempt": 0})
+            _stop_execution_after_commit(transfer.execution_arn, f"re-driven by {by}")
     if not moved:
         transfer.refresh_from_db(fields=["state"])
         raise Conflict(
@@ -92,6 +124,8 @@ def cancel(transfer: Transfer, *, by: str = "api") -> Transfer:
         if moved:
             Transfer.objects.filter(id=transfer.id).update(claim_token=F("claim_token") + 1)
             _audit("cancel", transfer, before=before, after={"state": State.CANCELLED})
+            arn = Transfer.objects.filter(id=transfer.id).values_list("execution_arn", flat=True).first() or ""
+            _stop_execution_after_commit(arn, f"cancelled by {by}")
     if not moved:
         transfer.refresh_from_db(fields=["state"])
         raise Conflict(f"This transfer is {transfer.state} and can no longer be cancelled.", code="invalid_state")

@@ -16,7 +16,8 @@ class WorkersConfig(AppConfig):
         from controlplane import metrics
         from endpoints import capacity
         from transfers import batches, intake
-        from workers import dispatch, manifests, samplers, scheduler, slots
+        from transfers import services as transfer_services
+        from workers import dispatch, manifests, orchestrator, samplers, scheduler, slots
 
         # The engine reads no environment: it runs under the settings' AWS policy.
         config.configure(aws.engine_config())
@@ -28,6 +29,8 @@ class WorkersConfig(AppConfig):
         # list the source, /metrics samples the leases held.
         intake.register_dispatcher(dispatch.dispatch_transfers)
         intake.register_poller(scheduler.poll_route)
+        # Cancel and re-drive stop the transfer's Step Functions execution too.
+        transfer_services.register_execution_stopper(orchestrator.stop_if_enabled)
         # A completed batch whose route asks for a manifest file: written by a worker task.
         batches.register_manifest_dispatcher(manifests.dispatch)
         metrics.register_sampler("leases", samplers.sample_leases)

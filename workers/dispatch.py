@@ -20,6 +20,13 @@ the next tick: backoff delays are seconds long, the keeper interval would add up
 
 A message may be sent twice (two paths, a keeper restart, SQS itself); the claim's
 compare-and-set makes every copy but one exit at once.
+
+Under Step Functions (``FERRY_ORCHESTRATOR=stepfunctions``) the same three paths start the
+transfer's execution instead (:func:`workers.orchestrator.start`, idempotent), and the quick
+sweep of due retries does nothing: the execution's ``Wait`` state brings a retry back on the
+database's schedule itself. The keeper's tick still starts what is due, which finds the
+running execution (same name, same ARN) or starts a new one when it ended without the
+transfer finishing (a failover, a step that timed out for good).
 """
 
 from __future__ import annotations
@@ -37,7 +44,7 @@ from kombu import Queue
 from controlplane.resources import queues
 from transfers.models import Transfer
 from transfers.states import ACTIVE, DISPATCHABLE, State
-from workers import context
+from workers import context, orchestrator
 from workers.sqsbatch import batched_publishing
 from workers.tasks import run_batch, run_transfer
 
@@ -87,6 +94,13 @@ def send_batched(transfer_ids: Iterable[str], *, region: str) -> int:
     return count + send(singles, region=region)
 
 
+def hand_to_workers(transfer_ids: Iterable[str], *, region: str) -> int:
+    """The orchestrator's way in: start executions (Step Functions) or enqueue tasks (Celery)."""
+    if orchestrator.enabled():
+        return orchestrator.start(transfer_ids, region=region)
+    return send_batched(transfer_ids, region=region)
+
+
 def dispatch_transfers(ids: list[str]) -> None:
     """Enqueue new or re-driven transfers whose partition this region holds live, on this
     region's queue; mark the others for hand-off to whichever region holds (or takes) their
@@ -114,7 +128,7 @@ def dispatch_transfers(ids: list[str]) -> None:
             # index that holds only marked, still pending rows.
             Transfer.objects.filter(id__in=others, state=State.PENDING).update(handoff_from=region)
         if mine:
-            send_batched(mine, region=region)
+            hand_to_workers(mine, region=region)
     except Exception:
         log.warning("immediate dispatch failed; the keeper will dispatch", exc_info=True)
 
@@ -161,7 +175,7 @@ class Dispatcher:
         if not rows:
             return 0
         ids = [transfer_id for transfer_id, _ in rows]
-        send_batched(ids, region=self.region)
+        hand_to_workers(ids, region=self.region)
         self._remember(rows, time.monotonic())
         # Cleared after the send: a crash in between sends them again (a harmless duplicate)
         # rather than leaving them to the slow sweep.
@@ -174,8 +188,8 @@ class Dispatcher:
         not sent for that attempt yet. Cheap enough for every quick sweep: the partial index
         ``transfer_dispatch_due`` (partition, next_attempt_at; pending and failed rows only)
         answers it with a range scan per partition."""
-        if not partitions:
-            return 0
+        if not partitions or orchestrator.enabled():
+            return 0  # an execution's Wait state brings its retry back on time
         rows = [
             (str(i), attempt)
             for i, attempt in Transfer.objects.filter(
@@ -224,7 +238,7 @@ class Dispatcher:
         fresh = [row for row in rows if row not in self.sent][: self.limit]
         self._remember(fresh, monotonic)
         if fresh:
-            send_batched([transfer_id for transfer_id, _ in fresh], region=self.region)
+            hand_to_workers([transfer_id for transfer_id, _ in fresh], region=self.region)
             log.info("dispatched", extra={"count": len(fresh)})
         return handed + len(fresh)
 

@@ -210,10 +210,30 @@ def run_batch(transfer_ids: list[str]) -> dict[str, str]:
     return results
 
 
-def run_transfer(transfer_id: str, *, shared: engine.SharedSessions | None = None) -> str:
+# Under Step Functions a run is one step of the transfer's execution (workers/steps.py):
+# ``stage`` stops once the source is staged, and the after-delivery action is a step of its
+# own. The Celery task runs everything in one go (``all``), exactly as before the steps.
+STEP_MODES = ("all", "stage", "deliver")
+_mode: contextvars.ContextVar[str] = contextvars.ContextVar("ferry_runner_mode", default="all")
+
+
+def run_transfer(transfer_id: str, *, shared: engine.SharedSessions | None = None, mode: str = "all") -> str:
     """Run one transfer to an outcome; returns a short word for logs and tests.
 
+    ``mode`` (:data:`STEP_MODES`): ``all`` stages when needed, delivers and runs the source
+    action; ``stage`` only stages (``"staged"``; ``"nothing_to_stage"`` when the transfer
+    needs no staging or has it already); ``deliver`` is ``all`` without the source action.
     Never raises for a transfer's own failure: failures are recorded on the transfer."""
+    if mode not in STEP_MODES:
+        raise ValueError(f"unknown run mode {mode!r}")
+    reset = _mode.set(mode)
+    try:
+        return _run_transfer(transfer_id, shared=shared)
+    finally:
+        _mode.reset(reset)
+
+
+def _run_transfer(transfer_id: str, *, shared: engine.SharedSessions | None = None) -> str:
     close_old_connections()
     transfer = _WITH_ENDPOINTS.filter(id=transfer_id).first()
     if transfer is None:
@@ -242,6 +262,8 @@ def run_transfer(transfer_id: str, *, shared: engine.SharedSessions | None = Non
             log.info("region draining; leaving the transfer to the partition's next holder")
             return "region_draining"
         plan = _plan(transfer)
+        if _mode.get() == "stage" and plan.to != State.STAGING:
+            return "nothing_to_stage"
         token = lifecycle.claim(transfer.id, worker=worker_name(), to=plan.to, frm=plan.frm)
         if token is None:
             return "not_claimed"
@@ -387,6 +409,10 @@ def _execute(transfer: Transfer, fence: Fence, heartbeat: _Heartbeat, shared: en
                 lifecycle.record_staged(
                     transfer.id, token, staging_key=staging.key, sha256=staged.sha256, bytes_total=staged.size
                 )
+                if _mode.get() == "stage":
+                    fault_point("after_staged")
+                    lifecycle.release_staged(transfer.id, token)
+                    return "staged"
                 _to_delivering_from_staged(transfer, token)
             source = staging
 
@@ -609,7 +635,10 @@ def _to_delivering_from_staged(transfer: Transfer, token: int) -> None:
 
 
 def _after_delivery(transfer: Transfer) -> None:
-    """Run the source action (delete / move) once delivered; retried on its own."""
+    """Run the source action (delete / move) once delivered; retried on its own. Under Step
+    Functions it is the execution's next step instead."""
+    if _mode.get() != "all":
+        return
     transfer.refresh_from_db(fields=["source_action_state", "options", "state"])
     if transfer.state != State.SUCCEEDED or transfer.source_action_state not in (
         Transfer.SourceAction.PENDING,

@@ -69,5 +69,13 @@ done
 echo "summary:"
 for transfer_id in "${transfers[@]}"; do
   api "$FERRY_API_URL/api/v1/transfers/$transfer_id" |
-    python3 -c "import json,sys; t=json.load(sys.stdin); print(f\"  {t['id']}: {t['state']}, run in {t['region']}\")"
+    python3 -c "
+import json, sys
+t = json.load(sys.stdin)
+print(f\"  {t['id']}: {t['state']}, run in {t['region']}\")
+if t.get('execution_arn'):  # FERRY_ORCHESTRATOR=stepfunctions, make run's default
+    print(f\"    execution {t['execution_arn']}\")
+    steps = [e['detail'].split(' (execution ')[0] for e in t['timeline'] if e['to_state'] == 'step']
+    print('    steps: ' + '; '.join(s.removeprefix('step ') for s in steps))
+"
 done

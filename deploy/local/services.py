@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import json
 import os
 import pwd
 import secrets
@@ -165,13 +166,19 @@ class Moto:
 
 
 def start_moto(*, port: int | None = None, log_path: Path | None = None) -> Moto:
-    """The moto server (S3, SQS, DynamoDB, Secrets Manager, KMS, STS, EventBridge) over HTTP."""
+    """The moto server (S3, SQS, DynamoDB, Secrets Manager, KMS, STS, EventBridge, Step
+    Functions) over HTTP, executing state machines.
+
+    Two things its Step Functions need: ``MOTO_PORT`` set to the port it really listens on
+    (its executions' SQS calls go to ``localhost:$MOTO_PORT``), and the global switch
+    ``execute_state_machine`` turned on before any state machine is created (those created
+    before it are invisible after it), which happens here, before anyone can bootstrap."""
     port = port or free_port()
     process = spawn(
         # moto_server with S3's EventBridge events encoding keys as AWS does (moto_server.py).
         [sys.executable, str(Path(__file__).with_name("moto_server.py")), "-H", "127.0.0.1", "-p", str(port)],
         name="moto",
-        env={"MOTO_ALLOW_NONEXISTENT_REGION": "true", "MOTO_S3_DEFAULT_MAX_KEYS": "1000"},
+        env={"MOTO_ALLOW_NONEXISTENT_REGION": "true", "MOTO_S3_DEFAULT_MAX_KEYS": "1000", "MOTO_PORT": str(port)},
         log_path=log_path,
     )
     wait_for_port(port, proc=process.proc, timeout=30)
@@ -185,6 +192,13 @@ def start_moto(*, port: int | None = None, log_path: Path | None = None) -> Moto
                 process.stop()
                 raise ServiceError("moto server did not answer") from None
             time.sleep(0.1)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/moto-api/config",
+        data=json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    urllib.request.urlopen(request, timeout=5).read()  # noqa: S310 - http, loopback, built here
     return Moto(process=process, port=port)
 
 

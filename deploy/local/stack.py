@@ -1,10 +1,12 @@
 """``make run``: the whole Ferry stack on one machine, in one terminal; Ctrl-C stops it.
 
-Starts the moto server (S3, SQS, DynamoDB, Secrets Manager, KMS, STS, EventBridge), a local
+Starts the moto server (S3, SQS, DynamoDB, Secrets Manager, KMS, STS, EventBridge, Step
+Functions executing state machines), a local
 SFTP server (OpenSSH's sshd as root, otherwise asyncssh's), migrates a fresh SQLite database
 (or the PostgreSQL in DATABASE_URL), bootstraps the AWS resources, seeds a demo tenant and
 admin, then runs the API and admin (gunicorn), and per simulated region a Celery worker,
-celery beat, the region keeper and the S3 event consumer. Writes what to use to
+celery beat, the region keeper, the S3 event consumer and, with FERRY_ORCHESTRATOR=stepfunctions
+(the default), the Step Functions step consumer (``manage.py run_steps``). Writes what to use to
 ``.local/stack.env``.
 
 Ports (env): FERRY_API_PORT (8800), FERRY_MOTO_PORT (8801), FERRY_SFTP_PORT (8822).
@@ -166,6 +168,10 @@ def main() -> None:
                 "keeper": [PY, str(ROOT / "manage.py"), "run_keeper"],
                 "events": [PY, str(ROOT / "manage.py"), "consume_events"],
             }  # fmt: skip
+            if env.get("FERRY_ORCHESTRATOR", "stepfunctions") == "stepfunctions":
+                # The local profile's default: each transfer is a Step Functions execution on
+                # the emulator, whose steps this region's step consumer runs (docs/execution.md).
+                processes["steps"] = [PY, str(ROOT / "manage.py"), "run_steps"]
             for offset, (name, command) in enumerate(processes.items(), start=1):
                 port = metrics_base + 10 * index + offset
                 metrics_ports[f"{name}-{region}"] = port

@@ -20,7 +20,10 @@ SERVICE = ["event_latency", "route_small_files", "api_list"]  # the whole stack 
 TWO_REGIONS = ["event_latency_other_region"]
 CAPS = ["bandwidth_cap"]  # no peer by design: its own smoke test below
 SCALE = ["scale"]  # a stack of its own, no peer: tests/bench/test_scale_smoke.py
-ENGINE = [name for name in run.BENCHMARKS if name not in SERVICE + TWO_REGIONS + CAPS + SCALE]
+# Step Functions (issue 15): a stack of its own, started like TWO_REGIONS' (its figure comes
+# from the measuring run); tests/workers/test_stepfunctions.py runs the same path.
+STEPFUNCTIONS = ["event_latency_stepfunctions"]
+ENGINE = [name for name in run.BENCHMARKS if name not in SERVICE + TWO_REGIONS + CAPS + SCALE + STEPFUNCTIONS]
 
 
 def test_every_benchmark_returns_figures_and_the_json_has_the_required_keys(tmp_path):

@@ -454,12 +454,16 @@ class TransferDetailOut(TransferOut):
     # The X-Request-ID of the request that created it (or the poll's or event's id): what a
     # customer quotes, and what every log line of every attempt carries.
     request_id = serializers.CharField()
+    # The AWS Step Functions execution that runs it ("" under the Celery orchestrator, or
+    # before its first start); its steps are the timeline's ``step`` lines.
+    execution_arn = serializers.CharField()
     timeline = TransferEventOut(many=True)
 
     def to_representation(self, transfer: Transfer) -> dict[str, Any]:
         data = super().to_representation(transfer)
         data["options"] = shown_options(transfer.options)
         data["request_id"] = transfer.request_id
+        data["execution_arn"] = transfer.execution_arn
         data["timeline"] = TransferEventOut(transfer.timeline, many=True).data
         return data
 
