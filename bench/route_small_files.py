@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections import Counter
 
 from bench.common import Env, Figure, Sizes, median, run_child
 from bench.event_latency import parse_time
@@ -76,6 +77,23 @@ def ferry_once(
     return last - started
 
 
+IDLE_SECONDS = 5.0  # how long the idle service's own AWS requests are counted for
+
+
+def per_file(counts: dict, files: int) -> float:
+    return round(int(counts["total"]) / files, 2)
+
+
+def idle_rate(stack: Stack, seconds: float) -> dict[str, float]:
+    """AWS requests per second of the service doing nothing (workers' and the event
+    consumer's SQS long polls, the keeper's ticks), per operation: subtracted from a run's
+    count to give the requests that scale with the files."""
+    stack.take_requests()
+    time.sleep(seconds)
+    counts = stack.take_requests()
+    return {op: n / seconds for op, n in counts["operations"].items()}
+
+
 def run(env: Env, sizes: Sizes) -> Figure:
     assert env.sshd
     count = sizes.route_files
@@ -84,9 +102,12 @@ def run(env: Env, sizes: Sizes) -> Figure:
     folder = os.path.relpath(folder_path, env.data_dir)
     runs: dict[str, list[float]] = {"ferry": [], "rclone": []}
     seconds: dict[str, list[float]] = {"ferry": [], "rclone": []}
-    # Requests the moto server answered per file (S3, and for Ferry also DynamoDB, SQS and
-    # Secrets Manager; the idle polling of the keeper, worker and consumer included).
-    per_file: dict[str, list[float]] = {"ferry": [], "rclone": []}
+    # AWS requests the moto server answered per file (its counter, deploy/local/moto_server.py):
+    # S3 for rclone; for Ferry also SQS, DynamoDB and Secrets Manager. "ferry" counts from just
+    # before the run request to the moment all transfers were seen succeeded (idle polling
+    # included); "ferry_net" takes away the idle service's rate over that span.
+    requests: dict[str, list[float]] = {"ferry": [], "ferry_net": [], "rclone": []}
+    operations: dict[str, Counter[str]] = {"ferry": Counter(), "rclone": Counter()}
     retried: list[int] = []  # Ferry's transfers that needed more than one attempt, per run
     ledger_sizes: list[int] = []  # ledger entries present when each Ferry run starts
     stack = Stack.shared(env)
@@ -97,23 +118,32 @@ def run(env: Env, sizes: Sizes) -> Figure:
     destination = stack.s3_endpoint(bucket, prefix="out/")
     source = stack.sftp_endpoint(env.sshd)
     s3 = stack.s3()
+    idle = idle_rate(stack, IDLE_SECONDS if not sizes.quick else 2.0)
     for i in range(sizes.runs):
         prefix = f"rclone-{i}-{uuid.uuid4().hex[:6]}"
-        before = stack.moto_requests()
+        stack.take_requests()
         r = rclone_to_moto(env, stack, "copy", f"sftp:{folder_path}", f"s3:{bucket}/{prefix}/")
-        per_file["rclone"].append(round((stack.moto_requests() - before) / count, 1))
+        counted = stack.take_requests()
+        requests["rclone"].append(per_file(counted, count))
+        operations["rclone"].update(counted["operations"])
         assert count_objects(s3, bucket, f"{prefix}/") == count
         runs["rclone"].append(round(count / r.seconds, 1))
         seconds["rclone"].append(round(r.seconds, 2))
 
         prefix = f"ferry-{i}-{uuid.uuid4().hex[:6]}"
         ledger_sizes.append(stack.ledger_size())
-        before = stack.moto_requests()
+        stack.take_requests()
+        started = time.monotonic()
         took = ferry_once(stack, source, destination, folder, prefix, count, retried)
-        per_file["ferry"].append(round((stack.moto_requests() - before) / count, 1))
+        counted = stack.take_requests()
+        span = time.monotonic() - started
+        requests["ferry"].append(per_file(counted, count))
+        requests["ferry_net"].append(round(max(0.0, counted["total"] - sum(idle.values()) * span) / count, 2))
+        operations["ferry"].update(counted["operations"])
         assert count_objects(s3, bucket, f"out/{prefix}/") == count
         runs["ferry"].append(round(count / took, 1))
         seconds["ferry"].append(round(took, 2))
+    files_counted = count * sizes.runs
     return Figure(
         name="route_small_files",
         ferry=median(runs["ferry"]),
@@ -130,7 +160,14 @@ def run(env: Env, sizes: Sizes) -> Figure:
             "files": count,
             "file_bytes": FILE_BYTES,
             "seconds": seconds,
-            "moto_requests_per_file": {k: median(v) for k, v in per_file.items()},
+            "aws_requests_per_file": {k: median(v) for k, v in requests.items()},
+            "aws_requests_per_file_runs": requests,
+            # Every run's requests per operation, divided by every run's files (idle included).
+            "aws_requests_per_file_by_operation": {
+                tool: {op: round(n / files_counted, 3) for op, n in sorted(ops.items())}
+                for tool, ops in operations.items()
+            },
+            "aws_requests_idle_per_second": {op: round(r, 2) for op, r in sorted(idle.items())},
             "ferry_transfers_retried_per_run": retried,
             "ledger_entries_before_each_run": ledger_sizes,
         },

@@ -90,7 +90,8 @@ class Stack:
     def __enter__(self) -> Stack:
         self.logs.mkdir(parents=True, exist_ok=True)
         try:
-            self.moto = services.start_moto(log_path=self.logs / "moto.log")
+            # Counting: route_small_files reports the AWS requests per file, per operation.
+            self.moto = services.start_moto(log_path=self.logs / "moto.log", count_requests=True)
             self.processes.append(self.moto.process)
             drop_database(self.database, create=True)
             self.manage("migrate", "--noinput")
@@ -324,10 +325,15 @@ class Stack:
             _, page = self.get_url(page["next"])
 
     def moto_requests(self) -> int:
-        """How many requests the moto server has answered so far (one log line each)."""
-        assert self.moto and self.moto.process.log_path
-        with open(self.moto.process.log_path, "rb") as f:
-            return sum(1 for line in f if b' HTTP/1.1" ' in line)
+        """How many AWS requests the moto server has answered since the last
+        :meth:`take_requests` (its counter, deploy/local/moto_server.py)."""
+        assert self.moto
+        return int(self.moto.requests()["total"])
+
+    def take_requests(self) -> dict:
+        """The requests counted since the last call, per service and operation; zeroes them."""
+        assert self.moto
+        return self.moto.reset_requests()
 
     def s3(self):
         return self._client("s3")
