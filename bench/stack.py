@@ -161,6 +161,25 @@ class Stack:
         services.stop_together(chosen)
         self.processes = [p for p in self.processes if p not in chosen]
 
+    def cpu_seconds(self, *names: str) -> float:
+        """CPU seconds used so far by the named processes and everything in their process
+        groups (a Celery worker's pool children included, live or reaped), from /proc."""
+        groups = {p.pid for p in self.processes if p.name in names}
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # ended meanwhile
+            # After the command: state ppid pgrp … utime(11) stime(12) cutime(13) cstime(14).
+            if int(fields[2]) in groups:
+                total += sum(int(x) for x in fields[11:15])
+        return total / tick
+
     def new_tenant(self) -> None:
         """A tenant of its own and its write key: each benchmark sees only its own rows."""
         self.tenant_id, self.api_key = self.python("bench.stack_child", "tenant").split()[-2:]
