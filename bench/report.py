@@ -224,7 +224,8 @@ def requests_section(figures: list[Figure]) -> list[str]:
             "Counted by the moto server (`FERRY_MOTO_COUNT_REQUESTS=1`, `deploy/local/moto_server.py`)."
             " `ferry` counts everything from the run request until all transfers were seen succeeded,"
             " the idle service's polling included; `ferry_net` takes away the idle rate over that span"
-            " (the goal's figure)."
+            " (the goal's figure, approximate: the idle rate is measured once, before the runs). rclone's"
+            " are its S3 requests alone (the service's polling while it ran is left out)."
         )
         lines.append("")
         lines.append("- per file (median of runs): " + _fmt_dict(per_file))

@@ -12,7 +12,7 @@ import uuid
 
 from bench import ferry
 from bench.common import BUCKET, SINK_S3, Env, Figure, Sizes, Variant, best_of, cpu_per_1000, median, ratio, tune
-from bench.peers import RCLONE_DEFAULTS, RCLONE_SMALL_GRID, peer_details, without_hashes
+from bench.peers import GRID_FILES, RCLONE_DEFAULTS, RCLONE_SMALL_GRID, grid_subset, peer_details, without_hashes
 
 
 def source_dir(env: Env, count: int, size: int) -> list[str]:
@@ -35,14 +35,16 @@ def run(env: Env, sizes: Sizes) -> Figure:
     folder = os.path.dirname(paths[0])
     s3 = env.s3_client()
 
-    def rclone(variant: Variant) -> tuple[float, float]:
+    def rclone(variant: Variant, subset: tuple[str, ...] = ()) -> tuple[float, float]:
         prefix = f"{variant.key}-small-{uuid.uuid4().hex[:8]}"
-        r = env.rclone("copy", *variant.flags, f"sftp:{folder}", f"s3:{BUCKET}/{prefix}/")
-        assert s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/")["KeyCount"] == count
+        r = env.rclone("copy", *variant.flags, *subset, f"sftp:{folder}", f"s3:{BUCKET}/{prefix}/")
+        copied = min(count, GRID_FILES) if subset else count
+        assert s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/")["KeyCount"] == copied
         env.remove_prefix(prefix)
-        return round(count / r.seconds, 1), r.cpu_seconds
+        return round(copied / r.seconds, 1), r.cpu_seconds
 
-    best = tune(env, GRID_KEY, RCLONE_SMALL_GRID, lambda v: rclone(v)[0], enabled=sizes.tune)
+    subset = grid_subset(paths, env.work / "grid-files.txt")
+    best = tune(env, GRID_KEY, RCLONE_SMALL_GRID, lambda v: rclone(v, subset)[0], enabled=sizes.tune)
     peers = [RCLONE_DEFAULTS, best, without_hashes(best)]
     runs: dict[str, list[float]] = {"ferry": [], **{v.key: [] for v in peers}}
     cpu: dict[str, list[float]] = {k: [] for k in runs}  # CPU seconds per 1,000 files
