@@ -30,6 +30,7 @@ WORK = ROOT / "bench" / ".work"
 BUCKET = "ferry-bench"
 MB = 1_000_000
 MiB = 1 << 20
+GiB = 1 << 30
 SINK_S3 = "rclone serve s3 (disk-backed, loopback)"
 RESULT_MARK = "BENCH-RESULT "
 SINK_LOCAL = "local file (page cache)"
@@ -52,6 +53,9 @@ class Sizes:
     api_rows: int = 100_000  # api_list: transfers in PostgreSQL
     api_requests: int = 300  # api_list: timed GETs
     cap_seconds: float = 30.0  # bandwidth_cap: how long the capped copy should last
+    # Try each peer's grid of tuned settings once per session and keep the fastest (False:
+    # the first candidate only, for the smoke test).
+    tune: bool = True
     quick: bool = False
 
     @classmethod
@@ -88,6 +92,7 @@ class Sizes:
             api_rows=200,
             api_requests=10,
             cap_seconds=0.5,
+            tune=False,
             quick=True,
         )
 
@@ -148,6 +153,66 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 def mbps(size: int, seconds: float) -> float:
     return round(size / seconds / MB, 2)
+
+
+def cpu_per_gib(cpu_seconds: float, size: int) -> float:
+    """Client CPU seconds per GiB moved (the figure that holds from machine to machine)."""
+    return round(cpu_seconds * GiB / size, 2)
+
+
+def cpu_per_1000(cpu_seconds: float, files: int) -> float:
+    """Client CPU seconds per 1,000 files."""
+    return round(cpu_seconds * 1000 / files, 2)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of running a peer: ``key`` names its runs in the JSON, ``flags`` are exactly
+    what it was given (listed in the page), ``verifies`` whether it still checks a hash of
+    the content end to end (rclone's md5sum over SSH; OpenSSH never does)."""
+
+    key: str
+    label: str
+    flags: tuple[str, ...] = ()
+    verifies: bool = True
+
+    def described(self) -> str:
+        return f"{self.label}: `{' '.join(self.flags) or '(no flags)'}`"
+
+
+def best_of(runs: dict[str, list[float]], keys: list[str], *, better: str = "higher") -> str | None:
+    """The key among ``keys`` whose median is best (the peer that counts)."""
+    medians = {k: median(runs.get(k, [])) for k in keys}
+    present = {k: m for k, m in medians.items() if m is not None}
+    if not present:
+        return None
+    pick = max if better == "higher" else min
+    return pick(present, key=lambda k: present[k])  # type: ignore[arg-type, return-value]
+
+
+def tune(env: Env, key: str, candidates: list[Variant], once: Callable[[Variant], float], *, enabled: bool) -> Variant:
+    """Run each candidate once (``once`` returns a higher-is-better figure) and keep the
+    best, remembered for the session under ``key``; the grid's figures go in
+    ``env.grids[key]``. Not ``enabled``: the first candidate, untried."""
+    if key in env.tuned:
+        return env.tuned[key]
+    if not enabled or len(candidates) == 1:
+        env.tuned[key] = candidates[0]
+        return candidates[0]
+    grid: dict[str, float] = {}
+    best, best_figure = candidates[0], -1.0
+    for candidate in candidates:
+        try:
+            figure = once(candidate)
+        except RuntimeError as exc:  # a setting the server refuses is a losing setting
+            grid[" ".join(candidate.flags)] = 0.0
+            print(f"[bench] {key}: {' '.join(candidate.flags)} failed: {str(exc)[-300:]}", flush=True)
+            continue
+        grid[" ".join(candidate.flags)] = figure
+        if figure > best_figure:
+            best, best_figure = candidate, figure
+    env.tuned[key], env.grids[key] = best, grid
+    return best
 
 
 @dataclass
@@ -217,6 +282,8 @@ class Env:
         self.sshd: services.Sshd | None = None
         self.s3: services.RcloneS3 | None = None
         self.closers: list[Callable[[], None]] = []  # services a benchmark started for the session
+        self.tuned: dict[str, Variant] = {}  # a peer's best settings, tried once a session (tune)
+        self.grids: dict[str, dict[str, float]] = {}  # what each tried setting reached
 
     def __enter__(self) -> Env:
         self.work.mkdir(parents=True, exist_ok=True)
@@ -333,6 +400,7 @@ class Env:
         return env
 
     def rclone(self, *args: str) -> ChildRun:
+        """``rclone ARGS`` against sshd and the S3 sink (flags may come first)."""
         rclone = services.which("rclone")
         assert rclone
         return run_child([rclone, *args], env=self.rclone_env())

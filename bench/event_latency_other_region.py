@@ -20,9 +20,11 @@ import time
 import uuid
 
 from bench.common import ROOT, Env, Figure, Sizes
-from bench.event_latency import measure, met  # noqa: F401 - met: the same goal
+from bench.event_latency import measure, met_p50
 from bench.stack import REGION, Stack
 from deploy.local import services
+
+met = met_p50  # its goal stays p50 < 1 s (issue 14 names event_latency only)
 
 OTHER = "us-west-2"
 REGIONS = (REGION, OTHER)

@@ -2,8 +2,8 @@
 
 Imports the engine exactly as a worker would (no Django), notes the resident memory once
 imported ("idle"), runs the operation through ``engine.copy``, and prints one JSON
-line: the seconds the call took (connections included: the pool starts cold), the idle and
-peak RSS (VmHWM), and what the engine returned.
+line: the seconds the call took (connections included: the pool starts cold), its CPU
+seconds (``cpu_seconds``), the idle and peak RSS (VmHWM), and what the engine returned.
 
 Request: ``{"op": "copy" | "copy_many", "sftp": {...SftpSpec}, "s3": {...S3Spec},
 "source": LOC, "destination": LOC, "items": [[LOC, LOC, transfer_id], ...], "options": {...}}``
@@ -25,6 +25,17 @@ def status_kib(field: str) -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def cpu_seconds() -> float:
+    """User + system CPU of this process (all its threads) and of its reaped children."""
+    import resource
+
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
 
 
 class ChildPeaks:
@@ -94,6 +105,7 @@ def main(request: dict) -> dict:
     idle = status_kib("VmRSS")
     peaks = ChildPeaks() if "pgp" in request else None
     op = request["op"]
+    cpu_before = cpu_seconds()
     start = time.perf_counter()
     if op == "copy":
         result = engine.copy(
@@ -165,11 +177,15 @@ def main(request: dict) -> dict:
         report = {"sha256": sha, "size": size}
     else:
         raise SystemExit(f"unknown op {op!r}")
+    # The operation's own CPU (every thread; no interpreter start or imports), read before
+    # the gpg watcher stops.
+    cpu = cpu_seconds() - cpu_before
     # The gpg process of an OpenPGP copy: its own peak RSS, apart from this process's.
     children = peaks.stop() if peaks else 0
     return {
         **report,
         "seconds": seconds,
+        "cpu_seconds": round(cpu, 3),
         "idle_rss_kib": idle,
         "hwm_kib": status_kib("VmHWM"),
         "children_maxrss_kib": children,

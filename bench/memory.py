@@ -60,7 +60,7 @@ def run(env: Env, sizes: Sizes) -> Figure:
         sink=SINK_S3,
         peer_name="rclone copy (defaults), the same copy",
         better="lower",
-        goal="the largest copy's peak ≈ the smallest's, and < 200 MiB above idle",
+        goal="unchanged: peak flat in file size (the largest copy's ≈ the smallest's), < 200 MiB above idle",
         note=" ".join(errors),
         runs=runs,
         details=details,

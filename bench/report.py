@@ -10,7 +10,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from bench.common import Figure, spread
+from bench.common import Figure, median, spread
 from deploy.local import services
 
 
@@ -112,6 +112,15 @@ def write_markdown(
         " (concurrency 2), `manage.py consume_events` and the API under gunicorn, driven over HTTP;"
         " `route_small_files`' rclone writes to the same moto server.",
         "",
+        "Each peer runs at its defaults and at its best documented settings (issue 14), interleaved"
+        " with Ferry: the best settings are picked once a session from a small grid, each candidate tried"
+        " once on the benchmark's own data (the grid's figures are in each figure's details). The ratio"
+        " and the verdict are against the better of the peer's variants that verify content as its"
+        " defaults do; rclone without its hash checks is listed beside it (and is the second bar of"
+        " `small_files`). Client CPU is the CPU time of the client alone, never the SSH or S3 server's:"
+        " each peer's whole process (`wait4`, its `ssh` child included), Ferry's engine call (getrusage"
+        " of the worker process around the call: no interpreter start or imports).",
+        "",
         "Run: `make bench` (= `.venv/bin/python -m bench.run`, about 25 minutes here with 1 GiB and 2 GiB files;"
         " writes these two files), `BENCH_QUICK=1 make bench` (the same benchmarks, smaller, under five"
         " minutes; writes to `bench/.work/quick/`), `--only NAME[,NAME] --merge` to re-measure some and keep"
@@ -127,6 +136,8 @@ def write_markdown(
         tools = list(f.runs)
         ferry_runs = f.runs.get(tools[0], []) if tools else []
         peer_runs = f.runs.get(tools[1], []) if len(tools) > 1 else []
+        if isinstance(f.details.get("peer_variant"), str):  # the peer variant that counts
+            peer_runs = f.runs.get(str(f.details["peer_variant"]), [])
         if f.name == "memory":  # the largest size's runs are the headline
             ferry_runs, peer_runs = f.runs.get(tools[-2], []), f.runs.get(tools[-1], [])
         ratio = _fmt(f.ratio) + ("" if f.better == "higher" else " (lower is better)")
@@ -134,6 +145,9 @@ def write_markdown(
             f"| `{f.name}` | {_fmt(f.ferry)} | {_fmt(f.peer)} ({f.peer_name}) | {f.unit} | {ratio} | {f.goal} |"
             f" {_met(verdicts.get(f.name))} | {_fmt(spread(ferry_runs))} / {_fmt(spread(peer_runs))} | {f.sink} |"
         )
+    lines += peers_section(figures)
+    lines += cpu_section(figures)
+    lines += requests_section(figures)
     lines += ["", "## Details", ""]
     for f in figures:
         lines.append(f"### `{f.name}`")
@@ -154,4 +168,73 @@ def write_markdown(
 
 
 def _fmt_dict(d: dict) -> str:
-    return ", ".join(f"{k} {_fmt(v)}" for k, v in d.items())
+    return ", ".join(f"{k} {_fmt_dict(v) if isinstance(v, dict) else _fmt(v)}" for k, v in d.items())
+
+
+def peers_section(figures: list[Figure]) -> list[str]:
+    """Each peer variant's exact flags, and the grid its best was picked from."""
+    lines = ["", "## Peers and their settings", ""]
+    found = False
+    for f in figures:
+        variants = f.details.get("peer_variants")
+        if not isinstance(variants, dict):
+            continue
+        found = True
+        counted = f.details.get("peer_variant")
+        lines.append(f"- `{f.name}` (the ratio is against `{counted}`):")
+        for key, flags in variants.items():
+            figure = median(f.runs.get(key, []))
+            lines.append(f"  - `{key}`: `{flags}` ({_fmt(figure)} {f.unit})")
+        grids = f.details.get("peer_grids")
+        if isinstance(grids, dict):
+            for key, grid in grids.items():
+                tried = "; ".join(f"`{flags}` {_fmt(value)}" for flags, value in grid.items())
+                lines.append(f"  - grid `{key}` (each once, {f.unit}): {tried}")
+        if f.details.get("ceiling_flags"):
+            ceiling = f.details.get("ceiling_grid")
+            lines.append(f"  - ceiling: `sftp {f.details['ceiling_flags']}`")
+            if isinstance(ceiling, dict):
+                lines.append("  - ceiling grid: " + "; ".join(f"`{k}` {_fmt(v)}" for k, v in ceiling.items()))
+    return lines if found else []
+
+
+def cpu_section(figures: list[Figure]) -> list[str]:
+    """Client CPU seconds per GiB (large files) and per 1,000 files (small files)."""
+    rows = []
+    for f in figures:
+        for key, unit in (("cpu_s_per_gib", "s per GiB"), ("cpu_s_per_1000_files", "s per 1,000 files")):
+            cpu = f.details.get(key)
+            if isinstance(cpu, dict):
+                tools = ", ".join(f"{tool} {_fmt(value)}" for tool, value in cpu.items())
+                rows.append(f"| `{f.name}` | {unit} | {tools} |")
+    if not rows:
+        return []
+    return ["", "## Client CPU", "", "| benchmark | CPU | per tool (median) |", "|---|---|---|", *rows]
+
+
+def requests_section(figures: list[Figure]) -> list[str]:
+    """AWS requests per file (the emulator's counter), per tool and per operation."""
+    lines: list[str] = []
+    for f in figures:
+        per_file = f.details.get("aws_requests_per_file")
+        if not isinstance(per_file, dict):
+            continue
+        lines += ["", f"## AWS requests per file (`{f.name}`)", ""]
+        lines.append(
+            "Counted by the moto server (`FERRY_MOTO_COUNT_REQUESTS=1`, `deploy/local/moto_server.py`)."
+            " `ferry` counts everything from the run request until all transfers were seen succeeded,"
+            " the idle service's polling included; `ferry_net` takes away the idle rate over that span"
+            " (the goal's figure, approximate: the idle rate is measured once, before the runs). rclone's"
+            " are its S3 requests alone (the service's polling while it ran is left out)."
+        )
+        lines.append("")
+        lines.append("- per file (median of runs): " + _fmt_dict(per_file))
+        by_op = f.details.get("aws_requests_per_file_by_operation")
+        if isinstance(by_op, dict):
+            for tool, ops in by_op.items():
+                if isinstance(ops, dict):
+                    lines.append(f"- {tool}, per operation: " + _fmt_dict(ops))
+        idle = f.details.get("aws_requests_idle_per_second")
+        if isinstance(idle, dict):
+            lines.append("- the idle service, per second: " + (_fmt_dict(idle) or "none"))
+    return lines

@@ -94,7 +94,8 @@ class Stack:
     def __enter__(self) -> Stack:
         self.logs.mkdir(parents=True, exist_ok=True)
         try:
-            self.moto = services.start_moto(log_path=self.logs / "moto.log")
+            # Counting: route_small_files reports the AWS requests per file, per operation.
+            self.moto = services.start_moto(log_path=self.logs / "moto.log", count_requests=True)
             self.processes.append(self.moto.process)
             drop_database(self.database, create=True)
             self.manage("migrate", "--noinput")
@@ -163,6 +164,25 @@ class Stack:
         chosen = [p for p in self.processes if p.name in names]
         services.stop_together(chosen)
         self.processes = [p for p in self.processes if p not in chosen]
+
+    def cpu_seconds(self, *names: str) -> float:
+        """CPU seconds used so far by the named processes and everything in their process
+        groups (a Celery worker's pool children included, live or reaped), from /proc."""
+        groups = {p.pid for p in self.processes if p.name in names}
+        tick = os.sysconf("SC_CLK_TCK")
+        total = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # ended meanwhile
+            # After the command: state ppid pgrp … utime(11) stime(12) cutime(13) cstime(14).
+            if int(fields[2]) in groups:
+                total += sum(int(x) for x in fields[11:15])
+        return total / tick
 
     def new_tenant(self) -> None:
         """A tenant of its own and its write key: each benchmark sees only its own rows."""
@@ -330,10 +350,15 @@ class Stack:
             _, page = self.get_url(page["next"])
 
     def moto_requests(self) -> int:
-        """How many requests the moto server has answered so far (one log line each)."""
-        assert self.moto and self.moto.process.log_path
-        with open(self.moto.process.log_path, "rb") as f:
-            return sum(1 for line in f if b' HTTP/1.1" ' in line)
+        """How many AWS requests the moto server has answered since the last
+        :meth:`take_requests` (its counter, deploy/local/moto_server.py)."""
+        assert self.moto
+        return int(self.moto.requests()["total"])
+
+    def take_requests(self) -> dict:
+        """The requests counted since the last call, per service and operation; zeroes them."""
+        assert self.moto
+        return self.moto.reset_requests()
 
     def s3(self):
         return self._client("s3")

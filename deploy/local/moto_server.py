@@ -9,8 +9,10 @@
    any external id (it checks trust policies only with IAM authentication on, for the
    whole server). AWS refuses an ``AssumeRole`` the role's trust policy does not allow,
    which is what makes an external id mean something.
-
-4. **SendMessage in constant time** (:func:`constant_time_sends`): not a refusal but a cost
+4. **A request counter**, opt-in (``FERRY_MOTO_COUNT_REQUESTS=1``; :func:`count_requests`):
+   the requests answered per service and operation, at ``GET /_ferry/requests`` (``DELETE``
+   resets), so the benchmarks can count the AWS requests Ferry makes per file.
+5. **SendMessage in constant time** (:func:`constant_time_sends`): not a refusal but a cost
    AWS does not have. moto reads every attribute of the queue for each message it accepts
    (to learn whether content-based deduplication is on), message counts included, and
    counting walks every message in the queue: a send took 10 ms at 200 queued messages and
@@ -37,10 +39,14 @@ moto_server's arguments.
 from __future__ import annotations
 
 import fnmatch
+import io
 import json
+import os
 import re
 import sys
+import threading
 import uuid
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, quote_plus, urlparse
@@ -335,10 +341,205 @@ def constant_time_sends() -> None:
     SQSBackend.send_message = send_message  # type: ignore[method-assign]
 
 
+# --- request counter (opt-in: FERRY_MOTO_COUNT_REQUESTS=1) ---------------------------------
+#
+# The benchmarks count the AWS requests Ferry makes per file (issue 14: "≤ 5 AWS requests per
+# file"). The server counts what it answers, per service and operation, and serves the
+# counts at ``GET /_ferry/requests`` (``DELETE`` resets them). No S3 bucket name can start
+# with "_", so the path never shadows a path-style S3 request. Off unless asked for.
+
+COUNT_ENV = "FERRY_MOTO_COUNT_REQUESTS"
+COUNTER_PATH = "/_ferry/requests"
+
+_BUCKET_LISTS = {"list-type", "prefix", "delimiter", "max-keys", "marker", "continuation-token", "start-after"}
+_BUCKET_LISTS |= {"encoding-type", "fetch-owner"}
+_SUBRESOURCE_NAMES = {
+    "acl": "Acl",
+    "cors": "Cors",
+    "encryption": "Encryption",
+    "lifecycle": "LifecycleConfiguration",
+    "location": "Location",
+    "logging": "Logging",
+    "notification": "NotificationConfiguration",
+    "object-lock": "ObjectLockConfiguration",
+    "ownershipControls": "OwnershipControls",
+    "policy": "Policy",
+    "publicAccessBlock": "PublicAccessBlock",
+    "replication": "Replication",
+    "tagging": "Tagging",
+    "versioning": "Versioning",
+    "website": "Website",
+}
+
+
+def s3_operation(method: str, *, key: bool, query: Mapping[str, Any], headers: Mapping[str, str]) -> str:
+    """The S3 API operation of a REST request (as CloudTrail names it), from its method,
+    whether it names a key, its query and its (lower-case) headers."""
+    copy = "x-amz-copy-source" in headers
+    if key:
+        if "uploadId" in query:
+            return {
+                "PUT": "UploadPartCopy" if copy else "UploadPart",
+                "POST": "CompleteMultipartUpload",
+                "DELETE": "AbortMultipartUpload",
+                "GET": "ListParts",
+            }.get(method, f"{method}MultipartUpload")
+        if "uploads" in query and method == "POST":
+            return "CreateMultipartUpload"
+        for sub, name in (
+            ("tagging", "Tagging"),
+            ("acl", "Acl"),
+            ("retention", "Retention"),
+            ("attributes", "Attributes"),
+        ):
+            if sub in query:
+                verb = {"GET": "Get", "PUT": "Put", "DELETE": "Delete"}.get(method, method.title())
+                return f"{verb}Object{name}"
+        return {
+            "GET": "GetObject",
+            "HEAD": "HeadObject",
+            "PUT": "CopyObject" if copy else "PutObject",
+            "DELETE": "DeleteObject",
+        }.get(method, f"{method}Object")
+    if method == "POST" and "delete" in query:
+        return "DeleteObjects"
+    if "uploads" in query and method == "GET":
+        return "ListMultipartUploads"
+    if "versions" in query and method == "GET":
+        return "ListObjectVersions"
+    for sub, name in _SUBRESOURCE_NAMES.items():
+        if sub in query:
+            verb = {"GET": "Get", "PUT": "Put", "DELETE": "Delete"}.get(method, method.title())
+            return f"{verb}Bucket{name}"
+    if method == "GET":
+        return "ListObjectsV2" if query.get("list-type") == ["2"] else "ListObjects"
+    return {"HEAD": "HeadBucket", "PUT": "CreateBucket", "DELETE": "DeleteBucket"}.get(method, f"{method}Bucket")
+
+
+def _credential_service(environ: Mapping[str, Any], query: Mapping[str, list[str]]) -> str | None:
+    """The service a SigV4 request was signed for (header or presigned URL)."""
+    auth = environ.get("HTTP_AUTHORIZATION") or ""
+    credential = ""
+    if "Credential=" in auth:
+        credential = auth.split("Credential=", 1)[1].split(",", 1)[0]
+    elif query.get("X-Amz-Credential"):
+        credential = query["X-Amz-Credential"][0]
+    parts = credential.split("/")
+    return parts[3].lower() if len(parts) >= 5 else None
+
+
+def _form_action(environ: dict[str, Any]) -> str | None:
+    """``Action=`` of a query-protocol request's form body; the body is put back for moto."""
+    if not str(environ.get("CONTENT_TYPE", "")).startswith("application/x-www-form-urlencoded"):
+        return None
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    if not length:
+        return None
+    body = environ["wsgi.input"].read(length)
+    environ["wsgi.input"] = io.BytesIO(body)
+    actions = parse_qs(body.decode("utf-8", "replace")).get("Action")
+    return actions[0] if actions else None
+
+
+def classify(environ: dict[str, Any]) -> tuple[str, str]:
+    """``(service, operation)`` of one request to the emulator, e.g. ``("s3", "PutObject")``,
+    ``("sqs", "ReceiveMessage")``, ``("dynamodb", "PutItem")``. Unsigned requests (moto
+    talking to itself) are service ``"unsigned"``."""
+    path = environ.get("PATH_INFO", "") or "/"
+    query = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    service = _credential_service(environ, query) or "unsigned"
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:  # JSON protocols: "DynamoDB_20120810.PutItem", "AmazonSQS.ReceiveMessage"
+        return service, target.rsplit(".", 1)[-1]
+    action = (query.get("Action") or [None])[0] or _form_action(environ)
+    if action:  # query protocol: STS, and SQS from older clients
+        return service, action
+    if service == "s3":
+        segments = [s for s in path.split("/") if s]
+        host = str(environ.get("HTTP_HOST", "")).split(":")[0]
+        virtual = bool(re.match(r"^[^.]+\.s3[.-]", host))  # bucket.s3.region.amazonaws.com
+        if not segments and not virtual:
+            return service, "ListBuckets"
+        has_key = len(segments) >= (1 if virtual else 2)
+        headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
+        return service, s3_operation(environ.get("REQUEST_METHOD", "GET"), key=has_key, query=query, headers=headers)
+    return service, f"{environ.get('REQUEST_METHOD', 'GET')} {path.split('?')[0][:40]}"
+
+
+class RequestCounter:
+    """Requests answered, per ``"service:Operation"`` (thread-safe: the server is threaded)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: Counter[str] = Counter()
+
+    def add(self, service: str, operation: str) -> None:
+        with self._lock:
+            self._counts[f"{service}:{operation}"] += 1
+
+    def snapshot(self, *, reset: bool = False) -> dict[str, Any]:
+        """``{"total": n, "services": {"s3": n, …}, "operations": {"s3:PutObject": n, …}}``;
+        with ``reset``, the counts start again from zero."""
+        with self._lock:
+            operations = dict(sorted(self._counts.items()))
+            if reset:
+                self._counts.clear()
+        services: Counter[str] = Counter()
+        for name, n in operations.items():
+            services[name.split(":", 1)[0]] += n
+        return {"total": sum(operations.values()), "services": dict(sorted(services.items())), "operations": operations}
+
+
+def counting(app: Callable[..., Any], counter: RequestCounter) -> Callable[..., Any]:
+    """A WSGI middleware around moto's dispatcher: counts each request, answers the counter's
+    own path. moto's dashboard and API (``/moto-api``) are not AWS requests and not counted."""
+
+    def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if path == COUNTER_PATH:
+            # DELETE answers the counts as they were and zeroes them (one step: none lost).
+            counts = counter.snapshot(reset=environ.get("REQUEST_METHOD") == "DELETE")
+            body = json.dumps(counts).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+        if not path.startswith("/moto-api"):
+            counter.add(*classify(environ))
+        return app(environ, start_response)
+
+    return wsgi
+
+
+def count_requests() -> None:
+    """Make ``moto.server.main`` serve its dispatcher behind :func:`counting` (idempotent)."""
+    import moto.server
+
+    dispatcher = moto.server.DomainDispatcherApplication
+    if getattr(dispatcher, "ferry_counted", False):
+        return
+    counter = RequestCounter()
+
+    class Counted(dispatcher):  # type: ignore[misc, valid-type]
+        ferry_counted = True
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._counted = counting(super().__call__, counter)
+
+        def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+            return self._counted(environ, start_response)
+
+    moto.server.DomainDispatcherApplication = Counted  # type: ignore[misc]
+
+
 if __name__ == "__main__":
     encode_eventbridge_keys()
     constant_time_sends()
     enforce_bucket_owners()
     enforce_trust_policies()
+    if os.environ.get(COUNT_ENV) == "1":
+        count_requests()
     sys.argv[0] = "moto_server"
     main()

@@ -161,24 +161,43 @@ class Moto:
     def env(self) -> dict[str, str]:
         return {**EMULATOR_ENV, "AWS_ENDPOINT_URL": self.url}
 
+    def requests(self) -> dict:
+        """The requests answered since the start or the last :meth:`reset_requests`:
+        ``{"total": n, "services": {"s3": n, …}, "operations": {"s3:PutObject": n, …}}``
+        (only when started with ``count_requests=True``; moto_server.py)."""
+        return self._counter("GET")
+
+    def reset_requests(self) -> dict:
+        """Zero the counts; returns them as they were."""
+        return self._counter("DELETE")
+
+    def _counter(self, method: str) -> dict:
+        request = urllib.request.Request(f"{self.url}/_ferry/requests", method=method)  # noqa: S310 - http, loopback
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return json.loads(response.read())
+
     def stop(self) -> None:
         self.process.stop()
 
 
-def start_moto(*, port: int | None = None, log_path: Path | None = None) -> Moto:
+def start_moto(*, port: int | None = None, log_path: Path | None = None, count_requests: bool = False) -> Moto:
     """The moto server (S3, SQS, DynamoDB, Secrets Manager, KMS, STS, EventBridge, Step
-    Functions) over HTTP, executing state machines.
+    Functions) over HTTP, executing state machines. ``count_requests``: it counts what it
+    answers, per service and operation (:meth:`Moto.requests`).
 
     Two things its Step Functions need: ``MOTO_PORT`` set to the port it really listens on
     (its executions' SQS calls go to ``localhost:$MOTO_PORT``), and the global switch
     ``execute_state_machine`` turned on before any state machine is created (those created
     before it are invisible after it), which happens here, before anyone can bootstrap."""
     port = port or free_port()
+    env = {"MOTO_ALLOW_NONEXISTENT_REGION": "true", "MOTO_S3_DEFAULT_MAX_KEYS": "1000", "MOTO_PORT": str(port)}
+    if count_requests:
+        env["FERRY_MOTO_COUNT_REQUESTS"] = "1"
     process = spawn(
         # moto_server with S3's EventBridge events encoding keys as AWS does (moto_server.py).
         [sys.executable, str(Path(__file__).with_name("moto_server.py")), "-H", "127.0.0.1", "-p", str(port)],
         name="moto",
-        env={"MOTO_ALLOW_NONEXISTENT_REGION": "true", "MOTO_S3_DEFAULT_MAX_KEYS": "1000", "MOTO_PORT": str(port)},
+        env=env,
         log_path=log_path,
     )
     wait_for_port(port, proc=process.proc, timeout=30)
