@@ -444,6 +444,8 @@ class Env:
             # rclone serve s3 stores a PutObjectTagging body as the object and 500s on
             # GetObjectTagging of an untagged one: the engine's switch for servers without tags.
             "object_tags": False,
+            # It ignores If-None-Match and overwrites: the engine looks before it writes.
+            "conditional_writes": False,
         }
 
 

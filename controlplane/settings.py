@@ -442,6 +442,12 @@ FERRY_LEDGER_SWEEP_BATCH = env.int("FERRY_LEDGER_SWEEP_BATCH", default=500)
 FERRY_BATCH_SIZE = env.int("FERRY_BATCH_SIZE", default=32)
 FERRY_BATCH_MAX_BYTES = env.int("FERRY_BATCH_MAX_BYTES", default=1024 * 1024)
 FERRY_BATCH_CONCURRENCY = env.int("FERRY_BATCH_CONCURRENCY", default=8)
+# The execution guard's lease and region reads are shared by a batch's members while at
+# most this old (workers.context.batch_guard; the guard is an early exit, not the fence).
+FERRY_GUARD_MEMO_SECONDS = env.float("FERRY_GUARD_MEMO_SECONDS", default=2.0)
+# Endpoint secret versions read by id are kept this long in a worker's memory
+# (endpoints.secrets; a version's value never changes, a rotation records a new id). 0: off.
+FERRY_SECRETS_CACHE_SECONDS = env.float("FERRY_SECRETS_CACHE_SECONDS", default=300.0)
 # A silent region's partitions are taken over after lease + grace unless this is off.
 FERRY_AUTO_TAKEOVER = env.bool("FERRY_AUTO_TAKEOVER", default=True)
 # Workers, keepers and consumers serve their Prometheus metrics here (0: off).

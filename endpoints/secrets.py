@@ -22,6 +22,8 @@ it is masked should it ever reach a log line; nothing here logs or raises a valu
 from __future__ import annotations
 
 import json
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -184,12 +186,65 @@ def rotate(*, arn: str, credentials: dict[str, Any]) -> StoredSecret:
     return StoredSecret(arn=put["ARN"], version_id=put["VersionId"])
 
 
+class _VersionCache:
+    """Secret versions read by id, kept FERRY_SECRETS_CACHE_SECONDS in this process's memory.
+
+    A Secrets Manager version never changes its value (a rotation writes a new version, and
+    the endpoint row records the new id), so a version read by id can be reused without
+    asking again: one GetSecretValue per endpoint and version every few minutes instead of
+    one per transfer. Reads of the *current* version are never cached (what is current
+    changes). The TTL bounds how long a deleted secret's value lingers in a worker. Values
+    are never logged (they were registered for masking when first read)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._found: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
+
+    def get(self, key: tuple[str, str]) -> dict[str, Any] | None:
+        ttl = settings.FERRY_SECRETS_CACHE_SECONDS
+        with self._lock:
+            found = self._found.get(key)
+            if found is None:
+                return None
+            if ttl <= 0 or time.monotonic() - found[0] >= ttl:
+                del self._found[key]
+                return None
+            return dict(found[1])
+
+    def put(self, key: tuple[str, str], credentials: dict[str, Any]) -> None:
+        if settings.FERRY_SECRETS_CACHE_SECONDS <= 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            # Drop what expired, so the cache holds at most the versions of a TTL's work.
+            ttl = settings.FERRY_SECRETS_CACHE_SECONDS
+            for stale in [k for k, (at, _) in self._found.items() if now - at >= ttl]:
+                del self._found[stale]
+            self._found[key] = (now, dict(credentials))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._found.clear()
+
+
+_versions = _VersionCache()
+
+
+def forget_cached() -> None:
+    """Drop every cached secret version (tests; an operator's shell after a revocation)."""
+    _versions.clear()
+
+
 def resolve(*, arn: str, version_id: str | None = None) -> tuple[dict[str, Any], str]:
     """The credentials (current version, or ``version_id``) and the version id read, from
-    this region's copy (primary or replica: both carry the same version ids).
+    this region's copy (primary or replica: both carry the same version ids). A version
+    asked for by id may come from this process's cache (:class:`_VersionCache`).
 
     A version rotated a moment ago at the other region's primary may not have replicated
     yet: reading it by id then fails (``ResourceNotFoundException``), a transient error."""
+    cache_key = (arn_in(arn, own_region()), version_id or "")
+    if version_id and (cached := _versions.get(cache_key)) is not None:
+        return cached, version_id
     kwargs: dict[str, Any] = {"SecretId": arn_in(arn, own_region())}
     if version_id:
         kwargs["VersionId"] = version_id
@@ -204,6 +259,8 @@ def resolve(*, arn: str, version_id: str | None = None) -> tuple[dict[str, Any],
     if not isinstance(credentials, dict):
         raise SecretsUnavailable("The endpoint's secret is not in Ferry's format.")
     register(credentials)
+    if version_id and got.get("VersionId") == version_id:
+        _versions.put(cache_key, credentials)
     return credentials, got["VersionId"]
 
 

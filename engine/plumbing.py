@@ -29,6 +29,8 @@ from engine.spec import SftpSpec
 from engine.throttle import throttled
 
 CONFLICT_POLICIES = ("fail", "overwrite", "skip")
+# A source at most this large is a small file: one PutObject, read whole before it is sent.
+SMALL_SOURCE = 1024 * 1024
 
 # A content transform: a function from a chunk stream to a chunk stream.
 Transform = Callable[[AsyncIterator[bytes]], AsyncIterator[bytes]]
@@ -59,6 +61,11 @@ class CopyOptions:
     # bytes are counted and hashed. Never applied when staging: a staged copy keeps the
     # source's bytes, so a re-drive transforms again from staging without the source.
     transforms: tuple[Transform, ...] = field(default=(), compare=False)
+    # The source's size as the caller last saw it (a route's listing: the transfer's
+    # ``bytes_total``). A hint, never the size copied: at most SMALL_SOURCE, to an S3
+    # destination that honours If-None-Match, the destination is not looked at before the
+    # write (the conditional PutObject settles an occupied one: docs/execution.md).
+    source_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.on_conflict not in CONFLICT_POLICIES:

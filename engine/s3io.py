@@ -28,7 +28,7 @@ from botocore.exceptions import ClientError
 
 from engine import runtime
 from engine.errors import SizeMismatch, TransferError, classify
-from engine.hashing import StreamHasher
+from engine.hashing import INLINE, StreamHasher
 from engine.spec import S3Spec
 
 log = logging.getLogger("ferry.engine")
@@ -180,6 +180,9 @@ class UploadResult:
     outcome: str  # "delivered" | "precondition_failed"
     upload_id: str | None = None
     reused_parts: int = 0
+    # The server's answer to the write proves it stored exactly these bytes (a single
+    # PutObject: ``_answer_proves``), so reading the object back proves nothing more.
+    proven: bool = False
 
 
 @dataclass
@@ -382,23 +385,29 @@ class S3Upload:
             sem.release()
 
     async def _put_single(self, body: bytes) -> UploadResult:
-        sha = await self.hasher.hexdigest()
+        # The pipeline hashed exactly these bytes (a single PutObject carries the whole
+        # stream): its digest is the part checksum too, so each byte is hashed once.
+        digest = await self.hasher.digest()
+        sha = digest.hex()
+        checksum = base64.b64encode(digest).decode() if self.checksums else None
         args = self._base_args()
         args["Body"] = body
         if self.spec.object_tags:
             args["Tagging"] = f"{TAG_SHA256}={sha}"
-        if self.checksums:
-            args["ChecksumSHA256"] = await runtime.in_thread(b64sha256, body)
+        if checksum:
+            args["ChecksumSHA256"] = checksum
         if self.if_none_match:
             args["IfNoneMatch"] = "*"
         await self._call_before_commit(sha, len(body))
         try:
-            await runtime.in_thread(self.client.put_object, **args)
+            response = await runtime.in_thread(self.client.put_object, **args)
         except ClientError as exc:
             if status_of(exc) == 412 or error_code(exc) == "PreconditionFailed":
                 return UploadResult(size=len(body), sha256=sha, outcome="precondition_failed")
             raise
-        return UploadResult(size=len(body), sha256=sha, outcome="delivered")
+        return UploadResult(
+            size=len(body), sha256=sha, outcome="delivered", proven=await _answer_proves(response, body, checksum)
+        )
 
     async def _call_before_commit(self, sha: str, size: int) -> None:
         if self.about_to_commit is not None:
@@ -446,6 +455,24 @@ class S3Upload:
 
 
 _MD5_ETAG = re.compile(r'^"?[0-9a-f]{32}"?$')
+
+
+async def _answer_proves(response: Response, body: bytes, checksum: str | None) -> bool:
+    """Whether a PutObject's answer proves the server stored ``body``: it echoes our SHA-256
+    checksum (AWS does, and checks it on arrival), or its ETag is the body's MD5 (plain and
+    SSE-S3 objects on AWS, the moto server, rclone serve s3). An SSE-KMS object on a server
+    that echoes no checksum proves nothing this way: the caller reads the object's head."""
+    if checksum and response.get("ChecksumSHA256"):
+        return bool(response["ChecksumSHA256"] == checksum)
+    etag = str(response.get("ETag") or "")
+    if not _MD5_ETAG.match(etag):
+        return False
+    md5 = (
+        hashlib.md5(body, usedforsecurity=False).hexdigest()
+        if len(body) <= INLINE
+        else await runtime.in_thread(lambda: hashlib.md5(body, usedforsecurity=False).hexdigest())
+    )
+    return etag.strip('"') == md5
 
 
 def _provable(part: Response) -> bool:

@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import posixpath
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from typing import cast
 
 import asyncssh
@@ -55,21 +55,22 @@ async def read_stream(
     in_flight = requests_in_flight(block, in_flight)
     if size is None:
         size = (await sftp.stat(path)).size or 0
-    async with sftp.open(path, "rb", block_size=block, max_requests=1) as f:
+    # block_size=0: each read() below is one SFTP read request, without asyncssh's parallel
+    # reader around it (a task and a wait per call: most of a small file's loop time).
+    async with sftp.open(path, "rb", block_size=0) as f:
         offset = start
         pending: deque[asyncio.Future[bytes]] = deque()
         try:
             while offset < size or pending:
                 while offset < size and len(pending) < max(1, in_flight):
                     length = min(block, size - offset)
-                    # asyncssh types read() as str; a file opened "rb" returns bytes.
-                    pending.append(asyncio.ensure_future(cast("Awaitable[bytes]", f.read(length, offset))))
+                    pending.append(asyncio.ensure_future(_read_block(f, length, offset)))
                     offset += length
                 data = await pending.popleft()
                 if data:
                     yield data
             while True:  # confirm EOF; follow a file that grew (the caller's count notices)
-                data = cast(bytes, await f.read(block, offset))
+                data = await _read_block(f, block, offset)
                 if not data:
                     return
                 offset += len(data)
@@ -80,6 +81,25 @@ async def read_stream(
             for task in pending:
                 with contextlib.suppress(BaseException):
                     await task
+
+
+async def _read_block(f: asyncssh.SFTPClientFile, length: int, offset: int) -> bytes:
+    """``length`` bytes at ``offset``, fewer only at the end of the file. A server may answer
+    a read with fewer bytes than asked before the end (the protocol allows it): the rest is
+    asked for at once, so blocks stay contiguous."""
+    # asyncssh types read() as str; a file opened "rb" returns bytes.
+    data = cast(bytes, await f.read(length, offset))
+    if not data or len(data) == length:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < length:
+        more = cast(bytes, await f.read(length - got, offset + got))
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
 
 
 class SftpWriter:

@@ -57,6 +57,11 @@ class S3Spec:
     # the engine never sends or reads object tags (the SHA-256 is still returned, and a
     # staging object without its tag is not reused).
     object_tags: bool = True
+    # The server honours ``If-None-Match: *`` on PutObject and CompleteMultipartUpload (AWS,
+    # the moto server). rclone's ``serve s3`` ignores it and overwrites: with False the engine
+    # always checks the destination before it writes (the only guard such a server allows,
+    # and a racy one), even for the small files it otherwise writes without asking first.
+    conditional_writes: bool = True
     # How messages name this bucket (``str`` of an S3Location), instead of
     # ``s3://bucket/key``: the transfer service calls its own staging bucket "Ferry's
     # staging area", so a customer's error never names Ferry's internal resources. Logs

@@ -19,7 +19,18 @@ from botocore.exceptions import ClientError
 from engine import runtime, s3client, s3io
 from engine.errors import ChecksumMismatch, DestinationExists, SizeMismatch, classify, commit_undone
 from engine.locations import Location, S3Location
-from engine.plumbing import CopyOptions, CopyResult, Hook, Pipeline, Progress, Sessions, Source, call_hook, open_source
+from engine.plumbing import (
+    SMALL_SOURCE,
+    CopyOptions,
+    CopyResult,
+    Hook,
+    Pipeline,
+    Progress,
+    Sessions,
+    Source,
+    call_hook,
+    open_source,
+)
 from engine.spec import S3Spec
 
 log = logging.getLogger("ferry.engine")
@@ -27,6 +38,20 @@ log = logging.getLogger("ferry.engine")
 # How much larger than its source a transformed stream may grow before the multipart parts
 # (sized from this estimate) could run out: armor adds a third, decompression more.
 TRANSFORMED_GROWTH = 4
+
+
+def _write_settles_conflicts(dest: S3Location, options: CopyOptions) -> bool:
+    """Whether the write itself may find an occupied destination: a small source (by the
+    caller's ``source_size`` hint) written with If-None-Match to a server that honours it.
+    The 412 is then settled as a race is (ours → already delivered, someone else's → the
+    conflict policy), after the source's few bytes were read. Large sources, overwrites and
+    servers without conditional writes look first, so nothing is read for nothing."""
+    return (
+        options.source_size is not None
+        and options.source_size <= SMALL_SOURCE
+        and options.on_conflict != "overwrite"
+        and dest.spec.conditional_writes
+    )
 
 
 async def _existing_s3(client: Any, dest: S3Location, transfer_id: str, options: CopyOptions) -> CopyResult | None:
@@ -67,6 +92,11 @@ async def _hash_s3(client: Any, bucket: str, key: str) -> tuple[str, int]:
 
 
 async def _check_s3_delivery(client: Any, dest: S3Location, transfer_id: str, sha: str, size: int, verify: str) -> None:
+    """Read the written object's head (and with ``reread`` its bytes) back. Not called after
+    a single PutObject whose answer proved the bytes (``UploadResult.proven``) unless
+    ``reread`` asks: with If-None-Match honoured nothing else can have landed there, and on
+    a server that ignores it a head read a moment later proves no more (the last writer
+    wins, before or after that read alike)."""
     head = await s3io.head(client, dest.spec.bucket, dest.key)
     if head is None:
         raise SizeMismatch(f"{dest} is missing right after it was written.", code="lost")
@@ -100,9 +130,10 @@ async def to_s3(
     reuse_only_if_ours: bool = False,
 ) -> CopyResult:
     client = s3client.client(dest.spec)
-    settled = await _existing_s3(client, dest, transfer_id, options)
-    if settled is not None:
-        return settled
+    if not _write_settles_conflicts(dest, options):
+        settled = await _existing_s3(client, dest, transfer_id, options)
+        if settled is not None:
+            return settled
     async with open_source(sessions, source, options) as src:
         server_side = (
             not options.transforms
@@ -151,7 +182,8 @@ async def to_s3(
             raise commit_undone(classify(TimeoutError(), context=f"{dest} changed under us"))
         return settled
     progress.finish(result.size)
-    await _check_s3_delivery(client, dest, transfer_id, result.sha256, result.size, options.verify)
+    if not result.proven or options.verify == "reread":
+        await _check_s3_delivery(client, dest, transfer_id, result.sha256, result.size, options.verify)
     return CopyResult(
         sha256=result.sha256,
         size=result.size,

@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -34,7 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from engine.errors import TransferError
 from workers.dynamo import is_condition_failed, retry_transient
-from workers.leases import LeaseTable
+from workers.leases import Lease, LeaseTable
 
 # A claim of another transfer that never reached commit and went quiet this long is
 # abandoned (its row was lost with a database failover) and may be taken over.
@@ -129,10 +129,15 @@ def delivery_key(*, tenant_id: str, destination_endpoint_id: str, destination_pa
 
 
 class Ledger:
-    def __init__(self, client, table: str, leases: LeaseTable) -> None:
+    def __init__(
+        self, client, table: str, leases: LeaseTable, *, lease_reader: Callable[[int], Lease | None] | None = None
+    ) -> None:
         self.client = client
         self.table = table
         self.leases = leases
+        # How begin_commit reads the lease: the table by default; a batch's shared recent
+        # read where that proves the same (``workers.context._commit_lease``).
+        self.lease_reader = lease_reader or leases.get
 
     def _call(self, operation: str, call: Any) -> Any:
         """One DynamoDB call: transient answers retried at once, failures as LedgerUnavailable."""
@@ -220,7 +225,7 @@ class Ledger:
         raise DeliveryInProgress("The delivery's ledger entry changed under this claim; trying again later.")
 
     def _lease_still_ours(self, fence: Fence) -> bool:
-        lease = self._call("GetItem lease", lambda: self.leases.get(fence.partition))
+        lease = self._call("GetItem lease", lambda: self.lease_reader(fence.partition))
         return bool(
             lease and lease.owner_region == fence.region and lease.fence == fence.lease_fence and lease.expires_at > 0
         )

@@ -29,6 +29,7 @@ import contextvars
 import logging
 import os
 import posixpath
+import queue
 import random
 import socket
 import threading
@@ -129,6 +130,9 @@ def copy_options(
         about_to_commit=attempt.about_to_commit if attempt else None,
         transforms=transforms,
         metadata=tuple(sorted((transfer.metadata or {}).items())),
+        # The listing's size: a small file is written without looking at the destination
+        # first (the conditional write settles an occupied one; engine.to_s3).
+        source_size=transfer.source_size,
     )
 
 
@@ -191,23 +195,48 @@ def _plan(transfer: Transfer) -> _Plan:
 def run_batch(transfer_ids: list[str]) -> dict[str, str]:
     """Run many small transfers of one route together: a few at a time on threads, all
     over one pinned connection per SFTP endpoint. Each keeps its own claim, ledger entry
-    and outcome."""
-    results: dict[str, str] = {}
-    with engine.SharedSessions() as shared:
+    and outcome.
 
-        def one(transfer_id: str) -> str:
-            try:
-                return run_transfer(transfer_id, shared=shared)
-            finally:
-                connection.close()
+    Per batch rather than per file (docs/execution.md, "Small files"): the guard's lease
+    and region reads (``context.batch_guard``), and each thread's database connection,
+    kept for the members it runs and closed when it has no more (not one new PostgreSQL
+    connection per file)."""
 
-        with ThreadPoolExecutor(max_workers=settings.FERRY_BATCH_CONCURRENCY) as pool:
-            # Pool threads do not inherit the task's log context; one copy per member (a
-            # context cannot be entered by two threads at once).
-            futures = [pool.submit(contextvars.copy_context().run, one, transfer_id) for transfer_id in transfer_ids]
-            for transfer_id, future in zip(transfer_ids, futures, strict=True):
-                results[transfer_id] = future.result()
-    return results
+    def partitions() -> list[int]:
+        return list(Transfer.objects.filter(id__in=transfer_ids).values_list("partition", flat=True).distinct())
+
+    work: queue.SimpleQueue[str] = queue.SimpleQueue()
+    for transfer_id in transfer_ids:
+        work.put(transfer_id)
+    outcomes: dict[str, str] = {}
+    errors: list[BaseException] = []
+
+    def drain() -> None:
+        try:
+            while True:
+                try:
+                    transfer_id = work.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    outcomes[transfer_id] = run_transfer(transfer_id, shared=shared)
+                except Exception as exc:  # a bug: the others still run, the task fails after
+                    log.exception("unexpected error in a batch member", extra={"transfer": transfer_id})
+                    errors.append(exc)
+        finally:
+            connection.close()
+
+    with context.batch_guard(partitions), engine.SharedSessions() as shared:
+        threads = min(settings.FERRY_BATCH_CONCURRENCY, len(transfer_ids))
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            # Pool threads do not inherit the task's log context (nor the batch's guard
+            # reads); one copy per thread (a context cannot be entered by two at once).
+            futures = [pool.submit(contextvars.copy_context().run, drain) for _ in range(max(1, threads))]
+            for future in futures:
+                future.result()
+    if errors:
+        raise errors[0]
+    return {transfer_id: outcomes[transfer_id] for transfer_id in transfer_ids}
 
 
 # Under Step Functions a run is one step of the transfer's execution (workers/steps.py):
