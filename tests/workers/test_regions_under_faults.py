@@ -427,8 +427,8 @@ def test_a_paused_worker_cannot_commit_after_its_claim_moved(regions, sshd, tena
 # --- 4. failover and restore while transfers flow -----------------------------------------
 
 
-# Celery only for now: under stepfunctions it timed out on a machine at load 20 (docs/execution.md).
-def test_failover_and_restore_while_transfers_flow(regions, sshd, tenant, worker_env):
+@ORCHESTRATORS
+def test_failover_and_restore_while_transfers_flow(orchestrated, sshd, tenant, worker_env):
     source = make_endpoint(tenant, sftp_body(sshd, root="/"))
     destination = make_endpoint(tenant, sftp_body(sshd, root="/"))
     routes, folders, expected = [], [], {}
