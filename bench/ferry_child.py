@@ -140,25 +140,23 @@ def main(request: dict) -> dict:
             raise SystemExit(f"{len(failed)} of {len(results)} failed, first: {failed[0]}")
         report = {"count": len(results), "size": sum(r.size for r in results), "listed": listed}
     elif op == "read":
-        # Ferry's SFTP read path as a copy uses it (pooled session, sftpio.read_stream with the
-        # default requests in flight, SHA-256 of the stream) into a local file, like `sftp get`.
-        import hashlib
-
-        from engine import runtime, sftpio
-        from engine.pool import get_pool
+        # Ferry's SFTP read path as a copy uses it (the source opened as a copy opens it:
+        # pooled session, ranged streams for a big file, the size count and the SHA-256
+        # off the loop) into a local file, like `sftp get`.
+        from engine import runtime
+        from engine.plumbing import Pipeline, Sessions, open_source
 
         source = loc(request["source"])
 
         async def read() -> tuple[str, int]:
-            h, n = hashlib.sha256(), 0
-            async with get_pool().session(source.spec) as session:
+            n = 0
+            async with open_source(Sessions(), source, options) as src:
+                pipeline = Pipeline(src, str(source))
                 with open(request["local"], "wb") as out:
-                    stream = sftpio.read_stream(session.sftp, source.path, in_flight=options.sftp_requests_in_flight)
-                    async for chunk in stream:
-                        h.update(chunk)
+                    async for chunk in pipeline.chunks():
                         out.write(chunk)
                         n += len(chunk)
-            return h.hexdigest(), n
+                return await pipeline.sha256(), n
 
         sha, size = runtime.run(read())
         seconds = time.perf_counter() - start
