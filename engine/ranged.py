@@ -141,15 +141,17 @@ async def read_ranged(
     """Yield the file's bytes in order, read over ``session`` and up to ``streams - 1`` spare
     connections of ``spec``'s pool, each one bandwidth-capped by its own share.
 
-    Ends where ``size`` ends, after a confirming read past it (bytes found there are still
-    yielded, so the caller's count notices a file that grew); a file that shrank ends early
-    at the short read. Throttling is done here, per connection: do not wrap the result
-    in the session's throttle again.
+    A big file takes at most half of the endpoint's ``max_connections`` (:func:`stream_count`),
+    so the other transfers of the endpoint still find connections. Ends where ``size``
+    ends, after a confirming read past it (bytes found there are still yielded, so the
+    caller's count notices a file that grew); a file that shrank ends early at the short
+    read. Throttling is done here, per connection: do not wrap the result in the session's
+    throttle again.
     """
     spans = segments(size, segment)
     async with contextlib.AsyncExitStack() as stack:
         sessions = [session]
-        for _ in range(max(1, streams) - 1):
+        for _ in range(stream_count(streams, spec.max_connections) - 1):
             spare = await stack.enter_async_context(get_pool().spare_session(spec))
             if spare is None:
                 break
@@ -182,9 +184,15 @@ async def read_ranged(
                     await worker
 
 
+def stream_count(streams: int, max_connections: int) -> int:
+    """How many connections one file may read over: ``streams``, but at most half of the
+    endpoint's ``max_connections`` (at least one), so one big file never takes them all."""
+    return max(1, min(streams, max_connections // 2))
+
+
 def usable(size: int, streams: int, min_size: int) -> bool:
     """Whether a file of ``size`` bytes is read over ranged streams (big enough, more than one)."""
     return streams > 1 and size >= max(min_size, 2 * SEGMENT)
 
 
-__all__ = ["SEGMENT", "read_ranged", "segments", "usable"]
+__all__ = ["SEGMENT", "read_ranged", "segments", "stream_count", "usable"]
