@@ -90,7 +90,11 @@ def main(request: dict) -> dict:
             armor=bool(request["pgp"].get("armor")),
         )
         transforms = tuple(pgp.transforms(step))
-    options = engine.CopyOptions(**request.get("options", {}), transforms=transforms)
+    chosen = dict(request.get("options", {}))
+    if os.environ.get("BENCH_SFTP_STREAMS"):
+        # A/B knob for the ranged streams of a big SFTP source (issue #14): 1 turns them off.
+        chosen.setdefault("sftp_streams", int(os.environ["BENCH_SFTP_STREAMS"]))
+    options = engine.CopyOptions(**chosen, transforms=transforms)
     idle = status_kib("VmRSS")
     peaks = ChildPeaks() if "pgp" in request else None
     op = request["op"]

@@ -29,7 +29,9 @@ from engine.spec import SftpSpec
 
 log = logging.getLogger("ferry.engine")
 
-SEGMENT = 8 * 1024 * 1024  # one S3 part of the smallest size: a segment never straddles two
+# What one connection reads at a time: its 16 requests in flight cover it in one go, and the
+# reorder buffer (streams + 1 segments) stays small.
+SEGMENT = 4 * 1024 * 1024
 
 
 def segments(size: int, segment: int = SEGMENT) -> list[tuple[int, int]]:

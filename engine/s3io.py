@@ -247,7 +247,8 @@ class S3Upload:
                         if self.upload_id is None:
                             await self._start()
                         part_number += 1
-                        body, pending, pending_len = pending, [], 0
+                        body = b"".join(pending)
+                        pending, pending_len = [], 0
                         await sem.acquire()
                         self._raise_failed()
                         task = asyncio.ensure_future(self._upload_part(part_number, body, sem))
@@ -257,10 +258,12 @@ class S3Upload:
                 if self.progress:
                     self.progress(total)
             if self.upload_id is None:
-                return await self._put_single(b"".join(pending))
+                body = b"".join(pending)
+                return await self._put_single(body)
             if pending_len or part_number == 0:
                 part_number += 1
-                body, pending = pending, []
+                body = b"".join(pending)
+                pending = []
                 await sem.acquire()
                 task = asyncio.ensure_future(self._upload_part(part_number, body, sem))
                 self._tasks.add(task)
@@ -347,18 +350,9 @@ class S3Upload:
                 return True
         return False
 
-    def _assemble(self, chunks: list[bytes]) -> tuple[bytes, str | None]:
-        """One part's body from its chunks, and its checksum: on a worker thread, since the
-        8 MiB copy of the join and the hash would otherwise hold the event loop (the join
-        alone was a tenth of the loop's time, bench/analysis.md "#14 profile")."""
-        body = b"".join(chunks)
-        return body, b64sha256(body) if self.checksums else None
-
-    async def _upload_part(self, number: int, chunks: list[bytes], sem: asyncio.Semaphore) -> None:
-        body = b""
+    async def _upload_part(self, number: int, body: bytes, sem: asyncio.Semaphore) -> None:
         try:
-            body, checksum = await runtime.in_thread(self._assemble, chunks)
-            del chunks[:]  # the part's bytes are in ``body`` now: the pieces can go
+            checksum = await runtime.in_thread(b64sha256, body) if self.checksums else None
             existing = self._existing.get(number)
             if existing is not None and await runtime.in_thread(_same_bytes, existing, body, checksum):
                 # The interrupted attempt already uploaded these very bytes.

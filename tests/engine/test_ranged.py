@@ -21,7 +21,7 @@ def test_segments_cover_the_file_in_order():
     assert segments(10, 4) == [(0, 4), (4, 8), (8, 10)]
     assert segments(8, 4) == [(0, 4), (4, 8)]
     assert not usable(100 * MIB, 1, 0)  # one stream asked for
-    assert not usable(10 * MIB, 4, 0)  # fewer than two segments: nothing to share
+    assert not usable(7 * MIB, 4, 0)  # fewer than two segments: nothing to share
     assert usable(64 * MIB, 4, 64 * MIB) and not usable(64 * MIB - 1, 4, 64 * MIB)
     assert [stream_count(4, n) for n in (1, 2, 3, 4, 8, 20)] == [1, 1, 1, 2, 4, 4]
 
