@@ -45,8 +45,11 @@ class CopyOptions:
     sftp_requests_in_flight: int = 16
     # A big SFTP source is read over up to this many connections at once (``engine.ranged``;
     # the extra ones only when the pool has them free, within the endpoint's
-    # max_connections): files of at least ``sftp_streams_min_size`` bytes. 1: one stream.
-    sftp_streams: int = 4
+    # max_connections): files of at least ``sftp_streams_min_size`` bytes. 1 (the default):
+    # one stream. On the 2-core loopback benchmark machine 4 streams lost to 1 (the extra
+    # sshd processes compete with the client for the cores, bench/analysis.md); they are
+    # for servers across a network, where one stream is bound by the round trip.
+    sftp_streams: int = 1
     sftp_streams_min_size: int = 64 * 1024 * 1024
     part_tag: str = ""  # distinguishes one claim's temporary SFTP file from another's
     # The caller's user metadata for an S3 destination object, as (key, value) pairs (a tuple:
