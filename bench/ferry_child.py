@@ -101,7 +101,11 @@ def main(request: dict) -> dict:
             armor=bool(request["pgp"].get("armor")),
         )
         transforms = tuple(pgp.transforms(step))
-    options = engine.CopyOptions(**request.get("options", {}), transforms=transforms)
+    chosen = dict(request.get("options", {}))
+    if os.environ.get("BENCH_SFTP_STREAMS"):
+        # A/B knob for the ranged streams of a big SFTP source (issue #14): 1 turns them off.
+        chosen.setdefault("sftp_streams", int(os.environ["BENCH_SFTP_STREAMS"]))
+    options = engine.CopyOptions(**chosen, transforms=transforms)
     idle = status_kib("VmRSS")
     peaks = ChildPeaks() if "pgp" in request else None
     op = request["op"]
@@ -152,25 +156,23 @@ def main(request: dict) -> dict:
             raise SystemExit(f"{len(failed)} of {len(results)} failed, first: {failed[0]}")
         report = {"count": len(results), "size": sum(r.size for r in results), "listed": listed}
     elif op == "read":
-        # Ferry's SFTP read path as a copy uses it (pooled session, sftpio.read_stream with the
-        # default requests in flight, SHA-256 of the stream) into a local file, like `sftp get`.
-        import hashlib
-
-        from engine import runtime, sftpio
-        from engine.pool import get_pool
+        # Ferry's SFTP read path as a copy uses it (the source opened as a copy opens it:
+        # pooled session, ranged streams for a big file, the size count and the SHA-256
+        # off the loop) into a local file, like `sftp get`.
+        from engine import runtime
+        from engine.plumbing import Pipeline, Sessions, open_source
 
         source = loc(request["source"])
 
         async def read() -> tuple[str, int]:
-            h, n = hashlib.sha256(), 0
-            async with get_pool().session(source.spec) as session:
+            n = 0
+            async with open_source(Sessions(), source, options) as src:
+                pipeline = Pipeline(src, str(source))
                 with open(request["local"], "wb") as out:
-                    stream = sftpio.read_stream(session.sftp, source.path, in_flight=options.sftp_requests_in_flight)
-                    async for chunk in stream:
-                        h.update(chunk)
+                    async for chunk in pipeline.chunks():
                         out.write(chunk)
                         n += len(chunk)
-            return h.hexdigest(), n
+                return await pipeline.sha256(), n
 
         sha, size = runtime.run(read())
         seconds = time.perf_counter() - start

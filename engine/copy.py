@@ -118,6 +118,8 @@ async def _stage(
         part_size=options.part_size,
         parts_in_flight=options.parts_in_flight,
         sftp_requests_in_flight=options.sftp_requests_in_flight,
+        sftp_streams=options.sftp_streams,
+        sftp_streams_min_size=options.sftp_streams_min_size,
     )
     client = s3client.client(staging.spec)
     head = await s3io.head(client, staging.spec.bucket, staging.key)

@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncssh
 
-from engine import confine, runtime, s3client, s3io, sftpio
+from engine import confine, ranged, runtime, s3client, s3io, sftpio
 from engine.errors import ChecksumMismatch, PermanentError, SizeMismatch, SourceMissing
 from engine.hashing import StreamHasher
 from engine.locations import Location, S3Location, SftpLocation
@@ -45,6 +45,14 @@ class CopyOptions:
     part_size: int | None = None  # None → max(8 MiB, ceil(size / 9000))
     parts_in_flight: int = 4
     sftp_requests_in_flight: int = 16
+    # A big SFTP source is read over up to this many connections at once (``engine.ranged``;
+    # the extra ones only when the pool has them free, within the endpoint's
+    # max_connections): files of at least ``sftp_streams_min_size`` bytes. 1 (the default):
+    # one stream. On the 2-core loopback benchmark machine 4 streams lost to 1 (the extra
+    # sshd processes compete with the client for the cores, bench/analysis.md); they are
+    # for servers across a network, where one stream is bound by the round trip.
+    sftp_streams: int = 1
+    sftp_streams_min_size: int = 64 * 1024 * 1024
     part_tag: str = ""  # distinguishes one claim's temporary SFTP file from another's
     # The caller's user metadata for an S3 destination object, as (key, value) pairs (a tuple:
     # the options are frozen). Keys lowercase, sized by the caller to fit S3's 2 KB beside
@@ -72,7 +80,7 @@ class CopyOptions:
             raise ValueError(f"on_conflict must be one of {CONFLICT_POLICIES}")
         if self.verify not in VERIFY_MODES:
             raise ValueError(f"verify must be one of {VERIFY_MODES}")
-        if self.parts_in_flight < 1 or self.sftp_requests_in_flight < 1:
+        if self.parts_in_flight < 1 or self.sftp_requests_in_flight < 1 or self.sftp_streams < 1:
             raise ValueError("in-flight limits must be at least 1")
 
 
@@ -197,13 +205,23 @@ async def open_source(sessions: Sessions, source: Location, options: CopyOptions
             if attrs.type == asyncssh.FILEXFER_TYPE_DIRECTORY:
                 raise PermanentError(f"{source.path} is a folder, not a file.", code="not_a_file")
 
+            size = attrs.size or 0
+
             def sftp_chunks() -> AsyncIterator[bytes]:
-                stream = sftpio.read_stream(
-                    session.sftp, path, in_flight=options.sftp_requests_in_flight, size=attrs.size
-                )
+                if ranged.usable(size, options.sftp_streams, options.sftp_streams_min_size):
+                    # Throttled per connection inside, each by its own share.
+                    return ranged.read_ranged(
+                        session,
+                        source.spec,
+                        path,
+                        size,
+                        streams=options.sftp_streams,
+                        in_flight=options.sftp_requests_in_flight,
+                    )
+                stream = sftpio.read_stream(session.sftp, path, in_flight=options.sftp_requests_in_flight, size=size)
                 return throttled(stream, session.throttle)  # the connection's bandwidth share
 
-            yield Source(size=attrs.size or 0, chunks=sftp_chunks)
+            yield Source(size=size, chunks=sftp_chunks)
         return
     client = s3client.client(source.spec)
     head = await s3io.head(client, source.spec.bucket, source.key)

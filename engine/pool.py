@@ -66,8 +66,9 @@ class SlotGate(Protocol):
 
     idle_seconds: float
 
-    def acquire(self, spec: SftpSpec) -> SlotTicket:
-        """A slot of ``spec``'s endpoint, or :class:`SlotsBusy` after a short wait."""
+    def acquire(self, spec: SftpSpec, *, wait: float | None = None) -> SlotTicket:
+        """A slot of ``spec``'s endpoint, or :class:`SlotsBusy` after a short wait (``wait``
+        seconds when given: 0 tries once)."""
         ...
 
     def release(self, ticket: SlotTicket) -> None:
@@ -156,7 +157,35 @@ class ConnectionPool:
         finally:
             await self.release(session)
 
+    @contextlib.asynccontextmanager
+    async def spare_session(self, spec: SftpSpec) -> AsyncIterator[SftpSession | None]:
+        """Like :meth:`session`, but only a connection to be had without waiting (None
+        otherwise): an idle one, or a new one while the process is under the endpoint's
+        ``max_connections`` and, with a gate, a fleet-wide slot is free right now. For the
+        extra streams of one big file (``engine.ranged``): they count like any connection
+        and never queue behind other transfers'. A failure to dial also gives None."""
+        try:
+            session = await self._acquire(spec, wait=False)
+        except TransferError:
+            session = None
+        if session is None:
+            yield None
+            return
+        try:
+            yield session
+        except BaseException as exc:
+            if _breaks_session(exc):
+                session.broken = True
+            raise
+        finally:
+            await self.release(session)
+
     async def acquire(self, spec: SftpSpec) -> SftpSession:
+        session = await self._acquire(spec, wait=True)
+        assert session is not None  # waiting, it always gets one (or raises)
+        return session
+
+    async def _acquire(self, spec: SftpSpec, *, wait: bool) -> SftpSession | None:
         key = spec.pool_key
         slot = self._slots.setdefault(key, _Slot())
         self._start_reaper()
@@ -173,12 +202,17 @@ class ConnectionPool:
                     slot.open += 1
                     slot.peak = max(slot.peak, slot.open)
                     break
+                if not wait:
+                    return None
                 await slot.cond.wait()
         ticket: SlotTicket | None = None
         try:
             gate = _gate
             if gate is not None:
-                ticket = await runtime.in_thread(gate.acquire, spec)
+                if wait:
+                    ticket = await runtime.in_thread(gate.acquire, spec)
+                else:
+                    ticket = await runtime.in_thread(gate.acquire, spec, wait=0.0)
             conn = await sftp_connect.connect(spec, timeout=self.connect_timeout)
             try:
                 sftp = await conn.start_sftp_client()

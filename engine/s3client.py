@@ -44,9 +44,15 @@ def add_client_hook(hook: Callable[[Any], Any]) -> None:
             _hooks.append(hook)
 
 
-def botocore_config(config: EngineConfig, *, max_pool_connections: int | None = None) -> Config:
+def botocore_config(
+    config: EngineConfig, *, max_pool_connections: int | None = None, sign_payload: bool | None = None
+) -> Config:
     """Ferry's retry and timeout policy as a botocore Config: the one place it is spelled out
-    (``controlplane.aws`` builds its clients' Config here too)."""
+    (``controlplane.aws`` builds its clients' Config here too). ``sign_payload=False``: S3
+    requests carry ``UNSIGNED-PAYLOAD`` instead of the body's SHA-256 (see ``_build``)."""
+    s3: dict[str, Any] = {"addressing_style": config.addressing_style}
+    if sign_payload is not None:
+        s3["payload_signing_enabled"] = sign_payload
     return Config(
         connect_timeout=config.connect_timeout,
         read_timeout=config.read_timeout,
@@ -56,7 +62,7 @@ def botocore_config(config: EngineConfig, *, max_pool_connections: int | None = 
         # Ferry computes its own SHA-256 and sends checksums where they are required.
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
-        s3={"addressing_style": config.addressing_style},
+        s3=s3,
     )
 
 
@@ -142,7 +148,12 @@ def build(spec: S3Spec) -> Any:
 
 def _build(spec: S3Spec, config: EngineConfig) -> Any:
     session = _assumed_session(spec, config) if spec.role_arn else _base_session(spec)
-    made = session.client("s3", region_name=spec.region, config=botocore_config(config))
+    # No SigV4 payload hash: botocore would otherwise SHA-256 every part body a second time
+    # (on plain HTTP always, and on HTTPS too when the checksum is Ferry's own
+    # ChecksumSHA256): about 1 s of CPU per GiB. Every body-carrying write of the engine
+    # (UploadPart, PutObject) sends x-amz-checksum-sha256, a signed header S3 checks the
+    # body against, which binds the body as the payload hash did (docs/execution.md).
+    made = session.client("s3", region_name=spec.region, config=botocore_config(config, sign_payload=False))
     for hook in list(_hooks):
         hook(made)
     return made

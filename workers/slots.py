@@ -198,9 +198,9 @@ class SlotGate:
         """Unique per connection: region/host/pid/random."""
         return f"{settings.FERRY_REGION}/{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
 
-    def acquire(self, spec: SftpSpec) -> SlotTicket:
+    def acquire(self, spec: SftpSpec, *, wait: float | None = None) -> SlotTicket:
         holder = self.holder_name()
-        deadline = time.monotonic() + self.wait
+        deadline = time.monotonic() + (self.wait if wait is None else wait)
         delay = 0.05
         while True:
             n = self.table.acquire(

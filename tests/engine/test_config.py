@@ -28,7 +28,8 @@ def test_clients_follow_the_configured_policy_not_the_environment(restore_config
     assert (made.connect_timeout, made.read_timeout) == (3, 7)
     # botocore counts max_attempts as retries: one more attempt in all.
     assert made.retries == {"mode": "adaptive", "total_max_attempts": 3}
-    assert made.s3 == {"addressing_style": "path"}
+    # And no SigV4 payload hash (the engine's uploads carry their own signed checksum).
+    assert made.s3 == {"addressing_style": "path", "payload_signing_enabled": False}
 
 
 def test_configuring_anew_never_reuses_a_client_built_under_the_old_policy(restore_config):

@@ -62,13 +62,18 @@ def test_cut_while_writing_to_sftp_leaves_nothing_and_the_retry_delivers_once(ma
     assert visible(folder) == ["big.bin"]
 
 
-def test_cut_while_reading_from_sftp_leaves_no_object_and_the_retry_delivers_once(sshd, sftp_spec, s3spec, folder):
+@pytest.mark.parametrize("streams", [1, 4])
+def test_cut_while_reading_from_sftp_leaves_no_object_and_the_retry_delivers_once(
+    streams, sshd, sftp_spec, s3spec, folder
+):
     data = payload(40 * MIB, seed=22)
     (folder / "src.bin").write_bytes(data)
     src, dest = sftp_loc(sftp_spec, folder / "src.bin"), s3_loc(s3spec, "dst.bin")
     cut = CutAfter(sshd, 10 * MIB)
+    # streams=4: the file is read over ranged streams (engine.ranged), every one of them cut.
+    options = CopyOptions(part_size=5 * MIB, sftp_streams=streams, sftp_streams_min_size=0)
     with pytest.raises(TransientError):
-        copy(src, dest, transfer_id="cut-2", progress=cut, options=CopyOptions(part_size=5 * MIB))
+        copy(src, dest, transfer_id="cut-2", progress=cut, options=options)
     assert cut.killed
     assert "Contents" not in s3().list_objects_v2(Bucket=s3spec.bucket)
     assert not s3().list_multipart_uploads(Bucket=s3spec.bucket).get("Uploads")

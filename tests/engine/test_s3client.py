@@ -62,3 +62,33 @@ def test_without_object_tags_nothing_is_tagged_and_staging_is_hashed_back(bucket
     second = stage(sftp_loc(sftp_spec, folder / "a"), s3_loc(spec, "st"), transfer_id="nt-2")
     assert first.outcome == "delivered"
     assert (second.outcome, second.sha256) == ("already_delivered", sha(data))
+
+
+def test_uploads_bind_the_body_by_its_checksum_not_a_second_payload_hash(s3spec, sftp_spec, folder):
+    """The engine's S3 client sends UNSIGNED-PAYLOAD (no second SHA-256 pass over every
+    body for SigV4), and every body-carrying write carries the signed x-amz-checksum-sha256
+    that S3 checks the body against: the part of a multipart upload and the single PUT."""
+    client = s3client.client(s3spec)
+    seen: list[tuple[str, str, str | None]] = []
+
+    def capture(request, **_):
+        def header(name: str) -> str | None:
+            value = request.headers.get(name)
+            return value.decode() if isinstance(value, bytes) else value  # prepared: bytes
+
+        seen.append((request.method, header("X-Amz-Content-SHA256"), header("x-amz-checksum-sha256")))
+
+    client.meta.events.register("before-send.s3", capture)
+    try:
+        big, small = payload(9 * MIB, seed=3), b"one small body"
+        (folder / "big").write_bytes(big)
+        (folder / "small").write_bytes(small)
+        copy(sftp_loc(sftp_spec, folder / "big"), s3_loc(s3spec, "big"), transfer_id="unsigned-1")
+        copy(sftp_loc(sftp_spec, folder / "small"), s3_loc(s3spec, "small"), transfer_id="unsigned-2")
+    finally:
+        client.meta.events.unregister("before-send.s3", capture)
+    assert s3().get_object(Bucket=s3spec.bucket, Key="big")["Body"].read() == big
+    assert s3().get_object(Bucket=s3spec.bucket, Key="small")["Body"].read() == small
+    bodies = [(content, checksum) for method, content, checksum in seen if method == "PUT" and checksum]
+    assert len(bodies) == 3  # two parts and one PutObject, each with its checksum
+    assert {content for _, content, _ in seen} == {"UNSIGNED-PAYLOAD"}

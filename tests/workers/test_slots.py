@@ -197,3 +197,35 @@ def test_metrics_count_the_live_slots_of_every_endpoint(slots, client):
     assert float(line.split()[1]) >= 2
     slots_module.sample_slots()
     assert slots.all_live(now=time.time() + 120).get(eid) is None  # expired ones are not counted
+
+
+def test_a_big_file_reads_over_free_slots_only_and_never_waits_for_one(gate, slots, sshd):
+    """Ranged streams (engine.ranged) take spare connections only while a fleet-wide slot is
+    free right now: with 6 of 8 slots held elsewhere the file is read over the 2 left, the
+    third stream is not waited for, and the slots come back when the pool closes."""
+    from engine.ranged import read_ranged
+    from tests.engine.conftest import make_sftp_spec, payload
+
+    spec = make_sftp_spec(sshd, endpoint_id=new_endpoint_id(), max_connections=8)  # 4 streams allowed
+    for i in range(6):
+        assert slots.acquire(spec.endpoint_id, slots=8, holder=f"elsewhere-{i}", ttl=60, now=time.time()) is not None
+    folder = sshd.data_dir / f"t-{uuid.uuid4().hex[:10]}"
+    folder.mkdir()
+    data = payload(2 * 1024 * 1024 + 99, seed=41)
+    (folder / "big").write_bytes(data)
+    held_while_reading: list[int] = []
+
+    async def read() -> bytes:
+        async with engine_pool.get_pool().session(spec) as session:
+            got = []
+            async for chunk in read_ranged(session, spec, str(folder / "big"), len(data), streams=4, segment=65536):
+                held_while_reading.append(len([t for t in gate.held() if t.endpoint_id == spec.endpoint_id]))
+                got.append(chunk)
+            return b"".join(got)
+
+    started = time.monotonic()
+    assert runtime.run(read()) == data
+    assert max(held_while_reading) == 2  # ours: the copy's own and one spare; no more were free
+    assert time.monotonic() - started < 5
+    runtime.run(engine_pool.get_pool().close_all())
+    assert slots.in_use(spec.endpoint_id, slots=8, now=time.time()) == 6  # only the others' left
