@@ -12,8 +12,8 @@ hand-off sweep, the keeper's safety net) may call it again for the same transfer
   the transfer and the settings, so a start while that execution runs returns the same
   execution (Step Functions' own idempotency for a RUNNING execution with the same name
   and input). Ferry checks the returned ARN is the one that name gives;
-- a name taken by a CLOSED execution (``ExecutionAlreadyExists``: it failed with
-  ``not_our_partition`` before a restore, or timed out) makes the generation grow by one
+- a name taken by a CLOSED execution (``ExecutionAlreadyExists``: it ended in
+  ``HandedOver`` on ``not_our_partition`` before a restore, or timed out) makes the generation grow by one
   compare-and-set UPDATE, and the start is made again under the new name. A Standard
   execution name cannot be reused for 90 days, so the counter never goes back.
 """
