@@ -148,14 +148,8 @@ class ConnectionPool:
         (no such file, permission denied) leave it usable.
         """
         session = await self.acquire(spec)
-        try:
+        async with self._lent(session):
             yield session
-        except BaseException as exc:
-            if _breaks_session(exc):
-                session.broken = True
-            raise
-        finally:
-            await self.release(session)
 
     @contextlib.asynccontextmanager
     async def spare_session(self, spec: SftpSpec) -> AsyncIterator[SftpSession | None]:
@@ -171,8 +165,15 @@ class ConnectionPool:
         if session is None:
             yield None
             return
-        try:
+        async with self._lent(session):
             yield session
+
+    @contextlib.asynccontextmanager
+    async def _lent(self, session: SftpSession) -> AsyncIterator[None]:
+        """While a caller holds ``session``: a connection-level failure marks it broken;
+        whatever happens, it goes back to the pool."""
+        try:
+            yield
         except BaseException as exc:
             if _breaks_session(exc):
                 session.broken = True
