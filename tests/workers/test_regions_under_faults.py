@@ -160,16 +160,27 @@ def region_processes(worker_env, logs_dir, django_db_blocker):
 
 
 @pytest.fixture
-def regions(region_processes, purge_queues):
-    """Both regions running, active and holding their home partitions; whatever a test
-    killed or paused is brought back for the next one. Afterwards, us-west-2's logs must show
-    no statement that Aurora write forwarding refuses."""
+def orchestrator() -> str:
+    """The orchestrator a test runs under; the Step Functions variants at the end of this
+    module parametrize it."""
+    return "celery"
+
+
+@pytest.fixture
+def regions(region_processes, purge_queues, orchestrator, settings):
+    """Both regions running under ``orchestrator`` (this process's dispatch too), active and
+    holding their home partitions; whatever a test killed or paused is brought back for the
+    next one. Afterwards, us-west-2's logs must show no statement that Aurora write
+    forwarding refuses."""
+    settings.FERRY_ORCHESTRATOR = orchestrator
     table = context.region_table()
     for name in REGIONS:
         table.set_state(name, RegionState.ACTIVE)
     for region in region_processes.values():
         region.heal()
-        region.orchestrate("celery")
+        # A switch restarts the keepers (20 s or more): the Step Functions variants run last,
+        # one after the other, so the module switches once.
+        region.orchestrate(orchestrator)
     for name in REGIONS:
         wait_until(lambda name=name: region_holds(name, home_partitions(name)), timeout=40, message=f"{name}'s leases")
     yield region_processes
@@ -184,21 +195,6 @@ def regions(region_processes, purge_queues):
         refused = [line for line in log.splitlines() if "write forwarding refuses this statement" in line]
         shown = "\n".join(refused[:5])
         assert not refused, f"{proc.log_path.name}: SQL that Aurora write forwarding refuses:\n{shown}"
-
-
-ORCHESTRATORS = pytest.mark.parametrize("orchestrator", ["celery", "stepfunctions"])
-
-
-@pytest.fixture
-def orchestrated(regions, orchestrator, settings):
-    """Both regions under ``orchestrator`` (this process's dispatch too), holding their
-    home partitions again after the keepers' restart."""
-    settings.FERRY_ORCHESTRATOR = orchestrator
-    for region in regions.values():
-        region.orchestrate(orchestrator)
-    for name in REGIONS:
-        wait_until(lambda name=name: region_holds(name, home_partitions(name)), timeout=40, message=f"{name}'s leases")
-    return regions
 
 
 # --- endpoints, routes and checks -----------------------------------------------------------
@@ -272,9 +268,7 @@ def assert_one_success_each(transfers: list[Transfer]) -> None:
 # --- 1. kill -9 a worker during staged SFTP→SFTP transfers ---------------------------------
 
 
-@ORCHESTRATORS
-def test_kill_9_workers_during_staged_copies_delivers_each_file_once(orchestrated, sshd, tenant):
-    regions = orchestrated
+def test_kill_9_workers_during_staged_copies_delivers_each_file_once(regions, sshd, tenant):
     rng = random.Random(7)
     src = sshd.data_dir / f"k9-src-{uuid.uuid4().hex[:6]}"
     dst = sshd.data_dir / f"k9-dst-{uuid.uuid4().hex[:6]}"
@@ -427,8 +421,7 @@ def test_a_paused_worker_cannot_commit_after_its_claim_moved(regions, sshd, tena
 # --- 4. failover and restore while transfers flow -----------------------------------------
 
 
-@ORCHESTRATORS
-def test_failover_and_restore_while_transfers_flow(orchestrated, sshd, tenant, worker_env):
+def test_failover_and_restore_while_transfers_flow(regions, sshd, tenant, worker_env):
     source = make_endpoint(tenant, sftp_body(sshd, root="/"))
     destination = make_endpoint(tenant, sftp_body(sshd, root="/"))
     routes, folders, expected = [], [], {}
@@ -479,3 +472,19 @@ def test_the_same_message_five_times_delivers_once(regions, sshd, tenant):
     assert_sftp_exactly_once(dst, digests)
     assert Transfer.objects.get(id=done.id).events.filter(to_state="staging").count() == 1  # claimed once
     assert_one_success_each([done])
+
+
+# --- 6. the kill and failover tests again, each transfer a Step Functions execution ---------
+# (issue 15: two of the fault tests under stepfunctions; last, so the keepers switch once)
+
+STEP_FUNCTIONS = pytest.mark.parametrize("orchestrator", ["stepfunctions"])
+
+
+@STEP_FUNCTIONS
+def test_kill_9_under_stepfunctions_delivers_each_file_once(regions, sshd, tenant):
+    test_kill_9_workers_during_staged_copies_delivers_each_file_once(regions, sshd, tenant)
+
+
+@STEP_FUNCTIONS
+def test_failover_and_restore_under_stepfunctions(regions, sshd, tenant, worker_env):
+    test_failover_and_restore_while_transfers_flow(regions, sshd, tenant, worker_env)
