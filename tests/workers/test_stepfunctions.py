@@ -231,8 +231,10 @@ def test_transient_failures_wait_on_the_databases_schedule_then_dead_then_redriv
     assert transfer.attempt == 3 and transfer.staging_key
     started = started_steps(transfer)
     assert started[:2] == ["intake", "stage"]
-    # Each failed delivery waited in the execution's Wait state, then Intake decided again.
-    assert started.count("deliver") == 3 and started.count("intake") >= 3
+    # A failed delivery answers "wait" until its next attempt (the Wait state, then Intake
+    # decides again), or "deliver" at once when that time has come by the answer (a backoff
+    # under a second): either way the next claim comes after the database's time (below).
+    assert started.count("deliver") == 3 and started.count("intake") >= 1
     failed = list(transfer.events.filter(to_state=State.FAILED).order_by("id"))
     claims = list(transfer.events.filter(to_state=State.DELIVERING).order_by("id"))
     assert len(failed) == 2
