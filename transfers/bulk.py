@@ -12,7 +12,9 @@ exists already (a repeated poll, a concurrent one) is skipped, as ``ignore_confl
 (docs/transfers.md, "Intake of a big folder").
 
 The statement goes through Django's cursor, so the write-forwarding guard
-(``controlplane.dbforwarding``) sees it like any other.
+(``controlplane.dbforwarding``) sees it like any other. On another database (the SQLite of
+``make run``'s embedded defaults) the same contract is kept with Django's ``bulk_create``
+(:func:`_insert_portably`): slower, and enough for one machine's demo.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ def insert_ignoring_conflicts(
     (count,) = lengths
     if not count:
         return []
+    if connection.vendor != "postgresql":
+        return _insert_portably(prototype, varying, count, returning)
     meta = prototype._meta
     columns: list[str] = []
     selects: list[str] = []
@@ -86,3 +90,27 @@ def insert_ignoring_conflicts(
             if returning:
                 out.extend(row[0] for row in cursor.fetchall())
     return out
+
+
+def _insert_portably(
+    prototype: Model, varying: Mapping[str, Sequence[Any]], count: int, returning: str | None
+) -> list[Any]:
+    """:func:`insert_ignoring_conflicts` without PostgreSQL's arrays: ``bulk_create`` with
+    ``ignore_conflicts``, then the inserted rows read back by primary key. Only the primary
+    key can be asked back, and only when the caller chose fresh values for it (a row holding
+    one of them is then this statement's)."""
+    meta = prototype._meta
+    if returning is not None and (returning != meta.pk.name or returning not in varying):
+        raise ValueError("without PostgreSQL only fresh primary keys can be returned")
+    base = {f.attname: getattr(prototype, f.attname) for f in meta.concrete_fields if f.name not in varying}
+    attnames = {name: meta.get_field(name).attname for name in varying}  # type: ignore[union-attr]
+    rows = [meta.model(**base, **{attnames[name]: values[i] for name, values in varying.items()}) for i in range(count)]
+    meta.model._default_manager.bulk_create(rows, batch_size=500, ignore_conflicts=True)
+    if returning is None:
+        return []
+    keys = list(varying[returning])
+    found: list[Any] = []
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        found.extend(meta.model._default_manager.filter(pk__in=chunk).values_list("pk", flat=True))
+    return found
