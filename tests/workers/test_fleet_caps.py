@@ -39,8 +39,12 @@ MiB = 1024 * 1024
 
 
 def server_connections(port: int) -> int:
-    """ESTABLISHED TCP connections whose local end is the sshd's port (its side of each)."""
-    count = 0
+    """ESTABLISHED TCP connections whose local end is the sshd's port (its side of each).
+
+    Counted as distinct (local, remote) pairs: the kernel fills /proc/net/tcp a page at a
+    time, and a socket added or closed between two reads can make another one appear
+    twice (seen: one connection listed twice, read as three at once)."""
+    seen: set[tuple[str, str]] = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         if not os.path.exists(table):
             continue
@@ -48,10 +52,10 @@ def server_connections(port: int) -> int:
             next(f)
             for line in f:
                 fields = line.split()
-                local, state = fields[1], fields[3]
+                local, remote, state = fields[1], fields[2], fields[3]
                 if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
-                    count += 1
-    return count
+                    seen.add((local, remote))
+    return len(seen)
 
 
 class Sampler:
