@@ -12,24 +12,7 @@ from engine import runtime
 from engine.copy import copy
 from engine.pool import ConnectionPool, get_pool
 from tests.engine.conftest import make_sftp_spec, payload, s3_loc, sftp_loc
-
-
-def established_to(port: int) -> int:
-    """Client-side TCP connections to ``port`` that the kernel shows as established."""
-    count = 0
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                lines = f.read().splitlines()[1:]
-        except FileNotFoundError:
-            continue
-        for line in lines:
-            fields = line.split()
-            local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            remote_port = int(fields[2].rsplit(":", 1)[1], 16)
-            if remote_port == port and local_port != port and fields[3] == "01":
-                count += 1
-    return count
+from tests.sockets import established
 
 
 def test_pool_never_opens_more_than_max_connections(sshd, s3spec, folder):
@@ -42,7 +25,7 @@ def test_pool_never_opens_more_than_max_connections(sshd, s3spec, folder):
     def watch():
         nonlocal peak_tcp
         while not stop.is_set():
-            peak_tcp = max(peak_tcp, established_to(sshd.port))
+            peak_tcp = max(peak_tcp, established(sshd.port, side="client"))
             time.sleep(0.005)
 
     watcher = threading.Thread(target=watch)

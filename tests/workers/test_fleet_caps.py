@@ -26,6 +26,7 @@ from engine import runtime
 from engine.pool import SLOT_WAIT_CODE, get_pool
 from tests.conftest import SESSION_PROCESSES, Worker, wait_until
 from tests.endpoints.conftest import s3_body, sftp_body
+from tests.sockets import established
 from tests.workers.test_regions_under_faults import assert_one_success_each, wait_all, write_files
 from transfers import routes
 from transfers.models import Transfer, TransferEvent
@@ -36,26 +37,6 @@ from workers.slots import slot_table
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker]
 
 MiB = 1024 * 1024
-
-
-def server_connections(port: int) -> int:
-    """ESTABLISHED TCP connections whose local end is the sshd's port (its side of each).
-
-    Counted as distinct (local, remote) pairs: the kernel fills /proc/net/tcp a page at a
-    time, and a socket added or closed between two reads can make another one appear
-    twice (seen: one connection listed twice, read as three at once)."""
-    seen: set[tuple[str, str]] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        if not os.path.exists(table):
-            continue
-        with open(table) as f:
-            next(f)
-            for line in f:
-                fields = line.split()
-                local, remote, state = fields[1], fields[2], fields[3]
-                if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
-                    seen.add((local, remote))
-    return len(seen)
 
 
 class Sampler:
@@ -72,7 +53,7 @@ class Sampler:
     def _run(self) -> None:
         table = slot_table()
         while not self._stop.wait(0.02):
-            self.peak_connections = max(self.peak_connections, server_connections(self.port))
+            self.peak_connections = max(self.peak_connections, established(self.port, side="server"))
             live = table.in_use(self.endpoint_id, slots=2, now=time.time())
             self.peak_slots = max(self.peak_slots, live)
 
