@@ -276,6 +276,31 @@ def step_consumer(worker_env, logs_dir) -> Iterator[StepConsumerProcess]:
     process.stop()
 
 
+def stop_processes(processes: list) -> None:
+    """Stop these process wrappers (Worker, KeeperProcess, ...) at once: SIGTERM to all, then
+    one wait, rather than one graceful stop after another."""
+    services.stop_together([p.process for p in processes if p.process is not None])
+    for p in processes:
+        p.process = None
+
+
+@contextlib.contextmanager
+def session_processes_suspended(django_db_blocker) -> Iterator[list]:
+    """The session's keeper, worker and step consumer stopped while a test runs processes of
+    its own (they would hold every partition, or run its transfers); started again after,
+    and, when the keeper was among them, its partitions waited for."""
+    suspended = [p for p in SESSION_PROCESSES if p.process is not None]
+    stop_processes(suspended)
+    try:
+        yield suspended
+    finally:
+        for process in suspended:
+            process.start()
+        if any(isinstance(p, KeeperProcess) for p in suspended):
+            with django_db_blocker.unblock():
+                _wait_for_single_region()
+
+
 def _wait_for_single_region() -> None:
     from workers import context
 

@@ -52,24 +52,18 @@ def ferry(cli_env) -> Callable[..., Result]:
 
 
 @pytest.fixture(scope="module")
-def no_workers():
+def no_workers(django_db_blocker):
     """No keeper or Celery worker runs during the module's tests, so their transfers stay
     where the API put them (a live_server test commits: a worker would see and run them).
     The session's processes, if an earlier test started them, are stopped meanwhile."""
-    from tests.conftest import SESSION_PROCESSES, KeeperProcess, _wait_for_single_region
+    from tests.conftest import session_processes_suspended
 
-    suspended = [p for p in SESSION_PROCESSES if p.process is not None]
-    for process in suspended:
-        process.stop()
-    yield
-    for process in suspended:
-        process.start()
-    if any(isinstance(p, KeeperProcess) for p in suspended):
-        _wait_for_single_region()
+    with session_processes_suspended(django_db_blocker):
+        yield
 
 
 @pytest.fixture(scope="module")
-def cli_stack(worker_env, logs_dir):
+def cli_stack(worker_env, logs_dir, django_db_blocker):
     """A keeper and a Celery worker of this region for one module, stopped after it.
 
     Not the session's ``stack``: that keeper would hold every partition for the rest of the
@@ -77,26 +71,25 @@ def cli_stack(worker_env, logs_dir):
     expect them to stay put (tests/controlplane/test_write_forwarding.py claims its own).
     The session's processes, if running, are stopped meanwhile and started again after."""
     from controlplane.resources import queues
-    from tests.conftest import SESSION_PROCESSES, KeeperProcess, Worker, _wait_for_single_region
+    from tests.conftest import (
+        KeeperProcess,
+        Worker,
+        _wait_for_single_region,
+        session_processes_suspended,
+        stop_processes,
+    )
 
-    suspended = [p for p in SESSION_PROCESSES if p.process is not None]
-    for process in suspended:
-        process.stop()
     q = queues()
     keeper = KeeperProcess(worker_env, logs_dir / "cli-keeper.log")
     worker = Worker(worker_env, logs_dir / "cli-worker.log", [q.transfers, q.control])
-    keeper.start()
-    try:
-        worker.start()
-        _wait_for_single_region()
-        yield
-    finally:
-        worker.stop()
-        keeper.stop()
-        for process in suspended:
-            process.start()
-        if any(isinstance(p, KeeperProcess) for p in suspended):
+    with session_processes_suspended(django_db_blocker):
+        keeper.start()
+        try:
+            worker.start()
             _wait_for_single_region()
+            yield
+        finally:
+            stop_processes([worker, keeper])
 
 
 def folder(sshd, name: str) -> Path:

@@ -11,6 +11,7 @@ the slow sweep cannot be what sends it in time.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import uuid
@@ -21,7 +22,7 @@ from django.conf import settings
 from controlplane import aws, tenancy
 from controlplane.resources import queues
 from endpoints import services as endpoint_services
-from tests.conftest import KeeperProcess, Worker, wait_until
+from tests.conftest import KeeperProcess, Worker, session_processes_suspended, stop_processes, wait_until
 from tests.endpoints.conftest import s3_body, sftp_body
 from tests.workers.conftest import route_in
 from transfers.models import Route, Transfer, TransferEvent
@@ -44,11 +45,6 @@ def home_partitions(region: str) -> set[int]:
 def two_regions(worker_env, logs_dir, django_db_blocker):
     """Each region's keeper and a us-west-2 worker (us-east-1's processes would not run
     anything here); the session's single-region keeper and worker wait meanwhile."""
-    from tests.conftest import SESSION_PROCESSES, _wait_for_single_region
-
-    suspended = [p for p in SESSION_PROCESSES if p.process is not None]
-    for process in suspended:
-        process.stop()
     envs = {
         name: {
             **worker_env,
@@ -63,7 +59,8 @@ def two_regions(worker_env, logs_dir, django_db_blocker):
     keepers = {name: KeeperProcess(envs[name], logs_dir / f"xdispatch-keeper-{name}.log") for name in REGIONS}
     q = queues(WEST)
     worker = Worker(envs[WEST], logs_dir / "xdispatch-worker-us-west-2.log", [q.transfers, q.control], concurrency=2)
-    try:
+    with session_processes_suspended(django_db_blocker), contextlib.ExitStack() as cleanup:
+        cleanup.callback(lambda: stop_processes([worker, *keepers.values()]))
         with django_db_blocker.unblock():
             table = context.region_table()
             for name in REGIONS:
@@ -79,15 +76,6 @@ def two_regions(worker_env, logs_dir, django_db_blocker):
                     message=f"{name}'s leases",
                 )
         yield {"keepers": keepers, "worker": worker}
-    finally:
-        worker.stop()
-        for keeper in keepers.values():
-            keeper.stop()
-        for process in suspended:
-            process.start()
-        if suspended:
-            with django_db_blocker.unblock():
-                _wait_for_single_region()
 
 
 def poll(route: Route) -> list[Transfer]:

@@ -24,7 +24,7 @@ from controlplane import aws, tenancy
 from endpoints import services as endpoint_services
 from engine import runtime
 from engine.pool import SLOT_WAIT_CODE, get_pool
-from tests.conftest import SESSION_PROCESSES, Worker, wait_until
+from tests.conftest import SESSION_PROCESSES, Worker, stop_processes, wait_until
 from tests.endpoints.conftest import s3_body, sftp_body
 from tests.sockets import established
 from tests.workers.test_regions_under_faults import assert_one_success_each, wait_all, write_files
@@ -70,14 +70,12 @@ class Sampler:
 def two_workers(keeper, worker_env, logs_dir, purge_queues) -> Iterator[list[Worker]]:
     """Two workers of this region (not started); the session's worker is stopped meanwhile."""
     suspended = [p for p in SESSION_PROCESSES if isinstance(p, Worker) and p.process is not None]
-    for process in suspended:
-        process.stop()
+    stop_processes(suspended)
     workers = [Worker(worker_env, logs_dir / f"caps-worker-{i}.log", _queues(), concurrency=2) for i in range(2)]
     try:
         yield workers
     finally:
-        for worker in workers:
-            worker.stop()
+        stop_processes(workers)
         purge_queues()
         for process in suspended:
             process.start()

@@ -8,7 +8,6 @@ no temporary files.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import random
@@ -25,7 +24,15 @@ from django.conf import settings
 from controlplane import aws, awsguard, tenancy
 from controlplane.resources import queues
 from endpoints import services as endpoint_services
-from tests.conftest import KeeperProcess, StepConsumerProcess, Worker, run_manage, wait_until
+from tests.conftest import (
+    KeeperProcess,
+    StepConsumerProcess,
+    Worker,
+    run_manage,
+    session_processes_suspended,
+    stop_processes,
+    wait_until,
+)
 from tests.endpoints.conftest import s3_body, sftp_body
 from tests.workers.conftest import route_in
 from transfers.models import Route, Transfer
@@ -71,13 +78,6 @@ class RegionProcs:
                 proc.process = None
                 proc.start()
 
-    def stop(self) -> None:
-        for proc in (self.keeper, *self.workers, *self.steps):
-            if proc.process is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.process.signal(signal.SIGCONT)
-                proc.stop()
-
     def kill(self) -> None:
         for proc in self.running():
             proc.process.signal(signal.SIGKILL)
@@ -118,12 +118,6 @@ def region_holds(region: str, partitions: set[int]) -> bool:
 @pytest.fixture(scope="module")
 def region_processes(worker_env, logs_dir, django_db_blocker):
     """Both regions' keeper and two workers each, started once for the module."""
-    from tests.conftest import SESSION_PROCESSES, _wait_for_single_region
-
-    # The session's single-region keeper and worker would fight these: stop them meanwhile.
-    suspended = [p for p in SESSION_PROCESSES if p.process is not None]
-    for process in suspended:
-        process.stop()
     procs: dict[str, RegionProcs] = {}
     for name in REGIONS:
         # us-east-1 holds the (simulated) Aurora writer: us-west-2's processes run on a
@@ -147,16 +141,12 @@ def region_processes(worker_env, logs_dir, django_db_blocker):
                 for i in range(2)
             ],
         )
-    try:
-        yield procs
-    finally:
-        for region in procs.values():
-            region.stop()
-        for process in suspended:
-            process.start()
-        if suspended:
-            with django_db_blocker.unblock():
-                _wait_for_single_region()
+    # The session's single-region keeper and worker would fight these: stopped meanwhile.
+    with session_processes_suspended(django_db_blocker):
+        try:
+            yield procs
+        finally:
+            stop_processes([p for region in procs.values() for p in (region.keeper, *region.workers, *region.steps)])
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import time
 import pytest
 from django.conf import settings
 
-from tests.conftest import KeeperProcess, wait_until
+from tests.conftest import KeeperProcess, session_processes_suspended, stop_processes, wait_until
 from workers import context
 from workers.regions import RegionState, home_region
 
@@ -37,35 +37,25 @@ def holds(region: str, partitions: set[int]) -> bool:
 def keepers(worker_env, logs_dir, django_db_blocker):
     """Both regions' keepers with the scaled default timers; the session's single-region
     processes are stopped meanwhile (they would hold every partition)."""
-    from tests.conftest import SESSION_PROCESSES, _wait_for_single_region
-
-    suspended = [p for p in SESSION_PROCESSES if p.process is not None]
-    for process in suspended:
-        process.stop()
     timers = {key: repr(value * SCALE) for key, value in settings.FERRY_TAKEOVER_DEFAULTS.items()}
-    table = context.region_table()
-    procs: dict[str, KeeperProcess] = {}
-    for name in REGIONS:
-        table.set_state(name, RegionState.ACTIVE)
-        env = {
-            **worker_env,
-            **timers,
-            "FERRY_REGION": name,
-            "FERRY_REGIONS": ",".join(REGIONS),
-            "FERRY_DATABASE_WRITER_REGION": REGIONS[0],
-        }
-        procs[name] = KeeperProcess(env, logs_dir / f"takeover-keeper-{name}.log")
-        procs[name].start()
-    try:
-        yield procs
-    finally:
-        for proc in procs.values():
-            proc.stop()
-        for process in suspended:
-            process.start()
-        if suspended:
-            with django_db_blocker.unblock():
-                _wait_for_single_region()
+    with session_processes_suspended(django_db_blocker):
+        table = context.region_table()
+        procs: dict[str, KeeperProcess] = {}
+        try:
+            for name in REGIONS:
+                table.set_state(name, RegionState.ACTIVE)
+                env = {
+                    **worker_env,
+                    **timers,
+                    "FERRY_REGION": name,
+                    "FERRY_REGIONS": ",".join(REGIONS),
+                    "FERRY_DATABASE_WRITER_REGION": REGIONS[0],
+                }
+                procs[name] = KeeperProcess(env, logs_dir / f"takeover-keeper-{name}.log")
+                procs[name].start()
+            yield procs
+        finally:
+            stop_processes(list(procs.values()))
 
 
 def test_a_silent_regions_partitions_move_within_the_budget(keepers):
@@ -74,7 +64,7 @@ def test_a_silent_regions_partitions_move_within_the_budget(keepers):
     for name in REGIONS:
         wait_until(lambda name=name: holds(name, home_partitions(name)), timeout=40, message=f"{name}'s leases")
     before = {p: lease.fence for p, lease in context.lease_table().all().items()}
-    time.sleep(3 * ttl)  # steady state: renewals and heartbeats as in production
+    time.sleep(1.5 * ttl)  # steady state: several renewals and heartbeats, as in production
 
     keepers[lost].process.signal(signal.SIGKILL)  # no clean release: a silent region
     keepers[lost].process.proc.wait(timeout=10)
