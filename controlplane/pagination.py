@@ -67,3 +67,24 @@ class CursorPage(CursorPagination):
             "required": ["results", "next"],
             "properties": {"results": schema, "next": {"type": "string", "nullable": True, "format": "uri"}},
         }
+
+
+class FirstPage(CursorPage):
+    """The first page of a list that another endpoint answers with (a manual run's
+    transfers): the default page size whatever the request's own query says, and a ``next``
+    link into ``list_url``, the list endpoint that selects the same rows in the same order
+    and pages on through the rest with its own cursor."""
+
+    def __init__(self, list_url: str) -> None:
+        self.list_url = list_url
+
+    def get_page_size(self, request: Request) -> int:
+        return self.page_size
+
+    def decode_cursor(self, request: Request) -> Cursor | None:
+        return None
+
+    def paginate_queryset(self, queryset, request, view=None):  # type: ignore[no-untyped-def]
+        page = super().paginate_queryset(queryset, request, view)
+        self.base_url = self.list_url  # the cursor of `next` goes on the list's address
+        return page

@@ -23,7 +23,7 @@ from engine.pool import get_pool
 PART_RE = re.compile(r"^\.ferry-[^./]+(\.[0-9]+)?\.part$|^\..+\.[^.]+\.part$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a big folder's listing is thousands of them
 class RemoteFile:
     path: str  # as listed: absolute SFTP path or full S3 key (workers.scheduler makes it endpoint-relative)
     size: int

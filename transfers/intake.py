@@ -13,7 +13,6 @@ the workers. Manual runs list the source through the poller it registers the sam
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 import hashlib
 import json
@@ -22,6 +21,7 @@ import posixpath
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -46,6 +46,32 @@ from transfers.states import State
 
 log = logging.getLogger(__name__)
 
+# Listed files one round of the observation bookkeeping handles (one read of their
+# observations, one insert, one update, one insert of transfers): what a poll holds beyond the
+# listing itself stays the same however big the folder (bench/analysis.md, "#14 scale").
+CHUNK = 2000
+
+
+@dataclass(frozen=True)
+class Created:
+    """The transfers one intake call created: their ids in creation order, and the batch
+    they form (None when the call created none, and for S3 events, which form no batch).
+
+    Ids rather than rows: a big folder's run creates thousands, and the caller needs their
+    count (the scheduler) or the first page of them (a manual run's answer, which reads it
+    back through the transfers list's query)."""
+
+    ids: list[uuid.UUID] = field(default_factory=list)
+    batch_id: uuid.UUID | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def transfers(self) -> list[Transfer]:
+        """The created rows read back, in creation order: one query (meant for a few)."""
+        found = Transfer.objects.in_bulk(self.ids)
+        return [found[i] for i in self.ids if i in found]
+
 
 # --- hooks the execution side registers at start-up (WorkersConfig.ready) ----------------
 
@@ -58,7 +84,7 @@ class Poller(Protocol):
 
     def __call__(
         self, route: Route, force: bool = ..., waiting: Counter[str] | None = ..., *, trigger: str = ...
-    ) -> list[Transfer]: ...
+    ) -> Created: ...
 
 
 _dispatcher: Dispatcher | None = None
@@ -86,19 +112,24 @@ def dispatch_after_commit(ids: Sequence[uuid.UUID | str]) -> None:
     if hook is None:
         # No execution side in this process: the region keeper's sweep dispatches them.
         return
-    id_list = [str(i) for i in ids]
+    id_list = list(ids)
+    # A big folder's run is handed over a slice at a time: what the dispatch reads and sends
+    # for one call stays the same size however many there are. Whole run_batch messages a
+    # slice (workers.dispatch groups a route's small files FERRY_BATCH_SIZE to a message).
+    step = max(1, CHUNK // settings.FERRY_BATCH_SIZE) * settings.FERRY_BATCH_SIZE
 
     def dispatch() -> None:
-        try:
-            hook(id_list)
-        except Exception:
-            # The rows are committed; the region keeper's dispatch picks them up.
-            log.warning("dispatch after commit failed; the keeper will dispatch", exc_info=True)
+        for start in range(0, len(id_list), step):
+            try:
+                hook([str(i) for i in id_list[start : start + step]])
+            except Exception:
+                # The rows are committed; the region keeper's dispatch picks them up.
+                log.warning("dispatch after commit failed; the keeper will dispatch", exc_info=True)
 
     transaction.on_commit(dispatch)
 
 
-def poll_now(route: Route, *, force: bool = False, waiting: Counter[str] | None = None) -> list[Transfer]:
+def poll_now(route: Route, *, force: bool = False, waiting: Counter[str] | None = None) -> Created:
     """A manual run: list ``route``'s source now and create transfers for its stable files
     (all matching ones with ``force``); ``waiting`` counts the others by the reason they wait.
     Raises NotImplementedError when no poller is registered, and the poller's TransferError
@@ -132,6 +163,105 @@ def _version_of(file: RemoteFile) -> str:
     return f"{int(file.size)}:{int(file.mtime)}"
 
 
+class _Intake:
+    """The transfers of one intake call, inserted a chunk at a time in the caller's
+    transaction (:meth:`add`), then counted into their batch and handed to dispatch after the
+    commit (:meth:`finish`). Only ids are kept: what a chunk builds is dropped once inserted.
+
+    Idempotent and race-safe: rows that exist are skipped; a concurrent insert of the same
+    key wins (``ON CONFLICT DO NOTHING``, ``transfers.bulk``) and only rows this call inserted
+    count as created. With ``batch_trigger`` (a poll or a manual run) the rows it creates form
+    one batch (``transfers.batches``), opened before its first row; without (S3 events) they
+    have none.
+    """
+
+    def __init__(self, route: Route, *, now: datetime, detail: str, batch_trigger: str | None = None) -> None:
+        self.route, self.now, self.detail, self.batch_trigger = route, now, detail, batch_trigger
+        self.batch_id = uuid.uuid4() if batch_trigger else None
+        self.opened = False
+        self.ids: list[uuid.UUID] = []
+        self.prototype = Transfer(
+            tenant_id=route.tenant_id,
+            route=route,
+            source_endpoint_id=route.source_endpoint_id,
+            destination_endpoint_id=route.destination_endpoint_id,
+            options=dict(route.options),
+            metadata=dict(route.metadata or {}),
+            max_attempts=route.options.get("max_attempts", route_options.DEFAULTS["max_attempts"]),
+            partition=route.partition,
+            state=State.PENDING,
+            request_id=current_request_id(),  # the poll's, the event's or the manual run's
+            batch_id=self.batch_id,
+        )
+
+    def add(self, items: Sequence[tuple[str, str, int | None]]) -> None:
+        """Create the transfers of ``(source path, version, size)`` not created before."""
+        if not items:
+            return
+        route = self.route
+        existing = set(
+            Transfer.objects.filter(route=route, source_path__in={path for path, _, _ in items}).values_list(
+                "source_path", "source_version"
+            )
+        )
+        # What differs from row to row; the rest is the prototype's (transfers.bulk).
+        rows: dict[str, list[Any]] = {
+            "id": [],
+            "source_path": [],
+            "source_version": [],
+            "source_size": [],
+            "bytes_total": [],
+            "destination_path": [],
+        }
+        seen: set[tuple[str, str]] = set()
+        for path, version, size in items:
+            if (path, version) in existing or (path, version) in seen:
+                continue
+            seen.add((path, version))
+            transfer_id = uuid.uuid4()
+            try:
+                destination = naming.destination_path(
+                    folder=route.destination_path,
+                    template=route.name_template,
+                    source_path=path,
+                    source_root=route.source_path,
+                    transfer_id=str(transfer_id),
+                    at=self.now,
+                )
+            except naming.UnsafeName as exc:
+                log.warning(
+                    "source file name refused", extra={"route": str(route.id), "path": path, "reason": str(exc)}
+                )
+                continue
+            # OpenPGP names: "{name}.pgp" when encrypting, ".pgp"/".gpg"/".asc" off when decrypting.
+            destination = route_options.pgp_output_path(destination, route.options)
+            for column, value in zip(rows, (transfer_id, path, version, size, size, destination), strict=True):
+                rows[column].append(value)
+        if not rows["id"]:
+            return
+        # savepoint=False: observe_files calls this inside its own transaction; a nested
+        # atomic would send a SAVEPOINT, which Aurora's write forwarding refuses.
+        with transaction.atomic(savepoint=False):
+            if self.batch_id is not None and self.batch_trigger is not None and not self.opened:
+                batches.open_batch(route, batch_id=self.batch_id, trigger=self.batch_trigger)
+                self.opened = True
+            # ON CONFLICT DO NOTHING RETURNING id: a concurrent poll's row wins, and only the
+            # rows this statement inserted come back (exactly once, whoever races).
+            inserted = set(bulk.insert_ignoring_conflicts(self.prototype, rows, returning="id"))
+            created = [i for i in rows["id"] if i in inserted]  # in creation order
+            lifecycle.record_created(created, at=self.now, detail=self.detail)
+            self.ids += created
+
+    def finish(self) -> Created:
+        """Record the batch's size (or drop it: nothing was created after all) and dispatch
+        the created transfers after the commit. Inside the transaction of :meth:`add`."""
+        with transaction.atomic(savepoint=False):
+            if self.opened and self.batch_id is not None:
+                batches.close_intake(self.batch_id, created=len(self.ids))
+            dispatch_after_commit(self.ids)
+        return Created(ids=self.ids, batch_id=self.batch_id if self.ids else None)
+
+
 def _create_transfers(
     route: Route,
     items: list[tuple[str, str, int | None]],
@@ -139,99 +269,13 @@ def _create_transfers(
     now: datetime,
     detail: str,
     batch_trigger: str | None = None,
-) -> list[Transfer]:
-    """Create the transfers of ``(source path, version, size)`` not created before.
-
-    Idempotent and race-safe: rows that exist are skipped; a concurrent insert of the same
-    key wins (``ON CONFLICT DO NOTHING``, ``transfers.bulk``) and only rows this call inserted
-    are returned. With
-    ``batch_trigger`` (a poll or a manual run) the rows it creates form one batch
-    (``transfers.batches``); without (S3 events) they have none.
-    """
-    if not items:
-        return []
-    existing = set(
-        Transfer.objects.filter(route=route, source_path__in={path for path, _, _ in items}).values_list(
-            "source_path", "source_version"
-        )
-    )
-    request_id = current_request_id()  # the poll's, the event's or the manual run's
-    batch_id = uuid.uuid4() if batch_trigger else None
-    # What differs from row to row; the rest is the prototype's (transfers.bulk).
-    rows: dict[str, list[Any]] = {
-        "id": [],
-        "source_path": [],
-        "source_version": [],
-        "source_size": [],
-        "bytes_total": [],
-        "destination_path": [],
-    }
-    seen: set[tuple[str, str]] = set()
-    for path, version, size in items:
-        if (path, version) in existing or (path, version) in seen:
-            continue
-        seen.add((path, version))
-        transfer_id = uuid.uuid4()
-        try:
-            destination = naming.destination_path(
-                folder=route.destination_path,
-                template=route.name_template,
-                source_path=path,
-                source_root=route.source_path,
-                transfer_id=str(transfer_id),
-                at=now,
-            )
-        except naming.UnsafeName as exc:
-            log.warning("source file name refused", extra={"route": str(route.id), "path": path, "reason": str(exc)})
-            continue
-        # OpenPGP names: "{name}.pgp" when encrypting, ".pgp"/".gpg"/".asc" off when decrypting.
-        destination = route_options.pgp_output_path(destination, route.options)
-        for column, value in zip(rows, (transfer_id, path, version, size, size, destination), strict=True):
-            rows[column].append(value)
-    if not rows["id"]:
-        return []
-    prototype = Transfer(
-        tenant_id=route.tenant_id,
-        route=route,
-        source_endpoint_id=route.source_endpoint_id,
-        destination_endpoint_id=route.destination_endpoint_id,
-        options=dict(route.options),
-        metadata=dict(route.metadata or {}),
-        max_attempts=route.options.get("max_attempts", route_options.DEFAULTS["max_attempts"]),
-        partition=route.partition,
-        state=State.PENDING,
-        request_id=request_id,
-        batch_id=batch_id,
-    )
-    # savepoint=False: observe_files calls this inside its own transaction; a nested atomic
-    # would send a SAVEPOINT, which Aurora's write forwarding refuses.
+) -> Created:
+    """Create the transfers of ``(source path, version, size)`` not created before, in one
+    go (:class:`_Intake`); returns what this call created."""
     with transaction.atomic(savepoint=False):
-        if batch_id is not None and batch_trigger is not None:
-            batches.open_batch(route, batch_id=batch_id, trigger=batch_trigger)
-        # ON CONFLICT DO NOTHING RETURNING id: a concurrent poll's row wins, and only the rows
-        # this statement inserted come back (exactly once, whoever races).
-        inserted = set(bulk.insert_ignoring_conflicts(prototype, rows, returning="id"))
-        created = [
-            _transfer_like(prototype, **{column: values[i] for column, values in rows.items()})
-            for i in range(len(rows["id"]))
-            if rows["id"][i] in inserted
-        ]
-        if batch_id is not None:
-            batches.close_intake(batch_id, created=len(created))
-        lifecycle.record_created(created, at=now, detail=detail)
-        dispatch_after_commit([t.id for t in created])
-    return created
-
-
-def _transfer_like(prototype: Transfer, **values: Any) -> Transfer:
-    """A copy of ``prototype`` (as it was inserted) with ``values``, marked as saved."""
-    transfer = copy.copy(prototype)
-    transfer._state = copy.copy(prototype._state)
-    transfer._state.adding = False
-    transfer.__dict__.update(values)
-    # Each its own dicts, as when every row was built on its own.
-    transfer.options, transfer.metadata = dict(prototype.options), dict(prototype.metadata)
-    return transfer
+        run = _Intake(route, now=now, detail=detail, batch_trigger=batch_trigger)
+        run.add(items)
+        return run.finish()
 
 
 def _marker_names(route: Route, names: Iterable[str]) -> dict[str, str]:
@@ -256,7 +300,7 @@ def observe_files(
     force: bool = False,
     waiting: Counter[str] | None = None,
     trigger: str = "schedule",
-) -> list[Transfer]:
+) -> Created:
     """Record one poll of ``route``'s source and create transfers for the stable files.
 
     ``files`` is the complete listing of the route's folder (and sub-folders when
@@ -269,11 +313,14 @@ def observe_files(
     set; ``force`` takes every matching file now.
     Files modified before the route's restore watermark are never taken (``watermarks``).
 
-    Returns the transfers created by this call (already existing ones are not repeated);
-    they are dispatched after the commit. ``waiting``, when given, counts the matching files
-    not taken by the reason they wait (the stability rule's words), for a manual run to say.
-    The transfers one call creates form one batch of kind ``trigger`` (``schedule`` or
-    ``manual``; ``transfers.batches``).
+    Returns what this call created (already existing transfers are not repeated): their
+    ids and batch; they are dispatched after the commit. ``waiting``, when given, counts the
+    matching files not taken by the reason they wait (the stability rule's words), for a
+    manual run to say. The transfers one call creates form one batch of kind ``trigger``
+    (``schedule`` or ``manual``; ``transfers.batches``).
+
+    The listing is handled :data:`CHUNK` files at a time, all in one transaction: what the
+    call holds besides ``files`` does not grow with the folder.
     """
     opts = route.options or {}
     listed: dict[str, RemoteFile] = {}
@@ -284,17 +331,19 @@ def observe_files(
             log.warning("listed path refused", extra={"route": str(route.id), "path": file.path, "reason": str(exc)})
             continue
         listed[path] = file
-    by_folder: dict[str, set[str]] = {}
-    for path in listed:
-        folder, name = posixpath.split(path)
-        by_folder.setdefault(folder, set()).add(name)
     markers_of = _marker_names(route, (posixpath.basename(p) for p in listed))
     marker_names = set(markers_of.values())
+    by_folder: dict[str, set[str]] = {}
+    if markers_of:  # only a done marker asks what else its folder holds
+        for path in listed:
+            folder, name = posixpath.split(path)
+            by_folder.setdefault(folder, set()).add(name)
     candidates = {
         path: file
         for path, file in listed.items()
         if _in_route(route, path) and not (marker_names and posixpath.basename(path) in marker_names)
     }
+    del listed
     # Older than the route's restore watermark: the ledger may have forgotten its delivery,
     # so not even a forced run takes it (the operator decides, docs/execution.md).
     too_old = [path for path, file in candidates.items() if watermarks.skip(route, float(file.mtime))]
@@ -306,63 +355,119 @@ def observe_files(
         for path in too_old:
             del candidates[path]
 
+    rules = {
+        "now": now.timestamp(),
+        "min_age_seconds": int(opts.get("min_age_seconds") or 0),
+        "stable_polls": bool(opts.get("stable_polls", True)),
+        "marker_required": bool(opts.get("done_marker")),
+        "force": force,
+    }
+    detail = "created by a manual run (forced)" if force else "created by a poll of the source"
     with transaction.atomic():
-        previous = {o.path: o for o in FileObservation.objects.filter(route=route, path__in=list(candidates))}
-        to_create: list[tuple[str, int, float, str, int]] = []
-        to_update: list[FileObservation] = []
-        stable: list[tuple[str, str, int | None]] = []
+        _forget_unlisted(route, candidates)
+        run = _Intake(route, now=now, detail=detail, batch_trigger=trigger)
+        chunk: dict[str, RemoteFile] = {}
         for path, file in candidates.items():
-            size, mtime = int(file.size), float(file.mtime)
-            old = previous.get(path)
-            before = None
-            if old is not None:
-                # One poll like this: that poll (last_seen_at) started it. Read so, a row
-                # written before first_seen_at moved on changes cannot shorten the interval.
-                since = old.last_seen_at if old.polls == 1 else old.first_seen_at
-                before = stability.Observation(size=old.size, mtime=old.mtime, polls=old.polls, since=since.timestamp())
-            current = stability.observe(before, size=size, mtime=mtime, now=now.timestamp())
-            folder, name = posixpath.split(path)
-            marker = markers_of.get(name)
-            decision = stability.decide(
-                current,
-                now=now.timestamp(),
-                min_age_seconds=int(opts.get("min_age_seconds") or 0),
-                stable_polls=bool(opts.get("stable_polls", True)),
-                marker_required=bool(opts.get("done_marker")),
-                marker_present=marker is not None and marker in by_folder.get(folder, set()),
-                force=force,
-            )
-            if old is None:
-                # Plain values: a big folder's first poll would build thousands of rows.
-                to_create.append((path, size, mtime, _version_of(file), current.polls))
-            else:
-                old.size, old.mtime, old.polls, old.last_seen_at = size, mtime, current.polls, now
-                if current.polls == 1:  # changed: the unchanged interval starts again now
-                    old.first_seen_at = now
-                old.version = _version_of(file)
-                to_update.append(old)
-            if decision.stable:
-                stable.append((path, _version_of(file), size))
-            elif waiting is not None:
-                waiting[decision.reason] += 1
-        FileObservation.objects.filter(route=route).exclude(path__in=list(candidates)).delete()
-        # ignore_conflicts: a concurrent poll of the same route inserted it; its count stands.
-        if to_create:
-            bulk.insert_ignoring_conflicts(
-                FileObservation(route=route, first_seen_at=now, last_seen_at=now),
-                dict(
-                    zip(
-                        ("path", "size", "mtime", "version", "polls"),
-                        (list(c) for c in zip(*to_create, strict=True)),
-                        strict=True,
+            chunk[path] = file
+            if len(chunk) == CHUNK:
+                run.add(
+                    _observe_chunk(
+                        route, chunk, now=now, rules=rules, markers_of=markers_of, by_folder=by_folder, waiting=waiting
                     )
-                ),
+                )
+                chunk = {}
+        if chunk:
+            run.add(
+                _observe_chunk(
+                    route, chunk, now=now, rules=rules, markers_of=markers_of, by_folder=by_folder, waiting=waiting
+                )
             )
-        FileObservation.objects.bulk_update(
-            to_update, ["size", "mtime", "polls", "first_seen_at", "last_seen_at", "version"], batch_size=500
+        return run.finish()
+
+
+def _forget_unlisted(route: Route, listed: dict[str, RemoteFile]) -> None:
+    """Delete the observations of ``route``'s files not in ``listed``: read by id a
+    :data:`CHUNK` at a time and deleted by id, rather than one ``NOT IN`` of the whole listing."""
+    after = 0
+    while True:
+        page = list(
+            FileObservation.objects.filter(route=route, id__gt=after).order_by("id").values_list("id", "path")[:CHUNK]
         )
-        detail = "created by a manual run (forced)" if force else "created by a poll of the source"
-        return _create_transfers(route, stable, now=now, detail=detail, batch_trigger=trigger)
+        gone = [pk for pk, path in page if path not in listed]
+        if gone:
+            FileObservation.objects.filter(id__in=gone).delete()
+        if len(page) < CHUNK:
+            return
+        after = page[-1][0]
+
+
+def _observe_chunk(
+    route: Route,
+    chunk: dict[str, RemoteFile],
+    *,
+    now: datetime,
+    rules: dict[str, Any],
+    markers_of: dict[str, str],
+    by_folder: dict[str, set[str]],
+    waiting: Counter[str] | None,
+) -> list[tuple[str, str, int | None]]:
+    """Record the observations of ``chunk``'s files (inserted or updated) and return the
+    ``(path, version, size)`` of those stable now (``stability.decide``)."""
+    previous = {o.path: o for o in FileObservation.objects.filter(route=route, path__in=list(chunk))}
+    to_create: list[tuple[str, int, float, str, int]] = []
+    to_update: list[FileObservation] = []
+    stable: list[tuple[str, str, int | None]] = []
+    for path, file in chunk.items():
+        size, mtime = int(file.size), float(file.mtime)
+        old = previous.get(path)
+        before = None
+        if old is not None:
+            # One poll like this: that poll (last_seen_at) started it. Read so, a row
+            # written before first_seen_at moved on changes cannot shorten the interval.
+            since = old.last_seen_at if old.polls == 1 else old.first_seen_at
+            before = stability.Observation(size=old.size, mtime=old.mtime, polls=old.polls, since=since.timestamp())
+        current = stability.observe(before, size=size, mtime=mtime, now=rules["now"])
+        folder, name = posixpath.split(path)
+        marker = markers_of.get(name)
+        decision = stability.decide(
+            current,
+            now=rules["now"],
+            min_age_seconds=rules["min_age_seconds"],
+            stable_polls=rules["stable_polls"],
+            marker_required=rules["marker_required"],
+            marker_present=marker is not None and marker in by_folder.get(folder, set()),
+            force=rules["force"],
+        )
+        version = _version_of(file)
+        if old is None:
+            # Plain values: a chunk of a big folder's first poll is thousands of rows.
+            to_create.append((path, size, mtime, version, current.polls))
+        else:
+            old.size, old.mtime, old.polls, old.last_seen_at = size, mtime, current.polls, now
+            if current.polls == 1:  # changed: the unchanged interval starts again now
+                old.first_seen_at = now
+            old.version = version
+            to_update.append(old)
+        if decision.stable:
+            stable.append((path, version, size))
+        elif waiting is not None:
+            waiting[decision.reason] += 1
+    # ignore_conflicts: a concurrent poll of the same route inserted it; its count stands.
+    if to_create:
+        bulk.insert_ignoring_conflicts(
+            FileObservation(route=route, first_seen_at=now, last_seen_at=now),
+            dict(
+                zip(
+                    ("path", "size", "mtime", "version", "polls"),
+                    (list(c) for c in zip(*to_create, strict=True)),
+                    strict=True,
+                )
+            ),
+        )
+    FileObservation.objects.bulk_update(
+        to_update, ["size", "mtime", "polls", "first_seen_at", "last_seen_at", "version"], batch_size=500
+    )
+    return stable
 
 
 # --- S3 events ------------------------------------------------------------------------------
@@ -435,7 +540,7 @@ def create_from_s3_event(
             continue
         created += _create_transfers(
             route, [(path, version or f"size:{size}", size)], now=now, detail="created by an S3 event"
-        )
+        ).transfers()
     unavailable = [pk for pk, proof in proven.items() if proof.transient]
     if unavailable:
         raise ProofUnavailable(f"read access of {len(unavailable)} endpoint(s) could not be proven; retry later")
@@ -551,7 +656,7 @@ def create_adhoc_transfer(
                 idempotency_fingerprint=fingerprint,
                 request_id=current_request_id(),
             )
-            lifecycle.record_created([transfer], at=now, detail="created by an API request")
+            lifecycle.record_created([transfer.id], at=now, detail="created by an API request")
             dispatch_after_commit([transfer.id])
     except IntegrityError:
         # A concurrent request with the same key won.

@@ -37,17 +37,17 @@ _CLAIMED = (State.STAGING, State.STAGED, State.DELIVERING)
 # --- creation -----------------------------------------------------------------------------
 
 
-def record_created(transfers: Sequence[Transfer], *, at: datetime, detail: str) -> None:
-    """The timeline's first event of new ``pending`` transfers, and their count. Call in the
-    transaction that inserted them (``transfers.intake``)."""
-    if not transfers:
+def record_created(transfer_ids: Sequence[uuid.UUID], *, at: datetime, detail: str) -> None:
+    """The timeline's first event of the new ``pending`` transfers ``transfer_ids``, and
+    their count. Call in the transaction that inserted them (``transfers.intake``)."""
+    if not transfer_ids:
         return
     # One statement a few thousand events (transfers.bulk): a big folder's intake.
     prototype = TransferEvent(
         at=at, from_state="", to_state=State.PENDING, region=settings.FERRY_REGION, detail=detail, attempt=0
     )
-    bulk.insert_ignoring_conflicts(prototype, {"transfer": [t.id for t in transfers]})
-    transfer_transitions.labels(to_state=State.PENDING.value).inc(len(transfers))
+    bulk.insert_ignoring_conflicts(prototype, {"transfer": list(transfer_ids)})
+    transfer_transitions.labels(to_state=State.PENDING.value).inc(len(transfer_ids))
 
 
 # --- a worker's claim ---------------------------------------------------------------------

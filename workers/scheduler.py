@@ -32,19 +32,24 @@ log = logging.getLogger(__name__)
 
 def poll_route(
     route: Route, force: bool = False, waiting: Counter[str] | None = None, *, trigger: str = "schedule"
-) -> list[Transfer]:
+) -> intake.Created:
     """List ``route``'s source now and create transfers for the stable files (all of them
     with ``force``); ``waiting`` counts the others by reason; the transfers form one batch
-    of kind ``trigger``. Raises TransferError when the source cannot be listed."""
+    of kind ``trigger``. Returns what was created (ids and batch). Raises TransferError when
+    the source cannot be listed."""
     spec = to_spec(route.source_endpoint)
     folder = location_of(spec, route.source_path)
     # List everything: done-marker files need not match the route's pattern.
-    remote = listing.list_files(folder, pattern="*", recursive=route.recursive)
-    files = []
-    for item in remote:
+    files = listing.list_files(folder, pattern="*", recursive=route.recursive)
+    # Endpoint-relative paths, in place: two copies of a big folder's listing would be
+    # what grows (bench/analysis.md, "#14 scale").
+    kept = 0
+    for item in files:
         path = relative_path(spec, item.path)
         if path is not None:
-            files.append(dataclasses.replace(item, path=path))
+            files[kept] = dataclasses.replace(item, path=path)
+            kept += 1
+    del files[kept:]
     return intake.observe_files(route, files, now=timezone.now(), force=force, waiting=waiting, trigger=trigger)
 
 

@@ -515,7 +515,9 @@ def routes_run(
     with session(as_json) as api:
         found = api.route(route)
         result = api.post(f"routes/{found['id']}/run", {"force": force})
-        created = result["results"]
+        # The answer is the first page of what the run created; `next` pages on through the rest.
+        created = list(api.rows(result))
+        result = {**result, "results": created, "next": None}
         if not as_json:
             if created:
                 output.transfers_table(created)

@@ -135,7 +135,11 @@ class Client:
     def pages(self, path: str, *, limit: int | None = None, **params: Any) -> Iterator[dict[str, Any]]:
         """Rows of a cursor-paginated list (``{"results", "next"}``), up to ``limit`` rows."""
         page_size = min(limit, 200) if limit else 200
-        body = self.get(path, limit=page_size, **params)
+        yield from self.rows(self.get(path, limit=page_size, **params), limit=limit)
+
+    def rows(self, body: dict[str, Any], *, limit: int | None = None) -> Iterator[dict[str, Any]]:
+        """Rows of a page already read (a list's, or a route run's answer) and of the pages
+        its ``next`` links lead to, up to ``limit`` rows."""
         count = 0
         while True:
             for row in body["results"]:

@@ -184,6 +184,47 @@ def test_run_maps_listing_failures_to_clear_errors(api, endpoints, monkeypatch):
     assert response.json()["error"]["code"] == "source_authentication_failed"
 
 
+def test_a_big_run_answers_its_first_page_and_links_to_the_rest(api, endpoints, make_tenant, monkeypatch):
+    """A run's answer is paged like the transfers list: the first page, then `next` into
+    `GET /transfers?batch=<id>`, which pages on through the run's transfers."""
+    src, dst = endpoints
+    route = post(api, "/routes", route_body(src, dst, trigger={"type": "manual"})).json()
+    listing = [RemoteFile(f"/outbound/f-{i:04d}.csv", 5, 1.0) for i in range(123)]  # 2 pages and a bit
+
+    def poll_route(route_obj, force=False, waiting=None, *, trigger="schedule"):
+        return intake.observe_files(
+            route_obj, listing, now=timezone.now(), force=force, waiting=waiting, trigger=trigger
+        )
+
+    monkeypatch.setattr(intake, "_poller", poll_route)
+    body = post(
+        api, f"/routes/{route['id']}/run?limit=5", {"force": True}
+    ).json()  # the run's own query is not the list's
+    assert len(body["results"]) == 50 and body["waiting"] == []
+    (batch,) = {t["batch"] for t in body["results"]}
+    assert batch is not None and body["next"].startswith("http")
+    assert f"/api/v1/transfers?batch={batch}" in body["next"] and "cursor=" in body["next"]
+    # Another tenant following the link sees none of them (the list is the tenant's).
+    _, other_key = make_tenant()
+    other = APIClient()
+    other.credentials(HTTP_AUTHORIZATION=f"Bearer {other_key}")
+    assert other.get(body["next"]).json() == {"results": [], "next": None}
+    seen = [t["id"] for t in body["results"]]
+    link = body["next"]
+    while link:
+        page = api.get(link).json()
+        seen += [t["id"] for t in page["results"]]
+        link = page["next"]
+    assert len(seen) == len(set(seen)) == 123  # no repeats, no gaps
+    assert set(seen) == {str(i) for i in Transfer.objects.filter(route_id=route["id"]).values_list("id", flat=True)}
+    # A run that creates a page or less has no next page; one that creates nothing, no results.
+    listing[:] = [RemoteFile(f"/outbound/g-{i}.csv", 5, 1.0) for i in range(3)]
+    small = post(api, f"/routes/{route['id']}/run", {"force": True}).json()
+    assert len(small["results"]) == 3 and small["next"] is None
+    again = post(api, f"/routes/{route['id']}/run", {"force": True}).json()
+    assert again == {"results": [], "next": None, "waiting": []}
+
+
 # --- ad-hoc transfers -------------------------------------------------------------------------
 
 

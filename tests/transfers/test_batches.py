@@ -41,7 +41,7 @@ def completions():
 
 def poll(route, names: list[str], *, trigger: str = "schedule") -> list[Transfer]:
     files = [RemoteFile(f"{route.source_path}/{n}", 10 + i, 1.0) for i, n in enumerate(names)]
-    return intake.observe_files(route, files, now=timezone.now(), force=True, trigger=trigger)
+    return intake.observe_files(route, files, now=timezone.now(), force=True, trigger=trigger).transfers()
 
 
 def finish(transfer: Transfer, to: State = State.SUCCEEDED, **fields) -> bool:

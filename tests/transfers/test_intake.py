@@ -30,10 +30,10 @@ def test_a_growing_file_is_taken_only_once_stable_and_only_once(poll_route, djan
     now = timezone.now()
     old = now.timestamp() - 100
     later = now + timedelta(seconds=stability.MIN_INTERVAL_SECONDS)
-    assert intake.observe_files(poll_route, [RemoteFile("/out/a.csv", 10, old)], now=now) == []
-    assert intake.observe_files(poll_route, [RemoteFile("/out/a.csv", 20, old + 1)], now=now) == []
+    assert not intake.observe_files(poll_route, [RemoteFile("/out/a.csv", 10, old)], now=now)
+    assert not intake.observe_files(poll_route, [RemoteFile("/out/a.csv", 20, old + 1)], now=now)
     with django_capture_on_commit_callbacks() as callbacks:
-        [created] = intake.observe_files(poll_route, [RemoteFile("/out/a.csv", 20, old + 1)], now=later)
+        [created] = intake.observe_files(poll_route, [RemoteFile("/out/a.csv", 20, old + 1)], now=later).transfers()
     assert len(callbacks) == 1  # dispatch after commit
     assert created.source_version == f"20:{int(old + 1)}"
     assert created.destination_path == f"/in/a-{now.year}.csv"
@@ -42,7 +42,7 @@ def test_a_growing_file_is_taken_only_once_stable_and_only_once(poll_route, djan
     assert TransferEvent.objects.get(transfer=created).to_state == State.PENDING
     # Repeated polls never make a second row.
     for _ in range(3):
-        assert intake.observe_files(poll_route, [RemoteFile("/out/a.csv", 20, old + 1)], now=later) == []
+        assert not intake.observe_files(poll_route, [RemoteFile("/out/a.csv", 20, old + 1)], now=later)
     assert Transfer.objects.filter(route=poll_route).count() == 1
     assert FileObservation.objects.get(route=poll_route).polls == 5
 
@@ -54,14 +54,14 @@ def test_polls_closer_than_the_minimum_interval_do_not_take_a_file(poll_route):
     at = lambda s: t0 + timedelta(seconds=s)  # noqa: E731
     mtime = t0.timestamp() - 100
     path = "/out/growing.csv"
-    assert intake.observe_files(poll_route, [RemoteFile(path, 64, mtime)], now=at(0)) == []
-    assert intake.observe_files(poll_route, [RemoteFile(path, 64, mtime)], now=at(2)) == []
+    assert not intake.observe_files(poll_route, [RemoteFile(path, 64, mtime)], now=at(0))
+    assert not intake.observe_files(poll_route, [RemoteFile(path, 64, mtime)], now=at(2))
     # The writer resumes: the interval starts again from this poll.
-    assert intake.observe_files(poll_route, [RemoteFile(path, 128, mtime + 5)], now=at(25)) == []
-    assert intake.observe_files(poll_route, [RemoteFile(path, 128, mtime + 5)], now=at(35)) == []
+    assert not intake.observe_files(poll_route, [RemoteFile(path, 128, mtime + 5)], now=at(25))
+    assert not intake.observe_files(poll_route, [RemoteFile(path, 128, mtime + 5)], now=at(35))
     assert FileObservation.objects.get(route=poll_route, path=path).first_seen_at == at(25)
     assert not Transfer.objects.filter(route=poll_route).exists()
-    [created] = intake.observe_files(poll_route, [RemoteFile(path, 128, mtime + 5)], now=at(55))
+    [created] = intake.observe_files(poll_route, [RemoteFile(path, 128, mtime + 5)], now=at(55)).transfers()
     assert created.bytes_total == 128
 
 
@@ -80,7 +80,7 @@ def test_an_older_row_changed_since_its_first_sighting_waits_the_interval(poll_r
         polls=1,
     )
     files = [RemoteFile("/out/old-row.csv", 128, mtime)]
-    assert intake.observe_files(poll_route, files, now=t0 + timedelta(seconds=2)) == []
+    assert not intake.observe_files(poll_route, files, now=t0 + timedelta(seconds=2))
     assert len(intake.observe_files(poll_route, files, now=t0 + timedelta(seconds=31))) == 1
 
 
@@ -100,7 +100,7 @@ def test_pattern_folder_min_age_and_forgotten_files(poll_route):
     ]
     intake.observe_files(poll_route, files, now=now)
     created = intake.observe_files(poll_route, files, now=now + timedelta(seconds=stability.MIN_INTERVAL_SECONDS))
-    assert [t.source_path for t in created] == ["/out/old.csv"]
+    assert [t.source_path for t in created.transfers()] == ["/out/old.csv"]
     assert set(FileObservation.objects.filter(route=poll_route).values_list("path", flat=True)) == {
         "/out/young.csv",
         "/out/old.csv",
@@ -114,7 +114,7 @@ def test_force_takes_at_once_and_recursive_keeps_sub_folders(tenant, make_endpoi
     route = routes.create_route(tenant=tenant, **route_spec(src, dst, recursive=True, trigger_type="manual", cron=""))
     now = timezone.now()
     created = intake.observe_files(route, [RemoteFile("/out/2026/a.csv", 3, now.timestamp())], now=now, force=True)
-    assert [t.destination_path for t in created] == ["/in/2026/a.csv"]
+    assert [t.destination_path for t in created.transfers()] == ["/in/2026/a.csv"]
 
 
 def test_done_marker(tenant, make_endpoint):
@@ -125,11 +125,11 @@ def test_done_marker(tenant, make_endpoint):
     )
     now = timezone.now()
     t = now.timestamp() - 10
-    assert intake.observe_files(route, [RemoteFile("/out/a.csv", 3, t)], now=now) == []
+    assert not intake.observe_files(route, [RemoteFile("/out/a.csv", 3, t)], now=now)
     created = intake.observe_files(
         route, [RemoteFile("/out/a.csv", 3, t), RemoteFile("/out/a.csv.done", 0, t)], now=now
     )
-    assert [c.source_path for c in created] == ["/out/a.csv"]  # the marker itself is not a transfer
+    assert [c.source_path for c in created.transfers()] == ["/out/a.csv"]  # the marker itself is not a transfer
 
 
 # --- S3 events ----------------------------------------------------------------------------------
@@ -196,4 +196,4 @@ def test_ferry_part_files_are_never_taken(tenant, make_endpoint):
     t = now.timestamp() - 10
     part = f"/out/.a.csv.{uuid.uuid4()}.part"
     created = intake.observe_files(route, [RemoteFile(part, 3, t), RemoteFile("/out/.hidden", 3, t)], now=now)
-    assert [c.source_path for c in created] == ["/out/.hidden"]
+    assert [c.source_path for c in created.transfers()] == ["/out/.hidden"]

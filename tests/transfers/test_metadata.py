@@ -81,7 +81,9 @@ def test_route_metadata_round_trips_and_is_copied_onto_its_transfers(api, endpoi
     assert api.get(f"{V1}/routes/{route_id}").json()["metadata"] == {"partner": "acme", "feed": "daily-gl"}
 
     route = Route.objects.get(id=route_id)
-    [transfer] = intake.observe_files(route, [RemoteFile("/outbound/a.csv", 5, 1.0)], now=timezone.now(), force=True)
+    [transfer] = intake.observe_files(
+        route, [RemoteFile("/outbound/a.csv", 5, 1.0)], now=timezone.now(), force=True
+    ).transfers()
     assert transfer.metadata == {"partner": "acme", "feed": "daily-gl"}
     assert api.get(f"{V1}/transfers/{transfer.id}").json()["metadata"] == {"partner": "acme", "feed": "daily-gl"}
     listed = api.get(f"{V1}/transfers", {"route": route_id}).json()["results"]

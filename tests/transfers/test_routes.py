@@ -101,7 +101,9 @@ def test_update_route_merges_options_bumps_version_and_reschedules(tenant, make_
 def test_delete_route_refused_while_transfers_move(tenant, make_endpoint):
     src, dst = make_endpoint(tenant, "sftp"), make_endpoint(tenant, "s3")
     route = routes.create_route(tenant=tenant, **route_spec(src, dst))
-    [transfer] = intake.observe_files(route, [RemoteFile("/out/a.csv", 1, 1.0)], now=timezone.now(), force=True)
+    [transfer] = intake.observe_files(
+        route, [RemoteFile("/out/a.csv", 1, 1.0)], now=timezone.now(), force=True
+    ).transfers()
     with pytest.raises(Conflict) as exc:
         routes.delete_route(route=route)
     assert exc.value.code == "route_busy"

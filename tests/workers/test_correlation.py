@@ -114,7 +114,7 @@ def test_transfers_store_the_id_of_the_work_that_created_them(make_tenant):
     route = manual_route(tenant)
     files = [RemoteFile(path="/out/a.csv", size=3, mtime=1_700_000_000)]
     with logs.bound(request_id="poll-42"):
-        (created,) = intake.observe_files(route, files, now=timezone.now(), force=True)
+        (created,) = intake.observe_files(route, files, now=timezone.now(), force=True).transfers()
     assert Transfer.objects.get(id=created.id).request_id == "poll-42"
 
 
@@ -234,9 +234,9 @@ def test_each_scheduled_route_run_gets_its_own_id(make_tenant, keeper, monkeypat
     )
     seen: dict[str, str] = {}
 
-    def poll(route: Route, force: bool = False) -> list:
+    def poll(route: Route, force: bool = False) -> intake.Created:
         seen[str(route.id)] = logs.current().get("request_id")
-        return []
+        return intake.Created()
 
     monkeypatch.setattr(scheduler, "poll_route", poll)
     scheduler.scheduler_tick()

@@ -81,7 +81,7 @@ def two_regions(worker_env, logs_dir, django_db_blocker):
 def poll(route: Route) -> list[Transfer]:
     from workers.scheduler import poll_route
 
-    return poll_route(Route.objects.get(id=route.id), force=True)
+    return poll_route(Route.objects.get(id=route.id), force=True).transfers()
 
 
 def test_work_for_the_other_regions_partition_is_handed_over_and_delivered_there(two_regions, published, sshd, bucket):

@@ -216,7 +216,7 @@ def write_files(folder: Path, sizes: list[int]) -> dict[str, str]:
 def poll(route: Route) -> list[Transfer]:
     from workers.scheduler import poll_route
 
-    return poll_route(Route.objects.get(id=route.id), force=True)
+    return poll_route(Route.objects.get(id=route.id), force=True).transfers()
 
 
 def wait_all(route_ids, count: int, *, timeout: float) -> list[Transfer]:

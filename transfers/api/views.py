@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from urllib.parse import urlencode
 
 from django.http import HttpResponse
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -15,7 +17,7 @@ from rest_framework.views import APIView
 from controlplane import scoping, tenancy
 from controlplane.errors import Conflict, FerryError, Unavailable, ValidationFailed
 from controlplane.logs import bind
-from controlplane.pagination import CursorPage
+from controlplane.pagination import CursorPage, FirstPage
 from controlplane.parsers import parse_time
 from controlplane.schema import errors
 from engine.errors import TransferError
@@ -139,9 +141,13 @@ class RouteRunView(APIView):
             ),
         },
         description="List the route's source now and create transfers for its files. Stability "
-        'rules apply unless {"force": true}. Returns the transfers this run created, and in '
-        "`waiting` the matching files it did not take yet, counted by the reason (a first "
-        "manual run of a route with `stable_polls` only records the files it sees).",
+        'rules apply unless {"force": true}. Returns the transfers this run created a page at a '
+        "time: `results` is the first page (newest first, the transfers list's page size) and "
+        "`next`, when the run created more, links to the transfers list filtered by the run's "
+        "batch (`GET /transfers?batch=<id>`) with the cursor after that page: follow it until "
+        "it is null. `waiting` counts the matching files the run did not take yet by the "
+        "reason (a first manual run of a route with `stable_polls` only records the files it "
+        "sees).",
     )
     def post(self, request: Request, route_id) -> Response:
         route = selectors.route_get(tenant=tenancy.tenant_of(request), route_id=route_id)
@@ -158,10 +164,21 @@ class RouteRunView(APIView):
             raise Unavailable("Manual runs are not available yet.") from None
         except TransferError as exc:
             raise SourceUnavailable(f"The source could not be listed: {exc}", code=f"source_{exc.code}") from None
+        # The run's transfers as the transfers list pages them (a big folder's run creates
+        # thousands): the first page here, the rest through `next`.
+        if created.batch_id is None:
+            results, next_link = [], None
+        else:
+            found = selectors.transfer_list(tenant=tenancy.tenant_of(request), batch_id=created.batch_id)
+            found = scoping.narrow(request, found, **selectors.TRANSFER_SCOPE_FIELDS)
+            list_url = request.build_absolute_uri(f"{reverse('transfers')}?{urlencode({'batch': created.batch_id})}")
+            paginator = FirstPage(list_url)
+            page = paginator.paginate_queryset(found, request, view=self)
+            results, next_link = s.TransferOut(page, many=True).data, paginator.get_next_link()
         return Response(
             {
-                "results": s.TransferOut(created, many=True).data,
-                "next": None,
+                "results": results,
+                "next": next_link,
                 "waiting": [{"reason": reason, "files": n} for reason, n in sorted(waiting.items())],
             }
         )
