@@ -162,6 +162,8 @@ def run(env: Env, sizes: Sizes) -> Figure:
         "keeper_pending": n.pending,
         "keeper_ticks": keeper["ticks"],
         "keeper_max_tick_seconds": max(tick_seconds) if tick_seconds else None,
+        # The keeper's first tick (every lease taken), before the backlog was seeded.
+        "keeper_warmup_tick": keeper.get("warmup_tick"),
         "keeper_max_tick_cpu_seconds": max(
             (t["cpu_seconds"] for t in keeper["ticks"] if t["dispatched"]), default=None
         ),

@@ -69,6 +69,19 @@ def send(transfer_ids: Iterable[str], *, region: str) -> int:
     return count
 
 
+def warm_up(region: str) -> None:
+    """Open the broker connection and look up ``region``'s transfer queue now, as the first
+    send would (the keeper calls it at start): the first tick that meets a backlog then costs
+    what every later one does. A failure is harmless, the first send tries again."""
+    if orchestrator.enabled():
+        return
+    try:
+        with batched_publishing(run_transfer.app) as producer:
+            producer.maybe_declare(Queue(queues(region).transfers))
+    except Exception:
+        log.warning("warming the broker connection failed; the first send connects", exc_info=True)
+
+
 def send_batched(transfer_ids: Iterable[str], *, region: str) -> int:
     """Enqueue transfers; small files of one route go together as ``run_batch`` tasks."""
     ids = [str(i) for i in transfer_ids]

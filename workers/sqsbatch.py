@@ -4,11 +4,14 @@ Kombu's SQS transport sends every published message with its own ``SendMessage``
 tick that dispatches a thousand transfers made a thousand requests. Inside
 :func:`batched_publishing`, Celery builds each message exactly as before (kombu's ``_put``:
 the same body, base64-encoded JSON, the same attributes, delay and FIFO fields) and only the
-last call changes: the message is held and, when the block ends, sent with up to
-:data:`MAX_ENTRIES` others in one ``SendMessageBatch`` per queue. A worker receives the same
-message either way.
+last call changes: the message is held until :data:`MAX_ENTRIES` of one queue are there,
+and those leave as one ``SendMessageBatch`` on a thread while Celery builds the next ones
+(what is left goes when the block ends, which waits for every batch). A worker receives the
+same message either way.
 
-The batches go out up to :data:`CONCURRENCY` at once. Nothing is lost silently: entries SQS
+The batches go out up to :data:`CONCURRENCY` at once. Building a message is CPU in this
+process and accepting a batch is a round trip to SQS: overlapped, a keeper tick of a
+thousand messages takes about as long as the longer of the two, not their sum. Nothing is lost silently: entries SQS
 refuses are retried once, then :class:`BatchSendFailed`
 is raised, as a failed ``SendMessage`` raised before. Every dispatch path already treats a
 failed send as "the keeper sends it again" and a message sent twice as harmless (the claim's
@@ -19,8 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from kombu.exceptions import OperationalError
@@ -39,34 +42,43 @@ class BatchSendFailed(OperationalError):
     SendMessage is)."""
 
 
-class _Held:
-    """Stands in for kombu's SQS client: ``send_message`` is held, the rest passes through."""
+def _body_size(entry: dict[str, Any]) -> int:
+    body = entry["MessageBody"]
+    return len(body.encode() if isinstance(body, str) else body)
 
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self.held: dict[str, list[dict[str, Any]]] = {}  # queue URL → SendMessage arguments
 
-    def send_message(self, **kwargs: Any) -> dict[str, Any]:
-        self.held.setdefault(kwargs.pop("QueueUrl"), []).append(kwargs)
-        return {}
+class _Chunker:
+    """Cuts a stream of entries into SendMessageBatch chunks: at most MAX_ENTRIES entries and
+    MAX_BATCH_BYTES of bodies each, in order."""
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.client, name)
+    def __init__(self) -> None:
+        self.chunk: list[dict[str, Any]] = []
+        self.size = 0
+
+    def add(self, entry: dict[str, Any]) -> list[dict[str, Any]] | None:
+        """Take ``entry``; a chunk that is complete now (to send), or None."""
+        body = _body_size(entry)
+        done = self.take() if self.chunk and self.size + body > MAX_BATCH_BYTES else None
+        self.chunk.append(entry)
+        self.size += body
+        if done is None and len(self.chunk) == MAX_ENTRIES:
+            done = self.take()
+        return done
+
+    def take(self) -> list[dict[str, Any]]:
+        chunk, self.chunk, self.size = self.chunk, [], 0
+        return chunk
 
 
 def chunks(entries: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
     """``entries`` in order, at most MAX_ENTRIES and MAX_BATCH_BYTES of bodies a chunk."""
-    chunk: list[dict[str, Any]] = []
-    size = 0
+    chunker = _Chunker()
     for entry in entries:
-        body = len(entry["MessageBody"].encode() if isinstance(entry["MessageBody"], str) else entry["MessageBody"])
-        if chunk and (len(chunk) == MAX_ENTRIES or size + body > MAX_BATCH_BYTES):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(entry)
-        size += body
-    if chunk:
-        yield chunk
+        done = chunker.add(entry)
+        if done:
+            yield done
+    if chunker.chunk:
+        yield chunker.take()
 
 
 def _send_chunk(client: Any, queue_url: str, chunk: list[dict[str, Any]]) -> tuple[int, list[str]]:
@@ -88,26 +100,62 @@ def _send_chunk(client: Any, queue_url: str, chunk: list[dict[str, Any]]) -> tup
     return sent, refusals
 
 
+def _settle(futures: list[Future[tuple[int, list[str]]]], total: int) -> int:
+    """Wait for every batch; how many messages SQS accepted. Raises BatchSendFailed when it
+    refused some (after all were tried), or the first batch's error."""
+    results = [future.result() for future in futures]
+    refusals = [r for _, rs in results for r in rs]
+    if refusals:
+        raise BatchSendFailed(f"SQS refused {len(refusals)} of {total} messages: {refusals[0]}")
+    return sum(sent for sent, _ in results)
+
+
 def send_held(client: Any, queue_url: str, entries: list[dict[str, Any]]) -> int:
     """Send ``entries`` (SendMessage arguments without the queue) in batches, up to
     :data:`CONCURRENCY` requests at once (boto3 clients are thread-safe); returns how many
     SQS accepted. Raises BatchSendFailed after sending all it could."""
-    batches = list(chunks(entries))
-    if len(batches) == 1:
-        results = [_send_chunk(client, queue_url, batches[0])]
-    else:
-        with ThreadPoolExecutor(max_workers=min(CONCURRENCY, len(batches))) as pool:
-            results = list(pool.map(lambda chunk: _send_chunk(client, queue_url, chunk), batches))
-    refusals = [r for _, rs in results for r in rs]
-    if refusals:
-        raise BatchSendFailed(f"SQS refused {len(refusals)} of {len(entries)} messages: {refusals[0]}")
-    return sum(sent for sent, _ in results)
+    with ThreadPoolExecutor(max_workers=CONCURRENCY) as pool:
+        futures = [pool.submit(_send_chunk, client, queue_url, chunk) for chunk in chunks(entries)]
+        return _settle(futures, len(entries))
+
+
+class _Held:
+    """Stands in for kombu's SQS client: ``send_message`` is held until ten are there (or the
+    block ends), then they leave as one SendMessageBatch on the block's threads, while Celery
+    builds the next ones; the rest passes through."""
+
+    def __init__(self, client: Any, pool: Callable[[], ThreadPoolExecutor]) -> None:
+        self.client = client
+        self.pool = pool
+        self.chunkers: dict[str, _Chunker] = {}  # queue URL → the batch being filled
+        self.futures: list[Future[tuple[int, list[str]]]] = []
+        self.count = 0
+
+    def send_message(self, **kwargs: Any) -> dict[str, Any]:
+        queue_url = kwargs.pop("QueueUrl")
+        self.count += 1
+        done = self.chunkers.setdefault(queue_url, _Chunker()).add(kwargs)
+        if done:
+            self.futures.append(self.pool().submit(_send_chunk, self.client, queue_url, done))
+        return {}
+
+    def finish(self) -> None:
+        """Send what is left and wait for every batch (raises as :func:`_settle`)."""
+        for queue_url, chunker in self.chunkers.items():
+            if chunker.chunk:
+                self.futures.append(self.pool().submit(_send_chunk, self.client, queue_url, chunker.take()))
+        _settle(self.futures, self.count)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
 
 
 @contextlib.contextmanager
 def batched_publishing(app: Any) -> Iterator[Any]:
-    """A producer of ``app`` whose messages (``apply_async(..., producer=it)``) are sent in
-    batches when the block ends. With a broker other than SQS it is a plain producer."""
+    """A producer of ``app`` whose messages (``apply_async(..., producer=it)``) go ten to a
+    SendMessageBatch, each batch as soon as it is full (up to :data:`CONCURRENCY` in flight,
+    so building and sending overlap); when the block ends the rest are sent and all are
+    waited for. With a broker other than SQS it is a plain producer."""
     with app.producer_or_acquire() as producer:
         channel = producer.channel
         if not callable(getattr(channel, "sqs", None)) or not hasattr(channel, "_put"):
@@ -115,16 +163,25 @@ def batched_publishing(app: Any) -> Iterator[Any]:
             return
         original = channel.sqs
         held: dict[int, _Held] = {}
+        executor: list[ThreadPoolExecutor] = []
+
+        def pool() -> ThreadPoolExecutor:
+            if not executor:
+                executor.append(ThreadPoolExecutor(max_workers=CONCURRENCY, thread_name_prefix="sqs-batch"))
+            return executor[0]
 
         def sqs(queue: str | None = None) -> _Held:
             client = original(queue=queue)
-            return held.setdefault(id(client), _Held(client))
+            return held.setdefault(id(client), _Held(client, pool))
 
         channel.sqs = sqs  # an instance attribute shadows the transport's method
         try:
             yield producer
         finally:
             del channel.sqs
-            for proxy in held.values():
-                for queue_url, entries in proxy.held.items():
-                    send_held(proxy.client, queue_url, entries)
+            try:
+                for proxy in held.values():
+                    proxy.finish()
+            finally:
+                for ex in executor:
+                    ex.shutdown(wait=True)

@@ -18,6 +18,7 @@ from kombu import Queue
 
 from controlplane import aws, tenancy
 from controlplane.resources import queues
+from tests.conftest import wait_until
 from transfers.models import Transfer
 from workers import sqsbatch
 from workers.dispatch import Dispatcher, send
@@ -75,6 +76,29 @@ def test_batched_sends_deliver_every_message_once_in_celerys_own_format(moto, pu
         assert message["content-type"] == single["content-type"]
         args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
         assert args[0] in ids
+
+
+def test_a_full_batch_leaves_while_the_next_messages_are_built(moto, purge_queues):
+    """Ten messages of one queue are sent at once, not when the block ends: building the next
+    ones overlaps with SQS accepting the first (the keeper tick's time, bench ``scale``)."""
+    queue = Queue(queues(HERE).transfers)
+    sqs = aws.client("sqs")
+    url = sqs.get_queue_url(QueueName=queue.name)["QueueUrl"]
+
+    def queued() -> int:
+        return int(
+            sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"][
+                "ApproximateNumberOfMessages"
+            ]
+        )
+
+    with sqsbatch.batched_publishing(run_transfer.app) as producer:
+        for _ in range(13):
+            run_transfer.apply_async(args=[str(uuid.uuid4())], queue=queue, producer=producer)
+        in_flight = wait_until(lambda: queued() or None, timeout=10, interval=0.05, message="the first batch")
+    assert in_flight == 10  # the first ten, while the block was still open
+    assert queued() == 13  # the other three when it ended
+    purge_queues()
 
 
 def test_a_refused_entry_raises_after_the_rest_were_sent(moto, purge_queues):

@@ -13,7 +13,7 @@ from controlplane.metrics import leases_held
 from controlplane.resources import tables
 from transfers import watermarks
 from workers import context
-from workers.dispatch import Dispatcher, has_live_claims, sweep_handoffs_until
+from workers.dispatch import Dispatcher, has_live_claims, sweep_handoffs_until, warm_up
 from workers.keeper import Keeper, KeeperConfig
 from workers.ledger_sweep import LedgerSweeper
 from workers.metrics_server import start_metrics_server
@@ -62,6 +62,7 @@ class Command(BaseCommand):
     def handle(self, *args, once: bool, **options) -> None:
         start_metrics_server()
         keeper = build_keeper()
+        warm_up(settings.FERRY_REGION)
         logs.bind(region=settings.FERRY_REGION, keeper=keeper.owner)
         stopping = []
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
