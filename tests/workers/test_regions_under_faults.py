@@ -222,9 +222,7 @@ def poll(route: Route) -> list[Transfer]:
 def wait_all(route_ids, count: int, *, timeout: float) -> list[Transfer]:
     def done():
         rows = list(Transfer.objects.filter(route_id__in=route_ids))
-        # Cleaned up too: the runner removes an interrupted claim's .part just after it
-        # recorded the success, and the callers look at the destination next.
-        if len(rows) == count and all(t.state == State.SUCCEEDED and not t.cleanup_pending for t in rows):
+        if len(rows) == count and all(t.state == State.SUCCEEDED for t in rows):
             return rows
         return None
 
@@ -239,7 +237,11 @@ def wait_all(route_ids, count: int, *, timeout: float) -> list[Transfer]:
 
 
 def assert_sftp_exactly_once(folder: Path, digests: dict[str, str]) -> None:
-    names = sorted(p.name for p in folder.iterdir())
+    # The runner removes an interrupted claim's .part just after it recorded the success:
+    # give that cleanup a few seconds (a .part left for good still fails here).
+    deadline = time.monotonic() + 10
+    while (names := sorted(p.name for p in folder.iterdir())) != sorted(digests) and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert names == sorted(digests), f"destination holds {names}"
     for name, digest in digests.items():
         assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, name
