@@ -366,17 +366,9 @@ def observe_files(
     with transaction.atomic():
         _forget_unlisted(route, candidates)
         run = _Intake(route, now=now, detail=detail, batch_trigger=trigger)
-        chunk: dict[str, RemoteFile] = {}
-        for path, file in candidates.items():
-            chunk[path] = file
-            if len(chunk) == CHUNK:
-                run.add(
-                    _observe_chunk(
-                        route, chunk, now=now, rules=rules, markers_of=markers_of, by_folder=by_folder, waiting=waiting
-                    )
-                )
-                chunk = {}
-        if chunk:
+        items = list(candidates.items())
+        for start in range(0, len(items), CHUNK):
+            chunk = dict(items[start : start + CHUNK])
             run.add(
                 _observe_chunk(
                     route, chunk, now=now, rules=rules, markers_of=markers_of, by_folder=by_folder, waiting=waiting

@@ -139,12 +139,11 @@ class _Held:
             self.futures.append(self.pool().submit(_send_chunk, self.client, queue_url, done))
         return {}
 
-    def finish(self) -> None:
-        """Send what is left and wait for every batch (raises as :func:`_settle`)."""
+    def flush(self) -> None:
+        """Send what is left (partial batches)."""
         for queue_url, chunker in self.chunkers.items():
             if chunker.chunk:
                 self.futures.append(self.pool().submit(_send_chunk, self.client, queue_url, chunker.take()))
-        _settle(self.futures, self.count)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.client, name)
@@ -179,9 +178,13 @@ def batched_publishing(app: Any) -> Iterator[Any]:
             yield producer
         finally:
             del channel.sqs
+            # Every proxy's rest is sent before any error is raised: one refused batch must
+            # not keep another queue's messages back.
             try:
                 for proxy in held.values():
-                    proxy.finish()
+                    proxy.flush()
+                for proxy in held.values():
+                    _settle(proxy.futures, proxy.count)
             finally:
                 for ex in executor:
                     ex.shutdown(wait=True)
